@@ -1,0 +1,229 @@
+# lookout: one plain Makefile, pkg-config for every dependency.
+#   make            build build/lookout
+#   make run        start the agent on config/lookout.yaml
+#   make test       unit tests, the same under ASan+UBSan, proto check, integration
+#   make bench      benchmarks (see test/bench/)
+#   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
+#   make deps       install what pkg-config cannot find (apt-get or brew)
+# Knobs: CC=gcc|clang, SANITIZE=address,undefined (builds into build-san/), O=
+
+PKG_CONFIG ?= pkg-config
+CC ?= cc
+SANITIZE ?=
+FUZZ_SECONDS ?= 20
+VERSION := 0.1.0
+
+ifeq ($(FUZZ),1)
+B := build-fuzz
+override CC := clang
+override SANITIZE := fuzzer-no-link,address,undefined
+else ifeq ($(SANITIZE),)
+B := build
+else
+B := build-san
+endif
+
+PKGS := libuv libprotobuf-c grpc libnghttp2 jansson yaml-0.1 libcurl zlib
+TEST_PKGS := check
+
+UNAME_S := $(shell uname -s)
+# http-parser ships no .pc file; llhttp (Homebrew) is preferred where present.
+HTTP_PARSER_CFLAGS :=
+HTTP_PARSER_LIBS := -lhttp_parser
+ifneq ($(shell $(PKG_CONFIG) --exists libllhttp 2>/dev/null && echo y),)
+HTTP_PARSER_CFLAGS := -DLK_HAVE_LLHTTP $(shell $(PKG_CONFIG) --cflags libllhttp)
+HTTP_PARSER_LIBS := $(shell $(PKG_CONFIG) --libs libllhttp)
+endif
+ifeq ($(UNAME_S),Darwin)
+BREW_PREFIX := $(shell brew --prefix 2>/dev/null)
+EXTRA_CFLAGS := -I$(BREW_PREFIX)/include
+EXTRA_LIBS := -L$(BREW_PREFIX)/lib
+endif
+
+DEP_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+TEST_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LIBS = $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wpointer-arith \
+        -Wstrict-prototypes -Wmissing-prototypes
+OPT ?= -O2 -g
+CFLAGS_ALL := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE $(OPT) $(WARN) -MMD -MP \
+        -Iagent -I$(B)/gen $(EXTRA_CFLAGS) $(HTTP_PARSER_CFLAGS) \
+        -DLK_VERSION='"$(VERSION)"'
+ifneq ($(SANITIZE),)
+CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS_ALL += -fsanitize=$(SANITIZE)
+endif
+LIBS_ALL = $(DEP_LIBS) $(HTTP_PARSER_LIBS) -lsnappy $(EXTRA_LIBS) -lpthread -lm
+
+# --- protobuf: proto/ -> $(B)/proto (optional rewritten as oneof) -> protoc-c
+PROTOS := $(shell find proto -name '*.proto' | sort)
+PROTO_REWRITTEN := $(PROTOS:proto/%=$(B)/proto/%)
+PROTO_C := $(PROTOS:proto/%.proto=$(B)/gen/%.pb-c.c)
+PROTO_H := $(PROTO_C:.c=.h)
+
+# --- sources
+AGENT_SRC := $(shell find agent -name '*.c' ! -name main.c | sort)
+AGENT_OBJ := $(AGENT_SRC:%.c=$(B)/obj/%.o) $(PROTO_C:$(B)/gen/%.c=$(B)/obj/gen/%.o)
+LIB := $(B)/liblookout.a
+
+UNIT_SRC := $(shell find test/unit -name '*_test.c' 2>/dev/null | sort)
+UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(B)/test/%)
+
+FUZZ_SRC := $(shell find test/fuzz -maxdepth 1 -name '*_fuzz.c' 2>/dev/null | sort)
+
+.PHONY: all run test unit unit-san proto-check integration bench fuzz fuzz-bins deps \
+        clean check-deps format-check
+.DEFAULT_GOAL := all
+
+all: check-deps $(B)/lookout
+
+# Flags file: changing compiler or flags forces a rebuild.
+$(B)/.flags: FORCE
+	@mkdir -p $(B)
+	@echo '$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) $(LDFLAGS_ALL)' | cmp -s - $@ || \
+	  echo '$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) $(LDFLAGS_ALL)' > $@
+FORCE:
+
+# Each line: what to test | Debian package | Homebrew formula.
+# Tests: pc:NAME (pkg-config), h:HEADER (compiles), bin:TOOL, py:MODULE (test Python).
+DEP_TABLE := \
+  pc:libuv|libuv1-dev|libuv pc:libprotobuf-c|libprotobuf-c-dev|protobuf-c \
+  bin:protoc-c|protobuf-c-compiler|protobuf-c pc:grpc|libgrpc-dev|grpc \
+  pc:libnghttp2|libnghttp2-dev|nghttp2 pc:jansson|libjansson-dev|jansson \
+  pc:yaml-0.1|libyaml-dev|libyaml pc:libcurl|libcurl4-openssl-dev|curl \
+  pc:zlib|zlib1g-dev|zlib pc:check|check|check h:snappy-c.h|libsnappy-dev|snappy \
+  h:http_parser.h|libhttp-parser-dev|llhttp bin:protoc|protobuf-compiler|protobuf \
+  bin:curl|curl|curl
+TEST_DEP_TABLE := py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- \
+  bin:promtool|prometheus|prometheus
+
+# Prints the missing entries of DEP_TABLE (and TEST_DEP_TABLE) as "deb|brew".
+define missing_deps
+for e in $(foreach d,$(1),'$(d)'); do \
+  t=$${e%%|*}; rest=$${e#*|}; kind=$${t%%:*}; name=$${t#*:}; ok=; \
+  case $$kind in \
+    pc) $(PKG_CONFIG) --exists $$name 2>/dev/null && ok=1 ;; \
+    bin) command -v $$name >/dev/null 2>&1 && ok=1 ;; \
+    py) { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $$name" 2>/dev/null; } && ok=1 ;; \
+    h) if [ $$name = http_parser.h ] && $(PKG_CONFIG) --exists libllhttp 2>/dev/null; then ok=1; \
+       elif printf '#include <%s>\n' $$name | $(CC) $(EXTRA_CFLAGS) -E -x c - >/dev/null 2>&1; then ok=1; fi ;; \
+  esac; \
+  [ -n "$$ok" ] || echo "$$rest"; \
+done
+endef
+
+check-deps:
+	@miss=$$($(call missing_deps,$(DEP_TABLE))); \
+	if [ -n "$$miss" ]; then \
+	  echo "missing build dependencies (run 'make deps'):"; \
+	  echo "$$miss" | sed 's/^/  apt: /; s/|/   brew: /'; exit 1; fi
+
+deps:
+	@command -v $(PKG_CONFIG) >/dev/null 2>&1 || command -v brew >/dev/null 2>&1 || \
+	  { echo "deps: installing pkg-config"; \
+	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && \
+	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q pkg-config make gcc; }
+	@miss=$$($(call missing_deps,$(DEP_TABLE) $(TEST_DEP_TABLE))); \
+	[ -z "$$miss" ] && exit 0; \
+	if [ "$(UNAME_S)" = Darwin ]; then \
+	  pk=$$(echo "$$miss" | cut -d'|' -f2 | grep -v '^-$$' | sort -u); \
+	  echo "deps: brew install" $$pk; brew install $$pk || exit 1; \
+	  echo "$$miss" | grep -q 'python3-grpcio\|python3-protobuf' && \
+	    echo "deps: tests need Python grpcio and protobuf: python3 -m pip install grpcio protobuf"; \
+	  exit 0; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  pk=$$(echo "$$miss" | cut -d'|' -f1 | sort -u); \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "deps: apt-get install" $$pk; \
+	  $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$pk; \
+	else echo "deps: install these yourself:"; echo "$$miss"; exit 1; fi
+
+$(B)/proto/%.proto: proto/%.proto
+	@mkdir -p $(dir $@)
+	sed -E 's/^([[:space:]]*)optional[[:space:]]+([A-Za-z0-9_.]+)[[:space:]]+([A-Za-z0-9_]+)[[:space:]]*=[[:space:]]*([0-9]+)[[:space:]]*;/\1oneof _\3 { \2 \3 = \4; }/' $< > $@
+
+$(B)/gen/.stamp: $(PROTO_REWRITTEN)
+	@mkdir -p $(B)/gen
+	protoc-c --proto_path=$(B)/proto --c_out=$(B)/gen $(PROTO_REWRITTEN:$(B)/proto/%=%)
+	@touch $@
+
+$(PROTO_C) $(PROTO_H): $(B)/gen/.stamp ;
+
+$(B)/obj/gen/%.o: $(B)/gen/%.c $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $(DEP_CFLAGS) -c $< -o $@
+
+$(B)/obj/%.o: %.c $(B)/.flags $(B)/gen/.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -c $< -o $@
+
+$(LIB): $(AGENT_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/lookout: $(B)/obj/agent/main.o $(LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+# --- tests
+$(B)/test/%: test/unit/%.c $(LIB) $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) $(TEST_CFLAGS) -Itest/unit -o $@ $< $(LIB) \
+	  $(LDFLAGS_ALL) $(LIBS_ALL) $(TEST_LIBS)
+
+unit: check-deps $(UNIT_BIN)
+	@sh test/unit/run.sh $(UNIT_BIN)
+
+unit-san:
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit
+
+proto-check: check-deps
+	@sh test/proto/check.sh
+
+integration: check-deps $(B)/lookout
+	@sh test/integration/run.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory unit-san
+	@$(MAKE) --no-print-directory proto-check
+	@$(MAKE) --no-print-directory integration
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(B)/lookout -c config/lookout.yaml
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh test/bench/run.sh
+
+# --- fuzzing (clang only): test/fuzz/NAME_fuzz.c with corpus test/fuzz/corpus/NAME/
+FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(B)/fuzz/%)
+$(B)/fuzz/%: test/fuzz/%.c $(LIB) $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) \
+	  $(LDFLAGS_ALL) $(LIBS_ALL)
+
+fuzz-bins: check-deps $(FUZZ_BIN)
+
+# Runs every target for FUZZ_SECONDS on a scratch copy of its committed corpus.
+fuzz:
+	@$(MAKE) --no-print-directory FUZZ=1 fuzz-bins
+	@set -e; for t in build-fuzz/fuzz/*_fuzz; do \
+	  n=$$(basename $$t _fuzz); mkdir -p build-fuzz/corpus/$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	    build-fuzz/corpus/$$n test/fuzz/corpus/$$n 2>build-fuzz/$$n.log || \
+	    { tail -40 build-fuzz/$$n.log; exit 1; }; \
+	done
+
+format-check:
+	clang-format --dry-run --Werror $(AGENT_SRC) agent/main.c
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,120 @@
+/* Configuration: YAML file -> validated lk_config. Nothing here touches sockets. */
+#ifndef LK_CONFIG_CONFIG_H
+#define LK_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/log.h"
+
+enum lk_signal { LK_SIGNAL_TRACES, LK_SIGNAL_METRICS, LK_SIGNAL_LOGS, LK_SIGNAL_COUNT };
+
+/* What a full queue does to new data. */
+enum lk_overflow { LK_OVERFLOW_REFUSE, LK_OVERFLOW_DROP };
+
+enum lk_compression { LK_COMPRESSION_NONE, LK_COMPRESSION_GZIP };
+
+struct lk_header {
+    char *name;
+    char *value;
+};
+
+struct lk_tls_config {
+    bool enabled;              /* false: plaintext */
+    bool insecure_skip_verify; /* not supported by the gRPC client; rejected there */
+    char *ca_file;             /* NULL: system roots */
+    char *cert_file;           /* client certificate (mTLS), with key_file */
+    char *key_file;
+};
+
+/* receivers: otlp: protocols: grpc: */
+struct lk_grpc_receiver_config {
+    bool enabled;
+    char *endpoint;                  /* "host:port" or "unix:///path" */
+    uint64_t max_recv_msg_size;      /* bytes, after decompression */
+    uint32_t max_concurrent_streams; /* per connection */
+    uint32_t max_connections;
+    uint64_t idle_timeout_ms;        /* connection with no open stream */
+};
+
+struct lk_receiver_config {
+    char *name; /* "otlp" or "otlp/<suffix>" */
+    struct lk_grpc_receiver_config grpc;
+};
+
+struct lk_retry_config {
+    bool enabled;
+    uint64_t initial_interval_ms;
+    uint64_t max_interval_ms;
+    uint64_t max_elapsed_time_ms; /* 0: retry forever */
+    double multiplier;
+    double randomization_factor;  /* 0..1 */
+};
+
+struct lk_queue_config {
+    uint64_t queue_size;      /* items (spans, points, records) held, in flight included */
+    uint64_t max_bytes;       /* bytes held, in flight included */
+    enum lk_overflow overflow;
+};
+
+struct lk_batch_config {
+    uint32_t send_batch_size;     /* items */
+    uint64_t send_batch_max_bytes;
+    uint64_t timeout_ms;
+};
+
+struct lk_exporter_config {
+    char *name;     /* "otlp" or "otlp/<suffix>", unique */
+    char *endpoint; /* "host:port" for gRPC */
+    uint64_t timeout_ms;
+    struct lk_header *headers;
+    size_t nheaders;
+    enum lk_compression compression;
+    struct lk_tls_config tls;
+    struct lk_retry_config retry;
+    struct lk_queue_config queue;
+    struct lk_batch_config batch;
+    uint32_t max_concurrency; /* requests in flight */
+};
+
+struct lk_pipeline_config {
+    enum lk_signal signal;
+    char **receivers; /* names, each defined under receivers: */
+    size_t nreceivers;
+    char **exporters; /* names, each defined under exporters: */
+    size_t nexporters;
+};
+
+struct lk_admin_config {
+    char *endpoint; /* "host:port" */
+};
+
+typedef struct lk_config {
+    char *path;
+    enum lk_log_level log_level;
+    uint64_t shutdown_timeout_ms;
+    struct lk_admin_config admin;
+    struct lk_receiver_config *receivers;
+    size_t nreceivers;
+    struct lk_exporter_config *exporters;
+    size_t nexporters;
+    struct lk_pipeline_config *pipelines; /* at most one per signal */
+    size_t npipelines;
+} lk_config;
+
+/*
+ * Loads and validates |path|. On success returns 0 and sets |*out| (free with
+ * lk_config_destroy). On failure returns LK_ECONFIG (or LK_ENOMEM / LK_EIO) and,
+ * when |errors| is non-NULL, sets it to a malloc'd text with one line per
+ * problem, each "file:line:column: message" (caller frees).
+ */
+int lk_config_load(const char *path, lk_config **out, char **errors);
+/* Same, from a buffer; |name| is used as the file name in messages. */
+int lk_config_parse(const char *name, const char *text, size_t len,
+                    lk_config **out, char **errors);
+void lk_config_destroy(lk_config *c);
+
+const char *lk_signal_name(enum lk_signal s); /* "traces", "metrics", "logs" */
+
+#endif

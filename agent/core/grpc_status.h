@@ -1,0 +1,26 @@
+/* gRPC status codes (grpc/doc/statuscodes.md), shared by the receiver and the
+ * exporter. */
+#ifndef LK_CORE_GRPC_STATUS_H
+#define LK_CORE_GRPC_STATUS_H
+
+enum lk_grpc_status {
+    LK_GRPC_OK = 0,
+    LK_GRPC_CANCELLED = 1,
+    LK_GRPC_UNKNOWN = 2,
+    LK_GRPC_INVALID_ARGUMENT = 3,
+    LK_GRPC_DEADLINE_EXCEEDED = 4,
+    LK_GRPC_NOT_FOUND = 5,
+    LK_GRPC_ALREADY_EXISTS = 6,
+    LK_GRPC_PERMISSION_DENIED = 7,
+    LK_GRPC_RESOURCE_EXHAUSTED = 8,
+    LK_GRPC_FAILED_PRECONDITION = 9,
+    LK_GRPC_ABORTED = 10,
+    LK_GRPC_OUT_OF_RANGE = 11,
+    LK_GRPC_UNIMPLEMENTED = 12,
+    LK_GRPC_INTERNAL = 13,
+    LK_GRPC_UNAVAILABLE = 14,
+    LK_GRPC_DATA_LOSS = 15,
+    LK_GRPC_UNAUTHENTICATED = 16,
+};
+
+#endif

@@ -1,0 +1,95 @@
+#include "core/gzip.h"
+
+#include <zlib.h>
+
+#include "core/err.h"
+
+int lk_gzip_inflate(const uint8_t *p, size_t n, size_t max, int raw_zlib,
+                    lk_buf *out)
+{
+    z_stream zs = {0};
+    int rc;
+    size_t start = out->len;
+
+    /* 16 + MAX_WBITS: gzip wrapper only; zlib wrapper for "deflate". */
+    if (inflateInit2(&zs, raw_zlib ? MAX_WBITS : 16 + MAX_WBITS) != Z_OK)
+        return LK_ENOMEM;
+    zs.next_in = (Bytef *)p;
+    zs.avail_in = (uInt)n;
+    if ((size_t)zs.avail_in != n) {
+        inflateEnd(&zs);
+        return LK_E2BIG;
+    }
+    for (;;) {
+        size_t produced = out->len - start;
+        if (produced >= max) {
+            /* Output is at the cap: one more byte decides between done and bomb. */
+            uint8_t probe;
+            zs.next_out = &probe;
+            zs.avail_out = 1;
+            int zr = inflate(&zs, Z_NO_FLUSH);
+            if (zs.avail_out == 0)
+                rc = LK_E2BIG;
+            else if (zr == Z_STREAM_END && zs.avail_in == 0)
+                rc = 0;
+            else
+                rc = LK_EPROTO;
+            break;
+        }
+        size_t room = max - produced;
+        size_t chunk = room < 64 * 1024 ? room : 64 * 1024;
+        if (out->len + chunk > out->max)
+            chunk = out->max > out->len ? out->max - out->len : 0;
+        if (chunk == 0) {
+            rc = LK_E2BIG;
+            break;
+        }
+        rc = lk_buf_reserve(out, chunk);
+        if (rc < 0)
+            break;
+        zs.next_out = out->data + out->len;
+        zs.avail_out = (uInt)chunk;
+        int zr = inflate(&zs, Z_NO_FLUSH);
+        out->len += chunk - zs.avail_out;
+        if (zr == Z_STREAM_END) {
+            rc = zs.avail_in == 0 ? 0 : LK_EPROTO;
+            break;
+        }
+        if (zr == Z_BUF_ERROR && zs.avail_in == 0) {
+            rc = LK_EPROTO; /* truncated */
+            break;
+        }
+        if (zr != Z_OK && zr != Z_BUF_ERROR) {
+            rc = zr == Z_MEM_ERROR ? LK_ENOMEM : LK_EPROTO;
+            break;
+        }
+    }
+    inflateEnd(&zs);
+    if (rc < 0)
+        out->len = start;
+    return rc;
+}
+
+int lk_gzip_deflate(const uint8_t *p, size_t n, lk_buf *out)
+{
+    z_stream zs = {0};
+    int rc;
+
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return LK_ENOMEM;
+    size_t bound = deflateBound(&zs, (uLong)n);
+    rc = lk_buf_reserve(out, bound);
+    if (rc == 0) {
+        zs.next_in = (Bytef *)p;
+        zs.avail_in = (uInt)n;
+        zs.next_out = out->data + out->len;
+        zs.avail_out = (uInt)bound;
+        if (deflate(&zs, Z_FINISH) == Z_STREAM_END)
+            out->len += bound - zs.avail_out;
+        else
+            rc = LK_EIO;
+    }
+    deflateEnd(&zs);
+    return rc;
+}

@@ -1,0 +1,37 @@
+/* Listening sockets on the loop from endpoint strings. */
+#ifndef LK_CORE_NET_H
+#define LK_CORE_NET_H
+
+#include <uv.h>
+
+/* A listener is a TCP or Unix stream server handle, embedded by value. */
+typedef struct lk_listener {
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    int is_unix;
+    char *path; /* unix socket path (owned), removed on close */
+} lk_listener;
+
+/*
+ * Binds and listens on |endpoint|: "host:port" (IPv4 or a name resolved
+ * synchronously at start-up), "[v6addr]:port", or "unix:///abs/path" (an
+ * existing socket file at that path is replaced). |l->h| gets |data| in its
+ * data field and |on_conn| as the connection callback.
+ * Returns 0, LK_EINVAL for a malformed endpoint, or LK_ESYS (with a log line
+ * naming the endpoint and the system error).
+ */
+int lk_listener_start(lk_listener *l, uv_loop_t *loop, const char *endpoint,
+                      int backlog, uv_connection_cb on_conn, void *data);
+/* Closes the handle; |close_cb| gets the handle (may be NULL). Frees |path|. */
+void lk_listener_close(lk_listener *l, uv_close_cb close_cb);
+/* Accepts one pending connection into a new heap stream handle (tcp or pipe
+ * to match the listener), initialised on |loop|. NULL on failure. Free the
+ * returned handle in its close callback. */
+uv_stream_t *lk_listener_accept(lk_listener *l, uv_loop_t *loop);
+/* Splits "host:port" / "[v6]:port" into |host| (size |hostlen|) and |port|. */
+int lk_endpoint_split(const char *endpoint, char *host, size_t hostlen,
+                      int *port);
+
+#endif

@@ -1,0 +1,65 @@
+/* The one module with OS-specific code (Linux and macOS): process statistics,
+ * peer credentials of Unix sockets, process names. Everything else in lookout
+ * goes through libuv or POSIX. */
+#ifndef LK_CORE_PLATFORM_H
+#define LK_CORE_PLATFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/selfmetrics.h"
+
+struct lk_process_stats {
+    double cpu_seconds;        /* user + system CPU time of this process */
+    uint64_t resident_bytes;   /* resident set size */
+    uint64_t virtual_bytes;    /* virtual address space size */
+    uint64_t open_fds;         /* open file descriptors */
+    uint64_t max_fds;          /* RLIMIT_NOFILE soft limit; UINT64_MAX: unlimited */
+    double start_time_seconds; /* process start, seconds since the Unix epoch */
+};
+
+/*
+ * Fills |out| for the calling process. Every field that can be read is filled
+ * even when another fails; fields that could not be read are 0.
+ * Returns 0, or LK_ESYS / LK_EIO when at least one source failed.
+ */
+int lk_platform_process_stats(struct lk_process_stats *out);
+
+struct lk_peer_cred {
+    int pid; /* -1 when the OS does not report it */
+    unsigned uid;
+    unsigned gid;
+};
+
+/*
+ * Credentials of the process at the other end of the connected Unix stream
+ * socket |fd| (as of connect time). Returns 0, LK_ESYS (not a Unix socket,
+ * or the call failed), or LK_EUNSUPPORTED on an OS without the facility.
+ */
+int lk_platform_peer_cred(int fd, struct lk_peer_cred *out);
+
+/*
+ * Writes the short command name of process |pid| (at most |len| - 1 bytes,
+ * NUL-terminated) into |buf|. Returns 0, LK_ENOENT (no such process),
+ * LK_EINVAL (|len| is 0), LK_ESYS or LK_EUNSUPPORTED.
+ */
+int lk_platform_process_name(int pid, char *buf, size_t len);
+
+/* "linux", "darwin" or "unknown". */
+const char *lk_platform_os(void);
+
+/*
+ * Registers the standard process_* metrics in |m| and refreshes them on every
+ * render through lk_metrics_on_collect:
+ *   process_cpu_seconds_total (counter, fractional: lk_metrics_float_counter),
+ *   process_resident_memory_bytes, process_virtual_memory_bytes,
+ *   process_open_fds, process_max_fds (+Inf when unlimited),
+ *   process_start_time_seconds (gauges).
+ * Call once per registry. Allocation failures leave the affected series out.
+ */
+void lk_platform_register_process_metrics(lk_metrics *m);
+
+/* Registers lookout_build_info{version=|version|,os=...} 1 (a gauge). */
+void lk_platform_register_build_info(lk_metrics *m, const char *version);
+
+#endif

@@ -1,0 +1,76 @@
+/* Self-metrics registry rendered in the Prometheus text format 0.0.4.
+ * Single-threaded: every call happens on the loop thread. */
+#ifndef LK_CORE_SELFMETRICS_H
+#define LK_CORE_SELFMETRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+typedef struct lk_metrics lk_metrics;
+typedef struct lk_counter lk_counter;
+typedef struct lk_gauge lk_gauge;
+typedef struct lk_histogram lk_histogram;
+
+lk_metrics *lk_metrics_create(void);
+/* NULL-safe. Invalidates every series pointer handed out. */
+void lk_metrics_destroy(lk_metrics *m);
+
+/*
+ * Series lookup-or-create. |name| and |help| are copied; |labels| is the
+ * rendered label set without braces, e.g. `exporter="otlp/jaeger",reason="full"`,
+ * or "" for none. The same (name, labels) returns the same series, so an object
+ * re-created on config reload keeps counting where its predecessor stopped.
+ * Returns NULL only on allocation failure; the update functions accept NULL.
+ * (Also NULL, with an error log, for a programming error: an invalid metric
+ * name, a name already registered with another type, or histogram bounds that
+ * are not strictly increasing.)
+ */
+lk_counter *lk_metrics_counter(lk_metrics *m, const char *name,
+                               const char *help, const char *labels);
+lk_gauge *lk_metrics_gauge(lk_metrics *m, const char *name, const char *help,
+                           const char *labels);
+/* |bounds| are the upper bounds in increasing order (no +Inf), copied. */
+lk_histogram *lk_metrics_histogram(lk_metrics *m, const char *name,
+                                   const char *help, const char *labels,
+                                   const double *bounds, size_t nbounds);
+
+/*
+ * A counter whose value is fractional (e.g. process_cpu_seconds_total): it is
+ * an lk_gauge for updates (lk_gauge_set / lk_gauge_add) but rendered with
+ * `# TYPE name counter`. The caller keeps it monotonic. A name is either a
+ * float counter or an integer counter, never both.
+ */
+lk_gauge *lk_metrics_float_counter(lk_metrics *m, const char *name,
+                                   const char *help, const char *labels);
+
+void lk_counter_add(lk_counter *c, uint64_t n);
+uint64_t lk_counter_value(const lk_counter *c);
+void lk_gauge_set(lk_gauge *g, double v);
+void lk_gauge_add(lk_gauge *g, double delta);
+double lk_gauge_value(const lk_gauge *g);
+void lk_histogram_observe(lk_histogram *h, double v);
+uint64_t lk_histogram_count(const lk_histogram *h); /* observations so far */
+double lk_histogram_sum(const lk_histogram *h);
+
+/* Called at the start of every render, e.g. to refresh process_* gauges. */
+typedef void (*lk_metrics_collect_cb)(lk_metrics *m, void *arg);
+void lk_metrics_on_collect(lk_metrics *m, lk_metrics_collect_cb cb, void *arg);
+
+/*
+ * Appends |value| to |out| escaped for use inside a label value's quotes
+ * (backslash, double quote and newline), without the quotes themselves.
+ * Returns 0 or the lk_buf error (LK_E2BIG, LK_ENOMEM).
+ */
+int lk_metrics_label_escape(lk_buf *out, const char *value);
+
+/* Formats |v| as the exposition writes sample values: the shortest %g form
+ * that reads back as the same double, or NaN, +Inf, -Inf. Returns what
+ * snprintf returns (40 bytes always suffice). */
+int lk_metrics_format_double(char *dst, size_t size, double v);
+
+/* Appends the exposition (families in registration order, one HELP/TYPE each). */
+int lk_metrics_render(lk_metrics *m, lk_buf *out);
+
+#endif

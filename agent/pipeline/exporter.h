@@ -1,0 +1,56 @@
+/* The contract between a queue and the exporter that sends its batches. */
+#ifndef LK_PIPELINE_EXPORTER_H
+#define LK_PIPELINE_EXPORTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "config/config.h"
+
+typedef struct lk_exporter lk_exporter;
+typedef struct lk_batch lk_batch;
+
+/* How an attempt ended. The exporter decides; the queue acts. */
+enum lk_export_result {
+    LK_EXPORT_OK,
+    LK_EXPORT_RETRY,     /* transient: back off and send the same batch again */
+    LK_EXPORT_PERMANENT, /* the backend refused the data: drop it, counted */
+};
+
+struct lk_exporter_ops {
+    const char *type; /* "otlp" */
+    /*
+     * Starts sending |b| (read it with lk_batch_signal/lk_batch_iov). Must end,
+     * later and on the loop thread, in exactly one lk_batch_done(b, ...).
+     * Returns 0, or a negative LK_E* when it could not start; the queue then
+     * treats the attempt as retryable.
+     */
+    int (*send)(lk_exporter *e, lk_batch *b);
+    /* Cancels what is in flight (each pending batch still gets its
+     * lk_batch_done) and releases everything; |done| runs on the loop last. */
+    void (*close)(lk_exporter *e, void (*done)(void *arg), void *arg);
+};
+
+/* Every exporter embeds this first. */
+struct lk_exporter {
+    const struct lk_exporter_ops *ops;
+    char *name; /* config name, e.g. "otlp/jaeger" (owned by the exporter) */
+};
+
+enum lk_signal lk_batch_signal(const lk_batch *b);
+/* The batch as a list of request bodies whose concatenation is one valid
+ * Export<Signal>ServiceRequest. |*iov| stays valid until lk_batch_done. */
+void lk_batch_iov(lk_batch *b, const struct iovec **iov, size_t *iovcnt,
+                  size_t *total_bytes);
+uint64_t lk_batch_items(const lk_batch *b);
+lk_exporter *lk_batch_exporter(const lk_batch *b);
+/*
+ * Reports the attempt's outcome. |retry_after_ms| is the backend's hint
+ * (RetryInfo, Retry-After) or -1; |reason| is a short snake_case word used as
+ * a metric label for drops (e.g. "invalid_argument"), may be NULL for OK.
+ */
+void lk_batch_done(lk_batch *b, enum lk_export_result r, int64_t retry_after_ms,
+                   const char *reason);
+
+#endif

@@ -1,0 +1,32 @@
+#include "pipeline/item.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+lk_item *lk_item_create(enum lk_signal sig, uint32_t count, uint64_t now_ms,
+                        const uint8_t *data, size_t len)
+{
+    lk_item *it = malloc(sizeof(*it) + len);
+    if (it == NULL)
+        return NULL;
+    it->refs = 1;
+    it->signal = sig;
+    it->count = count;
+    it->arrived_ms = now_ms;
+    it->len = len;
+    if (len != 0)
+        memcpy(it->data, data, len);
+    return it;
+}
+
+lk_item *lk_item_ref(lk_item *it)
+{
+    it->refs++;
+    return it;
+}
+
+void lk_item_unref(lk_item *it)
+{
+    if (it != NULL && --it->refs == 0)
+        free(it);
+}

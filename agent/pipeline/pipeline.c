@@ -1,0 +1,47 @@
+#include "pipeline/pipeline.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+
+struct lk_pipeline {
+    enum lk_signal signal;
+    size_t n;
+    lk_queue *queues[];
+};
+
+int lk_pipeline_create(lk_pipeline **out, enum lk_signal sig, lk_queue **queues,
+                       size_t n)
+{
+    lk_pipeline *p = malloc(sizeof(*p) + n * sizeof(p->queues[0]));
+    if (p == NULL)
+        return LK_ENOMEM;
+    p->signal = sig;
+    p->n = n;
+    memcpy(p->queues, queues, n * sizeof(p->queues[0]));
+    *out = p;
+    return 0;
+}
+
+void lk_pipeline_destroy(lk_pipeline *p)
+{
+    free(p);
+}
+
+enum lk_signal lk_pipeline_signal(const lk_pipeline *p)
+{
+    return p->signal;
+}
+
+int lk_pipeline_submit(lk_pipeline *p, lk_item *it)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        if (lk_queue_overflow(p->queues[i]) == LK_OVERFLOW_REFUSE &&
+            !lk_queue_has_room(p->queues[i], it->count, it->len))
+            return LK_EAGAIN;
+    }
+    for (size_t i = 0; i < p->n; i++)
+        (void)lk_queue_push(p->queues[i], it); /* a drop is counted inside */
+    return 0;
+}

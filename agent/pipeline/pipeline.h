@@ -1,0 +1,29 @@
+/* A signal's pipeline: fans each accepted item out to the queue of every
+ * exporter configured for that signal. Loop thread only. */
+#ifndef LK_PIPELINE_PIPELINE_H
+#define LK_PIPELINE_PIPELINE_H
+
+#include <stddef.h>
+
+#include "config/config.h"
+#include "pipeline/item.h"
+#include "pipeline/queue.h"
+
+typedef struct lk_pipeline lk_pipeline;
+
+/* |queues| (borrowed, |n| of them) must outlive the pipeline. */
+int lk_pipeline_create(lk_pipeline **out, enum lk_signal sig, lk_queue **queues,
+                       size_t n);
+void lk_pipeline_destroy(lk_pipeline *p);
+enum lk_signal lk_pipeline_signal(const lk_pipeline *p);
+
+/*
+ * Offers |it| (the caller keeps its reference) to every queue. When a queue
+ * with the refuse policy is full, nothing is queued anywhere and LK_EAGAIN is
+ * returned, so the client can retry without duplicating data at the other
+ * exporters. Full queues with the drop policy drop their copy (counted) and
+ * the others still get theirs. Returns 0 or LK_EAGAIN.
+ */
+int lk_pipeline_submit(lk_pipeline *p, lk_item *it);
+
+#endif

@@ -1,0 +1,51 @@
+/* One exporter's bounded queue for one signal: holds items, cuts batches,
+ * sends them with bounded concurrency and retries with backoff. Loop thread. */
+#ifndef LK_PIPELINE_QUEUE_H
+#define LK_PIPELINE_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/selfmetrics.h"
+#include "pipeline/exporter.h"
+#include "pipeline/item.h"
+
+typedef struct lk_queue lk_queue;
+
+struct lk_queue_opts {
+    enum lk_signal signal;
+    const struct lk_queue_config *queue;
+    const struct lk_batch_config *batch;
+    const struct lk_retry_config *retry;
+    uint32_t max_concurrency;
+};
+
+/* |exp| is borrowed and must outlive the queue's last batch. Registers the
+ * queue's self-metrics in |m|. Returns 0 or LK_ENOMEM. */
+int lk_queue_create(lk_queue **out, uv_loop_t *loop,
+                    const struct lk_queue_opts *o, lk_exporter *exp,
+                    lk_metrics *m);
+/* Whether |count| items of |bytes| fit under both caps right now. */
+bool lk_queue_has_room(const lk_queue *q, uint64_t count, size_t bytes);
+enum lk_overflow lk_queue_overflow(const lk_queue *q);
+/* Adds a reference to |it| to the queue. When it does not fit, the item is
+ * dropped and counted (reason "queue_full") and LK_EAGAIN returned; callers
+ * with a refuse policy check lk_queue_has_room first. */
+int lk_queue_push(lk_queue *q, lk_item *it);
+/* Counts |count| items of the queue's signal as dropped for |reason|. */
+void lk_queue_count_dropped(lk_queue *q, uint64_t count, const char *reason);
+/* From now on batches are cut at once, without waiting to fill. |done| runs
+ * (on the loop, possibly before this returns) once the queue holds nothing. */
+void lk_queue_drain(lk_queue *q, void (*done)(void *arg), void *arg);
+/* Drops everything not in flight (reason "shutdown") and makes failed
+ * attempts drop instead of retry. Used when the shutdown deadline passes. */
+void lk_queue_abort(lk_queue *q);
+uint64_t lk_queue_held_items(const lk_queue *q);
+/* Frees the queue; it must hold nothing (after drain/abort completed).
+ * NULL-safe. Handles close asynchronously; the memory goes in close callbacks. */
+void lk_queue_destroy(lk_queue *q);
+
+#endif

@@ -1,0 +1,755 @@
+#include "receivers/otlp_grpc.h"
+
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/gzip.h"
+#include "core/log.h"
+#include "core/net.h"
+#include "receivers/grpc_wire.h"
+#include "receivers/otlp_validate.h"
+
+#define READ_BUF_SIZE (64 * 1024)
+#define MAX_PENDING_OUT (4u << 20) /* bytes queued for a client before we stop reading */
+#define RETRY_AFTER_MS 1000        /* hinted to clients when the pipeline is full */
+
+static const char *const service_path[LK_SIGNAL_COUNT] = {
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+};
+
+static const char *const item_word[LK_SIGNAL_COUNT] = {"spans", "metric_points",
+                                                       "log_records"};
+
+enum encoding { ENC_IDENTITY, ENC_GZIP, ENC_DEFLATE, ENC_UNKNOWN };
+
+struct conn;
+
+struct stream {
+    struct conn *c;
+    struct stream *next;
+    struct stream *prev;
+    int32_t id;
+    int signal;          /* index into service_path, -1 for other paths */
+    bool post;
+    bool grpc_type;      /* content-type is application/grpc[+proto] */
+    bool responded;      /* a response was submitted; ignore further data */
+    bool ended;          /* the client's END_STREAM arrived */
+    enum encoding enc;
+    lk_buf body;         /* length-prefixed request message */
+    uint8_t resp[LK_GRPC_PREFIX_LEN];
+    size_t resp_sent;
+};
+
+struct conn {
+    lk_otlp_grpc *r;
+    struct conn *next;
+    struct conn *prev;
+    uv_stream_t *sock;
+    uv_timer_t idle;
+    nghttp2_session *h2;
+    struct stream *streams;
+    uint32_t nstreams;
+    lk_buf out;      /* produced by nghttp2, not yet handed to uv_write */
+    lk_buf writing;  /* owned by the write in flight */
+    uv_write_t wreq;
+    bool write_busy;
+    bool reading;
+    bool closing;
+    int pending_closes; /* handles still closing: sock, idle */
+    char rbuf[READ_BUF_SIZE];
+};
+
+struct lk_otlp_grpc {
+    uv_loop_t *loop;
+    char *name;
+    struct lk_grpc_receiver_config cfg;
+    lk_listener listener;
+    lk_pipeline *pipelines[LK_SIGNAL_COUNT];
+    nghttp2_session_callbacks *cbs;
+    struct conn *conns;
+    uint32_t nconns;
+    lk_buf scratch; /* inflated messages; one request at a time on the loop */
+    bool closing;
+    bool listener_closed;
+    void (*close_done)(void *);
+    void *close_arg;
+
+    lk_counter *accepted[LK_SIGNAL_COUNT];
+    lk_counter *refused[LK_SIGNAL_COUNT];
+    lk_counter *requests[17]; /* by grpc-status */
+    lk_counter *conn_refused;
+    lk_gauge *conn_gauge;
+    lk_metrics *metrics;
+};
+
+static void conn_flush(struct conn *c);
+static void conn_close(struct conn *c);
+static void maybe_finish_close(lk_otlp_grpc *r);
+
+/* ---- responses ---------------------------------------------------------- */
+
+#define NV(n, v)                                                               \
+    {                                                                          \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),              \
+            NGHTTP2_NV_FLAG_NONE                                               \
+    }
+
+static lk_counter *status_counter(lk_otlp_grpc *r, int code)
+{
+    if (r->requests[code] == NULL) {
+        char labels[256];
+        snprintf(labels, sizeof(labels),
+                 "receiver=\"%s\",transport=\"grpc\",grpc_status=\"%d\"", r->name,
+                 code);
+        r->requests[code] = lk_metrics_counter(
+            r->metrics, "lookout_receiver_requests_total",
+            "Export requests answered, by status.", labels);
+    }
+    return r->requests[code];
+}
+
+/* Trailers-only response carrying an error status. */
+static void respond_error(struct stream *s, int code, const char *msg,
+                          int64_t retry_ms)
+{
+    struct conn *c = s->c;
+    lk_buf esc, details;
+    char status[8];
+
+    if (s->responded)
+        return;
+    s->responded = true;
+    lk_counter_add(status_counter(c->r, code), 1);
+    lk_buf_init(&esc, 8192);
+    lk_buf_init(&details, 8192);
+    snprintf(status, sizeof(status), "%d", code);
+    lk_grpc_message_escape(&esc, msg);
+    lk_buf_append(&esc, "", 1);
+    nghttp2_nv nva[6] = {
+        NV(":status", "200"),
+        NV("content-type", "application/grpc"),
+        NV("grpc-status", status),
+        NV("grpc-message", (const char *)esc.data),
+    };
+    size_t n = 4;
+    if (retry_ms >= 0 && lk_grpc_status_details(&details, code, msg, retry_ms) == 0 &&
+        lk_buf_append(&details, "", 1) == 0) {
+        nghttp2_nv d = NV("grpc-status-details-bin", (const char *)details.data);
+        nva[n++] = d;
+    }
+    if (code == LK_GRPC_UNIMPLEMENTED && s->enc == ENC_UNKNOWN) {
+        nghttp2_nv d = NV("grpc-accept-encoding", "identity,gzip,deflate");
+        nva[n++] = d;
+    }
+    nghttp2_submit_response(c->h2, s->id, nva, n, NULL);
+    lk_buf_fini(&esc);
+    lk_buf_fini(&details);
+    /* If the client is still sending, tell it to stop: the answer is final. */
+    if (!s->ended)
+        nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id,
+                                  NGHTTP2_NO_ERROR);
+    lk_buf_fini(&s->body);
+}
+
+static ssize_t resp_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
+                            size_t length, uint32_t *flags,
+                            nghttp2_data_source *src, void *user)
+{
+    struct stream *s = src->ptr;
+    size_t left = sizeof(s->resp) - s->resp_sent;
+    size_t n = left < length ? left : length;
+    memcpy(buf, s->resp + s->resp_sent, n);
+    s->resp_sent += n;
+    if (s->resp_sent == sizeof(s->resp)) {
+        nghttp2_nv tr[] = {NV("grpc-status", "0")};
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (nghttp2_submit_trailer(h2, id, tr, 1) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
+    return (ssize_t)n;
+}
+
+/* Headers, the (empty) Export<Signal>ServiceResponse, then grpc-status 0. */
+static void respond_ok(struct stream *s)
+{
+    nghttp2_nv nva[] = {NV(":status", "200"),
+                        NV("content-type", "application/grpc")};
+    nghttp2_data_provider prd = {.source.ptr = s, .read_callback = resp_read_cb};
+
+    s->responded = true;
+    lk_counter_add(status_counter(s->c->r, LK_GRPC_OK), 1);
+    lk_grpc_prefix_write(s->resp, false, 0);
+    s->resp_sent = 0;
+    nghttp2_submit_response(s->c->h2, s->id, nva, 2, &prd);
+    lk_buf_fini(&s->body);
+}
+
+static void respond_http(struct stream *s, const char *status)
+{
+    nghttp2_nv nva[] = {NV(":status", status), NV("content-type", "text/plain")};
+    s->responded = true;
+    nghttp2_submit_response(s->c->h2, s->id, nva, 2, NULL);
+    lk_buf_fini(&s->body);
+}
+
+/* ---- request handling --------------------------------------------------- */
+
+static void process_request(struct stream *s)
+{
+    lk_otlp_grpc *r = s->c->r;
+    const uint8_t *msg;
+    size_t msglen;
+    bool compressed;
+    char why[256];
+    char text[400];
+
+    if (!s->post) {
+        respond_http(s, "405");
+        return;
+    }
+    if (!s->grpc_type) {
+        respond_http(s, "415");
+        return;
+    }
+    if (s->signal < 0) {
+        respond_error(s, LK_GRPC_UNIMPLEMENTED, "unknown method", -1);
+        return;
+    }
+    lk_pipeline *p = r->pipelines[s->signal];
+    if (p == NULL) {
+        snprintf(text, sizeof(text), "no %s pipeline is configured",
+                 lk_signal_name((enum lk_signal)s->signal));
+        respond_error(s, LK_GRPC_UNIMPLEMENTED, text, -1);
+        return;
+    }
+    if (s->enc == ENC_UNKNOWN) {
+        respond_error(s, LK_GRPC_UNIMPLEMENTED,
+                      "unsupported grpc-encoding (identity, gzip, deflate)", -1);
+        return;
+    }
+    if (lk_grpc_unary_message(s->body.data, s->body.len, &msg, &msglen,
+                              &compressed) < 0) {
+        respond_error(s, LK_GRPC_INVALID_ARGUMENT,
+                      "request body is not exactly one length-prefixed message",
+                      -1);
+        return;
+    }
+    if (compressed) {
+        if (s->enc == ENC_IDENTITY) {
+            respond_error(s, LK_GRPC_INTERNAL,
+                          "compressed message without grpc-encoding", -1);
+            return;
+        }
+        lk_buf_reset(&r->scratch);
+        int rc = lk_gzip_inflate(msg, msglen, r->cfg.max_recv_msg_size,
+                                 s->enc == ENC_DEFLATE, &r->scratch);
+        if (rc == LK_E2BIG) {
+            snprintf(text, sizeof(text),
+                     "decompressed message exceeds max_recv_msg_size (%llu bytes)",
+                     (unsigned long long)r->cfg.max_recv_msg_size);
+            respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED, text, -1);
+            return;
+        }
+        if (rc < 0) {
+            respond_error(s, rc == LK_ENOMEM ? LK_GRPC_RESOURCE_EXHAUSTED
+                                             : LK_GRPC_INVALID_ARGUMENT,
+                          rc == LK_ENOMEM ? "out of memory" : "corrupt compressed message",
+                          -1);
+            return;
+        }
+        msg = r->scratch.data;
+        msglen = r->scratch.len;
+    }
+    struct lk_otlp_counts counts;
+    int rc = lk_otlp_validate((enum lk_signal)s->signal, msg, msglen, &counts,
+                              why, sizeof(why));
+    if (rc < 0) {
+        snprintf(text, sizeof(text), "invalid %s request: %s",
+                 lk_signal_name((enum lk_signal)s->signal), why);
+        lk_log(LK_LOG_DEBUG, "rejected request", LK_S("receiver", r->name)
+               LK_S("reason", text));
+        respond_error(s, LK_GRPC_INVALID_ARGUMENT, text, -1);
+        return;
+    }
+    if (counts.items == 0) {
+        respond_ok(s); /* nothing to forward */
+        return;
+    }
+    lk_item *it = lk_item_create((enum lk_signal)s->signal,
+                                 (uint32_t)counts.items, uv_now(r->loop), msg,
+                                 msglen);
+    if (it == NULL) {
+        lk_counter_add(r->refused[s->signal], counts.items);
+        respond_error(s, LK_GRPC_UNAVAILABLE, "out of memory", RETRY_AFTER_MS);
+        return;
+    }
+    rc = lk_pipeline_submit(p, it);
+    lk_item_unref(it);
+    if (rc < 0) {
+        lk_counter_add(r->refused[s->signal], counts.items);
+        respond_error(s, LK_GRPC_UNAVAILABLE,
+                      "lookout's queue is full, retry later", RETRY_AFTER_MS);
+        return;
+    }
+    lk_counter_add(r->accepted[s->signal], counts.items);
+    respond_ok(s);
+}
+
+/* ---- nghttp2 callbacks -------------------------------------------------- */
+
+static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
+                            void *user)
+{
+    struct conn *c = user;
+    if (frame->hd.type != NGHTTP2_HEADERS ||
+        frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct stream *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    s->c = c;
+    s->id = frame->hd.stream_id;
+    s->signal = -1;
+    /* The prefix and a message of the largest allowed size; compressed
+     * messages are never larger than what they inflate to, within reason. */
+    lk_buf_init(&s->body, c->r->cfg.max_recv_msg_size + LK_GRPC_PREFIX_LEN);
+    s->next = c->streams;
+    if (c->streams != NULL)
+        c->streams->prev = s;
+    c->streams = s;
+    c->nstreams++;
+    nghttp2_session_set_stream_user_data(h2, s->id, s);
+    return 0;
+}
+
+static bool header_is(const uint8_t *name, size_t n, const char *want)
+{
+    return n == strlen(want) && memcmp(name, want, n) == 0;
+}
+
+static int on_header(nghttp2_session *h2, const nghttp2_frame *frame,
+                     const uint8_t *name, size_t namelen, const uint8_t *value,
+                     size_t valuelen, uint8_t flags, void *user)
+{
+    if (frame->hd.type != NGHTTP2_HEADERS ||
+        frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct stream *s = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+    if (s == NULL)
+        return 0;
+    if (header_is(name, namelen, ":path")) {
+        for (int i = 0; i < LK_SIGNAL_COUNT; i++)
+            if (header_is(value, valuelen, service_path[i]))
+                s->signal = i;
+    } else if (header_is(name, namelen, ":method")) {
+        s->post = header_is(value, valuelen, "POST");
+    } else if (header_is(name, namelen, "content-type")) {
+        s->grpc_type = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
+                       (valuelen == 16 || value[16] == '+' || value[16] == ';');
+    } else if (header_is(name, namelen, "grpc-encoding")) {
+        if (header_is(value, valuelen, "identity"))
+            s->enc = ENC_IDENTITY;
+        else if (header_is(value, valuelen, "gzip"))
+            s->enc = ENC_GZIP;
+        else if (header_is(value, valuelen, "deflate"))
+            s->enc = ENC_DEFLATE;
+        else
+            s->enc = ENC_UNKNOWN;
+    }
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
+                         const uint8_t *data, size_t len, void *user)
+{
+    struct stream *s = nghttp2_session_get_stream_user_data(h2, id);
+    if (s == NULL || s->responded)
+        return 0;
+    if (lk_buf_append(&s->body, data, len) == LK_E2BIG) {
+        char text[160];
+        snprintf(text, sizeof(text),
+                 "message exceeds max_recv_msg_size (%llu bytes)",
+                 (unsigned long long)s->c->r->cfg.max_recv_msg_size);
+        respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED, text, -1);
+        return 0;
+    }
+    /* Refuse an announced oversized message before it is all buffered. */
+    if (s->body.len >= LK_GRPC_PREFIX_LEN) {
+        bool compressed;
+        uint32_t mlen;
+        lk_grpc_prefix_read(s->body.data, &compressed, &mlen);
+        if (mlen > s->c->r->cfg.max_recv_msg_size) {
+            char text[160];
+            snprintf(text, sizeof(text),
+                     "message of %u bytes exceeds max_recv_msg_size (%llu bytes)",
+                     mlen, (unsigned long long)s->c->r->cfg.max_recv_msg_size);
+            respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED, text, -1);
+        } else if (s->body.cap < (size_t)mlen + LK_GRPC_PREFIX_LEN) {
+            lk_buf_reserve(&s->body, (size_t)mlen + LK_GRPC_PREFIX_LEN - s->body.len);
+        }
+    }
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame,
+                         void *user)
+{
+    if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    struct stream *s = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+    if (s == NULL)
+        return 0;
+    s->ended = true;
+    if (!s->responded)
+        process_request(s);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t err,
+                           void *user)
+{
+    struct conn *c = user;
+    struct stream *s = nghttp2_session_get_stream_user_data(h2, id);
+    if (s == NULL)
+        return 0;
+    nghttp2_session_set_stream_user_data(h2, id, NULL);
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        c->streams = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    c->nstreams--;
+    lk_buf_fini(&s->body);
+    free(s);
+    return 0;
+}
+
+/* ---- connection I/O ----------------------------------------------------- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    buf->base = c->rbuf;
+    buf->len = sizeof(c->rbuf);
+}
+
+static void read_cb(uv_stream_t *sock, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = sock->data;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    uv_timer_again(&c->idle);
+    ssize_t rc = nghttp2_session_mem_recv(c->h2, (const uint8_t *)buf->base,
+                                          (size_t)nread);
+    if (rc < 0) {
+        lk_log(LK_LOG_DEBUG, "http2 protocol error, closing connection",
+               LK_S("receiver", c->r->name) LK_S("error", nghttp2_strerror((int)rc)));
+        conn_close(c);
+        return;
+    }
+    conn_flush(c);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+    c->write_busy = false;
+    lk_buf_reset(&c->writing);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    conn_flush(c);
+}
+
+static void conn_flush(struct conn *c)
+{
+    if (c->closing)
+        return;
+    for (;;) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+        if (n < 0) {
+            conn_close(c);
+            return;
+        }
+        if (n == 0)
+            break;
+        if (lk_buf_append(&c->out, data, (size_t)n) < 0) {
+            conn_close(c);
+            return;
+        }
+    }
+    if (!c->write_busy && c->out.len > 0) {
+        /* Swap buffers: the filled one goes to the kernel, the empty one
+         * collects what nghttp2 produces meanwhile. */
+        lk_buf tmp = c->writing;
+        c->writing = c->out;
+        c->out = tmp;
+        uv_buf_t b = uv_buf_init((char *)c->writing.data, (unsigned)c->writing.len);
+        c->wreq.data = c;
+        if (uv_write(&c->wreq, c->sock, &b, 1, write_cb) < 0) {
+            conn_close(c);
+            return;
+        }
+        c->write_busy = true;
+    }
+    /* A client that does not read its responses stops being read. */
+    bool want_read = c->out.len < MAX_PENDING_OUT;
+    if (want_read != c->reading) {
+        if (want_read)
+            uv_read_start(c->sock, alloc_cb, read_cb);
+        else
+            uv_read_stop(c->sock);
+        c->reading = want_read;
+    }
+    if (!c->write_busy && c->out.len == 0 && !nghttp2_session_want_read(c->h2) &&
+        !nghttp2_session_want_write(c->h2))
+        conn_close(c);
+}
+
+/* Runs when the second of the connection's two handles has closed. */
+static void conn_free(struct conn *c)
+{
+    lk_otlp_grpc *r = c->r;
+    lk_buf_fini(&c->writing);
+    free(c);
+    maybe_finish_close(r);
+}
+
+static void sock_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    free(h);
+    if (--c->pending_closes == 0)
+        conn_free(c);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->pending_closes == 0)
+        conn_free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+    lk_otlp_grpc *r = c->r;
+    if (c->closing)
+        return;
+    c->closing = true;
+    /* nghttp2_session_del does not report closed streams: free them here. */
+    while (c->streams != NULL) {
+        struct stream *s = c->streams;
+        c->streams = s->next;
+        lk_buf_fini(&s->body);
+        free(s);
+    }
+    nghttp2_session_del(c->h2);
+    c->h2 = NULL;
+    lk_buf_fini(&c->out);
+    /* The write in flight, if any, still owns |writing| until the socket
+     * closes; uv_close cancels it, and the buffer is freed with it below. */
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        r->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    r->nconns--;
+    lk_gauge_set(r->conn_gauge, r->nconns);
+    c->pending_closes = 2;
+    uv_close((uv_handle_t *)&c->idle, timer_closed);
+    uv_close((uv_handle_t *)c->sock, sock_closed);
+}
+
+static void idle_cb(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (c->nstreams > 0)
+        return; /* a request is being received: not idle */
+    nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(c->h2),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+    conn_flush(c);
+}
+
+static int conn_start(lk_otlp_grpc *r, uv_stream_t *sock)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return LK_ENOMEM;
+    c->r = r;
+    c->sock = sock;
+    sock->data = c;
+    lk_buf_init(&c->out, SIZE_MAX);
+    lk_buf_init(&c->writing, SIZE_MAX);
+    if (nghttp2_session_server_new(&c->h2, r->cbs, c) != 0) {
+        free(c);
+        return LK_ENOMEM;
+    }
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, r->cfg.max_concurrent_streams},
+        /* Large windows: a 512-span request is ~160 KB, and the default
+         * 64 KiB window would cost round trips on every one. */
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 4 << 20},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 << 10},
+    };
+    nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 16 << 20);
+    uv_timer_init(r->loop, &c->idle);
+    c->idle.data = c;
+    c->next = r->conns;
+    if (r->conns != NULL)
+        r->conns->prev = c;
+    r->conns = c;
+    r->nconns++;
+    lk_gauge_set(r->conn_gauge, r->nconns);
+    if (r->cfg.idle_timeout_ms > 0)
+        uv_timer_start(&c->idle, idle_cb, r->cfg.idle_timeout_ms,
+                       r->cfg.idle_timeout_ms);
+    c->reading = true;
+    uv_read_start(sock, alloc_cb, read_cb);
+    conn_flush(c);
+    return 0;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    lk_otlp_grpc *r = server->data;
+    if (status < 0 || r->closing)
+        return;
+    uv_stream_t *sock = lk_listener_accept(&r->listener, r->loop);
+    if (sock == NULL)
+        return;
+    if (r->nconns >= r->cfg.max_connections) {
+        lk_counter_add(r->conn_refused, 1);
+        lk_log(LK_LOG_WARN, "connection limit reached, closing new connection",
+               LK_S("receiver", r->name) LK_U("max_connections", r->cfg.max_connections));
+        uv_close((uv_handle_t *)sock, (uv_close_cb)free);
+        return;
+    }
+    if (conn_start(r, sock) < 0)
+        uv_close((uv_handle_t *)sock, (uv_close_cb)free);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
+                       const struct lk_grpc_receiver_config *cfg,
+                       lk_pipeline *const pipelines[LK_SIGNAL_COUNT],
+                       lk_metrics *m)
+{
+    char labels[256], mname[128], help[128];
+    int rc = LK_ENOMEM;
+    lk_otlp_grpc *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return LK_ENOMEM;
+    r->loop = loop;
+    r->cfg = *cfg;
+    r->metrics = m;
+    r->name = strdup(name);
+    r->cfg.endpoint = strdup(cfg->endpoint);
+    if (r->name == NULL || r->cfg.endpoint == NULL)
+        goto err_free;
+    memcpy(r->pipelines, pipelines, sizeof(r->pipelines));
+    lk_buf_init(&r->scratch, cfg->max_recv_msg_size);
+    if (nghttp2_session_callbacks_new(&r->cbs) != 0)
+        goto err_free;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(r->cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(r->cbs, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(r->cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(r->cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(r->cbs, on_stream_close);
+
+    for (int i = 0; i < LK_SIGNAL_COUNT; i++) {
+        snprintf(labels, sizeof(labels), "receiver=\"%s\",transport=\"grpc\"", name);
+        snprintf(mname, sizeof(mname), "lookout_receiver_accepted_%s_total", item_word[i]);
+        snprintf(help, sizeof(help), "%s accepted and queued.", item_word[i]);
+        r->accepted[i] = lk_metrics_counter(m, mname, help, labels);
+        snprintf(mname, sizeof(mname), "lookout_receiver_refused_%s_total", item_word[i]);
+        snprintf(help, sizeof(help), "%s refused because the pipeline was full.",
+                 item_word[i]);
+        r->refused[i] = lk_metrics_counter(m, mname, help, labels);
+    }
+    snprintf(labels, sizeof(labels), "receiver=\"%s\",transport=\"grpc\"", name);
+    r->conn_gauge = lk_metrics_gauge(m, "lookout_receiver_connections",
+                                     "Open client connections.", labels);
+    r->conn_refused = lk_metrics_counter(
+        m, "lookout_receiver_connections_refused_total",
+        "Connections closed at once because max_connections was reached.", labels);
+
+    rc = lk_listener_start(&r->listener, loop, cfg->endpoint, 128, on_connection, r);
+    if (rc < 0)
+        goto err_cbs;
+    lk_log(LK_LOG_INFO, "otlp grpc receiver listening", LK_S("receiver", name)
+           LK_S("endpoint", cfg->endpoint));
+    *out = r;
+    return 0;
+err_cbs:
+    nghttp2_session_callbacks_del(r->cbs);
+err_free:
+    /* On a listen failure the handle is still closing and points at |r|:
+     * leak |r| rather than free memory the loop will touch. Start-up then
+     * exits, so nothing accumulates. */
+    if (rc == LK_ESYS)
+        return rc;
+    free(r->cfg.endpoint);
+    free(r->name);
+    free(r);
+    return rc;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    lk_otlp_grpc *r = h->data;
+    r->listener_closed = true;
+    maybe_finish_close(r);
+}
+
+static void maybe_finish_close(lk_otlp_grpc *r)
+{
+    if (!r->closing || !r->listener_closed || r->conns != NULL ||
+        r->nconns != 0)
+        return;
+    void (*done)(void *) = r->close_done;
+    void *arg = r->close_arg;
+    nghttp2_session_callbacks_del(r->cbs);
+    lk_buf_fini(&r->scratch);
+    free(r->cfg.endpoint);
+    free(r->name);
+    free(r);
+    if (done != NULL)
+        done(arg);
+}
+
+void lk_otlp_grpc_close(lk_otlp_grpc *r, void (*done)(void *arg), void *arg)
+{
+    r->closing = true;
+    r->close_done = done;
+    r->close_arg = arg;
+    lk_listener_close(&r->listener, listener_closed);
+    for (struct conn *c = r->conns; c != NULL;) {
+        struct conn *next = c->next;
+        nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->h2),
+                              NGHTTP2_NO_ERROR, NULL, 0);
+        nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+        conn_flush(c); /* closes once the GOAWAY is written */
+        c = next;
+    }
+}

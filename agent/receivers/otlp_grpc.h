@@ -1,0 +1,28 @@
+/* OTLP/gRPC receiver: HTTP/2 cleartext (prior knowledge) served by nghttp2 on
+ * the libuv loop, over TCP or a Unix socket. */
+#ifndef LK_RECEIVERS_OTLP_GRPC_H
+#define LK_RECEIVERS_OTLP_GRPC_H
+
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/selfmetrics.h"
+#include "pipeline/pipeline.h"
+
+typedef struct lk_otlp_grpc lk_otlp_grpc;
+
+/*
+ * Listens on |cfg->endpoint|. |pipelines| is indexed by signal; a NULL entry
+ * makes that signal's Export method answer UNIMPLEMENTED. Pipelines are
+ * borrowed and must outlive the receiver. Returns 0, LK_ENOMEM, LK_EINVAL or
+ * LK_ESYS (bind/listen failed; logged).
+ */
+int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
+                       const struct lk_grpc_receiver_config *cfg,
+                       lk_pipeline *const pipelines[LK_SIGNAL_COUNT],
+                       lk_metrics *m);
+/* Stops accepting, sends GOAWAY to every connection, closes them once their
+ * pending output is written, and calls |done| when all handles are closed. */
+void lk_otlp_grpc_close(lk_otlp_grpc *r, void (*done)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,264 @@
+#!/bin/sh
+# Installs lookout as a service: a LaunchAgent on macOS, a systemd unit on Linux.
+#
+#   launchd/install.sh [--prefix DIR] [--binary FILE] [--dry-run]
+#   launchd/install.sh --uninstall [--purge] [--prefix DIR] [--dry-run]
+#
+# Install:
+#   1. copies the binary to PREFIX/bin/lookout (default PREFIX: /usr/local),
+#   2. copies config/lookout.yaml to PREFIX/etc/lookout/lookout.yaml, unless a
+#      config is already there (yours is never overwritten),
+#   3. checks that config with `lookout --check-config`,
+#   4. macOS: writes ~/Library/LaunchAgents/com.lookout.agent.plist from
+#      launchd/com.lookout.agent.plist ("~" and /usr/local replaced, since launchd
+#      expands neither) and loads it with `launchctl bootstrap gui/UID`;
+#      Linux: writes /etc/systemd/system/lookout.service from launchd/lookout.service
+#      (/usr/local replaced) and runs `systemctl enable` then `systemctl restart`
+#      (restart rather than `enable --now`, so a reinstall replaces a running
+#      older binary).
+# Uninstall stops and unloads the service and removes the service file and the
+# binary. The config (and on macOS the log) stay unless --purge is given.
+#
+# Every command is printed ("+ ...") before it runs; --dry-run only prints.
+# On macOS run it as yourself (the LaunchAgent belongs to your login session).
+# sudo is put in front of a command only where it writes to a directory you
+# cannot write to (PREFIX, /etc/systemd/system; systemctl as non-root).
+
+set -eu
+
+LABEL=com.lookout.agent
+UNIT=lookout.service
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+
+prefix=/usr/local
+binary=$repo/build/lookout
+dry=
+uninstall=
+purge=
+
+usage() {
+    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+die() {
+    echo "install.sh: $*" >&2
+    exit 1
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; prefix=$2; shift ;;
+    --prefix=*) prefix=${1#*=} ;;
+    --binary) [ $# -ge 2 ] || die "--binary needs a file"; binary=$2; shift ;;
+    --binary=*) binary=${1#*=} ;;
+    --dry-run | -n) dry=1 ;;
+    --uninstall) uninstall=1 ;;
+    --purge) purge=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+done
+
+case $prefix in
+/*) ;;
+*) die "--prefix must be an absolute path (launchd and systemd need one): $prefix" ;;
+esac
+prefix=${prefix%/}
+[ -n "$prefix" ] || die "--prefix / is not supported"
+[ -z "$purge" ] || [ -n "$uninstall" ] || die "--purge goes with --uninstall"
+
+bin_dir=$prefix/bin
+conf_dir=$prefix/etc/lookout
+conf=$conf_dir/lookout.yaml
+
+# --- helpers
+
+# Prints a command the way a shell would read it back: arguments holding
+# anything but plain characters are single-quoted.
+show() {
+    line=+
+    for a in "$@"; do
+        case $a in
+        '' | *[!A-Za-z0-9_./:=@%+,-]*)
+            a="'$(printf '%s' "$a" | sed "s/'/'\\\\''/g")'" ;;
+        esac
+        line="$line $a"
+    done
+    printf '%s\n' "$line"
+}
+
+# run CMD...: prints it, then runs it unless --dry-run.
+run() {
+    show "$@"
+    [ -n "$dry" ] || "$@"
+}
+
+# run_ok CMD...: like run, but a failure is reported and not fatal (e.g.
+# disabling a service that is not installed).
+run_ok() {
+    show "$@"
+    [ -n "$dry" ] || "$@" || echo "  (that failed; continuing)"
+}
+
+# can_write DIR: true when we can create files under DIR (its nearest existing
+# ancestor is writable by us).
+can_write() {
+    d=$1
+    while [ ! -e "$d" ]; do d=$(dirname "$d"); done
+    [ -w "$d" ]
+}
+
+# run_in DIR CMD...: run, with sudo in front when we cannot write under DIR.
+run_in() {
+    d=$1
+    shift
+    if can_write "$d"; then run "$@"; else run sudo "$@"; fi
+}
+
+# Escapes a string for the replacement side of a sed s||| command.
+sed_repl() {
+    printf '%s' "$1" | sed 's/[|&\\]/\\&/g'
+}
+
+# render TEMPLATE DEST SED_SCRIPT: writes TEMPLATE through sed to DEST (mode
+# 0644), through a temporary file moved into place, so DEST is never half written.
+render() {
+    via=
+    can_write "$(dirname "$2")" || via=" (written with sudo)"
+    echo "+ sed -e '$3' $1 > $2$via"
+    [ -n "$dry" ] && return 0
+    tmp=$(mktemp "${TMPDIR:-/tmp}/lookout-install.XXXXXX")
+    sed -e "$3" "$1" > "$tmp"
+    chmod 0644 "$tmp"
+    if can_write "$(dirname "$2")"; then mv "$tmp" "$2"; else sudo mv "$tmp" "$2"; fi
+}
+
+# run_ok_in DIR CMD...: run_ok, with sudo when we cannot write under DIR.
+run_ok_in() {
+    d=$1
+    shift
+    if can_write "$d"; then run_ok "$@"; else run_ok sudo "$@"; fi
+}
+
+done_msg() {
+    if [ -n "$dry" ]; then echo "dry run: nothing was changed"; else echo "$1"; fi
+}
+
+# --- common steps
+
+install_files() {
+    if [ ! -x "$binary" ]; then
+        [ -n "$dry" ] || die "$binary not found: build it first with make"
+        echo "note: $binary is not built yet (make); a real run stops here"
+    fi
+    [ -e "$conf" ] || [ -f "$repo/config/lookout.yaml" ] ||
+        die "$repo/config/lookout.yaml not found"
+    run_in "$bin_dir" mkdir -p "$bin_dir"
+    run_in "$bin_dir" cp "$binary" "$bin_dir/lookout.new"
+    run_in "$bin_dir" chmod 0755 "$bin_dir/lookout.new"
+    # Renamed over the old binary: a running copy keeps its own (unlinked) file.
+    run_in "$bin_dir" mv -f "$bin_dir/lookout.new" "$bin_dir/lookout"
+    if [ -e "$conf" ]; then
+        echo "keep $conf (already there; compare with $repo/config/lookout.yaml)"
+    else
+        run_in "$conf_dir" mkdir -p "$conf_dir"
+        # Readable by the service's user whatever our umask.
+        run_in "$conf_dir" chmod 0755 "$conf_dir"
+        run_in "$conf_dir" cp "$repo/config/lookout.yaml" "$conf"
+        run_in "$conf_dir" chmod 0644 "$conf"
+    fi
+    run "$bin_dir/lookout" --check-config -c "$conf"
+}
+
+uninstall_files() {
+    run_in "$bin_dir" rm -f "$bin_dir/lookout"
+    if [ -n "$purge" ]; then
+        run_in "$conf_dir" rm -rf "$conf_dir"
+    else
+        echo "keep $conf_dir (remove it with --uninstall --purge)"
+    fi
+}
+
+# --- macOS: LaunchAgent in the user's gui domain
+
+# Unloads the agent when it is loaded (a dry run prints the command anyway).
+# bootout sends SIGTERM and waits for the exit, up to the plist's ExitTimeOut.
+stop_agent() {
+    if [ -n "$dry" ] || launchctl print "$domain/$LABEL" >/dev/null 2>&1; then
+        run launchctl bootout "$domain/$LABEL"
+    fi
+}
+
+darwin() {
+    if [ "$(id -u)" -eq 0 ]; then
+        msg="on macOS run this as yourself, not root: the LaunchAgent loads into your login session (gui/UID)"
+        [ -n "$dry" ] || die "$msg"
+        echo "note: $msg"
+    fi
+    domain=gui/$(id -u)
+    plist=$HOME/Library/LaunchAgents/$LABEL.plist
+    log=$HOME/Library/Logs/lookout.log
+
+    if [ -n "$uninstall" ]; then
+        stop_agent
+        run rm -f "$plist"
+        uninstall_files
+        if [ -n "$purge" ]; then
+            run rm -f "$log"
+        else
+            echo "keep $log"
+        fi
+        return 0
+    fi
+
+    install_files
+    run mkdir -p "$HOME/Library/LaunchAgents" "$HOME/Library/Logs"
+    # Only <string> values are rewritten, not the comments.
+    render "$here/$LABEL.plist" "$plist" \
+        "s|<string>~/|<string>$(sed_repl "$HOME")/|; s|<string>/usr/local/|<string>$(sed_repl "$prefix")/|"
+    run plutil -lint "$plist"
+    # Unload a previous copy first: bootstrap refuses a label that is loaded.
+    stop_agent
+    # Undo an earlier `launchctl disable`, which would make bootstrap fail.
+    run_ok launchctl enable "$domain/$LABEL"
+    run launchctl bootstrap "$domain" "$plist"
+    done_msg "lookout is running: launchctl print $domain/$LABEL; logs in $log"
+}
+
+# --- Linux: systemd system service
+
+linux() {
+    command -v systemctl >/dev/null 2>&1 || [ -n "$dry" ] ||
+        die "systemctl not found: this script supports systemd only"
+    case $prefix/ in
+    /home/* | /root/* | /run/user/*)
+        die "--prefix $prefix: the unit's ProtectHome=yes hides home directories from the service" ;;
+    esac
+    units=/etc/systemd/system
+    unit_file=$units/$UNIT
+
+    if [ -n "$uninstall" ]; then
+        run_ok_in "$units" systemctl disable --now "$UNIT"
+        run_in "$units" rm -f "$unit_file"
+        run_in "$units" systemctl daemon-reload
+        uninstall_files
+        return 0
+    fi
+
+    install_files
+    render "$here/$UNIT" "$unit_file" "s|/usr/local/|$(sed_repl "$prefix")/|g"
+    run_in "$units" systemctl daemon-reload
+    run_in "$units" systemctl enable "$UNIT"
+    run_in "$units" systemctl restart "$UNIT"
+    done_msg "lookout is running: systemctl status $UNIT; logs: journalctl -u $UNIT"
+}
+
+[ -n "$dry" ] && echo "dry run: printing commands, running none"
+case $(uname -s) in
+Darwin) darwin ;;
+Linux) linux ;;
+*) die "unsupported system $(uname -s): macOS (launchd) and Linux (systemd) only" ;;
+esac

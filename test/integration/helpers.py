@@ -1,0 +1,566 @@
+"""Shared pieces of the integration tests: the agent under test as a subprocess,
+free ports, a Prometheus text parser, a gRPC client, OTLP request builders, a
+byte-counting TCP proxy and the suite runner used by run.sh.
+
+Paths: the agent is $LOOKOUT_BIN (default build/lookout); the Python modules
+generated from proto/ are in $LOOKOUT_PYGEN (default build/pytest-gen), made here
+with protoc when missing so a test file can also be run on its own.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+BIN = os.environ.get("LOOKOUT_BIN", os.path.join(REPO, "build", "lookout"))
+PYGEN = os.environ.get("LOOKOUT_PYGEN", os.path.join(REPO, "build", "pytest-gen"))
+PROTO_DIR = os.environ.get("LOOKOUT_PROTO_DIR", os.path.join(REPO, "proto"))
+
+
+def _generate_pb2():
+    """protoc --python_out=PYGEN for every OTLP .proto under PROTO_DIR."""
+    marker = os.path.join(PYGEN, "opentelemetry", "proto", "collector", "trace", "v1",
+                          "trace_service_pb2.py")
+    if os.path.exists(marker):
+        return
+    protos = []
+    for root, _, files in os.walk(os.path.join(PROTO_DIR, "opentelemetry")):
+        protos += [os.path.relpath(os.path.join(root, f), PROTO_DIR)
+                   for f in files if f.endswith(".proto")]
+    if not protos:
+        raise RuntimeError("no .proto files under %s/opentelemetry" % PROTO_DIR)
+    os.makedirs(PYGEN, exist_ok=True)
+    subprocess.run(["protoc", "--python_out=" + PYGEN, "-I" + PROTO_DIR] + sorted(protos),
+                   check=True)
+
+
+_generate_pb2()
+sys.path.insert(0, PYGEN)
+sys.path.insert(0, HERE)
+
+import grpc  # noqa: E402
+
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
+from opentelemetry.proto.common.v1 import common_pb2  # noqa: E402
+from opentelemetry.proto.trace.v1 import trace_pb2  # noqa: E402
+
+import otlp_sink  # noqa: E402
+
+ExportTraceServiceRequest = trace_service_pb2.ExportTraceServiceRequest
+ExportTraceServiceResponse = trace_service_pb2.ExportTraceServiceResponse
+AnyValue = common_pb2.AnyValue
+KeyValue = common_pb2.KeyValue
+
+# Every wait in the suite is bounded by one of these (seconds).
+READY_TIMEOUT = 10.0
+DELIVERY_TIMEOUT = 15.0
+RPC_TIMEOUT = 5.0
+EXIT_GRACE = 5.0   # beyond the agent's shutdown_timeout
+
+
+# --- polling
+
+def wait_until(fn, timeout, interval=0.05):
+    """Calls fn() until it returns a true value or |timeout| passes; returns the
+    last value. OSError and ValueError from fn (connection refused, a half-written
+    scrape) count as "not yet" until the deadline, then propagate."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = fn()
+        except (OSError, ValueError):
+            if time.monotonic() >= deadline:
+                raise
+            value = None
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def free_ports(n):
+    """|n| distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+# --- Prometheus text format
+
+_SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?\s*$")
+_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+
+
+def _unescape(v):
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), v)
+
+
+class Metrics:
+    """Samples of one /metrics scrape: [(name, {label: value}, float)]."""
+
+    def __init__(self, text):
+        self.text = text
+        self.samples = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            m = _SAMPLE_RE.match(line)
+            if not m:
+                raise ValueError("metrics line %d unparsable: %r" % (lineno, line))
+            name, labels_text, value = m.groups()
+            labels = {}
+            pos = 0
+            labels_text = labels_text or ""
+            while pos < len(labels_text):
+                lm = _LABEL_RE.match(labels_text, pos)
+                if not lm or lm.end() == pos:
+                    raise ValueError("metrics line %d: bad labels: %r" % (lineno, line))
+                labels[lm.group(1)] = _unescape(lm.group(2))
+                pos = lm.end()
+            self.samples.append((name, labels, float(value)))
+
+    def find(self, name, **labels):
+        """Samples named |name| whose labels include |labels|."""
+        return [(n, l, v) for n, l, v in self.samples
+                if n == name and all(l.get(k) == v2 for k, v2 in labels.items())]
+
+    def value(self, name, **labels):
+        """Sum over the matching series, or None when no series matches."""
+        found = self.find(name, **labels)
+        return sum(v for _, _, v in found) if found else None
+
+
+# --- the agent under test
+
+CONFIG_TEMPLATE = """\
+log_level: debug
+shutdown_timeout: {shutdown_timeout}
+admin:
+  endpoint: 127.0.0.1:{admin_port}
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc_port}
+        max_recv_msg_size: {max_recv_msg_size}
+exporters:
+  otlp/sink:
+    endpoint: 127.0.0.1:{sink_port}
+    timeout: {exporter_timeout}
+    compression: {compression}
+    headers: {{x-test-header: hello}}
+    retry: {{initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 0s}}
+    batch: {{send_batch_size: {send_batch_size}, timeout: {batch_timeout}}}
+{exporter_extra}
+pipelines:
+  traces:
+    receivers: [otlp]
+    exporters: [otlp/sink]
+"""
+
+CONFIG_DEFAULTS = dict(
+    shutdown_timeout="5s",
+    max_recv_msg_size="1MiB",
+    exporter_timeout="5s",
+    compression="gzip",
+    send_batch_size=1000,
+    batch_timeout="100ms",
+    exporter_extra="",   # more lines under exporters: otlp/sink:, indented 4
+)
+MAX_RECV_BYTES = 1 << 20   # matches the default max_recv_msg_size above
+
+
+def seconds(duration):
+    """'5s' / '100ms' -> float seconds (only the units this suite writes)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", duration)
+    return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m.group(2)]
+
+
+class Agent:
+    """build/lookout running on a config written into its own temp dir."""
+
+    def __init__(self, sink_port, **overrides):
+        if not os.access(BIN, os.X_OK):
+            raise AssertionError("%s not found or not executable: run `make` first" % BIN)
+        self.grpc_port, self.admin_port = free_ports(2)
+        self.sink_port = sink_port
+        self.settings = dict(CONFIG_DEFAULTS, **overrides)
+        self.dir = tempfile.mkdtemp(prefix="lookout-it-")
+        self.config_path = os.path.join(self.dir, "lookout.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(CONFIG_TEMPLATE.format(grpc_port=self.grpc_port,
+                                           admin_port=self.admin_port,
+                                           sink_port=sink_port, **self.settings))
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.stdout_path = os.path.join(self.dir, "stdout.log")
+        self.proc = None
+
+    @property
+    def grpc_endpoint(self):
+        return "127.0.0.1:%d" % self.grpc_port
+
+    def start(self):
+        with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
+            self.proc = subprocess.Popen([BIN, "-c", self.config_path], stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=err)
+        return self
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("agent exited with %d before ready\n%s"
+                                     % (self.proc.returncode, self.log_tail()))
+            try:
+                return self.http_get("/readyz")[0] == 200
+            except OSError:
+                return False
+        if not wait_until(ready, timeout):
+            raise AssertionError("agent not ready within %.0fs\n%s" % (timeout, self.log_tail()))
+        return self
+
+    def http_get(self, path, timeout=2.0):
+        """(status, body bytes); HTTP errors are returned, not raised."""
+        url = "http://127.0.0.1:%d%s" % (self.admin_port, path)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def metrics(self):
+        status, body = self.http_get("/metrics")
+        if status != 200:
+            raise AssertionError("/metrics answered %d" % status)
+        return Metrics(body.decode("utf-8"))
+
+    def metric(self, name, **labels):
+        return self.metrics().value(name, **labels)
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM):
+        """Signals the agent and waits for it to exit; returns the exit code, or
+        None if it had to be killed after shutdown_timeout + EXIT_GRACE."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.wait_exit()
+
+    def wait_exit(self):
+        limit = seconds(self.settings["shutdown_timeout"]) + EXIT_GRACE
+        try:
+            return self.proc.wait(limit)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stderr_text(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def log_tail(self, lines=30):
+        return "--- agent stderr (tail) ---\n" + "\n".join(
+            self.stderr_text().splitlines()[-lines:])
+
+    def non_json_stderr_lines(self):
+        """stderr lines that are not one JSON object each."""
+        bad = []
+        for line in self.stderr_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                if not isinstance(json.loads(line), dict):
+                    bad.append(line)
+            except ValueError:
+                bad.append(line)
+        return bad
+
+
+def run_agent_cli(*args, timeout=10):
+    """Runs build/lookout with |args|; returns CompletedProcess (text)."""
+    return subprocess.run([BIN] + list(args), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+# --- gRPC client
+
+class Client:
+    """OTLP/gRPC client on one channel to |endpoint|."""
+
+    def __init__(self, endpoint):
+        self.channel = grpc.insecure_channel(endpoint)
+        self._export = self.channel.unary_unary(
+            otlp_sink.TRACE_METHOD,
+            request_serializer=ExportTraceServiceRequest.SerializeToString,
+            response_deserializer=ExportTraceServiceResponse.FromString)
+
+    def export(self, request, compression=None, timeout=RPC_TIMEOUT):
+        """Sends a trace request; returns the decoded response or raises RpcError."""
+        return self._export(request, timeout=timeout, compression=compression,
+                            wait_for_ready=True)
+
+    def call_raw(self, method, payload, compression=None, timeout=RPC_TIMEOUT):
+        """Sends |payload| bytes as they are to |method|; returns response bytes."""
+        fn = self.channel.unary_unary(method)   # no serializers: bytes in, bytes out
+        return fn(payload, timeout=timeout, compression=compression, wait_for_ready=True)
+
+    def status_of(self, fn, *args, **kwargs):
+        """Calls fn; returns grpc.StatusCode.OK or the code of the RpcError."""
+        try:
+            fn(*args, **kwargs)
+            return grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            return e.code()
+
+    def close(self):
+        self.channel.close()
+
+
+# --- OTLP request builders
+
+_id_lock = threading.Lock()
+_id_counter = [0]
+_ID_SALT = os.urandom(4)
+
+
+def next_id(size):
+    """A fresh non-zero id of |size| bytes (unique within this process)."""
+    with _id_lock:
+        _id_counter[0] += 1
+        n = _id_counter[0]
+    return (_ID_SALT + n.to_bytes(12, "big"))[-size:]
+
+
+def kv(key, **value):
+    """KeyValue(key, AnyValue(**value)), e.g. kv("a", int_value=3)."""
+    return KeyValue(key=key, value=AnyValue(**value))
+
+
+def all_value_types(tag):
+    """Attributes with one AnyValue of every kind, nested ones included."""
+    return [
+        kv("str", string_value="value-%s" % tag),
+        kv("utf8", string_value="h\u00e9llo \u4e16\u754c \U0001f600"),
+        kv("empty", string_value=""),
+        kv("bool", bool_value=True),
+        kv("int", int_value=-(2 ** 62) + 7),
+        kv("double", double_value=3.25),
+        kv("bytes", bytes_value=b"\x00\x01\xfe\xff" + tag.encode()),
+        kv("array", array_value=common_pb2.ArrayValue(values=[
+            AnyValue(string_value="a"), AnyValue(int_value=2), AnyValue(bool_value=False),
+            AnyValue(double_value=-0.5), AnyValue(bytes_value=b"\x00"),
+            AnyValue(array_value=common_pb2.ArrayValue(values=[AnyValue(int_value=9)])),
+        ])),
+        kv("kvlist", kvlist_value=common_pb2.KeyValueList(values=[
+            kv("inner.str", string_value="x"),
+            kv("inner.kv", kvlist_value=common_pb2.KeyValueList(values=[
+                kv("deep", int_value=1)])),
+        ])),
+    ]
+
+
+def make_request(tag, resources=2, scopes=2, spans=3):
+    """A request of resources x scopes x spans spans, every id distinct and every
+    span carrying attributes of all value types, events, links and a status."""
+    req = ExportTraceServiceRequest()
+    for r in range(resources):
+        rs = req.resource_spans.add()
+        rs.schema_url = "https://opentelemetry.io/schemas/1.21.0"
+        rs.resource.attributes.extend([
+            kv("service.name", string_value="svc-%s-%d" % (tag, r)),
+            kv("service.instance.id", string_value="inst-%d" % r),
+            kv("host.cpus", int_value=8),
+        ] + all_value_types("res-%s-%d" % (tag, r)))
+        rs.resource.dropped_attributes_count = r
+        for s in range(scopes):
+            ss = rs.scope_spans.add()
+            ss.schema_url = "https://example.test/scope/%d" % s
+            ss.scope.name = "lib-%d" % s
+            ss.scope.version = "1.%d.0" % s
+            ss.scope.attributes.append(kv("scope.attr", string_value="s%d" % s))
+            ss.scope.dropped_attributes_count = s
+            trace_id = next_id(16)
+            parent = b""
+            for i in range(spans):
+                sp = ss.spans.add()
+                sp.trace_id = trace_id
+                sp.span_id = next_id(8)
+                sp.parent_span_id = parent
+                parent = sp.span_id
+                sp.trace_state = "vendor=v%d" % i
+                sp.flags = 0x101
+                sp.name = "op-%s-%d-%d-%d" % (tag, r, s, i)
+                sp.kind = i % 6
+                sp.start_time_unix_nano = 1_700_000_000_000_000_000 + i
+                sp.end_time_unix_nano = sp.start_time_unix_nano + 1_500_000
+                sp.attributes.extend(all_value_types("%s-%d" % (tag, i)))
+                sp.dropped_attributes_count = i
+                for e in range(2):
+                    ev = sp.events.add()
+                    ev.time_unix_nano = sp.start_time_unix_nano + e
+                    ev.name = "event-%d" % e
+                    ev.attributes.append(kv("ev.n", int_value=e))
+                    ev.dropped_attributes_count = e
+                sp.dropped_events_count = 1
+                link = sp.links.add()
+                link.trace_id = next_id(16)
+                link.span_id = next_id(8)
+                link.trace_state = "linked=1"
+                link.attributes.append(kv("link.kind", string_value="follows"))
+                link.dropped_attributes_count = 2
+                link.flags = 0x301
+                sp.dropped_links_count = 3
+                sp.status.code = i % 3
+                sp.status.message = "error %d" % i if i % 3 == 2 else ""
+    return req
+
+
+def single_span_request(name, attr_value=None, **attrs):
+    """One resource, one scope, one span named |name|; extra attributes as AnyValue
+    kwargs under key "payload" (attr_value) or by key (attrs: key -> AnyValue)."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.append(kv("service.name", string_value="single"))
+    sp = rs.scope_spans.add().spans.add()
+    sp.trace_id = next_id(16)
+    sp.span_id = next_id(8)
+    sp.name = name
+    sp.kind = trace_pb2.Span.SPAN_KIND_SERVER
+    sp.start_time_unix_nano = 1_700_000_000_000_000_000
+    sp.end_time_unix_nano = sp.start_time_unix_nano + 1000
+    if attr_value is not None:
+        sp.attributes.append(KeyValue(key="payload", value=attr_value))
+    for key, value in attrs.items():
+        sp.attributes.append(KeyValue(key=key, value=value))
+    return req
+
+
+def spans_by_id(request_or_triples):
+    """{span_id: (Resource, resource schema_url, Scope, scope schema_url, Span)}.
+    Takes a request or a sink's [(ResourceSpans, ScopeSpans, Span)]; a span id
+    seen twice raises (delivered more than once)."""
+    if isinstance(request_or_triples, ExportTraceServiceRequest):
+        triples = [(rs, ss, sp) for rs in request_or_triples.resource_spans
+                   for ss in rs.scope_spans for sp in ss.spans]
+    else:
+        triples = request_or_triples
+    out = {}
+    for rs, ss, sp in triples:
+        if sp.span_id in out:
+            raise AssertionError("span %s (%s) seen more than once"
+                                 % (sp.span_id.hex(), sp.name))
+        out[sp.span_id] = (rs.resource, rs.schema_url, ss.scope, ss.schema_url, sp)
+    return out
+
+
+# --- byte-counting TCP proxy
+
+class CountingProxy:
+    """Forwards TCP connections from its own port to 127.0.0.1:|target_port| and
+    counts the bytes sent towards the target (upstream), to see what went on the
+    wire (e.g. whether gRPC messages were compressed)."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.upstream_bytes = 0
+        self._lock = threading.Lock()
+        self._socks = []
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _accept_loop(self):
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._socks += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, src, dst, upstream):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if upstream:
+                    with self._lock:
+                        self.upstream_bytes += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self._closed = True
+        self._listener.close()
+        with self._lock:
+            for s in self._socks:
+                s.close()
+
+
+# --- suite runner (run.sh)
+
+def main(argv):
+    """Runs every test_*.py here (or the unittest names in argv); writes
+    "passed failed" to $LOOKOUT_RESULT if set; returns the exit status."""
+    loader = unittest.TestLoader()
+    if argv:
+        suite = loader.loadTestsFromNames(argv)
+    else:
+        suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
+    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+    failed_ids = set()
+    for test, _ in result.failures + result.errors:
+        failed_ids.add(getattr(test, "test_case", test).id())
+    for test in result.unexpectedSuccesses:
+        failed_ids.add(test.id())
+    failed = len(failed_ids)
+    passed = max(result.testsRun - failed - len(result.skipped), 0)
+    out = os.environ.get("LOOKOUT_RESULT")
+    if out:
+        with open(out, "w") as f:
+            f.write("%d %d\n" % (passed, failed))
+    return 1 if failed or result.testsRun == 0 else 0

@@ -1,0 +1,198 @@
+/*
+ * The admin endpoint over a real socket: the loop runs on the main thread, a
+ * blocking client on a second thread sends one request per connection
+ * ("Connection: close") and keeps each raw response for the assertions.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "admin/admin.h"
+#include "core/platform.h"
+#include "core/selfmetrics.h"
+
+#define NREQ 9
+
+static uv_loop_t loop;
+static lk_admin *admin;
+static int port;
+static bool closed;
+static uv_async_t done_async, ready_async;
+static uv_sem_t ready_sem;
+static char *replies[NREQ];
+
+/* Sends |req| on a new connection and returns everything read until EOF. */
+static char *exchange(const char *req)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    size_t cap = 1 << 20, len = 0;
+    char *out = calloc(1, cap);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req)) {
+        ssize_t n;
+        while (len < cap - 1 && (n = recv(fd, out + len, cap - 1 - len, 0)) > 0)
+            len += (size_t)n;
+    }
+    close(fd);
+    return out;
+}
+
+static void *client(void *arg)
+{
+    replies[0] = exchange("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    replies[1] = exchange("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    replies[2] = exchange("GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    uv_async_send(&ready_async);
+    uv_sem_wait(&ready_sem);
+    replies[3] = exchange("GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    replies[4] = exchange("HEAD /metrics HTTP/1.1\r\nConnection: close\r\n\r\n");
+    replies[5] = exchange("POST /metrics HTTP/1.1\r\nContent-Length: 2\r\n"
+                          "Connection: close\r\n\r\nhi");
+    replies[6] = exchange("GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n");
+    replies[7] = exchange("GET /healthz?verbose=1 HTTP/1.0\r\n\r\n");
+    replies[8] = exchange("DELETE /readyz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    uv_async_send(&done_async);
+    return NULL;
+}
+
+static void on_closed(void *arg)
+{
+    closed = true;
+}
+
+static void on_done(uv_async_t *a)
+{
+    uv_close((uv_handle_t *)&ready_async, NULL);
+    uv_close((uv_handle_t *)a, NULL);
+    lk_admin_close(admin, on_closed, NULL);
+}
+
+static void on_ready(uv_async_t *a)
+{
+    lk_admin_set_ready(admin, true);
+    uv_sem_post(&ready_sem);
+}
+
+static int extra_render(lk_buf *out, void *arg)
+{
+    return lk_buf_append_str(out, (const char *)arg);
+}
+
+static const char *body_of(const char *reply)
+{
+    const char *p = strstr(reply, "\r\n\r\n");
+    return p != NULL ? p + 4 : "";
+}
+
+START_TEST(endpoints)
+{
+    lk_metrics *m = lk_metrics_create();
+    lk_counter_add(lk_metrics_counter(m, "lookout_test_total", "A test counter.", ""), 5);
+    lk_platform_register_process_metrics(m);
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    ck_assert_int_eq(lk_admin_start(&admin, &loop, "127.0.0.1:0", m), 0);
+    port = lk_admin_port(admin);
+    lk_admin_set_renderer(admin, extra_render,
+                          "# HELP app_requests_total Requests.\n"
+                          "# TYPE app_requests_total counter\n"
+                          "app_requests_total{job=\"x\"} 9\n");
+    ck_assert_int_gt(port, 0);
+    uv_async_init(&loop, &done_async, on_done);
+    uv_async_init(&loop, &ready_async, on_ready);
+    uv_sem_init(&ready_sem, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, client, NULL), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    pthread_join(t, NULL);
+    ck_assert(closed);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    uv_sem_destroy(&ready_sem);
+
+    ck_assert_msg(strncmp(replies[0], "HTTP/1.1 200 OK\r\n", 17) == 0, "%s", replies[0]);
+    ck_assert_ptr_nonnull(strstr(replies[0], "\r\nContent-Type: text/plain; version=0.0.4; "
+                                             "charset=utf-8\r\n"));
+    const char *exposition = body_of(replies[0]);
+    ck_assert_ptr_nonnull(strstr(exposition, "\nlookout_test_total 5\n"));
+    ck_assert_ptr_nonnull(strstr(exposition, "\n# TYPE process_open_fds gauge\n"));
+    /* The extra exposition comes last. */
+    const char *app = strstr(exposition, "# HELP app_requests_total Requests.\n");
+    ck_assert_ptr_nonnull(app);
+    ck_assert_str_eq(app + strlen(app) - strlen("app_requests_total{job=\"x\"} 9\n"),
+                     "app_requests_total{job=\"x\"} 9\n");
+    if (access("/usr/bin/promtool", X_OK) == 0) {
+        FILE *p = popen("/usr/bin/promtool check metrics >/dev/null 2>&1", "w");
+        ck_assert_ptr_nonnull(p);
+        fputs(exposition, p);
+        ck_assert_int_eq(pclose(p), 0);
+    }
+
+    ck_assert_ptr_nonnull(strstr(replies[1], "HTTP/1.1 200 OK\r\n"));
+    ck_assert_str_eq(body_of(replies[1]), "ok\n");
+    ck_assert_ptr_nonnull(strstr(replies[2], "HTTP/1.1 503 Service Unavailable\r\n"));
+    ck_assert_str_eq(body_of(replies[2]), "not ready\n");
+    ck_assert_ptr_nonnull(strstr(replies[3], "HTTP/1.1 200 OK\r\n"));
+    ck_assert_str_eq(body_of(replies[3]), "ready\n");
+
+    ck_assert_ptr_nonnull(strstr(replies[4], "HTTP/1.1 200 OK\r\n"));
+    ck_assert_str_eq(body_of(replies[4]), "");
+    const char *cl = strstr(replies[4], "\r\nContent-Length: ");
+    ck_assert_ptr_nonnull(cl);
+    ck_assert_int_gt(atoi(cl + 18), 100);
+
+    ck_assert_ptr_nonnull(strstr(replies[5], "HTTP/1.1 405 Method Not Allowed\r\n"));
+    ck_assert_ptr_nonnull(strstr(replies[5], "\r\nAllow: GET, HEAD\r\n"));
+    ck_assert_ptr_nonnull(strstr(replies[6], "HTTP/1.1 404 Not Found\r\n"));
+    ck_assert_ptr_nonnull(strstr(replies[7], "HTTP/1.1 200 OK\r\n"));
+    ck_assert_str_eq(body_of(replies[7]), "ok\n");
+    ck_assert_ptr_nonnull(strstr(replies[8], "HTTP/1.1 405 Method Not Allowed\r\n"));
+
+    for (int i = 0; i < NREQ; i++)
+        free(replies[i]);
+    lk_metrics_destroy(m);
+}
+END_TEST
+
+START_TEST(bad_endpoint)
+{
+    uv_loop_t l;
+    uv_loop_init(&l);
+    lk_admin *a = NULL;
+    lk_metrics *m = lk_metrics_create();
+    ck_assert_int_lt(lk_admin_start(&a, &l, "no-port-here", m), 0);
+    lk_admin_close(NULL, NULL, NULL);
+    uv_run(&l, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&l), 0);
+    lk_metrics_destroy(m);
+}
+END_TEST
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    Suite *s = suite_create("admin");
+    TCase *tc = tcase_create("endpoints");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, endpoints);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("bad_endpoint");
+    tcase_add_test(tc, bad_endpoint);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,1196 @@
+/* Config loader: YAML text -> lk_config, and every error with its exact
+ * file:line:column. Runs from the repository root (loads config/lookout.yaml). */
+#include <check.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "core/err.h"
+
+#define NAME "t.yaml"
+
+/* A receiver and a pipeline that make an exporter fragment a whole config. */
+#define TAIL                                                                   \
+    "receivers: {otlp: {protocols: {grpc: }}}\n"                               \
+    "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n"
+#define EP "    endpoint: h:1\n"
+
+static char *errors_of(const char *yaml)
+{
+    lk_config *c = NULL;
+    char *e = NULL;
+    int rc = lk_config_parse(NAME, yaml, strlen(yaml), &c, &e);
+    ck_assert_msg(rc == LK_ECONFIG, "rc %d for:\n%s", rc, yaml);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(e);
+    return e;
+}
+
+static lk_config *config_of(const char *yaml)
+{
+    lk_config *c = NULL;
+    char *e = NULL;
+    int rc = lk_config_parse(NAME, yaml, strlen(yaml), &c, &e);
+    ck_assert_msg(rc == 0, "rc %d, errors:\n%s", rc, e ? e : "(none)");
+    ck_assert_ptr_null(e);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+/* "exporters: otlp:" with |frag| (lines indented by 4) from line 3, then TAIL. */
+static char *exporter_yaml(const char *frag)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof(buf), "exporters:\n  otlp:\n%s" TAIL, frag);
+    return buf;
+}
+
+static lk_config *exporter_ok(const char *frag)
+{
+    return config_of(exporter_yaml(frag));
+}
+
+static char *exporter_err(const char *frag)
+{
+    return errors_of(exporter_yaml(frag));
+}
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s != '\0'; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static bool has_line(const char *errs, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = errs; (p = strstr(p, line)) != NULL; p++)
+        if ((p == errs || p[-1] == '\n') && p[n] == '\n')
+            return true;
+    return false;
+}
+
+#define ASSERT_LINE(errs, line)                                                \
+    ck_assert_msg(has_line((errs), (line)), "missing line\n  %s\nin:\n%s", (line), \
+                  (errs))
+
+/* The text holds exactly one error, |line|. */
+static void assert_only(char *errs, const char *line)
+{
+    ASSERT_LINE(errs, line);
+    ck_assert_msg(count_lines(errs) == 1, "expected one error, got:\n%s", errs);
+    free(errs);
+}
+
+static void assert_prefix(char *errs, const char *prefix)
+{
+    ck_assert_msg(strncmp(errs, prefix, strlen(prefix)) == 0,
+                  "expected a line starting with\n  %s\ngot:\n%s", prefix, errs);
+    ck_assert_msg(count_lines(errs) == 1, "expected one error, got:\n%s", errs);
+    free(errs);
+}
+
+/* ---- the default file ---- */
+
+START_TEST(default_file_parses)
+{
+    lk_config *c = NULL;
+    char *e = NULL;
+    int rc = lk_config_load("config/lookout.yaml", &c, &e);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, e ? e : "");
+    ck_assert_str_eq(c->path, "config/lookout.yaml");
+    ck_assert_int_eq(c->log_level, LK_LOG_INFO);
+    ck_assert_uint_eq(c->shutdown_timeout_ms, 5000);
+    ck_assert_str_eq(c->admin.endpoint, "127.0.0.1:9464");
+
+    ck_assert_uint_eq(c->nreceivers, 1);
+    ck_assert_str_eq(c->receivers[0].name, "otlp");
+    ck_assert(c->receivers[0].grpc.enabled);
+    ck_assert_str_eq(c->receivers[0].grpc.endpoint, "127.0.0.1:4317");
+
+    ck_assert_uint_eq(c->nexporters, 1);
+    const struct lk_exporter_config *x = &c->exporters[0];
+    ck_assert_str_eq(x->name, "otlp/jaeger");
+    ck_assert_str_eq(x->endpoint, "127.0.0.1:14317");
+    ck_assert_int_eq(x->compression, LK_COMPRESSION_GZIP);
+    ck_assert(!x->tls.enabled);
+    ck_assert_uint_eq(x->nheaders, 0);
+
+    ck_assert_uint_eq(c->npipelines, 1);
+    ck_assert_int_eq(c->pipelines[0].signal, LK_SIGNAL_TRACES);
+    ck_assert_uint_eq(c->pipelines[0].nreceivers, 1);
+    ck_assert_str_eq(c->pipelines[0].receivers[0], "otlp");
+    ck_assert_uint_eq(c->pipelines[0].nexporters, 1);
+    ck_assert_str_eq(c->pipelines[0].exporters[0], "otlp/jaeger");
+    lk_config_destroy(c);
+}
+END_TEST
+
+/* The default file spells out every default: a config that sets nothing
+ * but names must come out identical. */
+START_TEST(default_file_states_the_builtin_defaults)
+{
+    lk_config *f = NULL;
+    ck_assert_int_eq(lk_config_load("config/lookout.yaml", &f, NULL), 0);
+    lk_config *d = config_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                             "exporters: {otlp/jaeger: {endpoint: \"127.0.0.1:14317\"}}\n"
+                             "pipelines: {traces: {receivers: [otlp], exporters: [otlp/jaeger]}}\n");
+    ck_assert_int_eq(f->log_level, d->log_level);
+    ck_assert_uint_eq(f->shutdown_timeout_ms, d->shutdown_timeout_ms);
+    ck_assert_str_eq(f->admin.endpoint, d->admin.endpoint);
+    const struct lk_grpc_receiver_config *fg = &f->receivers[0].grpc,
+                                         *dg = &d->receivers[0].grpc;
+    ck_assert_str_eq(fg->endpoint, dg->endpoint);
+    ck_assert_uint_eq(fg->max_recv_msg_size, dg->max_recv_msg_size);
+    ck_assert_uint_eq(fg->max_concurrent_streams, dg->max_concurrent_streams);
+    ck_assert_uint_eq(fg->max_connections, dg->max_connections);
+    ck_assert_uint_eq(fg->idle_timeout_ms, dg->idle_timeout_ms);
+    const struct lk_exporter_config *fx = &f->exporters[0], *dx = &d->exporters[0];
+    ck_assert_uint_eq(fx->timeout_ms, dx->timeout_ms);
+    ck_assert_int_eq(fx->compression, dx->compression);
+    ck_assert_int_eq(fx->tls.enabled, dx->tls.enabled);
+    ck_assert_int_eq(fx->tls.insecure_skip_verify, dx->tls.insecure_skip_verify);
+    ck_assert_int_eq(fx->retry.enabled, dx->retry.enabled);
+    ck_assert_uint_eq(fx->retry.initial_interval_ms, dx->retry.initial_interval_ms);
+    ck_assert_uint_eq(fx->retry.max_interval_ms, dx->retry.max_interval_ms);
+    ck_assert_uint_eq(fx->retry.max_elapsed_time_ms, dx->retry.max_elapsed_time_ms);
+    ck_assert_double_eq(fx->retry.multiplier, dx->retry.multiplier);
+    ck_assert_double_eq(fx->retry.randomization_factor, dx->retry.randomization_factor);
+    ck_assert_uint_eq(fx->queue.queue_size, dx->queue.queue_size);
+    ck_assert_uint_eq(fx->queue.max_bytes, dx->queue.max_bytes);
+    ck_assert_int_eq(fx->queue.overflow, dx->queue.overflow);
+    ck_assert_uint_eq(fx->batch.send_batch_size, dx->batch.send_batch_size);
+    ck_assert_uint_eq(fx->batch.send_batch_max_bytes, dx->batch.send_batch_max_bytes);
+    ck_assert_uint_eq(fx->batch.timeout_ms, dx->batch.timeout_ms);
+    ck_assert_uint_eq(fx->max_concurrency, dx->max_concurrency);
+    lk_config_destroy(f);
+    lk_config_destroy(d);
+}
+END_TEST
+
+/* ---- defaults and values ---- */
+
+START_TEST(defaults_are_applied)
+{
+    lk_config *c = exporter_ok(EP);
+    ck_assert_str_eq(c->path, NAME);
+    ck_assert_int_eq(c->log_level, LK_LOG_INFO);
+    ck_assert_uint_eq(c->shutdown_timeout_ms, 5000);
+    ck_assert_str_eq(c->admin.endpoint, "127.0.0.1:9464");
+    const struct lk_grpc_receiver_config *g = &c->receivers[0].grpc;
+    ck_assert(g->enabled);
+    ck_assert_str_eq(g->endpoint, "127.0.0.1:4317");
+    ck_assert_uint_eq(g->max_recv_msg_size, 64 * 1024 * 1024);
+    ck_assert_uint_eq(g->max_concurrent_streams, 100);
+    ck_assert_uint_eq(g->max_connections, 256);
+    ck_assert_uint_eq(g->idle_timeout_ms, 5 * 60 * 1000);
+    const struct lk_exporter_config *x = &c->exporters[0];
+    ck_assert_str_eq(x->name, "otlp");
+    ck_assert_str_eq(x->endpoint, "h:1");
+    ck_assert_uint_eq(x->timeout_ms, 10000);
+    ck_assert_int_eq(x->compression, LK_COMPRESSION_GZIP);
+    ck_assert_uint_eq(x->nheaders, 0);
+    ck_assert_ptr_null(x->headers);
+    ck_assert(!x->tls.enabled);
+    ck_assert(!x->tls.insecure_skip_verify);
+    ck_assert_ptr_null(x->tls.ca_file);
+    ck_assert_ptr_null(x->tls.cert_file);
+    ck_assert_ptr_null(x->tls.key_file);
+    ck_assert(x->retry.enabled);
+    ck_assert_uint_eq(x->retry.initial_interval_ms, 1000);
+    ck_assert_uint_eq(x->retry.max_interval_ms, 30000);
+    ck_assert_uint_eq(x->retry.max_elapsed_time_ms, 300000);
+    ck_assert_double_eq(x->retry.multiplier, 1.5);
+    ck_assert_double_eq(x->retry.randomization_factor, 0.5);
+    ck_assert_uint_eq(x->queue.queue_size, 100000);
+    ck_assert_uint_eq(x->queue.max_bytes, 32 * 1024 * 1024);
+    ck_assert_int_eq(x->queue.overflow, LK_OVERFLOW_REFUSE);
+    ck_assert_uint_eq(x->batch.send_batch_size, 8192);
+    ck_assert_uint_eq(x->batch.send_batch_max_bytes, 4 * 1024 * 1024);
+    ck_assert_uint_eq(x->batch.timeout_ms, 200);
+    ck_assert_uint_eq(x->max_concurrency, 4);
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(every_key_is_read)
+{
+    lk_config *c = config_of(
+        "log_level: debug\n"
+        "shutdown_timeout: 30s\n"
+        "admin: {endpoint: \"0.0.0.0:19464\"}\n"
+        "receivers:\n"
+        "  otlp/a:\n"
+        "    protocols:\n"
+        "      grpc:\n"
+        "        endpoint: unix:///tmp/lk.sock\n"
+        "        max_recv_msg_size: 8MiB\n"
+        "        max_concurrent_streams: 7\n"
+        "        max_connections: 9\n"
+        "        idle_timeout: 0s\n"
+        "exporters:\n"
+        "  otlp/b:\n"
+        "    endpoint: https://gw.example:443\n"
+        "    timeout: 3s\n"
+        "    compression: none\n"
+        "    headers: {x-scope-orgid: tenant1, authorization: Bearer t}\n"
+        "    tls: {insecure_skip_verify: true, ca_file: ca.pem, cert_file: c.pem, key_file: k.pem}\n"
+        "    retry: {enabled: false, initial_interval: 2s, max_interval: 1m,\n"
+        "            max_elapsed_time: 0s, multiplier: 2, randomization_factor: 0}\n"
+        "    queue: {queue_size: 50, max_bytes: 1MiB, overflow: drop}\n"
+        "    batch: {send_batch_size: 10, send_batch_max_bytes: 64KiB, timeout: 1s}\n"
+        "    max_concurrency: 16\n"
+        "pipelines:\n"
+        "  logs: {receivers: [otlp/a], exporters: [otlp/b]}\n"
+        "  metrics: {receivers: [otlp/a], exporters: [otlp/b]}\n");
+    ck_assert_int_eq(c->log_level, LK_LOG_DEBUG);
+    ck_assert_uint_eq(c->shutdown_timeout_ms, 30000);
+    ck_assert_str_eq(c->admin.endpoint, "0.0.0.0:19464");
+    const struct lk_receiver_config *r = &c->receivers[0];
+    ck_assert_str_eq(r->name, "otlp/a");
+    ck_assert_str_eq(r->grpc.endpoint, "unix:///tmp/lk.sock");
+    ck_assert_uint_eq(r->grpc.max_recv_msg_size, 8 * 1024 * 1024);
+    ck_assert_uint_eq(r->grpc.max_concurrent_streams, 7);
+    ck_assert_uint_eq(r->grpc.max_connections, 9);
+    ck_assert_uint_eq(r->grpc.idle_timeout_ms, 0);
+    const struct lk_exporter_config *x = &c->exporters[0];
+    ck_assert_str_eq(x->name, "otlp/b");
+    ck_assert_str_eq(x->endpoint, "gw.example:443");
+    ck_assert(x->tls.enabled); /* from https:// */
+    ck_assert(x->tls.insecure_skip_verify);
+    ck_assert_str_eq(x->tls.ca_file, "ca.pem");
+    ck_assert_str_eq(x->tls.cert_file, "c.pem");
+    ck_assert_str_eq(x->tls.key_file, "k.pem");
+    ck_assert_uint_eq(x->timeout_ms, 3000);
+    ck_assert_int_eq(x->compression, LK_COMPRESSION_NONE);
+    ck_assert_uint_eq(x->nheaders, 2);
+    ck_assert_str_eq(x->headers[0].name, "x-scope-orgid");
+    ck_assert_str_eq(x->headers[0].value, "tenant1");
+    ck_assert_str_eq(x->headers[1].name, "authorization");
+    ck_assert_str_eq(x->headers[1].value, "Bearer t");
+    ck_assert(!x->retry.enabled);
+    ck_assert_uint_eq(x->retry.initial_interval_ms, 2000);
+    ck_assert_uint_eq(x->retry.max_interval_ms, 60000);
+    ck_assert_uint_eq(x->retry.max_elapsed_time_ms, 0);
+    ck_assert_double_eq(x->retry.multiplier, 2);
+    ck_assert_double_eq(x->retry.randomization_factor, 0);
+    ck_assert_uint_eq(x->queue.queue_size, 50);
+    ck_assert_uint_eq(x->queue.max_bytes, 1024 * 1024);
+    ck_assert_int_eq(x->queue.overflow, LK_OVERFLOW_DROP);
+    ck_assert_uint_eq(x->batch.send_batch_size, 10);
+    ck_assert_uint_eq(x->batch.send_batch_max_bytes, 64 * 1024);
+    ck_assert_uint_eq(x->batch.timeout_ms, 1000);
+    ck_assert_uint_eq(x->max_concurrency, 16);
+    /* File order is kept. */
+    ck_assert_uint_eq(c->npipelines, 2);
+    ck_assert_int_eq(c->pipelines[0].signal, LK_SIGNAL_LOGS);
+    ck_assert_int_eq(c->pipelines[1].signal, LK_SIGNAL_METRICS);
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(null_sections_take_defaults)
+{
+    /* "grpc:" with nothing under it enables gRPC; "tls:" and "retry:" empty
+     * leave the defaults. */
+    lk_config *c = config_of("receivers:\n"
+                             "  otlp:\n"
+                             "    protocols:\n"
+                             "      grpc:\n"
+                             "exporters:\n"
+                             "  otlp:\n"
+                             "    endpoint: h:1\n"
+                             "    tls:\n"
+                             "    retry: {}\n"
+                             "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n");
+    ck_assert(c->receivers[0].grpc.enabled);
+    ck_assert(!c->exporters[0].tls.enabled);
+    ck_assert(c->exporters[0].retry.enabled);
+    lk_config_destroy(c);
+}
+END_TEST
+
+/* ---- YAML syntax and structure ---- */
+
+START_TEST(syntax_errors_give_libyaml_position)
+{
+    assert_prefix(errors_of("a: [1, 2\nb: 3\n"), NAME ":2:2: YAML syntax error: ");
+    assert_prefix(errors_of("log_level: info\na: b: c\n"),
+                  NAME ":2:5: YAML syntax error: mapping values are not allowed");
+    assert_prefix(errors_of("a:\tb\n\tc: 1\n"), NAME ":2:1: YAML syntax error: ");
+    assert_prefix(errors_of("log_level: \"info\n"), NAME ":2:1: YAML syntax error: ");
+    /* Reader errors carry a byte offset, turned into line and column too. */
+    assert_prefix(errors_of("log_level: info\nx: \xff\n"),
+                  NAME ":2:4: YAML syntax error: invalid leading UTF-8 octet");
+}
+END_TEST
+
+START_TEST(structure_errors)
+{
+    assert_only(errors_of("- a\n"),
+                NAME ":1:1: the configuration must be a mapping of keys to values, got a list");
+    assert_only(errors_of(""),
+                NAME ":1:1: no pipelines defined; at least one is required, e.g. "
+                     "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}");
+    assert_only(errors_of("# only a comment\n"),
+                NAME ":1:1: no pipelines defined; at least one is required, e.g. "
+                     "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}");
+    /* A complex key. */
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "? [a]\n: 1\n%s", exporter_yaml(EP));
+    assert_only(errors_of(yaml), NAME ":1:3: keys must be strings, not a list");
+    /* A second document. */
+    snprintf(yaml, sizeof(yaml), "%s---\nlog_level: warn\n", exporter_yaml(EP));
+    assert_only(errors_of(yaml), NAME ":6:1: only one YAML document is allowed in a config file");
+    /* A NUL character from a "\0" escape. */
+    assert_only(exporter_err(EP "    compression: \"gz\\0ip\"\n"),
+                NAME ":4:18: value contains a NUL character");
+}
+END_TEST
+
+START_TEST(aliases_are_rejected)
+{
+    char *e = errors_of("exporters:\n"
+                        "  otlp: &e {endpoint: \"h:1\"}\n"
+                        "  otlp/2: *e\n" TAIL);
+    assert_only(e, NAME ":3:11: YAML aliases ('*e') are not supported; repeat the value instead");
+}
+END_TEST
+
+START_TEST(duplicate_keys)
+{
+    assert_only(exporter_err(EP "    timeout: 1s\n    timeout: 2s\n"),
+                NAME ":5:5: duplicate key 'timeout' (first at line 4, column 5)");
+    char *e = errors_of("log_level: info\n"
+                        "exporters:\n  otlp: {endpoint: \"h:1\"}\n"
+                        "log_level: warn\n"
+                        "exporters:\n  otlp: {endpoint: \"h:2\"}\n" TAIL
+                        "pipelines: {}\n");
+    ASSERT_LINE(e, NAME ":4:1: duplicate key 'log_level' (first at line 1, column 1)");
+    ASSERT_LINE(e, NAME ":5:1: duplicate key 'exporters' (first at line 2, column 1)");
+    ASSERT_LINE(e, NAME ":9:1: duplicate key 'pipelines' (first at line 8, column 1)");
+    ck_assert_uint_eq(count_lines(e), 3);
+    free(e);
+    /* Two exporters of one name, in flow style. */
+    assert_only(errors_of("exporters: {otlp: {endpoint: \"h:1\"}, otlp: {endpoint: \"h:2\"}}\n" TAIL),
+                NAME ":1:38: duplicate key 'otlp' (first at line 1, column 13)");
+}
+END_TEST
+
+/* ---- unknown keys ---- */
+
+START_TEST(unknown_keys_with_suggestions)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "foo: 1\n%s", exporter_yaml(EP));
+    assert_only(errors_of(yaml), NAME ":1:1: unknown key 'foo' at the top level");
+    snprintf(yaml, sizeof(yaml), "log_levl: warn\n%s", exporter_yaml(EP));
+    assert_only(errors_of(yaml),
+                NAME ":1:1: unknown key 'log_levl' at the top level; did you mean 'log_level'?");
+}
+END_TEST
+
+START_TEST(unknown_keys_in_nested_sections)
+{
+    char *e = errors_of("exporters:\n"
+                        "  otlp/jaeger:\n"
+                        "    endpoint: h:1\n"
+                        "    retry:\n"
+                        "      max_intervl: 10s\n"
+                        "      foo: 1\n"
+                        "    tsl: {enabled: true}\n"
+                        "receivers: {otlp: {protocols: {grpc: {endpont: \"h:2\"}}}}\n"
+                        "pipelines: {traces: {receivers: [otlp], exporters: [otlp/jaeger]}}\n");
+    ASSERT_LINE(e, NAME ":5:7: unknown key 'max_intervl' in exporters.otlp/jaeger.retry; "
+                       "did you mean 'max_interval'?");
+    ASSERT_LINE(e, NAME ":6:7: unknown key 'foo' in exporters.otlp/jaeger.retry");
+    ASSERT_LINE(e, NAME ":7:5: unknown key 'tsl' in exporters.otlp/jaeger; did you mean 'tls'?");
+    ASSERT_LINE(e, NAME ":8:39: unknown key 'endpont' in receivers.otlp.protocols.grpc; "
+                       "did you mean 'endpoint'?");
+    ck_assert_uint_eq(count_lines(e), 4);
+    free(e);
+}
+END_TEST
+
+START_TEST(unknown_component_types)
+{
+    assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  zipkin: {}\n" TAIL),
+                NAME ":3:3: unknown exporter type 'zipkin' (known: otlp)");
+    assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otpl/x: {}\n" TAIL),
+                NAME ":3:3: unknown exporter type 'otpl' (known: otlp); did you mean 'otlp'?");
+    assert_only(errors_of("receivers: {loki: {}}\n"
+                          "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                          "pipelines: {traces: {receivers: [loki], exporters: [otlp]}}\n"),
+                NAME ":1:13: unknown receiver type 'loki' (known: otlp)");
+    assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlp/: {}\n" TAIL),
+                NAME ":3:3: exporter name 'otlp/' needs a name after the '/'");
+    assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlp/a b: {}\n" TAIL),
+                NAME ":3:3: exporter name 'otlp/a b' may only use letters, digits, '_', "
+                     "'-' and '.' after the '/'");
+}
+END_TEST
+
+/* ---- types ---- */
+
+START_TEST(type_errors_have_exact_positions)
+{
+    assert_only(exporter_err(EP "    timeout: abc\n"),
+                NAME ":4:14: exporters.otlp.timeout: expected a duration like 200ms or 5s, got 'abc'");
+    assert_only(exporter_err(EP "    tls: {enabled: yes}\n"),
+                NAME ":4:20: exporters.otlp.tls.enabled: expected true or false, got 'yes'");
+    assert_only(exporter_err(EP "    max_concurrency: many\n"),
+                NAME ":4:22: exporters.otlp.max_concurrency: expected a whole number, got 'many'");
+    assert_only(exporter_err(EP "    compression: zip\n"),
+                NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, got 'zip'; "
+                     "did you mean 'gzip'?");
+    assert_only(exporter_err(EP "    retry: 5\n"),
+                NAME ":4:12: exporters.otlp.retry: expected a mapping, got a string");
+    assert_only(exporter_err(EP "    timeout: {a: 1}\n"),
+                NAME ":4:14: exporters.otlp.timeout: expected a duration like 200ms or 5s, got a mapping");
+    assert_only(exporter_err(EP "    timeout: [1s]\n"),
+                NAME ":4:14: exporters.otlp.timeout: expected a duration like 200ms or 5s, got a list");
+    assert_only(exporter_err(EP "    retry: {multiplier: x1}\n"),
+                NAME ":4:25: exporters.otlp.retry.multiplier: expected a number, got 'x1'");
+    assert_only(exporter_err(EP "    queue: {max_bytes: lots}\n"),
+                NAME ":4:24: exporters.otlp.queue.max_bytes: expected a size like 64MiB or 1048576, got 'lots'");
+    assert_only(exporter_err(EP "    tls: {ca_file: \"\"}\n"),
+                NAME ":4:20: exporters.otlp.tls.ca_file: must not be empty");
+    /* An empty value is not "use the default". */
+    assert_only(exporter_err(EP "    timeout:\n"),
+                NAME ":4:13: exporters.otlp.timeout: expected a duration like 200ms or 5s, "
+                     "got an empty value");
+    assert_only(exporter_err(EP "    tls: {enabled: ~}\n"),
+                NAME ":4:20: exporters.otlp.tls.enabled: expected true or false, got an empty value");
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "log_level: loud\n%s", exporter_yaml(EP));
+    assert_only(errors_of(yaml),
+                NAME ":1:12: log_level: expected one of debug, info, warn, error, got 'loud'");
+}
+END_TEST
+
+START_TEST(quoted_scalars_convert_like_plain_ones)
+{
+    lk_config *c = exporter_ok(EP "    max_concurrency: \"8\"\n    timeout: '2s'\n"
+                                  "    tls: {enabled: \"false\"}\n");
+    ck_assert_uint_eq(c->exporters[0].max_concurrency, 8);
+    ck_assert_uint_eq(c->exporters[0].timeout_ms, 2000);
+    lk_config_destroy(c);
+    /* Quoted "null" is a string, not an empty value. */
+    assert_only(exporter_err(EP "    timeout: \"null\"\n"),
+                NAME ":4:14: exporters.otlp.timeout: expected a duration like 200ms or 5s, got 'null'");
+}
+END_TEST
+
+START_TEST(multiple_errors_in_one_pass)
+{
+    char *e = errors_of("log_level: verbose\n"                 /* 1 */
+                        "shutdown_timeout: 5\n"                /* 2 */
+                        "receivers:\n"                         /* 3 */
+                        "  otlp:\n"                            /* 4 */
+                        "    protocols:\n"                     /* 5 */
+                        "      grpc:\n"                        /* 6 */
+                        "        max_recv_msg_size: 2GiB\n"    /* 7 */
+                        "exporters:\n"                         /* 8 */
+                        "  otlp/jaeger:\n"                     /* 9 */
+                        "    timeout: abc\n"                   /* 10 */
+                        "    bogus: 1\n"                       /* 11 */
+                        "pipelines:\n"                         /* 12 */
+                        "  traces:\n"                          /* 13 */
+                        "    receivers: [otlp]\n"              /* 14 */
+                        "    exporters: [otlp/jager]\n");      /* 15 */
+    const char *want[] = {
+        NAME ":1:12: log_level: expected one of debug, info, warn, error, got 'verbose'",
+        NAME ":2:19: shutdown_timeout: duration '5' needs a unit, e.g. 5s or 500ms "
+             "(units: ms, s, m, h)",
+        NAME ":7:28: receivers.otlp.protocols.grpc.max_recv_msg_size: must be between "
+             "1KiB and 1GiB, got 2GiB",
+        NAME ":9:3: exporters.otlp/jaeger: missing required key 'endpoint'",
+        NAME ":10:14: exporters.otlp/jaeger.timeout: expected a duration like 200ms or 5s, "
+             "got 'abc'",
+        NAME ":11:5: unknown key 'bogus' in exporters.otlp/jaeger",
+        NAME ":15:17: pipelines.traces.exporters: unknown exporter 'otlp/jager'; did you "
+             "mean 'otlp/jaeger'?",
+    };
+    size_t n = sizeof(want) / sizeof(want[0]);
+    for (size_t i = 0; i < n; i++)
+        ASSERT_LINE(e, want[i]);
+    ck_assert_uint_eq(count_lines(e), n);
+    /* Sorted by position. */
+    const char *prev = e;
+    for (size_t i = 1; i < n; i++) {
+        const char *p = strstr(e, want[i]);
+        ck_assert(p > prev);
+        prev = p;
+    }
+    free(e);
+}
+END_TEST
+
+/* ---- environment ---- */
+
+START_TEST(env_expansion)
+{
+    setenv("LK_TEST_EP", "h:9", 1);
+    setenv("LK_TEST_EMPTY", "", 1);
+    setenv("LK_TEST_T", "250ms", 1);
+    setenv("LK_TEST_REF", "${LK_TEST_UNSET}", 1);
+    unsetenv("LK_TEST_UNSET");
+
+    lk_config *c = exporter_ok("    endpoint: ${LK_TEST_EP}\n");
+    ck_assert_str_eq(c->exporters[0].endpoint, "h:9");
+    lk_config_destroy(c);
+
+    c = exporter_ok("    endpoint: \"${LK_TEST_UNSET:-h:7}\"\n"
+                    "    timeout: ${LK_TEST_T}\n"
+                    "    headers:\n"
+                    "      a: x${LK_TEST_EMPTY}y\n"
+                    "      b: ${LK_TEST_EMPTY:-dflt}\n"
+                    "      c: \"$${LK_TEST_EP} costs $$5 and $ 1\"\n"
+                    "      d: ${LK_TEST_REF}\n"
+                    "      e: ${LK_TEST_EP}${LK_TEST_EP}\n");
+    const struct lk_exporter_config *x = &c->exporters[0];
+    ck_assert_str_eq(x->endpoint, "h:7");
+    ck_assert_uint_eq(x->timeout_ms, 250);
+    ck_assert_uint_eq(x->nheaders, 5);
+    ck_assert_str_eq(x->headers[0].value, "xy");      /* set but empty: empty */
+    ck_assert_str_eq(x->headers[1].value, "dflt");    /* :- also covers empty */
+    ck_assert_str_eq(x->headers[2].value, "${LK_TEST_EP} costs $5 and $ 1");
+    ck_assert_str_eq(x->headers[3].value, "${LK_TEST_UNSET}"); /* not re-expanded */
+    ck_assert_str_eq(x->headers[4].value, "h:9h:9");
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(env_errors)
+{
+    unsetenv("LK_TEST_UNSET");
+    unsetenv("LK_TEST_UNSET2");
+    assert_only(exporter_err("    endpoint: ${LK_TEST_UNSET}\n"),
+                NAME ":3:15: exporters.otlp.endpoint: environment variable 'LK_TEST_UNSET' "
+                     "is not set (set it, or write ${LK_TEST_UNSET:-default})");
+    /* Every undefined variable of one value is named. */
+    char *e = exporter_err(EP "    headers: {a: \"${LK_TEST_UNSET}/${LK_TEST_UNSET2}\"}\n");
+    ASSERT_LINE(e, NAME ":4:18: exporters.otlp.headers.a: environment variable 'LK_TEST_UNSET' "
+                       "is not set (set it, or write ${LK_TEST_UNSET:-default})");
+    ASSERT_LINE(e, NAME ":4:18: exporters.otlp.headers.a: environment variable 'LK_TEST_UNSET2' "
+                       "is not set (set it, or write ${LK_TEST_UNSET2:-default})");
+    ck_assert_uint_eq(count_lines(e), 2);
+    free(e);
+    assert_only(exporter_err("    endpoint: ${LK_TEST_EP\n"),
+                NAME ":3:15: exporters.otlp.endpoint: unterminated '${' in '${LK_TEST_EP'");
+    assert_only(exporter_err("    endpoint: ${1X}\n"),
+                NAME ":3:15: exporters.otlp.endpoint: invalid environment variable reference "
+                     "'${1X}' (use ${NAME} or ${NAME:-default})");
+    assert_only(exporter_err("    endpoint: ${A:=b}\n"),
+                NAME ":3:15: exporters.otlp.endpoint: invalid environment variable reference "
+                     "'${A:=b}' (use ${NAME} or ${NAME:-default})");
+    /* Expansion comes before conversion: the expanded text is what is checked. */
+    setenv("LK_TEST_T", "5", 1);
+    assert_only(exporter_err(EP "    timeout: ${LK_TEST_T}\n"),
+                NAME ":4:14: exporters.otlp.timeout: duration '5' needs a unit, e.g. 5s or "
+                     "500ms (units: ms, s, m, h)");
+    /* Keys are not expanded. */
+    assert_only(exporter_err(EP "    ${LK_TEST_T}: 1\n"),
+                NAME ":4:5: unknown key '${LK_TEST_T}' in exporters.otlp");
+}
+END_TEST
+
+/* ---- durations and sizes ---- */
+
+START_TEST(durations)
+{
+    static const struct {
+        const char *text;
+        uint64_t ms;
+    } ok[] = {{"250ms", 250},   {"5s", 5000},         {"1m", 60000},
+              {"1h", 3600000},  {"1m30s", 90000},     {"1h2m3s4ms", 3723004},
+              {"1.5s", 1500},   {".5s", 500},         {"0.25m", 15000},
+              {"1.500000000000s", 1500}, {"30s1m", 90000}, {"8760h", 8760ULL * 3600000},
+              {"1ms", 1}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char frag[128];
+        snprintf(frag, sizeof(frag), EP "    timeout: %s\n", ok[i].text);
+        lk_config *c = exporter_ok(frag);
+        ck_assert_msg(c->exporters[0].timeout_ms == ok[i].ms, "%s -> %llu", ok[i].text,
+                      (unsigned long long)c->exporters[0].timeout_ms);
+        lk_config_destroy(c);
+    }
+    /* 0s is accepted where the field allows it. */
+    lk_config *c = exporter_ok(EP "    retry: {max_elapsed_time: 0s}\n");
+    ck_assert_uint_eq(c->exporters[0].retry.max_elapsed_time_ms, 0);
+    lk_config_destroy(c);
+
+    static const struct {
+        const char *text;
+        const char *msg;
+    } bad[] = {
+        {"5", "duration '5' needs a unit, e.g. 5s or 500ms (units: ms, s, m, h)"},
+        {"1.5", "duration '1.5' needs a unit, e.g. 5s or 500ms (units: ms, s, m, h)"},
+        {"1m30", "duration '1m30' needs a unit, e.g. 5s or 500ms (units: ms, s, m, h)"},
+        {"5sec", "unknown duration unit 'sec' in '5sec' (units: ms, s, m, h)"},
+        {"10us", "unknown duration unit 'us' in '10us' (units: ms, s, m, h)"},
+        {"1d", "unknown duration unit 'd' in '1d' (units: ms, s, m, h)"},
+        {"-5s", "expected a duration like 200ms or 5s, got '-5s'"},
+        {"5 s", "expected a duration like 200ms or 5s, got '5 s'"},
+        {"s", "expected a duration like 200ms or 5s, got 's'"},
+        {"1.0005s", "duration '1.0005s' is finer than a millisecond"},
+        {"0.1ms", "duration '0.1ms' is finer than a millisecond"},
+        {"0s", "must be between 1ms and 8760h, got 0s"},
+        {"8761h", "must be between 1ms and 8760h, got 8761h"},
+        {"99999999999999999999ms", "duration '99999999999999999999ms' is too large"},
+        {"9999999999999999h", "duration '9999999999999999h' is too large"},
+        {"18446744073709551615ms1ms", "duration '18446744073709551615ms1ms' is too large"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char frag[128], line[256];
+        snprintf(frag, sizeof(frag), EP "    timeout: '%s'\n", bad[i].text);
+        snprintf(line, sizeof(line), NAME ":4:14: exporters.otlp.timeout: %s", bad[i].msg);
+        assert_only(exporter_err(frag), line);
+    }
+}
+END_TEST
+
+START_TEST(sizes)
+{
+    static const struct {
+        const char *text;
+        uint64_t bytes;
+    } ok[] = {{"1048576", 1048576},     {"1024B", 1024},        {"2KB", 2000},
+              {"5 MB", 5000000},        {"1GB", 1000000000},    {"1KiB", 1024},
+              {"64MiB", 64ULL << 20},   {"1GiB", 1ULL << 30},   {"1024 GiB", 1ULL << 40}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char frag[128];
+        snprintf(frag, sizeof(frag), EP "    queue: {max_bytes: %s}\n    batch: "
+                                        "{send_batch_max_bytes: 1KiB}\n", ok[i].text);
+        lk_config *c = exporter_ok(frag);
+        ck_assert_msg(c->exporters[0].queue.max_bytes == ok[i].bytes, "%s -> %llu",
+                      ok[i].text, (unsigned long long)c->exporters[0].queue.max_bytes);
+        lk_config_destroy(c);
+    }
+    static const struct {
+        const char *text;
+        const char *msg;
+    } bad[] = {
+        {"64mb", "unknown size unit 'mb' (use B, KB, MB, GB, KiB, MiB or GiB)"},
+        {"1TiB", "unknown size unit 'TiB' (use B, KB, MB, GB, KiB, MiB or GiB)"},
+        {"1.5MiB", "unknown size unit '.5MiB' (use B, KB, MB, GB, KiB, MiB or GiB)"},
+        {"MiB", "expected a size like 64MiB or 1048576, got 'MiB'"},
+        {"-1", "expected a size like 64MiB or 1048576, got '-1'"},
+        {"18446744073709551616", "size '18446744073709551616' is too large"},
+        {"17179869184GiB", "size '17179869184GiB' is too large"},
+        {"1023", "must be between 1KiB and 1024GiB, got 1023"},
+        {"1025GiB", "must be between 1KiB and 1024GiB, got 1025GiB"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char frag[128], line[256];
+        snprintf(frag, sizeof(frag), EP "    queue: {max_bytes: '%s'}\n", bad[i].text);
+        snprintf(line, sizeof(line), NAME ":4:24: exporters.otlp.queue.max_bytes: %s",
+                 bad[i].msg);
+        assert_only(exporter_err(frag), line);
+    }
+    /* The receiver's message size is bounded to 1KiB..1GiB. */
+    assert_only(errors_of("receivers: {otlp: {protocols: {grpc: {max_recv_msg_size: 512}}}}\n"
+                          "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                          "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n"),
+                NAME ":1:58: receivers.otlp.protocols.grpc.max_recv_msg_size: must be between "
+                     "1KiB and 1GiB, got 512");
+}
+END_TEST
+
+START_TEST(integers_booleans_numbers)
+{
+    static const struct {
+        const char *frag;
+        const char *line;
+    } bad[] = {
+        {"    max_concurrency: 0\n",
+         ":4:22: exporters.otlp.max_concurrency: must be between 1 and 1024, got 0"},
+        {"    max_concurrency: 1025\n",
+         ":4:22: exporters.otlp.max_concurrency: must be between 1 and 1024, got 1025"},
+        {"    max_concurrency: -1\n",
+         ":4:22: exporters.otlp.max_concurrency: must be between 1 and 1024, got -1"},
+        {"    max_concurrency: 1.5\n",
+         ":4:22: exporters.otlp.max_concurrency: expected a whole number, got '1.5'"},
+        {"    batch: {send_batch_size: 4294967296}\n",
+         ":4:30: exporters.otlp.batch.send_batch_size: must be between 1 and 1000000000, "
+         "got 4294967296"},
+        {"    queue: {queue_size: 99999999999999999999999}\n",
+         ":4:25: exporters.otlp.queue.queue_size: must be between 1 and 1000000000, "
+         "got 99999999999999999999999"},
+        {"    tls: {enabled: True}\n",
+         ":4:20: exporters.otlp.tls.enabled: expected true or false, got 'True'"},
+        {"    retry: {enabled: 1}\n",
+         ":4:22: exporters.otlp.retry.enabled: expected true or false, got '1'"},
+        {"    retry: {multiplier: 0.5}\n",
+         ":4:25: exporters.otlp.retry.multiplier: must be between 1 and 100, got 0.5"},
+        {"    retry: {multiplier: nan}\n",
+         ":4:25: exporters.otlp.retry.multiplier: expected a number, got 'nan'"},
+        {"    retry: {multiplier: 1e999}\n",
+         ":4:25: exporters.otlp.retry.multiplier: expected a number, got '1e999'"},
+        {"    retry: {randomization_factor: 1.01}\n",
+         ":4:35: exporters.otlp.retry.randomization_factor: must be between 0 and 1, got 1.01"},
+        {"    queue: {overflow: block}\n",
+         ":4:23: exporters.otlp.queue.overflow: expected one of refuse, drop, got 'block'"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char frag[256], line[256];
+        snprintf(frag, sizeof(frag), EP "%s", bad[i].frag);
+        snprintf(line, sizeof(line), NAME "%s", bad[i].line);
+        assert_only(exporter_err(frag), line);
+    }
+    lk_config *c = exporter_ok(EP "    batch: {send_batch_size: 1000000000}\n"
+                                  "    queue: {queue_size: 1000000000}\n"
+                                  "    retry: {multiplier: 1.25e1, randomization_factor: 1}\n");
+    ck_assert_uint_eq(c->exporters[0].batch.send_batch_size, 1000000000);
+    ck_assert_uint_eq(c->exporters[0].queue.queue_size, 1000000000);
+    ck_assert_double_eq(c->exporters[0].retry.multiplier, 12.5);
+    ck_assert_double_eq(c->exporters[0].retry.randomization_factor, 1);
+    lk_config_destroy(c);
+}
+END_TEST
+
+/* ---- endpoints ---- */
+
+START_TEST(endpoints)
+{
+    static const char *const good[] = {
+        "127.0.0.1:4317", "localhost:1", "my-host.example_1:65535",
+        "[::1]:4317",     "[fe80::1%eth0]:80", "unix:///tmp/lookout.sock",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof(yaml),
+                 "receivers: {otlp: {protocols: {grpc: {endpoint: \"%s\"}}}}\n"
+                 "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                 "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n",
+                 good[i]);
+        lk_config *c = config_of(yaml);
+        ck_assert_str_eq(c->receivers[0].grpc.endpoint, good[i]);
+        lk_config_destroy(c);
+    }
+    char longpath[160];
+    snprintf(longpath, sizeof(longpath), "unix:///%0100d", 0);
+    static const struct {
+        const char *ep;
+        const char *why;
+    } bad[] = {
+        {"localhost", "missing ':port'"},
+        {"h:", "missing port after ':'"},
+        {"h:0", "the port must be between 1 and 65535"},
+        {"h:65536", "the port must be between 1 and 65535"},
+        {"h:http", "the port is not a number"},
+        {":4317", "missing host before ':' (use 127.0.0.1, or 0.0.0.0 for every interface)"},
+        {"::1:4317", "put IPv6 addresses in brackets, e.g. [::1]:4317"},
+        {"[::1]", "missing ':port' after the IPv6 address"},
+        {"[::1:4317", "missing ']' after the IPv6 address"},
+        {"[nope]:1", "invalid IPv6 address"},
+        {"h st:1", "invalid character in the host name"},
+        {"unix:/tmp/x", "write a Unix socket as unix:///absolute/path"},
+        {"unix://tmp/x", "write a Unix socket as unix:///absolute/path"},
+        {"tcp://h:1", "expected host:port without a scheme"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]) + 1; i++) {
+        const char *ep = i < sizeof(bad) / sizeof(bad[0]) ? bad[i].ep : longpath;
+        const char *why = i < sizeof(bad) / sizeof(bad[0])
+                              ? bad[i].why
+                              : "the socket path must be shorter than 100 bytes";
+        char yaml[512], line[512];
+        snprintf(yaml, sizeof(yaml),
+                 "receivers: {otlp: {protocols: {grpc: {endpoint: \"%s\"}}}}\n"
+                 "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                 "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n",
+                 ep);
+        /* Messages show at most 80 bytes of a value. */
+        snprintf(line, sizeof(line),
+                 NAME ":1:49: receivers.otlp.protocols.grpc.endpoint: invalid endpoint "
+                      "'%.80s%s': %s",
+                 ep, strlen(ep) > 80 ? "..." : "", why);
+        assert_only(errors_of(yaml), line);
+    }
+    /* Admin is TCP only. */
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "admin: {endpoint: \"unix:///tmp/a.sock\"}\n%s",
+             exporter_yaml(EP));
+    assert_only(errors_of(yaml),
+                NAME ":1:19: admin.endpoint: invalid endpoint 'unix:///tmp/a.sock': Unix "
+                     "sockets are not supported here; use host:port");
+}
+END_TEST
+
+START_TEST(exporter_endpoint_schemes)
+{
+    lk_config *c = exporter_ok("    endpoint: http://h:4317/\n");
+    ck_assert_str_eq(c->exporters[0].endpoint, "h:4317");
+    ck_assert(!c->exporters[0].tls.enabled);
+    lk_config_destroy(c);
+    c = exporter_ok("    endpoint: https://[::1]:4317\n");
+    ck_assert_str_eq(c->exporters[0].endpoint, "[::1]:4317");
+    ck_assert(c->exporters[0].tls.enabled);
+    lk_config_destroy(c);
+    c = exporter_ok("    endpoint: h:443\n    tls: {enabled: true}\n");
+    ck_assert(c->exporters[0].tls.enabled);
+    lk_config_destroy(c);
+
+    assert_only(exporter_err("    endpoint: https://h:443\n    tls: {enabled: false}\n"),
+                NAME ":4:20: exporters.otlp.tls.enabled: is false but the endpoint uses https://");
+    assert_only(exporter_err("    endpoint: http://h:80\n    tls: {enabled: true}\n"),
+                NAME ":4:20: exporters.otlp.tls.enabled: is true but the endpoint uses http://");
+    assert_only(exporter_err("    endpoint: http://h:80/v1/traces\n"),
+                NAME ":3:15: exporters.otlp.endpoint: invalid endpoint 'http://h:80/v1/traces': "
+                     "an OTLP/gRPC endpoint has no path");
+    assert_only(exporter_err("    endpoint: unix:///tmp/x\n"),
+                NAME ":3:15: exporters.otlp.endpoint: invalid endpoint 'unix:///tmp/x': Unix "
+                     "sockets are not supported here; use host:port");
+    assert_only(exporter_err("    timeout: 1s\n"),
+                NAME ":2:3: exporters.otlp: missing required key 'endpoint'");
+    assert_only(errors_of("exporters: {otlp: }\n" TAIL),
+                NAME ":1:13: exporters.otlp: missing required key 'endpoint'");
+}
+END_TEST
+
+/* ---- exporter cross-checks ---- */
+
+START_TEST(headers)
+{
+    lk_config *c = exporter_ok(EP "    headers: {x-a.b_c: \"v 1~\", k-bin: \"\\x01\"}\n");
+    ck_assert_uint_eq(c->exporters[0].nheaders, 2);
+    ck_assert_str_eq(c->exporters[0].headers[0].name, "x-a.b_c");
+    ck_assert_str_eq(c->exporters[0].headers[0].value, "v 1~");
+    ck_assert_str_eq(c->exporters[0].headers[1].value, "\x01");
+    lk_config_destroy(c);
+
+    char *e = exporter_err(EP "    headers:\n"
+                              "      X-Scope-OrgID: t\n"
+                              "      a b: 1\n"
+                              "      grpc-timeout: 1\n"
+                              "      ok: \"caf\xc3\xa9\"\n"
+                              "      list: [1]\n"
+                              "      nul:\n");
+    ASSERT_LINE(e, NAME ":5:7: exporters.otlp.headers: header name 'X-Scope-OrgID' must be "
+                       "lowercase (gRPC metadata keys are lowercase)");
+    ASSERT_LINE(e, NAME ":6:7: exporters.otlp.headers: header name 'a b' may only use a-z, "
+                       "0-9, '-', '_' and '.'");
+    ASSERT_LINE(e, NAME ":7:7: exporters.otlp.headers: header name 'grpc-timeout' names "
+                       "starting with 'grpc-' are reserved by gRPC");
+    /* The value itself is never quoted: it may be a secret. */
+    ASSERT_LINE(e, NAME ":8:11: exporters.otlp.headers.ok: the value must be printable ASCII "
+                       "(or name the header '...-bin')");
+    ASSERT_LINE(e, NAME ":9:13: exporters.otlp.headers.list: expected a string, got a list");
+    ASSERT_LINE(e, NAME ":10:11: exporters.otlp.headers.nul: expected a string, got an empty value");
+    ck_assert_uint_eq(count_lines(e), 6);
+    ck_assert_ptr_null(strstr(e, "caf"));
+    free(e);
+    assert_only(exporter_err(EP "    headers: [a]\n"),
+                NAME ":4:14: exporters.otlp.headers: expected a mapping of header names to "
+                     "values, got a list");
+}
+END_TEST
+
+START_TEST(tls_checks)
+{
+    assert_only(exporter_err(EP "    tls: {enabled: true, cert_file: c.pem}\n"),
+                NAME ":4:26: exporters.otlp.tls: cert_file and key_file go together; key_file "
+                     "is missing");
+    assert_only(exporter_err(EP "    tls: {enabled: true, key_file: k.pem}\n"),
+                NAME ":4:26: exporters.otlp.tls: cert_file and key_file go together; cert_file "
+                     "is missing");
+    assert_only(exporter_err(EP "    tls:\n      ca_file: ca.pem\n"),
+                NAME ":5:7: exporters.otlp.tls.ca_file: has no effect while TLS is off; set "
+                     "tls.enabled: true or use an https:// endpoint");
+    assert_only(exporter_err(EP "    tls: {insecure_skip_verify: true}\n"),
+                NAME ":4:11: exporters.otlp.tls.insecure_skip_verify: has no effect while TLS "
+                     "is off; set tls.enabled: true or use an https:// endpoint");
+    /* False is what "off" means anyway: no complaint. */
+    lk_config *c = exporter_ok(EP "    tls: {insecure_skip_verify: false}\n");
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(retry_and_batch_checks)
+{
+    assert_only(exporter_err(EP "    retry: {initial_interval: 5s, max_interval: 1s}\n"),
+                NAME ":4:49: exporters.otlp.retry: max_interval (1s) must be at least "
+                     "initial_interval (5s)");
+    assert_only(exporter_err(EP "    retry: {initial_interval: 1m}\n"),
+                NAME ":4:31: exporters.otlp.retry: max_interval (30s) must be at least "
+                     "initial_interval (1m)");
+    assert_only(exporter_err(EP "    queue: {max_bytes: 1MiB}\n"),
+                NAME ":4:24: exporters.otlp: batch.send_batch_max_bytes (4MiB) must not "
+                     "exceed queue.max_bytes (1MiB)");
+    assert_only(exporter_err(EP "    batch: {send_batch_max_bytes: 64MiB}\n"),
+                NAME ":4:35: exporters.otlp: batch.send_batch_max_bytes (64MiB) must not "
+                     "exceed queue.max_bytes (32MiB)");
+    assert_only(exporter_err(EP "    queue: {queue_size: 100}\n"),
+                NAME ":4:25: exporters.otlp: batch.send_batch_size (8192) must not exceed "
+                     "queue.queue_size (100)");
+    /* A value that is itself wrong does not also fail the cross-check. */
+    assert_only(exporter_err(EP "    queue: {max_bytes: x}\n    batch: {send_batch_max_bytes: 64MiB}\n"),
+                NAME ":4:24: exporters.otlp.queue.max_bytes: expected a size like 64MiB or "
+                     "1048576, got 'x'");
+    lk_config *c = exporter_ok(EP "    queue: {max_bytes: 4MiB}\n");
+    lk_config_destroy(c);
+}
+END_TEST
+
+/* ---- receivers ---- */
+
+START_TEST(receiver_checks)
+{
+    assert_only(errors_of("receivers:\n  otlp:\n"
+                          "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                          "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n"),
+                NAME ":2:3: receivers.otlp: no protocol enabled; add 'protocols: grpc:'");
+    char *e = errors_of("receivers:\n  otlp: {protocols: {http: {}}}\n"
+                        "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                        "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n");
+    ASSERT_LINE(e, NAME ":2:3: receivers.otlp: no protocol enabled; add 'protocols: grpc:'");
+    ASSERT_LINE(e, NAME ":2:22: unknown key 'http' in receivers.otlp.protocols");
+    ck_assert_uint_eq(count_lines(e), 2);
+    free(e);
+}
+END_TEST
+
+START_TEST(listener_clashes)
+{
+    char *e = errors_of("receivers:\n"
+                        "  otlp: {protocols: {grpc: }}\n"
+                        "  otlp/b: {protocols: {grpc: {endpoint: \"127.0.0.1:9464\"}}}\n"
+                        "  otlp/c: {protocols: {grpc: }}\n"
+                        "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                        "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n");
+    ASSERT_LINE(e, NAME ":3:41: receivers.otlp/b.protocols.grpc: endpoint '127.0.0.1:9464' "
+                       "is already used by admin");
+    ASSERT_LINE(e, NAME ":4:24: receivers.otlp/c.protocols.grpc: endpoint '127.0.0.1:4317' "
+                       "is already used by receivers.otlp.protocols.grpc");
+    ck_assert_uint_eq(count_lines(e), 2);
+    free(e);
+    /* The admin endpoint is checked even where it is written after them. */
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), "%sadmin: {endpoint: \"127.0.0.1:4317\"}\n",
+             exporter_yaml(EP));
+    assert_only(errors_of(yaml),
+                NAME ":6:19: admin: endpoint '127.0.0.1:4317' is already used by "
+                     "receivers.otlp.protocols.grpc");
+}
+END_TEST
+
+/* ---- pipelines ---- */
+
+START_TEST(pipeline_references)
+{
+    const char *head = "receivers:\n"                                /* 1 */
+                       "  otlp: {protocols: {grpc: }}\n"             /* 2 */
+                       "  otlp/unused: {protocols: {grpc: {endpoint: \"h:2\"}}}\n" /* 3 */
+                       "exporters:\n"                                /* 4 */
+                       "  otlp/jaeger: {endpoint: \"h:1\"}\n"        /* 5 */
+                       "  otlp/spare: {endpoint: \"h:1\"}\n"         /* 6 */
+                       "pipelines:\n";                               /* 7 */
+    char yaml[1024];
+    /* Defined but unused components are fine. */
+    snprintf(yaml, sizeof(yaml), "%s  traces:\n    receivers: [otlp]\n"
+                                 "    exporters: [otlp/jaeger]\n", head);
+    lk_config *c = config_of(yaml);
+    ck_assert_uint_eq(c->nreceivers, 2);
+    ck_assert_uint_eq(c->nexporters, 2);
+    lk_config_destroy(c);
+
+    snprintf(yaml, sizeof(yaml), "%s  traces:\n"                     /* 8 */
+                                 "    receivers: [otlp, otlp/x]\n"   /* 9 */
+                                 "    exporters: [otlp/jaeger, otlp/jaeger, jaeger]\n" /* 10 */
+                                 "  metrics:\n"                      /* 11 */
+                                 "    receivers: []\n"               /* 12 */
+                                 "  logs:\n"                         /* 13 */
+                                 "    receivers: otlp\n"             /* 14 */
+                                 "    exporters: [[otlp]]\n"         /* 15 */
+                                 "  spans: {}\n"                     /* 16 */
+                                 "  traces: {}\n",                   /* 17 */
+             head);
+    char *e = errors_of(yaml);
+    const char *want[] = {
+        NAME ":9:23: pipelines.traces.receivers: unknown receiver 'otlp/x'; did you mean "
+             "'otlp'?",
+        NAME ":10:30: pipelines.traces.exporters: 'otlp/jaeger' is listed twice",
+        NAME ":10:43: pipelines.traces.exporters: unknown exporter 'jaeger'",
+        NAME ":11:3: pipelines.metrics: missing required key 'exporters'",
+        NAME ":12:16: pipelines.metrics.receivers: must name at least one receiver",
+        NAME ":14:16: pipelines.logs.receivers: expected a list of receiver names like "
+             "[otlp], got a string",
+        NAME ":15:17: pipelines.logs.exporters: expected a name, got a list",
+        NAME ":16:3: unknown pipeline 'spans' (known: traces, metrics, logs)",
+        NAME ":17:3: duplicate key 'traces' (first at line 8, column 3)",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        ASSERT_LINE(e, want[i]);
+    ck_assert_uint_eq(count_lines(e), sizeof(want) / sizeof(want[0]));
+    free(e);
+}
+END_TEST
+
+/* A typo gets a suggestion; a reference to a component that has errors of
+ * its own is not reported a second time. */
+START_TEST(pipeline_suggestions)
+{
+    char *e = errors_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                        "exporters: {otlp/jaeger: {endpoint: \"h:1\"}, zipkin: {}}\n"
+                        "pipelines:\n"
+                        "  trace: {receivers: [otlp], exporters: [otlp/jaeger]}\n"
+                        "  logs: {receivers: [otpl], exporters: [zipkin]}\n");
+    ASSERT_LINE(e, NAME ":2:45: unknown exporter type 'zipkin' (known: otlp)");
+    ASSERT_LINE(e, NAME ":4:3: unknown pipeline 'trace' (known: traces, metrics, logs); "
+                       "did you mean 'traces'?");
+    ASSERT_LINE(e, NAME ":5:22: pipelines.logs.receivers: unknown receiver 'otpl'; did you "
+                       "mean 'otlp'?");
+    ck_assert_uint_eq(count_lines(e), 3);
+    free(e);
+    assert_only(errors_of("exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                          "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n"),
+                NAME ":2:34: pipelines.traces.receivers: unknown receiver 'otlp'; no "
+                     "receivers are defined");
+}
+END_TEST
+
+START_TEST(pipelines_required)
+{
+    assert_only(errors_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                          "exporters: {otlp: {endpoint: \"h:1\"}}\n"),
+                NAME ":1:1: no pipelines defined; at least one is required, e.g. "
+                     "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}");
+    assert_only(errors_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                          "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                          "pipelines:\n"),
+                NAME ":3:1: no pipelines defined; at least one is required, e.g. "
+                     "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}");
+    assert_only(errors_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                          "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                          "pipelines: [traces]\n"),
+                NAME ":3:12: pipelines: expected a mapping of signals (traces, metrics, logs) "
+                     "to pipelines, got a list");
+    /* Too many names in one list. */
+    char yaml[2048];
+    size_t o = (size_t)snprintf(yaml, sizeof(yaml),
+                                "receivers: {otlp: {protocols: {grpc: }}}\n"
+                                "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                                "pipelines: {traces: {exporters: [otlp], receivers: [");
+    for (int i = 0; i < 65; i++)
+        o += (size_t)snprintf(yaml + o, sizeof(yaml) - o, "%sotlp", i ? "," : "");
+    snprintf(yaml + o, sizeof(yaml) - o, "]}}\n");
+    assert_only(errors_of(yaml),
+                NAME ":3:52: pipelines.traces.receivers: at most 64 receivers can be listed");
+}
+END_TEST
+
+/* ---- messages and loading ---- */
+
+START_TEST(messages_stay_on_one_line)
+{
+    /* A control character in a value is escaped; a long value is cut. */
+    assert_only(exporter_err(EP "    compression: \"g\\nz\\tip\"\n"),
+                NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, got "
+                     "'g\\x0az\\x09ip'; did you mean 'gzip'?");
+    char frag[512], want[512];
+    char big[201];
+    memset(big, 'a', 200);
+    big[200] = '\0';
+    snprintf(frag, sizeof(frag), EP "    compression: %s\n", big);
+    snprintf(want, sizeof(want),
+             NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, got '%.80s...'",
+             big);
+    assert_only(exporter_err(frag), want);
+}
+END_TEST
+
+START_TEST(error_count_is_capped)
+{
+    char yaml[8192];
+    size_t o = 0;
+    for (int i = 0; i < 150; i++)
+        o += (size_t)snprintf(yaml + o, sizeof(yaml) - o, "k%d: 1\n", i);
+    snprintf(yaml + o, sizeof(yaml) - o, "%s", exporter_yaml(EP));
+    char *e = errors_of(yaml);
+    ck_assert_uint_eq(count_lines(e), 101);
+    ASSERT_LINE(e, NAME ":1:1: unknown key 'k0' at the top level");
+    ASSERT_LINE(e, NAME ":100:1: unknown key 'k99' at the top level");
+    ASSERT_LINE(e, NAME ":101:1: too many errors; 50 more not shown");
+    free(e);
+}
+END_TEST
+
+START_TEST(load_errors)
+{
+    lk_config *c = (lk_config *)1;
+    char *e = NULL;
+    ck_assert_int_eq(lk_config_load("test/unit/config/no-such-file.yaml", &c, &e), LK_EIO);
+    ck_assert_ptr_null(c);
+    ck_assert_str_eq(e, "test/unit/config/no-such-file.yaml: No such file or directory\n");
+    free(e);
+    /* Errors may be ignored. */
+    ck_assert_int_eq(lk_config_load("test/unit/config", &c, NULL), LK_EIO);
+    ck_assert_int_eq(lk_config_parse(NAME, "a: [", 4, &c, NULL), LK_ECONFIG);
+    ck_assert_ptr_null(c);
+    /* The text need not be NUL-terminated: only |len| bytes are read. */
+    const char *yaml = exporter_yaml(EP);
+    char *copy = malloc(strlen(yaml) + 5);
+    memcpy(copy, yaml, strlen(yaml));
+    memcpy(copy + strlen(yaml), "@@@@", 4);
+    ck_assert_int_eq(lk_config_parse(NAME, copy, strlen(yaml), &c, &e), 0);
+    ck_assert_ptr_null(e);
+    lk_config_destroy(c);
+    free(copy);
+    lk_config_destroy(NULL);
+}
+END_TEST
+
+START_TEST(signal_names)
+{
+    ck_assert_str_eq(lk_signal_name(LK_SIGNAL_TRACES), "traces");
+    ck_assert_str_eq(lk_signal_name(LK_SIGNAL_METRICS), "metrics");
+    ck_assert_str_eq(lk_signal_name(LK_SIGNAL_LOGS), "logs");
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("config");
+    struct {
+        const char *name;
+        const TTest *tests[8];
+    } cases[] = {
+        {"default_file", {default_file_parses, default_file_states_the_builtin_defaults}},
+        {"defaults", {defaults_are_applied, null_sections_take_defaults}},
+        {"values", {every_key_is_read, quoted_scalars_convert_like_plain_ones}},
+        {"yaml", {syntax_errors_give_libyaml_position, structure_errors, aliases_are_rejected,
+                  duplicate_keys}},
+        {"unknown_keys", {unknown_keys_with_suggestions, unknown_keys_in_nested_sections,
+                          unknown_component_types}},
+        {"types", {type_errors_have_exact_positions, integers_booleans_numbers}},
+        {"multiple_errors", {multiple_errors_in_one_pass, error_count_is_capped}},
+        {"env", {env_expansion, env_errors}},
+        {"durations", {durations}},
+        {"sizes", {sizes}},
+        {"endpoints", {endpoints, exporter_endpoint_schemes, listener_clashes}},
+        {"exporter_checks", {headers, tls_checks, retry_and_batch_checks}},
+        {"receivers", {receiver_checks}},
+        {"pipelines", {pipeline_references, pipeline_suggestions, pipelines_required}},
+        {"messages", {messages_stay_on_one_line, load_errors, signal_names}},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        TCase *t = tcase_create(cases[i].name);
+        for (size_t j = 0; j < 8 && cases[i].tests[j] != NULL; j++)
+            tcase_add_test(t, cases[i].tests[j]);
+        suite_add_tcase(s, t);
+    }
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
