@@ -73,7 +73,7 @@ UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(B)/test/%)
 
 FUZZ_SRC := $(shell find test/fuzz -maxdepth 1 -name '*_fuzz.c' 2>/dev/null | sort)
 
-.PHONY: all run test unit unit-san proto-check integration bench fuzz fuzz-bins deps \
+.PHONY: all run test unit unit-san proto-check service-check integration bench fuzz fuzz-bins deps \
         clean check-deps format-check
 .DEFAULT_GOAL := all
 
@@ -96,7 +96,7 @@ DEP_TABLE := \
   pc:zlib|zlib1g-dev|zlib pc:check|check|check h:snappy-c.h|libsnappy-dev|snappy \
   h:http_parser.h|libhttp-parser-dev|llhttp bin:protoc|protobuf-compiler|protobuf \
   bin:curl|curl|curl
-TEST_DEP_TABLE := py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- \
+TEST_DEP_TABLE := py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- \
   bin:promtool|prometheus|prometheus
 
 # Prints the missing entries of DEP_TABLE (and TEST_DEP_TABLE) as "deb|brew".
@@ -185,11 +185,17 @@ proto-check: check-deps
 integration: check-deps $(B)/lookout
 	@sh test/integration/run.sh
 
+# Offline checks of compose/ and launchd/ (no Docker engine or launchd needed).
+service-check:
+	@sh compose/check.sh
+	@sh launchd/check.sh
+
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-san
 	@$(MAKE) --no-print-directory proto-check
+	@$(MAKE) --no-print-directory service-check
 	@$(MAKE) --no-print-directory integration
 
 run: deps
@@ -198,7 +204,8 @@ run: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory all
-	@sh test/bench/run.sh
+	@if [ -f test/bench/run.sh ]; then sh test/bench/run.sh; \
+	 else echo "bench: no benchmarks yet (planned: test/bench/)"; fi
 
 # --- fuzzing (clang only): test/fuzz/NAME_fuzz.c with corpus test/fuzz/corpus/NAME/
 FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(B)/fuzz/%)

@@ -40,7 +40,8 @@ struct agent {
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t deadline;
     int pending;   /* receivers, queues or exporters still closing */
-    int stage;     /* 0 running, 1 receivers closing, 2 draining, 3 exporters closing, 4 done */
+    int stage;     /* 0 running, 1 receivers closing, 2 draining, 3 exporters
+                      closing, 4 admin closing, 5 last handles closing */
     bool aborted;
 };
 
@@ -71,15 +72,10 @@ static void one_closed(void *arg)
         step_shutdown();
 }
 
-static void close_handles_walk(uv_handle_t *h, void *arg)
-{
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 /* Shutdown runs in stages, each started when the previous one finished:
  * receivers stop accepting, queues drain to the exporters (bounded by
- * shutdown_timeout), exporters close, then the remaining handles. */
+ * shutdown_timeout), exporters close, the admin server closes, then the
+ * loop's own handles. */
 static void step_shutdown(void)
 {
     A.stage++;
@@ -105,11 +101,19 @@ static void step_shutdown(void)
         for (size_t i = 0; i < A.nqueues; i++)
             lk_queue_destroy(A.queues[i]);
         A.nqueues = 0;
-        if (A.admin != NULL)
-            lk_admin_close(A.admin, NULL, NULL);
-        A.admin = NULL;
+        A.pending = 1;
+        if (A.admin != NULL) {
+            A.pending++;
+            lk_admin_close(A.admin, one_closed, NULL);
+            A.admin = NULL;
+        }
+        one_closed(NULL);
+    } else if (A.stage == 5) {
+        uv_close((uv_handle_t *)&A.deadline, NULL);
+        uv_close((uv_handle_t *)&A.sig_int, NULL);
+        uv_close((uv_handle_t *)&A.sig_term, NULL);
+        uv_close((uv_handle_t *)&A.sig_hup, NULL);
         lk_log(LK_LOG_INFO, "stopped", LK_S("version", LK_VERSION));
-        uv_walk(&A.loop, close_handles_walk, NULL);
     }
 }
 
@@ -271,12 +275,7 @@ static int start_receivers(void)
 
 static void register_agent_metrics(void)
 {
-    char labels[128];
-    snprintf(labels, sizeof(labels), "version=\"%s\"", LK_VERSION);
-    lk_gauge_set(lk_metrics_gauge(A.metrics, "lookout_build_info",
-                                  "Build information; the value is always 1.",
-                                  labels),
-                 1);
+    lk_platform_register_build_info(A.metrics, LK_VERSION);
     lk_gauge_set(lk_metrics_gauge(A.metrics, "lookout_config_last_reload_successful",
                                   "1 when the last configuration load succeeded.",
                                   ""),

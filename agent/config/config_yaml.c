@@ -260,8 +260,17 @@ static int attach(struct builder *b, lk__ynode *n)
     return kid_append(b->stack[b->depth - 1], n);
 }
 
+/* Deeper input is refused. A config needs six levels; libyaml spends time
+ * quadratic in the depth, so without a bound "[[[[..." of 1 MB runs for hours. */
+#define MAX_DEPTH 64
+
 static int push(struct builder *b, lk__ynode *n)
 {
+    if (b->depth >= MAX_DEPTH) {
+        lk__config_diag_addf(b->d, n->line, n->col,
+                             "nesting deeper than %d levels", MAX_DEPTH);
+        return LK_ECONFIG;
+    }
     if (b->depth == b->cap) {
         size_t ncap = b->cap ? b->cap * 2 : 16;
         lk__ynode **s = realloc(b->stack, ncap * sizeof(*s));
@@ -364,7 +373,7 @@ static void syntax_error(struct builder *b, yaml_parser_t *p, const char *text,
 }
 
 /* Handles one event. Returns 0, 1 at the end of the stream or of the first
- * document, LK_ENOMEM. */
+ * document, LK_ECONFIG when the input nests too deeply, LK_ENOMEM. */
 static int on_event(struct builder *b, yaml_event_t *ev)
 {
     lk__ynode *n;

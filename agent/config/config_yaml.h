@@ -77,7 +77,8 @@ typedef struct lk__ydoc {
  * Syntax errors, aliases, NUL characters, duplicate keys and extra documents
  * are added to |d|; a syntax error stops the parse, the others do not.
  * Returns 0 when the tree is usable (|d| may still hold errors about it),
- * LK_ECONFIG after a syntax error (|*out| is NULL), LK_ENOMEM.
+ * LK_ECONFIG after a syntax error or past 64 levels of nesting (|*out| is
+ * NULL), LK_ENOMEM.
  */
 int lk__config_yaml_parse(lk__ydoc **out, const char *file, const char *text,
                           size_t len, lk__config_diag *d);

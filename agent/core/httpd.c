@@ -824,19 +824,13 @@ int lk_httpd_create(lk_httpd **out, uv_loop_t *loop,
     int rc = lk_listener_start(&h->listener, loop, o->endpoint, LISTEN_BACKLOG,
                                on_connection, h);
     if (rc < 0) {
-        uv_handle_t *lh = (uv_handle_t *)&h->listener.h;
-        if (uv_handle_get_type(lh) == UV_UNKNOWN_HANDLE) {
+        if (lk_listener_is_open(&h->listener)) {
+            /* The handle lives inside |h|: free it in the close callback. */
+            lk_listener_close(&h->listener, free_failed_httpd);
+        } else {
             free(h->name); /* the handle was never initialised */
             free(h);
-        } else if (!uv_is_closing(lh)) {
-            lk_listener_close(&h->listener, free_failed_httpd);
         }
-        /*
-         * Otherwise lk_listener_start closed an initialised handle without a
-         * close callback, and that handle lives inside |h|: freeing |h| now
-         * would let the loop touch freed memory. Such a failure happens at
-         * start-up, which then ends the process; the memory is left behind.
-         */
         return rc;
     }
     h->listener_open = true;

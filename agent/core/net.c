@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "core/err.h"
@@ -74,6 +75,11 @@ int lk_listener_start(lk_listener *l, uv_loop_t *loop, const char *endpoint,
         l->path = strdup(path);
         if (l->path == NULL)
             return LK_ENOMEM;
+        if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            free(l->path);
+            l->path = NULL;
+            return LK_EINVAL;
+        }
         l->is_unix = 1;
         uv_pipe_init(loop, &l->h.pipe, 0);
         l->h.pipe.data = data;
@@ -97,10 +103,15 @@ int lk_listener_start(lk_listener *l, uv_loop_t *loop, const char *endpoint,
     if (rc != 0) {
         lk_log(LK_LOG_ERROR, "cannot listen", LK_S("endpoint", endpoint)
                LK_S("op", what) LK_S("error", uv_strerror(rc)));
-        lk_listener_close(l, NULL);
-        return LK_ESYS;
+        return LK_ESYS; /* the caller closes the handle, with its own callback */
     }
     return 0;
+}
+
+int lk_listener_is_open(const lk_listener *l)
+{
+    const uv_handle_t *h = (const uv_handle_t *)&l->h;
+    return uv_handle_get_type(h) != UV_UNKNOWN_HANDLE && !uv_is_closing(h);
 }
 
 void lk_listener_close(lk_listener *l, uv_close_cb close_cb)

@@ -19,11 +19,16 @@ typedef struct lk_listener {
  * synchronously at start-up), "[v6addr]:port", or "unix:///abs/path" (an
  * existing socket file at that path is replaced). |l->h| gets |data| in its
  * data field and |on_conn| as the connection callback.
- * Returns 0, LK_EINVAL for a malformed endpoint, or LK_ESYS (with a log line
- * naming the endpoint and the system error).
+ * Returns 0, LK_EINVAL for a malformed endpoint (no handle initialised), or
+ * LK_ESYS (with a log line naming the endpoint and the system error). After
+ * LK_ESYS the handle is initialised and still open: the caller closes it with
+ * lk_listener_close() and frees the memory holding |l| in its callback.
+ * lk_listener_is_open() tells the two failures apart.
  */
 int lk_listener_start(lk_listener *l, uv_loop_t *loop, const char *endpoint,
                       int backlog, uv_connection_cb on_conn, void *data);
+/* True once the handle is initialised (after LK_ESYS too) and not closing. */
+int lk_listener_is_open(const lk_listener *l);
 /* Closes the handle; |close_cb| gets the handle (may be NULL). Frees |path|. */
 void lk_listener_close(lk_listener *l, uv_close_cb close_cb);
 /* Accepts one pending connection into a new heap stream handle (tcp or pipe

@@ -649,6 +649,15 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+static void free_failed_receiver(uv_handle_t *h)
+{
+    lk_otlp_grpc *r = h->data;
+    lk_buf_fini(&r->scratch);
+    free(r->cfg.endpoint);
+    free(r->name);
+    free(r);
+}
+
 int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
                        const struct lk_grpc_receiver_config *cfg,
                        lk_pipeline *const pipelines[LK_SIGNAL_COUNT],
@@ -702,12 +711,12 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
     return 0;
 err_cbs:
     nghttp2_session_callbacks_del(r->cbs);
-err_free:
-    /* On a listen failure the handle is still closing and points at |r|:
-     * leak |r| rather than free memory the loop will touch. Start-up then
-     * exits, so nothing accumulates. */
-    if (rc == LK_ESYS)
+    if (lk_listener_is_open(&r->listener)) {
+        /* The handle lives inside |r|: free it once the handle has closed. */
+        lk_listener_close(&r->listener, free_failed_receiver);
         return rc;
+    }
+err_free:
     free(r->cfg.endpoint);
     free(r->name);
     free(r);

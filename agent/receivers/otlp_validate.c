@@ -455,6 +455,23 @@ static inline const uint8_t *read_varint5(const uint8_t *p, const uint8_t *end,
     return NULL;
 }
 
+/* Short ASCII strings (most keys and values) without a call. */
+static inline bool is_ascii_short(const uint8_t *p, size_t n)
+{
+    uint64_t acc = 0, w;
+    size_t i = 0;
+
+    if (n > 32)
+        return false;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        acc |= w;
+    }
+    for (; i < n; i++)
+        acc |= p[i];
+    return (acc & 0x8080808080808080ull) == 0;
+}
+
 /* Why a varint of at most |maxlen| bytes at |p| failed to read. */
 static const char *varint_problem(const uint8_t *p, const uint8_t *end,
                                   size_t maxlen)
@@ -592,7 +609,6 @@ static int fail(struct walk *w, int rc, unsigned d, const uint8_t *tag,
 {
     struct out o = {w->why, w->whylen, 0};
     va_list ap;
-    int r;
 
     if (w->whylen == 0)
         return rc;
@@ -615,9 +631,8 @@ static int fail(struct walk *w, int rc, unsigned d, const uint8_t *tag,
     put(&o, ": ");
     if (o.len + 1 < o.cap) {
         va_start(ap, fmt);
-        r = vsnprintf(o.buf + o.len, o.cap - o.len, fmt, ap);
+        vsnprintf(o.buf + o.len, o.cap - o.len, fmt, ap);
         va_end(ap);
-        (void)r;
     }
     return rc;
 }
@@ -793,7 +808,7 @@ static int walk(struct walk *w, const struct pb_msg *root, const uint8_t *p,
                 if (wt != WT_LEN)
                     goto bad_wire_type;
                 READ_LEN();
-                if (!lk_utf8_is_valid(p, len))
+                if (!is_ascii_short(p, len) && !lk_utf8_is_valid(p, len))
                     return fail_utf8(w, d, tag, num, p, len);
                 p += len;
                 break;

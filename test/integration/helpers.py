@@ -7,6 +7,7 @@ generated from proto/ are in $LOOKOUT_PYGEN (default build/pytest-gen), made her
 with protoc when missing so a test file can also be run on its own.
 """
 
+import atexit
 import json
 import os
 import re
@@ -193,6 +194,19 @@ def seconds(duration):
     return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m.group(2)]
 
 
+# Agents started and not yet killed, so that a suite stopped from outside (the
+# watchdog in run.sh, Ctrl-C) does not leave them running.
+_live_agents = set()
+
+
+def _kill_live_agents(*_):
+    for agent in list(_live_agents):
+        agent.kill()
+
+
+atexit.register(_kill_live_agents)
+
+
 class Agent:
     """build/lookout running on a config written into its own temp dir."""
 
@@ -220,6 +234,7 @@ class Agent:
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen([BIN, "-c", self.config_path], stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=err)
+        _live_agents.add(self)
         return self
 
     def wait_ready(self, timeout=READY_TIMEOUT):
@@ -275,6 +290,7 @@ class Agent:
             return None
 
     def kill(self):
+        _live_agents.discard(self)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -546,6 +562,10 @@ class CountingProxy:
 def main(argv):
     """Runs every test_*.py here (or the unittest names in argv); writes
     "passed failed" to $LOOKOUT_RESULT if set; returns the exit status."""
+    def on_term(signum, _frame):
+        _kill_live_agents()
+        sys.exit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
     loader = unittest.TestLoader()
     if argv:
         suite = loader.loadTestsFromNames(argv)

@@ -14,7 +14,7 @@ GEN=build/pytest-gen
 RESULT=build/integration-result
 
 summary_fail() {
-    echo "integration: $1" >&2
+    echo "integration: $1"
     echo "integration: 0 passed, 1 failed"
     exit 1
 }
@@ -38,8 +38,13 @@ for p in /usr/bin/python3 python3; do
 done
 [ -n "$PY" ] || summary_fail "no python3 with grpc and protobuf (make deps)"
 
+# Every wait inside has its own deadline; this caps the whole run in case one
+# does not (coreutils timeout, where present).
+WATCHDOG=
+command -v timeout >/dev/null 2>&1 && WATCHDOG="timeout 300"
+
 LOOKOUT_PYGEN="$PWD/$GEN" LOOKOUT_PROTO_DIR="$PROTO_DIR" LOOKOUT_RESULT="$RESULT" \
-    "$PY" -c 'import sys; sys.path.insert(0, "test/integration"); import helpers; sys.exit(helpers.main(sys.argv[1:]))' "$@"
+    $WATCHDOG "$PY" -c 'import sys; sys.path.insert(0, "test/integration"); import helpers; sys.exit(helpers.main(sys.argv[1:]))' "$@"
 rc=$?
 
 if [ -s "$RESULT" ]; then

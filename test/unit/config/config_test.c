@@ -340,12 +340,23 @@ START_TEST(structure_errors)
                 NAME ":1:1: no pipelines defined; at least one is required, e.g. "
                      "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}");
     /* A complex key. */
-    char yaml[512];
+    char yaml[8192];
     snprintf(yaml, sizeof(yaml), "? [a]\n: 1\n%s", exporter_yaml(EP));
     assert_only(errors_of(yaml), NAME ":1:3: keys must be strings, not a list");
     /* A second document. */
     snprintf(yaml, sizeof(yaml), "%s---\nlog_level: warn\n", exporter_yaml(EP));
     assert_only(errors_of(yaml), NAME ":6:1: only one YAML document is allowed in a config file");
+    /* Nesting is bounded: 64 levels pass the parser, 65 do not. */
+    char deep[256];
+    memset(deep, '[', 65);
+    memset(deep + 65, ']', 65);
+    deep[130] = '\0';
+    assert_only(errors_of(deep), NAME ":1:65: nesting deeper than 64 levels");
+    memset(deep, '[', 64);
+    memset(deep + 64, ']', 64);
+    deep[128] = '\0';
+    assert_only(errors_of(deep),
+                NAME ":1:1: the configuration must be a mapping of keys to values, got a list");
     /* A NUL character from a "\0" escape. */
     assert_only(exporter_err(EP "    compression: \"gz\\0ip\"\n"),
                 NAME ":4:18: value contains a NUL character");
@@ -385,7 +396,7 @@ END_TEST
 
 START_TEST(unknown_keys_with_suggestions)
 {
-    char yaml[512];
+    char yaml[8192];
     snprintf(yaml, sizeof(yaml), "foo: 1\n%s", exporter_yaml(EP));
     assert_only(errors_of(yaml), NAME ":1:1: unknown key 'foo' at the top level");
     snprintf(yaml, sizeof(yaml), "log_levl: warn\n%s", exporter_yaml(EP));
@@ -465,7 +476,7 @@ START_TEST(type_errors_have_exact_positions)
                      "got an empty value");
     assert_only(exporter_err(EP "    tls: {enabled: ~}\n"),
                 NAME ":4:20: exporters.otlp.tls.enabled: expected true or false, got an empty value");
-    char yaml[512];
+    char yaml[8192];
     snprintf(yaml, sizeof(yaml), "log_level: loud\n%s", exporter_yaml(EP));
     assert_only(errors_of(yaml),
                 NAME ":1:12: log_level: expected one of debug, info, warn, error, got 'loud'");
@@ -762,7 +773,7 @@ START_TEST(endpoints)
         "[::1]:4317",     "[fe80::1%eth0]:80", "unix:///tmp/lookout.sock",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        char yaml[512];
+        char yaml[8192];
         snprintf(yaml, sizeof(yaml),
                  "receivers: {otlp: {protocols: {grpc: {endpoint: \"%s\"}}}}\n"
                  "exporters: {otlp: {endpoint: \"h:1\"}}\n"
@@ -798,7 +809,7 @@ START_TEST(endpoints)
         const char *why = i < sizeof(bad) / sizeof(bad[0])
                               ? bad[i].why
                               : "the socket path must be shorter than 100 bytes";
-        char yaml[512], line[512];
+        char yaml[8192], line[512];
         snprintf(yaml, sizeof(yaml),
                  "receivers: {otlp: {protocols: {grpc: {endpoint: \"%s\"}}}}\n"
                  "exporters: {otlp: {endpoint: \"h:1\"}}\n"
@@ -812,7 +823,7 @@ START_TEST(endpoints)
         assert_only(errors_of(yaml), line);
     }
     /* Admin is TCP only. */
-    char yaml[512];
+    char yaml[8192];
     snprintf(yaml, sizeof(yaml), "admin: {endpoint: \"unix:///tmp/a.sock\"}\n%s",
              exporter_yaml(EP));
     assert_only(errors_of(yaml),
@@ -969,7 +980,7 @@ START_TEST(listener_clashes)
     ck_assert_uint_eq(count_lines(e), 2);
     free(e);
     /* The admin endpoint is checked even where it is written after them. */
-    char yaml[512];
+    char yaml[8192];
     snprintf(yaml, sizeof(yaml), "%sadmin: {endpoint: \"127.0.0.1:4317\"}\n",
              exporter_yaml(EP));
     assert_only(errors_of(yaml),
@@ -989,7 +1000,7 @@ START_TEST(pipeline_references)
                        "  otlp/jaeger: {endpoint: \"h:1\"}\n"        /* 5 */
                        "  otlp/spare: {endpoint: \"h:1\"}\n"         /* 6 */
                        "pipelines:\n";                               /* 7 */
-    char yaml[1024];
+    char yaml[8192];
     /* Defined but unused components are fine. */
     snprintf(yaml, sizeof(yaml), "%s  traces:\n    receivers: [otlp]\n"
                                  "    exporters: [otlp/jaeger]\n", head);

@@ -6,6 +6,7 @@
 #include "receivers/otlp_validate.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1168,6 +1169,30 @@ START_TEST(utf8_span_name)
                 "resource_spans[0].scope_spans[0].spans[0].name: invalid UTF-8 "
                 "at byte 8 of 9");
     e_free(&e);
+
+    /* Around the sizes where the ASCII fast path hands over. */
+    static const size_t sizes[] = {1, 7, 8, 9, 31, 32, 33, 40, 200};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        char s[201], needle[64];
+        memset(s, 'a', sizes[i]);
+        s[sizes[i]] = '\0';
+        s[sizes[i] - 1] = (char)0xc3; /* a lead byte cut by the end */
+        e_init(&e);
+        begin_span(&e);
+        e_str(&e, 5, s);
+        e_end_n(&e, 3);
+        snprintf(needle, sizeof(needle),
+                 "name: invalid UTF-8 at byte %zu of %zu", sizes[i] - 1,
+                 sizes[i]);
+        ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EUTF8, needle);
+        e.len = 0;
+        s[sizes[i] - 1] = 'z';
+        begin_span(&e);
+        e_str(&e, 5, s);
+        e_end_n(&e, 3);
+        ASSERT_OK(LK_SIGNAL_TRACES, &e, 1, 1);
+        e_free(&e);
+    }
 }
 END_TEST
 
