@@ -39,6 +39,7 @@ struct stream {
     bool grpc_type;      /* content-type is application/grpc[+proto] */
     bool responded;      /* a response was submitted; ignore further data */
     bool ended;          /* the client's END_STREAM arrived */
+    bool rst_after_send; /* reset once the final HEADERS is on the wire */
     enum encoding enc;
     lk_buf body;         /* length-prefixed request message */
     uint8_t resp[LK_GRPC_PREFIX_LEN];
@@ -149,10 +150,9 @@ static void respond_error(struct stream *s, int code, const char *msg,
     nghttp2_submit_response(c->h2, s->id, nva, n, NULL);
     lk_buf_fini(&esc);
     lk_buf_fini(&details);
-    /* If the client is still sending, tell it to stop: the answer is final. */
-    if (!s->ended)
-        nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id,
-                                  NGHTTP2_NO_ERROR);
+    /* If the client is still sending, tell it to stop once the answer is out:
+     * a reset queued now could overtake the status and lose it. */
+    s->rst_after_send = !s->ended;
     lk_buf_fini(&s->body);
 }
 
@@ -408,6 +408,20 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame,
     s->ended = true;
     if (!s->responded)
         process_request(s);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame,
+                         void *user)
+{
+    if (frame->hd.type != NGHTTP2_HEADERS ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    struct stream *s = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+    if (s != NULL && s->rst_after_send && !s->ended) {
+        s->rst_after_send = false;
+        nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+    }
     return 0;
 }
 
@@ -684,6 +698,7 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(r->cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(r->cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(r->cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(r->cbs, on_frame_send);
 
     for (int i = 0; i < LK_SIGNAL_COUNT; i++) {
         snprintf(labels, sizeof(labels), "receiver=\"%s\",transport=\"grpc\"", name);
