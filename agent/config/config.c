@@ -937,46 +937,51 @@ static void check_listeners(struct ctx *c)
 
 /* ---- component names ---- */
 
-/* Checks "<type>" or "<type>/<suffix>" with type otlp. |kind| is "receiver"
- * or "exporter". */
-static bool check_component_name(struct ctx *c, const lk__ynode *key,
-                                 const char *kind)
+static const char *const receiver_types[] = {"otlp", NULL};
+/* Indexed by enum lk_exporter_type. */
+static const char *const exporter_types[] = {"otlp", "otlphttp", NULL};
+
+/* Checks "<type>" or "<type>/<suffix>" with a type from |types| (NULL-
+ * terminated). |kind| is "receiver" or "exporter". Returns the index of the
+ * type, or -1 after reporting the problem. */
+static int check_component_name(struct ctx *c, const lk__ynode *key,
+                                const char *kind, const char *const *types)
 {
-    static const char *const types[] = {"otlp"};
     const char *name = key->str;
     const char *slash = strchr(name, '/');
     size_t tlen = slash ? (size_t)(slash - name) : strlen(name);
     char type[64];
 
     snprintf(type, sizeof(type), "%.*s", (int)(tlen < 63 ? tlen : 63), name);
-    bool known = false;
+    int known = -1;
     struct suggest sg;
-    char sbuf[128];
+    char sbuf[128], list[64];
     suggest_init(&sg, type);
-    for (size_t i = 0; i < NF(types); i++) {
+    for (int i = 0; types[i] != NULL; i++) {
         if (tlen == strlen(types[i]) && memcmp(name, types[i], tlen) == 0)
-            known = true;
+            known = i;
         suggest_try(&sg, types[i]);
     }
-    if (!known) {
-        ERR(c, key, "unknown %s type '%s' (known: otlp)%s", kind, SHOW(c, type),
+    if (known < 0) {
+        names_list(list, sizeof(list), types);
+        ERR(c, key, "unknown %s type '%s' (known: %s)%s", kind, SHOW(c, type), list,
             suggest_text(c, &sg, sbuf, sizeof(sbuf)));
-        return false;
+        return -1;
     }
     if (slash == NULL)
-        return true;
+        return known;
     if (slash[1] == '\0') {
         ERR(c, key, "%s name '%s' needs a name after the '/'", kind, SHOW(c, name));
-        return false;
+        return -1;
     }
     for (const char *p = slash + 1; *p != '\0'; p++) {
         if (!is_host_char(*p)) {
             ERR(c, key, "%s name '%s' may only use letters, digits, '_', '-' and '.' after the '/'",
                 kind, SHOW(c, name));
-            return false;
+            return -1;
         }
     }
-    return true;
+    return known;
 }
 
 /* ---- receivers ---- */
@@ -994,7 +999,23 @@ static const struct field grpc_fields[] = {
           idle_timeout_ms, 0, DUR_MAX),
 };
 
-static const struct field protocols_fields[] = {F_NODE("grpc")};
+static const struct field http_fields[] = {
+    {.key = "endpoint", .type = FT_ENDPOINT,
+     .off = offsetof(struct lk_http_receiver_config, endpoint), .flags = EP_UNIX},
+    F_INT("max_request_body_size", FT_SIZE, struct lk_http_receiver_config,
+          max_request_body_size, KIB, GIB),
+    F_INT("max_connections", FT_U32, struct lk_http_receiver_config,
+          max_connections, 1, 1000000),
+    F_INT("max_header_bytes", FT_SIZE, struct lk_http_receiver_config,
+          max_header_bytes, KIB, MIB),
+    /* Zero is not "never" here: the HTTP server has no such mode. */
+    F_INT("idle_timeout", FT_DURATION, struct lk_http_receiver_config,
+          idle_timeout_ms, 1, DUR_MAX),
+    F_INT("read_timeout", FT_DURATION, struct lk_http_receiver_config,
+          read_timeout_ms, 1, DUR_MAX),
+};
+
+static const struct field protocols_fields[] = {F_NODE("grpc"), F_NODE("http")};
 static const struct field receiver_fields[] = {F_NODE("protocols")};
 
 static void receiver_defaults(struct ctx *c, struct lk_receiver_config *r)
@@ -1005,14 +1026,21 @@ static void receiver_defaults(struct ctx *c, struct lk_receiver_config *r)
     r->grpc.max_concurrent_streams = 100;
     r->grpc.max_connections = 256;
     r->grpc.idle_timeout_ms = 5 * MS_M;
+    r->http.enabled = false;
+    r->http.endpoint = xstrdup(c, "127.0.0.1:4318");
+    r->http.max_request_body_size = 64 * MIB;
+    r->http.max_connections = 256;
+    r->http.max_header_bytes = 64 * KIB;
+    r->http.idle_timeout_ms = 60 * MS_S;
+    r->http.read_timeout_ms = 30 * MS_S;
 }
 
 static void do_receiver(struct ctx *c, const lk__ynode *key, const lk__ynode *val,
                         struct lk_receiver_config *r)
 {
-    char path[PATH_LEN], ppath[PATH_LEN], gpath[PATH_LEN];
+    char path[PATH_LEN], ppath[PATH_LEN], gpath[PATH_LEN], hpath[PATH_LEN];
     struct seen rs[NF(receiver_fields)], ps[NF(protocols_fields)],
-        gs[NF(grpc_fields)];
+        gs[NF(grpc_fields)], hs[NF(http_fields)];
 
     join(path, "receivers", key->str);
     if (!walk_map(c, val, path, receiver_fields, NF(receiver_fields), r, rs))
@@ -1023,17 +1051,29 @@ static void do_receiver(struct ctx *c, const lk__ynode *key, const lk__ynode *va
                   r, ps))
         return;
     const struct seen *grpc = SEEN(protocols_fields, ps, "grpc");
-    if (grpc->key == NULL) {
-        ERR(c, key, "%s: no protocol enabled; add 'protocols: grpc:'", path);
+    const struct seen *http = SEEN(protocols_fields, ps, "http");
+    if (grpc->key == NULL && http->key == NULL) {
+        ERR(c, key, "%s: no protocol enabled; add 'protocols: grpc:' or 'protocols: http:'",
+            path);
         return;
     }
     /* Present means enabled, even as "grpc:" with nothing under it. */
-    r->grpc.enabled = true;
-    join(gpath, ppath, "grpc");
-    walk_map(c, grpc->val, gpath, grpc_fields, NF(grpc_fields), &r->grpc, gs);
-    const struct seen *ep = SEEN(grpc_fields, gs, "endpoint");
-    if (ep->val == NULL || ep->ok)
-        add_listener(c, r->grpc.endpoint, gpath, ep->val ? ep->val : grpc->key);
+    if (grpc->key != NULL) {
+        r->grpc.enabled = true;
+        join(gpath, ppath, "grpc");
+        walk_map(c, grpc->val, gpath, grpc_fields, NF(grpc_fields), &r->grpc, gs);
+        const struct seen *ep = SEEN(grpc_fields, gs, "endpoint");
+        if (ep->val == NULL || ep->ok)
+            add_listener(c, r->grpc.endpoint, gpath, ep->val ? ep->val : grpc->key);
+    }
+    if (http->key != NULL) {
+        r->http.enabled = true;
+        join(hpath, ppath, "http");
+        walk_map(c, http->val, hpath, http_fields, NF(http_fields), &r->http, hs);
+        const struct seen *ep = SEEN(http_fields, hs, "endpoint");
+        if (ep->val == NULL || ep->ok)
+            add_listener(c, r->http.endpoint, hpath, ep->val ? ep->val : http->key);
+    }
 }
 
 static void do_receivers(struct ctx *c, const lk__ynode *map)
@@ -1056,7 +1096,8 @@ static void do_receivers(struct ctx *c, const lk__ynode *map)
     }
     for (size_t i = 0; i + 1 < map->nkids; i += 2) {
         const lk__ynode *key = map->kids[i], *val = map->kids[i + 1];
-        if (!usable_pair(c, key, val) || !check_component_name(c, key, "receiver"))
+        if (!usable_pair(c, key, val) ||
+            check_component_name(c, key, "receiver", receiver_types) < 0)
             continue;
         struct lk_receiver_config *r = &cfg->receivers[cfg->nreceivers++];
         r->name = xstrdup(c, key->str);
@@ -1375,11 +1416,15 @@ static void do_exporters(struct ctx *c, const lk__ynode *map)
     }
     for (size_t i = 0; i + 1 < map->nkids; i += 2) {
         const lk__ynode *key = map->kids[i], *val = map->kids[i + 1];
-        if (!usable_pair(c, key, val) || !check_component_name(c, key, "exporter"))
+        if (!usable_pair(c, key, val))
+            continue;
+        int type = check_component_name(c, key, "exporter", exporter_types);
+        if (type < 0)
             continue;
         struct lk_exporter_config *e = &cfg->exporters[cfg->nexporters++];
         e->name = xstrdup(c, key->str);
         exporter_defaults(e);
+        e->type = (enum lk_exporter_type)type;
         do_exporter(c, key, val, e);
     }
 }
@@ -1589,12 +1634,15 @@ void lk_config_destroy(lk_config *c)
     for (size_t i = 0; i < c->nreceivers; i++) {
         free(c->receivers[i].name);
         free(c->receivers[i].grpc.endpoint);
+        free(c->receivers[i].http.endpoint);
     }
     free(c->receivers);
     for (size_t i = 0; i < c->nexporters; i++) {
         struct lk_exporter_config *e = &c->exporters[i];
         free(e->name);
         free(e->endpoint);
+        for (int j = 0; j < LK_SIGNAL_COUNT; j++)
+            free(e->signal_endpoints[j]);
         for (size_t j = 0; j < e->nheaders; j++) {
             free(e->headers[j].name);
             free(e->headers[j].value);

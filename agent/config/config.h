@@ -38,9 +38,21 @@ struct lk_grpc_receiver_config {
     uint64_t idle_timeout_ms;        /* connection with no open stream */
 };
 
+/* receivers: otlp: protocols: http: (OTLP/HTTP, protobuf and JSON) */
+struct lk_http_receiver_config {
+    bool enabled;
+    char *endpoint;                 /* "host:port" or "unix:///path" */
+    uint64_t max_request_body_size; /* bytes, on the wire and after decompression */
+    uint32_t max_connections;
+    uint64_t max_header_bytes;      /* request line plus headers */
+    uint64_t idle_timeout_ms;       /* keep-alive connection with no request */
+    uint64_t read_timeout_ms;       /* a whole request (headers and body) must arrive within */
+};
+
 struct lk_receiver_config {
     char *name; /* "otlp" or "otlp/<suffix>" */
     struct lk_grpc_receiver_config grpc;
+    struct lk_http_receiver_config http;
 };
 
 struct lk_retry_config {
@@ -64,9 +76,17 @@ struct lk_batch_config {
     uint64_t timeout_ms;
 };
 
+enum lk_exporter_type {
+    LK_EXPORTER_OTLP,     /* OTLP over gRPC: "otlp" or "otlp/<suffix>" */
+    LK_EXPORTER_OTLPHTTP, /* OTLP over HTTP (protobuf): "otlphttp" or "otlphttp/<suffix>" */
+};
+
 struct lk_exporter_config {
-    char *name;     /* "otlp" or "otlp/<suffix>", unique */
-    char *endpoint; /* "host:port" for gRPC */
+    char *name;     /* "<type>" or "<type>/<suffix>", unique */
+    enum lk_exporter_type type;
+    char *endpoint; /* otlp: "host:port"; otlphttp: base URL "http[s]://host:port[/prefix]" */
+    /* otlphttp only: full URLs per signal; NULL means endpoint + "/v1/traces" etc. */
+    char *signal_endpoints[LK_SIGNAL_COUNT];
     uint64_t timeout_ms;
     struct lk_header *headers;
     size_t nheaders;

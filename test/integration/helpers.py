@@ -52,8 +52,12 @@ sys.path.insert(0, HERE)
 
 import grpc  # noqa: E402
 
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2  # noqa: E402
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2  # noqa: E402
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
 from opentelemetry.proto.common.v1 import common_pb2  # noqa: E402
+from opentelemetry.proto.logs.v1 import logs_pb2  # noqa: E402
+from opentelemetry.proto.metrics.v1 import metrics_pb2  # noqa: E402
 from opentelemetry.proto.trace.v1 import trace_pb2  # noqa: E402
 
 import otlp_sink  # noqa: E402
@@ -161,7 +165,7 @@ receivers:
       grpc:
         endpoint: 127.0.0.1:{grpc_port}
         max_recv_msg_size: {max_recv_msg_size}
-exporters:
+{http_section}exporters:
   otlp/sink:
     endpoint: 127.0.0.1:{sink_port}
     timeout: {exporter_timeout}
@@ -171,7 +175,26 @@ exporters:
     batch: {{send_batch_size: {send_batch_size}, timeout: {batch_timeout}}}
 {exporter_extra}
 pipelines:
-  traces:
+{pipelines_section}"""
+
+# receivers: otlp: protocols: http:, written when Agent(http=...) asks for it.
+HTTP_SECTION_TEMPLATE = """\
+      http:
+        endpoint: 127.0.0.1:{http_port}
+        max_request_body_size: {max_request_body_size}
+        read_timeout: {read_timeout}
+        max_header_bytes: {max_header_bytes}
+"""
+HTTP_DEFAULTS = dict(
+    max_request_body_size="1MiB",
+    read_timeout="2s",
+    max_header_bytes="16KiB",
+)
+MAX_HTTP_BODY_BYTES = 1 << 20     # matches HTTP_DEFAULTS
+MAX_HTTP_HEADER_BYTES = 16 << 10  # matches HTTP_DEFAULTS
+
+PIPELINE_TEMPLATE = """\
+  {signal}:
     receivers: [otlp]
     exporters: [otlp/sink]
 """
@@ -210,17 +233,30 @@ atexit.register(_kill_live_agents)
 class Agent:
     """build/lookout running on a config written into its own temp dir."""
 
-    def __init__(self, sink_port, **overrides):
+    def __init__(self, sink_port, signals=("traces",), http=None, **overrides):
+        """|signals|: the pipelines to write, each from receiver otlp to exporter
+        otlp/sink. |http|: None for no OTLP/HTTP protocol, True for one with
+        HTTP_DEFAULTS, or a dict overriding some of them."""
         if not os.access(BIN, os.X_OK):
             raise AssertionError("%s not found or not executable: run `make` first" % BIN)
-        self.grpc_port, self.admin_port = free_ports(2)
+        self.grpc_port, self.admin_port, self.http_port = free_ports(3)
         self.sink_port = sink_port
+        self.signals = tuple(signals)
         self.settings = dict(CONFIG_DEFAULTS, **overrides)
+        self.http_settings = None
+        http_section = ""
+        if http:
+            self.http_settings = dict(HTTP_DEFAULTS, **(http if isinstance(http, dict) else {}))
+            http_section = HTTP_SECTION_TEMPLATE.format(http_port=self.http_port,
+                                                        **self.http_settings)
+        pipelines_section = "".join(PIPELINE_TEMPLATE.format(signal=s) for s in self.signals)
         self.dir = tempfile.mkdtemp(prefix="lookout-it-")
         self.config_path = os.path.join(self.dir, "lookout.yaml")
         with open(self.config_path, "w") as f:
             f.write(CONFIG_TEMPLATE.format(grpc_port=self.grpc_port,
                                            admin_port=self.admin_port,
+                                           http_section=http_section,
+                                           pipelines_section=pipelines_section,
                                            sink_port=sink_port, **self.settings))
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.stdout_path = os.path.join(self.dir, "stdout.log")
@@ -229,6 +265,10 @@ class Agent:
     @property
     def grpc_endpoint(self):
         return "127.0.0.1:%d" % self.grpc_port
+
+    @property
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
 
     def start(self):
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
@@ -326,14 +366,30 @@ def run_agent_cli(*args, timeout=10):
 # --- gRPC client
 
 class Client:
-    """OTLP/gRPC client on one channel to |endpoint|."""
+    """OTLP/gRPC client on one channel to |endpoint|. With own_connection, the
+    channel does not share grpcio's process-wide subchannel pool, so it has a
+    TCP connection of its own rather than one shared with other Clients."""
 
-    def __init__(self, endpoint):
-        self.channel = grpc.insecure_channel(endpoint)
+    def __init__(self, endpoint, own_connection=False):
+        options = [("grpc.use_local_subchannel_pool", 1)] if own_connection else None
+        self.channel = grpc.insecure_channel(endpoint, options=options)
         self._export = self.channel.unary_unary(
             otlp_sink.TRACE_METHOD,
             request_serializer=ExportTraceServiceRequest.SerializeToString,
             response_deserializer=ExportTraceServiceResponse.FromString)
+        self._signal_exports = {}
+
+    def export_signal(self, signal, request, compression=None, timeout=RPC_TIMEOUT):
+        """Sends an Export request of |signal| (traces, metrics, logs); returns
+        the decoded Export*ServiceResponse or raises RpcError."""
+        fn = self._signal_exports.get(signal)
+        if fn is None:
+            info = SIGNALS[signal]
+            fn = self.channel.unary_unary(
+                info.method, request_serializer=info.request_cls.SerializeToString,
+                response_deserializer=info.response_cls.FromString)
+            self._signal_exports[signal] = fn
+        return fn(request, timeout=timeout, compression=compression, wait_for_ready=True)
 
     def export(self, request, compression=None, timeout=RPC_TIMEOUT):
         """Sends a trace request; returns the decoded response or raises RpcError."""

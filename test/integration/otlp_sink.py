@@ -35,6 +35,36 @@ _SERVICES = {
 }
 
 
+# Field names of (resource level, scope level, item) in each signal's request.
+ITEM_FIELDS = {
+    TRACES: ("resource_spans", "scope_spans", "spans"),
+    METRICS: ("resource_metrics", "scope_metrics", "metrics"),
+    LOGS: ("resource_logs", "scope_logs", "log_records"),
+}
+
+
+def request_items(signal, request):
+    """[(resource level, scope level, item)] of a decoded request: spans, Metric
+    messages or log records, in wire order."""
+    res_field, scope_field, item_field = ITEM_FIELDS[signal]
+    return [(rl, sl, item) for rl in getattr(request, res_field)
+            for sl in getattr(rl, scope_field) for item in getattr(sl, item_field)]
+
+
+def data_point_count(metric):
+    """Data points of a Metric, whichever of its data kinds it holds."""
+    kind = metric.WhichOneof("data")
+    return len(getattr(metric, kind).data_points) if kind else 0
+
+
+def count_items(signal, request):
+    """What lookout counts for a request: spans, metric data points or log records."""
+    items = request_items(signal, request)
+    if signal == METRICS:
+        return sum(data_point_count(m) for _, _, m in items)
+    return len(items)
+
+
 def _load_messages(short, req_name, resp_name):
     """Returns (request class, response class) or (None, None) if not generated."""
     mod_name = "opentelemetry.proto.collector.%s.v1.%s_service_pb2" % (short, short)
@@ -158,6 +188,24 @@ class OtlpSink:
 
     def span_count(self):
         return len(self.spans())
+
+    def items(self, signal):
+        """(resource level, scope level, item) for every item of every accepted
+        call of |signal| (see request_items)."""
+        out = []
+        for call in self.accepted(signal):
+            out += request_items(signal, call.request)
+        return out
+
+    def item_count(self, signal):
+        """Spans, metric data points or log records accepted for |signal|."""
+        return sum(count_items(signal, c.request) for c in self.accepted(signal))
+
+    def wait_for_items(self, signal, count, timeout):
+        """Waits until at least |count| items of |signal| were accepted; returns
+        the count seen."""
+        self.wait_for(lambda s: s.item_count(signal) >= count, timeout)
+        return self.item_count(signal)
 
     def wait_for(self, predicate, timeout):
         """Waits until predicate(self) is true; returns its last value."""
