@@ -24,7 +24,7 @@ B := build-san
 endif
 
 PKGS := libuv libprotobuf-c grpc libnghttp2 jansson yaml-0.1 libcurl zlib
-TEST_PKGS := check
+TEST_PKGS := check openssl
 
 UNAME_S := $(shell uname -s)
 # http-parser ships no .pc file; llhttp (Homebrew) is preferred where present.
@@ -95,7 +95,7 @@ DEP_TABLE := \
   pc:yaml-0.1|libyaml-dev|libyaml pc:libcurl|libcurl4-openssl-dev|curl \
   pc:zlib|zlib1g-dev|zlib pc:check|check|check h:snappy-c.h|libsnappy-dev|snappy \
   h:http_parser.h|libhttp-parser-dev|llhttp bin:protoc|protobuf-compiler|protobuf \
-  bin:curl|curl|curl
+  bin:curl|curl|curl pc:openssl|libssl-dev|openssl
 TEST_DEP_TABLE := py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- \
   bin:promtool|prometheus|prometheus
 
@@ -160,9 +160,11 @@ $(B)/obj/%.o: %.c $(B)/.flags $(B)/gen/.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -c $< -o $@
 
+# ar q (append, not r): a member whose base name repeats in another folder
+# must not replace the first one.
 $(LIB): $(AGENT_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	ar qcs $@ $^
 
 $(B)/lookout: $(B)/obj/agent/main.o $(LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)

@@ -15,9 +15,11 @@
 #include "core/platform.h"
 #include "core/selfmetrics.h"
 #include "exporters/otlp.h"
+#include "exporters/otlphttp.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/queue.h"
 #include "receivers/otlp_grpc.h"
+#include "receivers/otlp_http.h"
 
 /* Exit codes, documented in docs/cli.md. */
 enum {
@@ -37,6 +39,7 @@ struct agent {
     size_t nqueues;
     lk_pipeline *pipelines[LK_SIGNAL_COUNT];
     lk_otlp_grpc **grpc; /* parallel to cfg->receivers */
+    lk_otlp_http **http; /* parallel to cfg->receivers */
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t deadline;
     int pending;   /* receivers, queues or exporters still closing */
@@ -52,7 +55,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: lookout [-c FILE] [--check-config] [--version] [--help]\n"
             "\n"
-            "A local telemetry agent: receives OTLP (gRPC) from local processes,\n"
+            "A local telemetry agent: receives OTLP (gRPC and HTTP) from local processes,\n"
             "batches it and forwards it to the configured backends.\n"
             "\n"
             "  -c, --config FILE   configuration file (default: config/lookout.yaml)\n"
@@ -158,6 +161,11 @@ static void begin_shutdown(int signum)
             lk_otlp_grpc_close(A.grpc[i], one_closed, NULL);
             A.grpc[i] = NULL;
         }
+        if (A.http[i] != NULL) {
+            A.pending++;
+            lk_otlp_http_close(A.http[i], one_closed, NULL);
+            A.http[i] = NULL;
+        }
     }
     one_closed(NULL);
 }
@@ -214,7 +222,9 @@ static int build_pipelines(void)
             if (ec == NULL)
                 return LK_ECONFIG; /* the loader checked references */
             if (A.exporters[idx] == NULL) {
-                int rc = lk_otlp_exporter_create(&A.exporters[idx], &A.loop, ec);
+                int rc = ec->type == LK_EXPORTER_OTLPHTTP
+                             ? lk_otlphttp_exporter_create(&A.exporters[idx], &A.loop, ec)
+                             : lk_otlp_exporter_create(&A.exporters[idx], &A.loop, ec);
                 if (rc < 0) {
                     lk_log(LK_LOG_ERROR, "cannot create exporter",
                            LK_S("exporter", ec->name) LK_S("error", lk_strerror(rc)));
@@ -246,7 +256,8 @@ static int start_receivers(void)
 {
     lk_config *c = A.cfg;
     A.grpc = calloc(c->nreceivers ? c->nreceivers : 1, sizeof(*A.grpc));
-    if (A.grpc == NULL)
+    A.http = calloc(c->nreceivers ? c->nreceivers : 1, sizeof(*A.http));
+    if (A.grpc == NULL || A.http == NULL)
         return LK_ENOMEM;
     for (size_t i = 0; i < c->nreceivers; i++) {
         const struct lk_receiver_config *rc = &c->receivers[i];
@@ -265,6 +276,12 @@ static int start_receivers(void)
         }
         if (rc->grpc.enabled) {
             int err = lk_otlp_grpc_start(&A.grpc[i], &A.loop, rc->name, &rc->grpc,
+                                         mine, A.metrics);
+            if (err < 0)
+                return err;
+        }
+        if (rc->http.enabled) {
+            int err = lk_otlp_http_start(&A.http[i], &A.loop, rc->name, &rc->http,
                                          mine, A.metrics);
             if (err < 0)
                 return err;
@@ -336,6 +353,7 @@ static int run(void)
     free(A.queues);
     free(A.exporters);
     free(A.grpc);
+    free(A.http);
     return EXIT_OK;
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config/config_yaml.h"
 #include "core/buf.h"
@@ -1122,7 +1123,23 @@ static const struct field exporter_fields[] = {
     F_NODE("batch"),
     F_INT("max_concurrency", FT_U32, struct lk_exporter_config, max_concurrency, 1,
           1024),
+    /* otlphttp only: these must stay last (see exporter_nfields). */
+    F_NODE("traces_endpoint"),
+    F_NODE("metrics_endpoint"),
+    F_NODE("logs_endpoint"),
 };
+/* Keys of exporter_fields that an exporter of |type| knows. */
+#define SIGNAL_ENDPOINT_KEYS 3
+static size_t exporter_nfields(enum lk_exporter_type type)
+{
+    return type == LK_EXPORTER_OTLPHTTP ? NF(exporter_fields)
+                                        : NF(exporter_fields) - SIGNAL_ENDPOINT_KEYS;
+}
+/* Indexed by enum lk_signal. */
+static const char *const signal_endpoint_keys[LK_SIGNAL_COUNT] = {
+    "traces_endpoint", "metrics_endpoint", "logs_endpoint"};
+static const char *const signal_paths[LK_SIGNAL_COUNT] = {"/v1/traces", "/v1/metrics",
+                                                          "/v1/logs"};
 
 static const struct field tls_fields[] = {
     F_VAL("enabled", FT_BOOL, struct lk_tls_config, enabled),
@@ -1180,6 +1197,27 @@ static void exporter_defaults(struct lk_exporter_config *e)
     e->max_concurrency = 4;
 }
 
+/* Request headers that describe the body or the connection, which the
+ * exporter and its HTTP client own. (Host may be set: virtual hosting.) */
+static const char *const http_reserved_headers[] = {
+    "content-length", "content-type", "content-encoding", "transfer-encoding",
+    "connection", "keep-alive", "te", "upgrade", NULL};
+
+/* Returns NULL when |name| is a valid HTTP header name (RFC 9110 token) that
+ * the OTLP/HTTP exporter lets users set. */
+static const char *http_header_name_problem(const char *name)
+{
+    if (name[0] == '\0')
+        return "must not be empty";
+    for (const char *p = name; *p != '\0'; p++)
+        if (!is_alpha(*p) && !is_digit(*p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL)
+            return "may only use letters, digits and !#$%&'*+-.^_`|~";
+    for (int i = 0; http_reserved_headers[i] != NULL; i++)
+        if (strcasecmp(name, http_reserved_headers[i]) == 0)
+            return "is set by lookout itself";
+    return NULL;
+}
+
 /* Returns NULL when |name| is a valid gRPC metadata key for us. */
 static const char *header_name_problem(const char *name)
 {
@@ -1222,24 +1260,38 @@ static void do_headers(struct ctx *c, const lk__ynode *map, const char *path,
         if (!usable_pair(c, key, val))
             continue;
         char hpath[PATH_LEN];
+        bool http = e->type == LK_EXPORTER_OTLPHTTP;
         join(hpath, path, key->str);
-        const char *why = header_name_problem(key->str);
+        const char *why = http ? http_header_name_problem(key->str)
+                               : header_name_problem(key->str);
         if (why != NULL) {
             ERR(c, key, "%s: header name '%s' %s", path, SHOW(c, key->str), why);
             continue;
+        }
+        if (http) {
+            /* HTTP header names are case-insensitive; YAML keys are not. */
+            bool dup = false;
+            for (size_t j = 0; j < e->nheaders && !dup; j++)
+                dup = strcasecmp(e->headers[j].name, key->str) == 0;
+            if (dup) {
+                ERR(c, key, "%s: header '%s' is set twice (names are case-insensitive)",
+                    path, SHOW(c, key->str));
+                continue;
+            }
         }
         /* Values are often secrets (tokens): never quote them in messages. */
         char *v = scalar_value(c, val, hpath, "a string");
         if (v == NULL)
             continue;
-        bool bin = strlen(key->str) >= 4 &&
-                     strcmp(key->str + strlen(key->str) - 4, "-bin") == 0;
+        bool bin = !http && strlen(key->str) >= 4 &&
+                   strcmp(key->str + strlen(key->str) - 4, "-bin") == 0;
         bool printable = true;
         for (const char *p = v; *p != '\0' && !bin; p++)
             if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
                 printable = false;
         if (!printable) {
-            ERR(c, val, "%s: the value must be printable ASCII (or name the header '...-bin')",
+            ERR(c, val, http ? "%s: the value must be printable ASCII"
+                             : "%s: the value must be printable ASCII (or name the header '...-bin')",
                 hpath);
             free(v);
             continue;
@@ -1288,6 +1340,135 @@ static bool do_exporter_endpoint(struct ctx *c, const lk__ynode *val,
     return ok;
 }
 
+/*
+ * Returns NULL when |s| is "http://" or "https://" followed by a host, an
+ * optional ":port" and an optional path, with no user info, query or
+ * fragment; else what is wrong with it. |*tls| gets 0 (http) or 1 (https).
+ */
+static const char *url_problem(const char *s, int *tls)
+{
+    const char *rest;
+    if (strncmp(s, "http://", 7) == 0) {
+        *tls = 0;
+        rest = s + 7;
+    } else if (strncmp(s, "https://", 8) == 0) {
+        *tls = 1;
+        rest = s + 8;
+    } else if (strstr(s, "://") != NULL) {
+        return "the scheme must be http:// or https://";
+    } else {
+        return "expected a URL starting with http:// or https://";
+    }
+    size_t alen = strcspn(rest, "/?#");
+    if (alen == 0)
+        return "missing host after the scheme";
+    if (memchr(rest, '@', alen) != NULL)
+        return "user info in the URL is not supported; put credentials in headers";
+    /* host[:port] as a listener endpoint, with the scheme's port if none. */
+    char hp[320];
+    if (alen > 260)
+        return "the host name is too long";
+    memcpy(hp, rest, alen);
+    hp[alen] = '\0';
+    const char *close = hp[0] == '[' ? strchr(hp, ']') : NULL;
+    bool has_port = hp[0] == '[' ? close != NULL && close[1] != '\0'
+                                 : strchr(hp, ':') != NULL;
+    if (!has_port)
+        strcat(hp, *tls ? ":443" : ":80");
+    const char *why = endpoint_problem(hp, false);
+    if (why != NULL)
+        return why;
+    for (const char *p = rest + alen; *p != '\0'; p++) {
+        if (*p == '?' || *p == '#')
+            return "a query or fragment is not supported";
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return "the URL must not contain spaces or control characters";
+    }
+    return NULL;
+}
+
+/* "http" or "https" for messages. */
+static const char *scheme_name(int tls)
+{
+    return tls ? "https" : "http";
+}
+
+/*
+ * otlphttp: reads the base URL |ep| (may be absent) and the per-signal URLs
+ * into |e|, and sets |*scheme_tls| from their common scheme (-1 when none is
+ * valid). |es| is what the walk of exporter_fields found.
+ */
+static void do_http_endpoints(struct ctx *c, const lk__ynode *key, const char *path,
+                              const struct seen *es, struct lk_exporter_config *e,
+                              int *scheme_tls)
+{
+    char sub[PATH_LEN];
+    const char *first = NULL; /* key whose scheme the others must share */
+    const struct seen *ep = seen_get(exporter_fields, NF(exporter_fields), es, "endpoint");
+    size_t nsig = 0;
+
+    *scheme_tls = -1;
+    for (int i = 0; i < LK_SIGNAL_COUNT + 1; i++) {
+        bool base = i == 0;
+        const char *k = base ? "endpoint" : signal_endpoint_keys[i - 1];
+        const struct seen *sn =
+            base ? ep : seen_get(exporter_fields, NF(exporter_fields), es, k);
+        if (sn->key == NULL)
+            continue;
+        nsig += !base;
+        join(sub, path, k);
+        char *s = scalar_value(c, sn->val, sub, "a URL like http://127.0.0.1:4318");
+        if (s == NULL)
+            continue;
+        int tls = -1;
+        const char *why = url_problem(s, &tls);
+        if (why != NULL) {
+            ERR(c, sn->val, "%s: invalid URL '%s': %s", sub, SHOW(c, s), why);
+            free(s);
+            continue;
+        }
+        if (base) {
+            /* A base URL gets "/v1/traces" etc. appended: drop trailing
+             * slashes, and catch a full signal URL given as the base. */
+            size_t n = strlen(s), plen = (size_t)(strchr(s, '/') + 2 - s);
+            const char *path_start = strchr(s + plen, '/');
+            while (path_start != NULL && n > 0 && s[n - 1] == '/')
+                s[--n] = '\0';
+            int full = -1;
+            for (int j = 0; j < LK_SIGNAL_COUNT && full < 0 && path_start != NULL; j++) {
+                size_t sl = strlen(signal_paths[j]);
+                if (n >= sl && n - sl >= (size_t)(path_start - s) &&
+                    strcmp(s + n - sl, signal_paths[j]) == 0)
+                    full = j;
+            }
+            if (full >= 0) {
+                ERR(c, sn->val, "%s: '%s' already ends in %s, which is appended to the base "
+                                "URL; remove it, or give the full URL as %s",
+                    sub, SHOW(c, s), signal_paths[full], signal_endpoint_keys[full]);
+                free(s);
+                continue;
+            }
+        }
+        if (*scheme_tls < 0) {
+            *scheme_tls = tls;
+            first = k;
+        } else if (tls != *scheme_tls) {
+            ERR(c, sn->val, "%s: uses %s:// but %s uses %s://; TLS is on or off for all of an exporter's URLs",
+                sub, scheme_name(tls), first, scheme_name(*scheme_tls));
+            free(s);
+            continue;
+        }
+        char **dst = base ? &e->endpoint : &e->signal_endpoints[i - 1];
+        free(*dst);
+        *dst = s;
+    }
+    if (ep->key == NULL && nsig < LK_SIGNAL_COUNT)
+        ERR(c, key, "%s: missing required key 'endpoint' (a base URL like "
+                    "http://127.0.0.1:4318), unless traces_endpoint, metrics_endpoint and "
+                    "logs_endpoint are all set",
+            path);
+}
+
 static void do_tls(struct ctx *c, const lk__ynode *node, const char *path,
                    int scheme_tls, struct lk_exporter_config *e)
 {
@@ -1333,11 +1514,15 @@ static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *va
     int scheme_tls = -1;
 
     join(path, "exporters", key->str);
-    if (!walk_map(c, val, path, exporter_fields, NF(exporter_fields), e, es))
+    /* Keys an otlp exporter does not know stay unseen. */
+    memset(es, 0, sizeof(es));
+    if (!walk_map(c, val, path, exporter_fields, exporter_nfields(e->type), e, es))
         return;
 
     const struct seen *ep = SEEN(exporter_fields, es, "endpoint");
-    if (ep->key == NULL) {
+    if (e->type == LK_EXPORTER_OTLPHTTP) {
+        do_http_endpoints(c, key, path, es, e, &scheme_tls);
+    } else if (ep->key == NULL) {
         ERR(c, key, "%s: missing required key 'endpoint'", path);
     } else {
         join(sub, path, "endpoint");

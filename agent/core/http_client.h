@@ -48,7 +48,8 @@ struct lk_http_result {
     int64_t retry_after_ms;   /* ms, from Retry-After (delta-seconds or
                                  HTTP-date); -1 when absent or invalid */
     const char *content_type; /* response Content-Type, "" when absent */
-    const uint8_t *body;      /* response body, up to max_response_bytes */
+    const uint8_t *body;      /* response body, up to max_response_bytes;
+                                 never NULL */
     size_t body_len;
     bool body_truncated;      /* the body was longer than what |body| holds */
 };
@@ -88,11 +89,14 @@ int lk_http_client_post(lk_http_client *c, const char *url,
                         uint64_t timeout_ms, lk_http_cb cb, void *arg);
 
 /*
- * Cancels every transfer in flight: each callback runs, before this
- * returns, with err LK_ECANCELED and http_status 0. Then closes the
- * connections and the loop handles; |c| is freed and |done(arg)| (may be
- * NULL) runs on the loop once the last handle is closed. Call once; may be
- * called from inside a callback. |c| must not be used afterwards.
+ * Ends every transfer, each callback running before this returns: one that
+ * already finished reports its real outcome, the others are cancelled (err
+ * LK_ECANCELED, curl_code CURLE_ABORTED_BY_CALLBACK, http_status 0). These
+ * callbacks see a closing client: lk_http_client_post returns LK_ECLOSED.
+ * Then closes the connections and the loop handles; |c| is freed and
+ * |done(arg)| (may be NULL) runs on the loop once the last handle is closed.
+ * Call once (a second call is logged and ignored until |c| is freed); may be
+ * called from inside a callback. |c| must not be used after |done|.
  */
 void lk_http_client_close(lk_http_client *c, void (*done)(void *arg),
                           void *arg);

@@ -102,6 +102,10 @@ struct lk_httpd {
     size_t max_body_bytes;
     uint64_t idle_timeout_ms;
     uint64_t request_timeout_ms;
+    lk_gauge *connections;
+    lk_counter *connections_refused;
+    void (*on_reject)(int status, void *arg);
+    void *reject_arg;
     lk_httpd_handler handler;
     void *arg;
     conn *conns; /* every connection not yet freed */
@@ -200,6 +204,7 @@ static void conn_maybe_free(conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     h->nconns--;
+    lk_gauge_set(h->connections, h->nconns);
     req_fini(&c->req);
     lk_buf_fini(&c->wbuf);
     free(c);
@@ -367,6 +372,8 @@ static int write_response(conn *c, int status, const char *content_type,
 /* Answers with |status| on the server's own account and closes afterwards. */
 static void fail(conn *c, int status)
 {
+    if (c->h->on_reject != NULL)
+        c->h->on_reject(status, c->h->reject_arg);
     read_off(c);
     c->close_after = true;
     const char *reason = lk_httpd_reason(status);
@@ -757,6 +764,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (h->nconns >= h->max_connections) {
         lk_log(LK_LOG_DEBUG, "http connection refused: too many",
                LK_S("server", h->name) LK_U("max", h->max_connections));
+        lk_counter_add(h->connections_refused, 1);
         reject_busy(s);
         return;
     }
@@ -782,6 +790,7 @@ static void on_connection(uv_stream_t *server, int status)
         h->conns->prev = c;
     h->conns = c;
     h->nconns++;
+    lk_gauge_set(h->connections, h->nconns);
     next_request(c);
 }
 
@@ -821,6 +830,10 @@ int lk_httpd_create(lk_httpd **out, uv_loop_t *loop,
         o->idle_timeout_ms ? o->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS;
     h->request_timeout_ms = o->request_timeout_ms ? o->request_timeout_ms
                                                   : DEFAULT_REQUEST_TIMEOUT_MS;
+    h->connections = o->connections;
+    h->connections_refused = o->connections_refused;
+    h->on_reject = o->on_reject;
+    h->reject_arg = o->reject_arg;
     int rc = lk_listener_start(&h->listener, loop, o->endpoint, LISTEN_BACKLOG,
                                on_connection, h);
     if (rc < 0) {

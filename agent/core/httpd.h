@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "core/selfmetrics.h"
+
 typedef struct lk_httpd lk_httpd;
 typedef struct lk_httpd_req lk_httpd_req;
 
@@ -48,6 +50,12 @@ struct lk_httpd_opts {
                                     written; default 60000 */
     uint64_t request_timeout_ms; /* from a request's first byte to its last
                                     (slowloris defence); default 30000 */
+    lk_gauge *connections;           /* NULL, or kept at the open connection count */
+    lk_counter *connections_refused; /* NULL, or counts those over max_connections */
+    /* NULL, or called with each error status the server answers by itself,
+     * before any handler sees the request (400, 408, 413, 414, 431, 500). */
+    void (*on_reject)(int status, void *arg);
+    void *reject_arg;
 };
 
 /*

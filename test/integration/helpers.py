@@ -56,7 +56,6 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2  # noqa: E402
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2  # noqa: E402
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
 from opentelemetry.proto.common.v1 import common_pb2  # noqa: E402
-from opentelemetry.proto.logs.v1 import logs_pb2  # noqa: E402
 from opentelemetry.proto.metrics.v1 import metrics_pb2  # noqa: E402
 from opentelemetry.proto.trace.v1 import trace_pb2  # noqa: E402
 
@@ -548,6 +547,285 @@ def spans_by_id(request_or_triples):
                                  % (sp.span_id.hex(), sp.name))
         out[sp.span_id] = (rs.resource, rs.schema_url, ss.scope, ss.schema_url, sp)
     return out
+
+
+# --- every signal
+
+TRACES = otlp_sink.TRACES
+METRICS = otlp_sink.METRICS
+LOGS = otlp_sink.LOGS
+ALL_SIGNALS = (TRACES, METRICS, LOGS)
+
+
+class SignalInfo:
+    """What the tests need to know of one signal."""
+
+    def __init__(self, name, method, request_cls, response_cls, items_word, http_path):
+        self.name = name
+        self.method = method                # gRPC method path
+        self.request_cls = request_cls      # Export*ServiceRequest
+        self.response_cls = response_cls    # Export*ServiceResponse
+        self.items_word = items_word        # in lookout_receiver_accepted_<word>_total
+        self.http_path = http_path          # OTLP/HTTP path
+
+
+SIGNALS = {
+    TRACES: SignalInfo(TRACES, otlp_sink.TRACE_METHOD, ExportTraceServiceRequest,
+                       ExportTraceServiceResponse, "spans", "/v1/traces"),
+    METRICS: SignalInfo(METRICS, otlp_sink.METRICS_METHOD,
+                        metrics_service_pb2.ExportMetricsServiceRequest,
+                        metrics_service_pb2.ExportMetricsServiceResponse,
+                        "metric_points", "/v1/metrics"),
+    LOGS: SignalInfo(LOGS, otlp_sink.LOGS_METHOD, logs_service_pb2.ExportLogsServiceRequest,
+                     logs_service_pb2.ExportLogsServiceResponse, "log_records", "/v1/logs"),
+}
+
+# Every item a builder below makes carries TEST_REQ_KEY = its request's tag (on
+# spans, metric data points and log records, and on each resource), so that items
+# of different requests can be told apart at the sink; log records also carry
+# TEST_ITEM_KEY, unique per record, as their key.
+TEST_REQ_KEY = "test.req"
+TEST_ITEM_KEY = "test.item"
+
+count_items = otlp_sink.count_items
+request_items = otlp_sink.request_items
+
+_T0 = 1_700_000_000_000_000_000   # a time in ns since the epoch
+
+METRIC_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+# Data points per metric kind in make_metrics_request, all different so that a
+# miscount of one kind shows.
+METRIC_POINTS = {"gauge": 2, "sum": 3, "histogram": 4, "exponential_histogram": 5, "summary": 6}
+
+
+def _resource(res, tag, r):
+    res.attributes.extend([
+        kv("service.name", string_value="svc-%s-%d" % (tag, r)),
+        kv(TEST_REQ_KEY, string_value=tag),
+        kv("host.cpus", int_value=8),
+    ] + all_value_types("res-%s-%d" % (tag, r)))
+    res.dropped_attributes_count = r
+
+
+def _scope(scope, s):
+    scope.name = "lib-%d" % s
+    scope.version = "1.%d.0" % s
+    scope.attributes.append(kv("scope.attr", string_value="s%d" % s))
+    scope.dropped_attributes_count = s
+
+
+def _exemplar(ex, i):
+    ex.filtered_attributes.append(kv("ex.attr", string_value="e%d" % i))
+    ex.time_unix_nano = _T0 + 10 + i
+    if i % 2:
+        ex.as_int = -(2 ** 61) + i
+    else:
+        ex.as_double = 0.125 + i
+    ex.span_id = next_id(8)
+    ex.trace_id = next_id(16)
+
+
+def add_metric(scope_metrics, kind, name, tag, npoints):
+    """Appends a Metric of |kind| (one of METRIC_KINDS) named |name| with |npoints|
+    data points, each filled in every field its kind has; returns the Metric."""
+    m = scope_metrics.metrics.add()
+    m.name = name
+    m.description = "description of %s" % name
+    m.unit = {"gauge": "1", "sum": "By", "histogram": "ms",
+              "exponential_histogram": "s", "summary": "{request}"}[kind]
+    m.metadata.append(kv("meta.kind", string_value=kind))
+    data = getattr(m, kind)
+    if kind == "sum":
+        data.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+        data.is_monotonic = True
+    elif kind in ("histogram", "exponential_histogram"):
+        data.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+    for i in range(npoints):
+        dp = data.data_points.add()
+        dp.attributes.extend([kv(TEST_REQ_KEY, string_value=tag), kv("point", int_value=i)])
+        dp.start_time_unix_nano = _T0
+        dp.time_unix_nano = _T0 + 1000 + i
+        dp.flags = 1 if i == 1 else 0
+        if kind in ("gauge", "sum"):
+            if i % 2:
+                dp.as_int = -(2 ** 62) + i
+            else:
+                dp.as_double = 2.5 * i - 0.75
+            _exemplar(dp.exemplars.add(), i)
+        elif kind == "histogram":
+            dp.count = 6 + i
+            dp.bucket_counts.extend([1, 2, 3 + i])
+            dp.explicit_bounds.extend([0.5, 10.0])
+            if i % 2 == 0:   # optional sum/min/max: present on half the points
+                dp.sum = 12.5 + i
+                dp.min = 0.25
+                dp.max = 11.0 + i
+            _exemplar(dp.exemplars.add(), i)
+        elif kind == "exponential_histogram":
+            dp.count = 8 + i
+            dp.scale = i - 2
+            dp.zero_count = 1
+            dp.zero_threshold = 1e-9
+            dp.positive.offset = -3 + i
+            dp.positive.bucket_counts.extend([1, 0, 2 + i])
+            dp.negative.offset = 2
+            dp.negative.bucket_counts.extend([4])
+            if i % 2 == 0:
+                dp.sum = -3.5 + i
+                dp.min = -8.0
+                dp.max = 6.0 + i
+            _exemplar(dp.exemplars.add(), i)
+        else:
+            dp.count = 10 + i
+            dp.sum = 99.5 + i
+            for q, v in ((0.0, 0.5), (0.5, 2.0 + i), (1.0, 9.25 + i)):
+                qv = dp.quantile_values.add()
+                qv.quantile = q
+                qv.value = v
+    return m
+
+
+def make_metrics_request(tag, resources=2, scopes=2, kinds=METRIC_KINDS, points=None):
+    """resources x scopes scopes, each with one metric of every kind in |kinds|,
+    with points[kind] (default METRIC_POINTS) data points each. Metric names are
+    unique (they are the metrics' keys)."""
+    points = dict(METRIC_POINTS, **(points or {}))
+    req = metrics_service_pb2.ExportMetricsServiceRequest()
+    for r in range(resources):
+        rm = req.resource_metrics.add()
+        rm.schema_url = "https://opentelemetry.io/schemas/1.21.0"
+        _resource(rm.resource, tag, r)
+        for s in range(scopes):
+            sm = rm.scope_metrics.add()
+            sm.schema_url = "https://example.test/scope/%d" % s
+            _scope(sm.scope, s)
+            for kind in kinds:
+                add_metric(sm, kind, "test.%s.%d.%d.%s" % (tag, r, s, kind), tag, points[kind])
+    return req
+
+
+def _log_body(body, tag, i):
+    which = i % 8
+    if which == 0:
+        body.string_value = "log line %s %d: h\u00e9llo \u4e16\u754c" % (tag, i)
+    elif which == 1:
+        body.kvlist_value.values.extend([kv("msg", string_value="structured %s" % tag),
+                                         kv("n", int_value=i)])
+    elif which == 2:
+        body.array_value.values.extend([AnyValue(string_value="a"), AnyValue(int_value=i)])
+    elif which == 3:
+        body.bytes_value = b"\x00\xff" + tag.encode()
+    elif which == 4:
+        body.int_value = -(2 ** 63)
+    elif which == 5:
+        body.double_value = -1.5e300
+    elif which == 6:
+        body.bool_value = False
+    # 7: no body at all
+
+
+def make_logs_request(tag, resources=2, scopes=2, records=3):
+    """resources x scopes x records log records with bodies of every kind (none
+    included), every field filled on some of them."""
+    req = logs_service_pb2.ExportLogsServiceRequest()
+    n = 0
+    for r in range(resources):
+        rl = req.resource_logs.add()
+        rl.schema_url = "https://opentelemetry.io/schemas/1.21.0"
+        _resource(rl.resource, tag, r)
+        for s in range(scopes):
+            sl = rl.scope_logs.add()
+            sl.schema_url = "https://example.test/scope/%d" % s
+            _scope(sl.scope, s)
+            for i in range(records):
+                lr = sl.log_records.add()
+                if i % 3 != 2:   # a record without a time is valid
+                    lr.time_unix_nano = _T0 + i
+                lr.observed_time_unix_nano = _T0 + 5 + i
+                lr.severity_number = (9, 13, 17, 5, 21, 1)[n % 6]
+                lr.severity_text = ("INFO", "WARN", "ERROR", "DEBUG", "FATAL", "")[n % 6]
+                _log_body(lr.body, tag, n)
+                lr.attributes.extend([kv(TEST_REQ_KEY, string_value=tag),
+                                      kv(TEST_ITEM_KEY, string_value="%s/%d/%d/%d" % (tag, r, s, i))])
+                if n % 4 == 0:
+                    lr.attributes.extend(all_value_types("%s-%d" % (tag, n)))
+                lr.dropped_attributes_count = i
+                if i % 2 == 0:
+                    lr.flags = 1
+                    lr.trace_id = next_id(16)
+                    lr.span_id = next_id(8)
+                if i % 2 == 1:
+                    lr.event_name = "event.%s.%d" % (tag, i)
+                n += 1
+    return req
+
+
+def make_signal_request(signal, tag, resources=2, scopes=2, per_scope=3):
+    """A request of |signal| full of data, every item marked with TEST_REQ_KEY =
+    |tag|: make_request (traces, per_scope spans), make_metrics_request (one
+    metric of each kind per scope; per_scope unused) or make_logs_request."""
+    if signal == TRACES:
+        req = make_request(tag, resources, scopes, per_scope)
+        for rs in req.resource_spans:
+            rs.resource.attributes.append(kv(TEST_REQ_KEY, string_value=tag))
+            for ss in rs.scope_spans:
+                for sp in ss.spans:
+                    sp.attributes.append(kv(TEST_REQ_KEY, string_value=tag))
+        return req
+    if signal == METRICS:
+        return make_metrics_request(tag, resources, scopes)
+    return make_logs_request(tag, resources, scopes, per_scope)
+
+
+def _attr(attributes, key):
+    for a in attributes:
+        if a.key == key:
+            return a.value.string_value
+    return None
+
+
+def item_key(signal, item):
+    """What tells items apart: span_id, metric name, or TEST_ITEM_KEY of a log."""
+    if signal == TRACES:
+        return item.span_id
+    if signal == METRICS:
+        return item.name
+    return _attr(item.attributes, TEST_ITEM_KEY)
+
+
+def items_by_key(signal, request_or_triples):
+    """{key: (resource, resource schema_url, scope, scope schema_url, item)} for a
+    request or a sink's items(signal); a key seen twice raises (delivered twice)."""
+    if isinstance(request_or_triples, SIGNALS[signal].request_cls):
+        triples = request_items(signal, request_or_triples)
+    else:
+        triples = request_or_triples
+    out = {}
+    for rl, sl, item in triples:
+        key = item_key(signal, item)
+        if key is None:
+            raise AssertionError("%s item without a key: %s" % (signal, item))
+        if key in out:
+            raise AssertionError("%s item %r seen more than once" % (signal, key))
+        out[key] = (rl.resource, rl.schema_url, sl.scope, sl.schema_url, item)
+    return out
+
+
+def item_tags(signal, triples):
+    """Every TEST_REQ_KEY value found on the items (and their resources) of
+    |triples|."""
+    tags = set()
+    for rl, _, item in triples:
+        tags.add(_attr(rl.resource.attributes, TEST_REQ_KEY))
+        if signal == METRICS:
+            kind = item.WhichOneof("data")
+            if kind:
+                for dp in getattr(item, kind).data_points:
+                    tags.add(_attr(dp.attributes, TEST_REQ_KEY))
+        else:
+            tags.add(_attr(item.attributes, TEST_REQ_KEY))
+    tags.discard(None)
+    return tags
 
 
 # --- byte-counting TCP proxy

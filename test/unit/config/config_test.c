@@ -111,10 +111,13 @@ START_TEST(default_file_parses)
     ck_assert_str_eq(c->receivers[0].name, "otlp");
     ck_assert(c->receivers[0].grpc.enabled);
     ck_assert_str_eq(c->receivers[0].grpc.endpoint, "127.0.0.1:4317");
+    ck_assert(c->receivers[0].http.enabled);
+    ck_assert_str_eq(c->receivers[0].http.endpoint, "127.0.0.1:4318");
 
     ck_assert_uint_eq(c->nexporters, 1);
     const struct lk_exporter_config *x = &c->exporters[0];
     ck_assert_str_eq(x->name, "otlp/jaeger");
+    ck_assert_int_eq(x->type, LK_EXPORTER_OTLP);
     ck_assert_str_eq(x->endpoint, "127.0.0.1:14317");
     ck_assert_int_eq(x->compression, LK_COMPRESSION_GZIP);
     ck_assert(!x->tls.enabled);
@@ -136,7 +139,7 @@ START_TEST(default_file_states_the_builtin_defaults)
 {
     lk_config *f = NULL;
     ck_assert_int_eq(lk_config_load("config/lookout.yaml", &f, NULL), 0);
-    lk_config *d = config_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+    lk_config *d = config_of("receivers: {otlp: {protocols: {grpc: , http: }}}\n"
                              "exporters: {otlp/jaeger: {endpoint: \"127.0.0.1:14317\"}}\n"
                              "pipelines: {traces: {receivers: [otlp], exporters: [otlp/jaeger]}}\n");
     ck_assert_int_eq(f->log_level, d->log_level);
@@ -149,6 +152,15 @@ START_TEST(default_file_states_the_builtin_defaults)
     ck_assert_uint_eq(fg->max_concurrent_streams, dg->max_concurrent_streams);
     ck_assert_uint_eq(fg->max_connections, dg->max_connections);
     ck_assert_uint_eq(fg->idle_timeout_ms, dg->idle_timeout_ms);
+    const struct lk_http_receiver_config *fh = &f->receivers[0].http,
+                                         *dh = &d->receivers[0].http;
+    ck_assert_int_eq(fh->enabled, dh->enabled);
+    ck_assert_str_eq(fh->endpoint, dh->endpoint);
+    ck_assert_uint_eq(fh->max_request_body_size, dh->max_request_body_size);
+    ck_assert_uint_eq(fh->max_connections, dh->max_connections);
+    ck_assert_uint_eq(fh->max_header_bytes, dh->max_header_bytes);
+    ck_assert_uint_eq(fh->idle_timeout_ms, dh->idle_timeout_ms);
+    ck_assert_uint_eq(fh->read_timeout_ms, dh->read_timeout_ms);
     const struct lk_exporter_config *fx = &f->exporters[0], *dx = &d->exporters[0];
     ck_assert_uint_eq(fx->timeout_ms, dx->timeout_ms);
     ck_assert_int_eq(fx->compression, dx->compression);
@@ -188,9 +200,13 @@ START_TEST(defaults_are_applied)
     ck_assert_uint_eq(g->max_concurrent_streams, 100);
     ck_assert_uint_eq(g->max_connections, 256);
     ck_assert_uint_eq(g->idle_timeout_ms, 5 * 60 * 1000);
+    ck_assert(!c->receivers[0].http.enabled); /* only what is listed */
     const struct lk_exporter_config *x = &c->exporters[0];
     ck_assert_str_eq(x->name, "otlp");
+    ck_assert_int_eq(x->type, LK_EXPORTER_OTLP);
     ck_assert_str_eq(x->endpoint, "h:1");
+    for (int i = 0; i < LK_SIGNAL_COUNT; i++)
+        ck_assert_ptr_null(x->signal_endpoints[i]);
     ck_assert_uint_eq(x->timeout_ms, 10000);
     ck_assert_int_eq(x->compression, LK_COMPRESSION_GZIP);
     ck_assert_uint_eq(x->nheaders, 0);
@@ -430,9 +446,9 @@ END_TEST
 START_TEST(unknown_component_types)
 {
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  zipkin: {}\n" TAIL),
-                NAME ":3:3: unknown exporter type 'zipkin' (known: otlp)");
+                NAME ":3:3: unknown exporter type 'zipkin' (known: otlp, otlphttp)");
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otpl/x: {}\n" TAIL),
-                NAME ":3:3: unknown exporter type 'otpl' (known: otlp); did you mean 'otlp'?");
+                NAME ":3:3: unknown exporter type 'otpl' (known: otlp, otlphttp); did you mean 'otlp'?");
     assert_only(errors_of("receivers: {loki: {}}\n"
                           "exporters: {otlp: {endpoint: \"h:1\"}}\n"
                           "pipelines: {traces: {receivers: [loki], exporters: [otlp]}}\n"),
@@ -954,12 +970,15 @@ START_TEST(receiver_checks)
     assert_only(errors_of("receivers:\n  otlp:\n"
                           "exporters: {otlp: {endpoint: \"h:1\"}}\n"
                           "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n"),
-                NAME ":2:3: receivers.otlp: no protocol enabled; add 'protocols: grpc:'");
-    char *e = errors_of("receivers:\n  otlp: {protocols: {http: {}}}\n"
+                NAME ":2:3: receivers.otlp: no protocol enabled; add 'protocols: grpc:' or "
+                     "'protocols: http:'");
+    /* An unknown protocol is not a protocol. */
+    char *e = errors_of("receivers:\n  otlp: {protocols: {thrift: {}}}\n"
                         "exporters: {otlp: {endpoint: \"h:1\"}}\n"
                         "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n");
-    ASSERT_LINE(e, NAME ":2:3: receivers.otlp: no protocol enabled; add 'protocols: grpc:'");
-    ASSERT_LINE(e, NAME ":2:22: unknown key 'http' in receivers.otlp.protocols");
+    ASSERT_LINE(e, NAME ":2:3: receivers.otlp: no protocol enabled; add 'protocols: grpc:' or "
+                       "'protocols: http:'");
+    ASSERT_LINE(e, NAME ":2:22: unknown key 'thrift' in receivers.otlp.protocols");
     ck_assert_uint_eq(count_lines(e), 2);
     free(e);
 }
@@ -1050,7 +1069,7 @@ START_TEST(pipeline_suggestions)
                         "pipelines:\n"
                         "  trace: {receivers: [otlp], exporters: [otlp/jaeger]}\n"
                         "  logs: {receivers: [otpl], exporters: [zipkin]}\n");
-    ASSERT_LINE(e, NAME ":2:45: unknown exporter type 'zipkin' (known: otlp)");
+    ASSERT_LINE(e, NAME ":2:45: unknown exporter type 'zipkin' (known: otlp, otlphttp)");
     ASSERT_LINE(e, NAME ":4:3: unknown pipeline 'trace' (known: traces, metrics, logs); "
                        "did you mean 'traces'?");
     ASSERT_LINE(e, NAME ":5:22: pipelines.logs.receivers: unknown receiver 'otpl'; did you "
@@ -1163,6 +1182,370 @@ START_TEST(signal_names)
 }
 END_TEST
 
+
+/* ---- OTLP/HTTP receiver ---- */
+
+START_TEST(http_receiver_defaults)
+{
+    lk_config *c = config_of("receivers: {otlp: {protocols: {http: }}}\n"
+                             "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                             "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n");
+    const struct lk_receiver_config *r = &c->receivers[0];
+    ck_assert(!r->grpc.enabled);
+    ck_assert(r->http.enabled);
+    ck_assert_str_eq(r->http.endpoint, "127.0.0.1:4318");
+    ck_assert_uint_eq(r->http.max_request_body_size, 64 * 1024 * 1024);
+    ck_assert_uint_eq(r->http.max_connections, 256);
+    ck_assert_uint_eq(r->http.max_header_bytes, 64 * 1024);
+    ck_assert_uint_eq(r->http.idle_timeout_ms, 60000);
+    ck_assert_uint_eq(r->http.read_timeout_ms, 30000);
+    lk_config_destroy(c);
+    /* Both protocols side by side on their default ports. */
+    c = config_of("receivers: {otlp: {protocols: {grpc: {}, http: {}}}}\n"
+                  "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                  "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n");
+    ck_assert(c->receivers[0].grpc.enabled);
+    ck_assert(c->receivers[0].http.enabled);
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(http_receiver_every_key)
+{
+    lk_config *c = config_of("receivers:\n"
+                             "  otlp/h:\n"
+                             "    protocols:\n"
+                             "      http:\n"
+                             "        endpoint: unix:///tmp/lk-http.sock\n"
+                             "        max_request_body_size: 8MiB\n"
+                             "        max_connections: 9\n"
+                             "        max_header_bytes: 16KiB\n"
+                             "        idle_timeout: 5s\n"
+                             "        read_timeout: 1500ms\n"
+                             "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                             "pipelines: {logs: {receivers: [otlp/h], exporters: [otlp]}}\n");
+    const struct lk_http_receiver_config *h = &c->receivers[0].http;
+    ck_assert(h->enabled);
+    ck_assert_str_eq(h->endpoint, "unix:///tmp/lk-http.sock");
+    ck_assert_uint_eq(h->max_request_body_size, 8 * 1024 * 1024);
+    ck_assert_uint_eq(h->max_connections, 9);
+    ck_assert_uint_eq(h->max_header_bytes, 16 * 1024);
+    ck_assert_uint_eq(h->idle_timeout_ms, 5000);
+    ck_assert_uint_eq(h->read_timeout_ms, 1500);
+    lk_config_destroy(c);
+}
+END_TEST
+
+/* "receivers:" + |frag| at line 2 under otlp.protocols.http (indent 8). */
+static char *http_receiver_err(const char *frag)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof(buf),
+             "receivers:\n"                                 /* 1 */
+             "  otlp:\n"                                    /* 2 */
+             "    protocols:\n"                             /* 3 */
+             "      http:\n"                                /* 4 */
+             "%s"                                           /* 5 */
+             "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+             "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n",
+             frag);
+    return errors_of(buf);
+}
+
+START_TEST(http_receiver_errors)
+{
+    assert_only(http_receiver_err("        endpont: h:1\n"),
+                NAME ":5:9: unknown key 'endpont' in receivers.otlp.protocols.http; "
+                     "did you mean 'endpoint'?");
+    assert_only(http_receiver_err("        endpoint: h:0\n"),
+                NAME ":5:19: receivers.otlp.protocols.http.endpoint: invalid endpoint 'h:0': "
+                     "the port must be between 1 and 65535");
+    assert_only(http_receiver_err("        endpoint: http://h:1\n"),
+                NAME ":5:19: receivers.otlp.protocols.http.endpoint: invalid endpoint "
+                     "'http://h:1': expected host:port without a scheme");
+    assert_only(http_receiver_err("        max_request_body_size: 512\n"),
+                NAME ":5:32: receivers.otlp.protocols.http.max_request_body_size: must be "
+                     "between 1KiB and 1GiB, got 512");
+    assert_only(http_receiver_err("        max_request_body_size: lots\n"),
+                NAME ":5:32: receivers.otlp.protocols.http.max_request_body_size: expected a "
+                     "size like 64MiB or 1048576, got 'lots'");
+    assert_only(http_receiver_err("        max_header_bytes: 2MiB\n"),
+                NAME ":5:27: receivers.otlp.protocols.http.max_header_bytes: must be between "
+                     "1KiB and 1MiB, got 2MiB");
+    assert_only(http_receiver_err("        max_connections: 0\n"),
+                NAME ":5:26: receivers.otlp.protocols.http.max_connections: must be between 1 "
+                     "and 1000000, got 0");
+    /* There is no "never" for these two. */
+    assert_only(http_receiver_err("        idle_timeout: 0s\n"),
+                NAME ":5:23: receivers.otlp.protocols.http.idle_timeout: must be between 1ms "
+                     "and 8760h, got 0s");
+    assert_only(http_receiver_err("        read_timeout: 30\n"),
+                NAME ":5:23: receivers.otlp.protocols.http.read_timeout: duration '30' needs a "
+                     "unit, e.g. 5s or 500ms (units: ms, s, m, h)");
+    assert_only(errors_of("receivers: {otlp: {protocols: {http: [a]}}}\n"
+                          "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                          "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n"),
+                NAME ":1:38: receivers.otlp.protocols.http: expected a mapping, got a list");
+    /* Several at once, each at its own value. */
+    char *e = http_receiver_err("        max_connections: x\n"
+                                "        read_timeout: 1d\n");
+    ASSERT_LINE(e, NAME ":5:26: receivers.otlp.protocols.http.max_connections: expected a "
+                       "whole number, got 'x'");
+    ASSERT_LINE(e, NAME ":6:23: receivers.otlp.protocols.http.read_timeout: unknown duration "
+                       "unit 'd' in '1d' (units: ms, s, m, h)");
+    ck_assert_uint_eq(count_lines(e), 2);
+    free(e);
+}
+END_TEST
+
+START_TEST(http_listener_clashes)
+{
+    /* grpc and http of one receiver on one endpoint. */
+    assert_only(errors_of("receivers:\n"
+                          "  otlp:\n"
+                          "    protocols:\n"
+                          "      grpc: {endpoint: \"127.0.0.1:4318\"}\n"
+                          "      http:\n"
+                          "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                          "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n"),
+                NAME ":5:7: receivers.otlp.protocols.http: endpoint '127.0.0.1:4318' is "
+                     "already used by receivers.otlp.protocols.grpc");
+    /* Two receivers with http on its default endpoint; the admin too. */
+    char *e = errors_of("receivers:\n"
+                        "  otlp: {protocols: {http: }}\n"
+                        "  otlp/b: {protocols: {http: }}\n"
+                        "  otlp/c: {protocols: {http: {endpoint: \"unix:///tmp/x.sock\"},\n"
+                        "                       grpc: {endpoint: \"unix:///tmp/x.sock\"}}}\n"
+                        "admin: {endpoint: \"127.0.0.1:4318\"}\n"
+                        "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                        "pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}\n");
+    ASSERT_LINE(e, NAME ":3:24: receivers.otlp/b.protocols.http: endpoint '127.0.0.1:4318' is "
+                       "already used by receivers.otlp.protocols.http");
+    ASSERT_LINE(e, NAME ":5:41: receivers.otlp/c.protocols.grpc: endpoint 'unix:///tmp/x.sock' "
+                       "is already used by receivers.otlp/c.protocols.http");
+    ASSERT_LINE(e, NAME ":6:19: admin: endpoint '127.0.0.1:4318' is already used by "
+                       "receivers.otlp.protocols.http");
+    ASSERT_LINE(e, NAME ":6:19: admin: endpoint '127.0.0.1:4318' is already used by "
+                       "receivers.otlp/b.protocols.http");
+    ck_assert_uint_eq(count_lines(e), 4);
+    free(e);
+}
+END_TEST
+
+/* ---- otlphttp exporter ---- */
+
+#define HTTP_TAIL                                                              \
+    "receivers: {otlp: {protocols: {grpc: }}}\n"                               \
+    "pipelines: {traces: {receivers: [otlp], exporters: [otlphttp]}}\n"
+
+/* "exporters: otlphttp:" with |frag| (lines indented by 4) from line 3. */
+static char *otlphttp_yaml(const char *frag)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof(buf), "exporters:\n  otlphttp:\n%s" HTTP_TAIL, frag);
+    return buf;
+}
+
+static lk_config *otlphttp_ok(const char *frag)
+{
+    return config_of(otlphttp_yaml(frag));
+}
+
+static char *otlphttp_err(const char *frag)
+{
+    return errors_of(otlphttp_yaml(frag));
+}
+
+START_TEST(otlphttp_exporter_values)
+{
+    lk_config *c = otlphttp_ok("    endpoint: http://127.0.0.1:4318\n");
+    const struct lk_exporter_config *x = &c->exporters[0];
+    ck_assert_str_eq(x->name, "otlphttp");
+    ck_assert_int_eq(x->type, LK_EXPORTER_OTLPHTTP);
+    ck_assert_str_eq(x->endpoint, "http://127.0.0.1:4318");
+    for (int i = 0; i < LK_SIGNAL_COUNT; i++)
+        ck_assert_ptr_null(x->signal_endpoints[i]);
+    ck_assert(!x->tls.enabled);
+    /* The other keys default as for otlp. */
+    ck_assert_uint_eq(x->timeout_ms, 10000);
+    ck_assert_int_eq(x->compression, LK_COMPRESSION_GZIP);
+    ck_assert_uint_eq(x->queue.queue_size, 100000);
+    ck_assert_uint_eq(x->max_concurrency, 4);
+    lk_config_destroy(c);
+
+    /* A path prefix is kept, trailing slashes are not; https turns TLS on;
+     * the port may be left to the scheme. */
+    c = otlphttp_ok("    endpoint: https://gw.example/otlp/\n");
+    ck_assert_str_eq(c->exporters[0].endpoint, "https://gw.example/otlp");
+    ck_assert(c->exporters[0].tls.enabled);
+    lk_config_destroy(c);
+    c = otlphttp_ok("    endpoint: \"http://[::1]:4318/\"\n    tls: {enabled: false}\n");
+    ck_assert_str_eq(c->exporters[0].endpoint, "http://[::1]:4318");
+    ck_assert(!c->exporters[0].tls.enabled);
+    lk_config_destroy(c);
+
+    /* Per-signal URLs are used as written, with or without a base URL. */
+    c = otlphttp_ok("    endpoint: http://h:4318\n"
+                    "    logs_endpoint: http://loki:3100/otlp/v1/logs\n");
+    ck_assert_str_eq(c->exporters[0].endpoint, "http://h:4318");
+    ck_assert_ptr_null(c->exporters[0].signal_endpoints[LK_SIGNAL_TRACES]);
+    ck_assert_ptr_null(c->exporters[0].signal_endpoints[LK_SIGNAL_METRICS]);
+    ck_assert_str_eq(c->exporters[0].signal_endpoints[LK_SIGNAL_LOGS],
+                     "http://loki:3100/otlp/v1/logs");
+    lk_config_destroy(c);
+    c = otlphttp_ok("    traces_endpoint: https://a/t/\n"
+                    "    metrics_endpoint: https://b:1/m\n"
+                    "    logs_endpoint: https://c\n");
+    x = &c->exporters[0];
+    ck_assert_ptr_null(x->endpoint);
+    ck_assert_str_eq(x->signal_endpoints[LK_SIGNAL_TRACES], "https://a/t/");
+    ck_assert_str_eq(x->signal_endpoints[LK_SIGNAL_METRICS], "https://b:1/m");
+    ck_assert_str_eq(x->signal_endpoints[LK_SIGNAL_LOGS], "https://c");
+    ck_assert(x->tls.enabled);
+    lk_config_destroy(c);
+
+    /* Named otlphttp/<suffix>, next to an otlp exporter, in one pipeline. */
+    c = config_of("exporters:\n"
+                  "  otlp/jaeger: {endpoint: \"h:1\"}\n"
+                  "  otlphttp/gw: {endpoint: \"http://h:2\", compression: none,\n"
+                  "                headers: {X-Scope-OrgID: t1, authorization: \"Bearer x\"}}\n"
+                  "receivers: {otlp: {protocols: {http: }}}\n"
+                  "pipelines: {logs: {receivers: [otlp], exporters: [otlp/jaeger, otlphttp/gw]}}\n");
+    ck_assert_int_eq(c->exporters[0].type, LK_EXPORTER_OTLP);
+    x = &c->exporters[1];
+    ck_assert_str_eq(x->name, "otlphttp/gw");
+    ck_assert_int_eq(x->type, LK_EXPORTER_OTLPHTTP);
+    ck_assert_int_eq(x->compression, LK_COMPRESSION_NONE);
+    ck_assert_uint_eq(x->nheaders, 2);
+    ck_assert_str_eq(x->headers[0].name, "X-Scope-OrgID"); /* as written */
+    ck_assert_str_eq(x->headers[0].value, "t1");
+    ck_assert_str_eq(x->headers[1].name, "authorization");
+    ck_assert_str_eq(c->pipelines[0].exporters[1], "otlphttp/gw");
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(otlphttp_exporter_url_errors)
+{
+    static const struct {
+        const char *url;
+        const char *why;
+    } bad[] = {
+        {"h:4318", "expected a URL starting with http:// or https://"},
+        {"grpc://h:4318", "the scheme must be http:// or https://"},
+        {"HTTP://h:4318", "the scheme must be http:// or https://"},
+        {"http:///v1", "missing host after the scheme"},
+        {"http://u:p@h:4318", "user info in the URL is not supported; put credentials in headers"},
+        {"http://h:0", "the port must be between 1 and 65535"},
+        {"http://h:", "missing port after ':'"},
+        {"http://:4318", "missing host before ':' (use 127.0.0.1, or 0.0.0.0 for every interface)"},
+        {"http://::1:4318", "put IPv6 addresses in brackets, e.g. [::1]:4317"},
+        {"http://[::1", "missing ']' after the IPv6 address"},
+        {"http://h:4318/a?b=1", "a query or fragment is not supported"},
+        {"http://h:4318#x", "a query or fragment is not supported"},
+        {"http://h:4318/a b", "the URL must not contain spaces or control characters"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char frag[512], line[512];
+        snprintf(frag, sizeof(frag), "    endpoint: \"%s\"\n", bad[i].url);
+        snprintf(line, sizeof(line),
+                 NAME ":3:15: exporters.otlphttp.endpoint: invalid URL '%s': %s", bad[i].url,
+                 bad[i].why);
+        assert_only(otlphttp_err(frag), line);
+        /* The same checks for a per-signal URL. */
+        snprintf(frag, sizeof(frag), "    endpoint: http://h:1\n    metrics_endpoint: \"%s\"\n",
+                 bad[i].url);
+        snprintf(line, sizeof(line),
+                 NAME ":4:23: exporters.otlphttp.metrics_endpoint: invalid URL '%s': %s",
+                 bad[i].url, bad[i].why);
+        assert_only(otlphttp_err(frag), line);
+    }
+    /* A signal URL given as the base. */
+    assert_only(otlphttp_err("    endpoint: http://h:4318/v1/traces\n"),
+                NAME ":3:15: exporters.otlphttp.endpoint: 'http://h:4318/v1/traces' already ends "
+                     "in /v1/traces, which is appended to the base URL; remove it, or give the "
+                     "full URL as traces_endpoint");
+    assert_only(otlphttp_err("    endpoint: http://h/x/v1/logs/\n"),
+                NAME ":3:15: exporters.otlphttp.endpoint: 'http://h/x/v1/logs' already ends in "
+                     "/v1/logs, which is appended to the base URL; remove it, or give the full "
+                     "URL as logs_endpoint");
+    /* ...but a host that happens to look like one is fine. */
+    lk_config *c = otlphttp_ok("    endpoint: http://v1/logs\n");
+    ck_assert_str_eq(c->exporters[0].endpoint, "http://v1/logs");
+    lk_config_destroy(c);
+    assert_only(otlphttp_err("    endpoint: [a]\n"),
+                NAME ":3:15: exporters.otlphttp.endpoint: expected a URL like "
+                     "http://127.0.0.1:4318, got a list");
+}
+END_TEST
+
+START_TEST(otlphttp_exporter_checks)
+{
+    /* endpoint is required unless every signal has its own URL. */
+    assert_only(otlphttp_err("    timeout: 1s\n"),
+                NAME ":2:3: exporters.otlphttp: missing required key 'endpoint' (a base URL like "
+                     "http://127.0.0.1:4318), unless traces_endpoint, metrics_endpoint and "
+                     "logs_endpoint are all set");
+    assert_only(otlphttp_err("    traces_endpoint: http://h/t\n    logs_endpoint: http://h/l\n"),
+                NAME ":2:3: exporters.otlphttp: missing required key 'endpoint' (a base URL like "
+                     "http://127.0.0.1:4318), unless traces_endpoint, metrics_endpoint and "
+                     "logs_endpoint are all set");
+    /* One scheme for all URLs of an exporter, and TLS must agree with it. */
+    assert_only(otlphttp_err("    endpoint: https://h\n    traces_endpoint: http://h/t\n"),
+                NAME ":4:22: exporters.otlphttp.traces_endpoint: uses http:// but endpoint uses "
+                     "https://; TLS is on or off for all of an exporter's URLs");
+    assert_only(otlphttp_err("    endpoint: https://h:443\n    tls: {enabled: false}\n"),
+                NAME ":4:20: exporters.otlphttp.tls.enabled: is false but the endpoint uses "
+                     "https://");
+    assert_only(otlphttp_err("    endpoint: http://h\n    tls: {enabled: true}\n"),
+                NAME ":4:20: exporters.otlphttp.tls.enabled: is true but the endpoint uses "
+                     "http://");
+    assert_only(otlphttp_err("    endpoint: http://h\n    tls: {ca_file: ca.pem}\n"),
+                NAME ":4:11: exporters.otlphttp.tls.ca_file: has no effect while TLS is off; set "
+                     "tls.enabled: true or use an https:// endpoint");
+    /* Per-signal URLs belong to otlphttp only. */
+    assert_only(exporter_err(EP "    traces_endpoint: http://h/t\n"),
+                NAME ":4:5: unknown key 'traces_endpoint' in exporters.otlp");
+    /* HTTP header names: tokens of any case, not the ones lookout sets, once each. */
+    char *e = otlphttp_err("    endpoint: http://h\n"
+                           "    headers:\n"
+                           "      Content-Type: text/plain\n"
+                           "      a b: 1\n"
+                           "      Authorization: x\n"
+                           "      authorization: y\n"
+                           "      X-Tab: \"a\\tb\"\n"
+                           "      grpc-timeout: ok-here\n"
+                           "      x-bin: \"\\x01\"\n"
+                           "      Transfer-Encoding: chunked\n"
+                           "      Host: gw.internal\n");
+    ASSERT_LINE(e, NAME ":5:7: exporters.otlphttp.headers: header name 'Content-Type' is set by "
+                       "lookout itself");
+    ASSERT_LINE(e, NAME ":6:7: exporters.otlphttp.headers: header name 'a b' may only use "
+                       "letters, digits and !#$%&'*+-.^_`|~");
+    ASSERT_LINE(e, NAME ":8:7: exporters.otlphttp.headers: header 'authorization' is set twice "
+                       "(names are case-insensitive)");
+    ASSERT_LINE(e, NAME ":9:14: exporters.otlphttp.headers.X-Tab: the value must be printable "
+                       "ASCII");
+    ASSERT_LINE(e, NAME ":11:14: exporters.otlphttp.headers.x-bin: the value must be printable "
+                       "ASCII");
+    ASSERT_LINE(e, NAME ":12:7: exporters.otlphttp.headers: header name 'Transfer-Encoding' is "
+                       "set by lookout itself");
+    ck_assert_uint_eq(count_lines(e), 6);
+    free(e);
+    /* Type names: otlphttp/<suffix> follows the same rules. */
+    assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlphtp/x: {}\n" TAIL),
+                NAME ":3:3: unknown exporter type 'otlphtp' (known: otlp, otlphttp); did you mean "
+                     "'otlphttp'?");
+    assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlphttp/: {}\n" TAIL),
+                NAME ":3:3: exporter name 'otlphttp/' needs a name after the '/'");
+    /* Receivers have no otlphttp type. */
+    assert_only(errors_of("receivers: {otlphttp: {}}\n"
+                          "exporters: {otlp: {endpoint: \"h:1\"}}\n"
+                          "pipelines: {traces: {receivers: [otlphttp], exporters: [otlp]}}\n"),
+                NAME ":1:13: unknown receiver type 'otlphttp' (known: otlp)");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("config");
@@ -1187,6 +1570,10 @@ static Suite *suite(void)
         {"receivers", {receiver_checks}},
         {"pipelines", {pipeline_references, pipeline_suggestions, pipelines_required}},
         {"messages", {messages_stay_on_one_line, load_errors, signal_names}},
+        {"http_receiver", {http_receiver_defaults, http_receiver_every_key, http_receiver_errors,
+                           http_listener_clashes}},
+        {"otlphttp_exporter", {otlphttp_exporter_values, otlphttp_exporter_url_errors,
+                               otlphttp_exporter_checks}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);

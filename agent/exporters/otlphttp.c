@@ -1,0 +1,570 @@
+/*
+ * OTLP/HTTP exporter: each batch is one POST of the concatenated request
+ * bodies (one valid Export<Signal>ServiceRequest), optionally gzip'd, over
+ * the shared libuv-driven curl client.
+ *
+ * Responses are sorted as the OTLP/HTTP specification says: 2xx accepted
+ * (a partial_success in the body is logged), 429/502/503/504 and transport
+ * failures retried (honouring Retry-After), every other status dropped.
+ */
+#include "exporters/otlphttp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <zlib.h>
+
+#include "core/err.h"
+#include "core/http_client.h"
+#include "core/log.h"
+
+#define MAX_TEXT_LOG_BYTES 200 /* of a non-protobuf error body */
+#define MAX_GZIP_INPUT_BYTES (UINT32_MAX / 2)
+
+static const char *const signal_path[LK_SIGNAL_COUNT] = {
+    "/v1/traces",
+    "/v1/metrics",
+    "/v1/logs",
+};
+
+struct otlphttp_exporter;
+
+/* One POST of one batch, alive until its callback. */
+struct attempt {
+    struct otlphttp_exporter *x;
+    lk_batch *b;
+    struct attempt *next; /* x->failed */
+    uint8_t *gz;          /* compressed body (gzip on), owned */
+    size_t gz_len;
+};
+
+struct otlphttp_exporter {
+    lk_exporter base;
+    lk_http_client *client;
+    char *url[LK_SIGNAL_COUNT];  /* NULL: no endpoint for that signal */
+    struct lk_header *headers;   /* sent with every request, owned */
+    size_t nheaders;
+    bool gzip;
+    uint64_t timeout_ms;
+    uv_timer_t fail_timer;       /* reports |failed| outside send() */
+    struct attempt *failed;      /* batches without a URL, to drop */
+    bool closing;
+    int open;                    /* the client and the timer, not yet closed */
+    void (*close_done)(void *);
+    void *close_arg;
+};
+
+enum lk_export_result lk_otlphttp_classify(int http_status)
+{
+    if (http_status >= 200 && http_status <= 299)
+        return LK_EXPORT_OK;
+    switch (http_status) {
+    case 0:   /* no response: connection refused, reset, timeout */
+    case 429: /* Too Many Requests */
+    case 502: /* Bad Gateway */
+    case 503: /* Service Unavailable */
+    case 504: /* Gateway Timeout */
+        return LK_EXPORT_RETRY;
+    default:
+        return LK_EXPORT_PERMANENT;
+    }
+}
+
+/* ---- protobuf reading, just enough for two small messages ---- */
+
+static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t byte = *(*p)++;
+        x |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Finds the last top-level field |num| in [p, p + n) (for a message field
+ * protobuf would merge all of them; the last is enough for logging). A
+ * varint (wire type 0) goes to |*v|, a length-delimited one (wire type 2)
+ * to |*data| / |*len|. Returns 1 found, 0 absent, -1 malformed.
+ */
+static int pb_find(const uint8_t *p, size_t n, uint64_t num, uint64_t *v,
+                   const uint8_t **data, size_t *len)
+{
+    const uint8_t *end = p + n;
+    int found = 0;
+
+    while (p < end) {
+        uint64_t key, x;
+        if (!pb_varint(&p, end, &key))
+            return -1;
+        uint64_t field = key >> 3;
+        if (field == 0)
+            return -1;
+        switch (key & 7) {
+        case 0:
+            if (!pb_varint(&p, end, &x))
+                return -1;
+            if (field == num && v != NULL) {
+                *v = x;
+                found = 1;
+            }
+            break;
+        case 1:
+            if (end - p < 8)
+                return -1;
+            p += 8;
+            break;
+        case 2:
+            if (!pb_varint(&p, end, &x) || x > (uint64_t)(end - p))
+                return -1;
+            if (field == num && data != NULL) {
+                *data = p;
+                *len = (size_t)x;
+                found = 1;
+            }
+            p += x;
+            break;
+        case 5:
+            if (end - p < 4)
+                return -1;
+            p += 4;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return found;
+}
+
+static void copy_text(char *out, size_t outlen, const uint8_t *p, size_t n)
+{
+    if (outlen == 0)
+        return;
+    if (n > outlen - 1)
+        n = outlen - 1;
+    if (n > 0)
+        memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+int lk__otlphttp_partial_success(const uint8_t *p, size_t n,
+                                 uint64_t *rejected, char *msg, size_t msglen)
+{
+    const uint8_t *ps = NULL, *m = NULL;
+    size_t pslen = 0, mlen = 0;
+
+    *rejected = 0;
+    copy_text(msg, msglen, NULL, 0);
+    int rc = pb_find(p, n, 1, NULL, &ps, &pslen);
+    if (rc <= 0)
+        return rc;
+    if (pb_find(ps, pslen, 1, rejected, NULL, NULL) < 0)
+        return -1;
+    rc = pb_find(ps, pslen, 2, NULL, &m, &mlen);
+    if (rc < 0)
+        return -1;
+    if (rc > 0)
+        copy_text(msg, msglen, m, mlen);
+    return 1;
+}
+
+static bool is_protobuf(const char *content_type)
+{
+    return content_type != NULL &&
+           (strncasecmp(content_type, "application/x-protobuf", 22) == 0 ||
+            strncasecmp(content_type, "application/protobuf", 20) == 0);
+}
+
+bool lk__otlphttp_error_message(const uint8_t *body, size_t len,
+                                const char *content_type, char *out,
+                                size_t outlen)
+{
+    copy_text(out, outlen, NULL, 0);
+    if (len == 0 || outlen == 0)
+        return false;
+    if (is_protobuf(content_type)) {
+        /* google.rpc.Status { code = 1; message = 2; details = 3 } */
+        const uint8_t *m = NULL;
+        size_t mlen = 0;
+        if (pb_find(body, len, 2, NULL, &m, &mlen) <= 0 || mlen == 0)
+            return false;
+        copy_text(out, outlen, m, mlen);
+        return true;
+    }
+    copy_text(out, outlen, body, len < MAX_TEXT_LOG_BYTES ? len : MAX_TEXT_LOG_BYTES);
+    return true;
+}
+
+/* ---- sending ---- */
+
+/*
+ * Compresses the concatenation of |iov| as one gzip member into a new
+ * buffer of its own. Runs on the loop thread: a large batch stalls the loop
+ * for as long as zlib takes (a candidate for uv_queue_work).
+ */
+static int gzip_iov(const struct iovec *iov, size_t n, size_t total,
+                    uint8_t **out, size_t *outlen)
+{
+    z_stream zs = {0};
+    int rc = 0;
+
+    if (total > MAX_GZIP_INPUT_BYTES)
+        return LK_E2BIG;
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return LK_ENOMEM;
+    /* Enough for the whole input when no flush happens before the end. */
+    size_t bound = deflateBound(&zs, (uLong)total);
+    uint8_t *buf = malloc(bound);
+    if (buf == NULL) {
+        rc = LK_ENOMEM;
+        goto out_end;
+    }
+    zs.next_out = buf;
+    zs.avail_out = (uInt)bound;
+    for (size_t i = 0; i < n; i++) {
+        zs.next_in = iov[i].iov_base;
+        zs.avail_in = (uInt)iov[i].iov_len;
+        int zr = deflate(&zs, Z_NO_FLUSH);
+        /* Z_BUF_ERROR only says there was nothing to do (an empty iovec);
+         * input left over means the output bound did not hold. */
+        if ((zr != Z_OK && zr != Z_BUF_ERROR) || zs.avail_in > 0) {
+            rc = LK_EIO;
+            goto out_free;
+        }
+    }
+    zs.avail_in = 0;
+    if (deflate(&zs, Z_FINISH) != Z_STREAM_END) {
+        rc = LK_EIO;
+        goto out_free;
+    }
+    *out = buf;
+    *outlen = bound - zs.avail_out;
+    goto out_end;
+out_free:
+    free(buf);
+out_end:
+    deflateEnd(&zs);
+    return rc;
+}
+
+static void attempt_free(struct attempt *a)
+{
+    free(a->gz);
+    free(a);
+}
+
+static const char *transport_reason(const struct lk_http_result *r)
+{
+    if (r->err == LK_ECANCELED)
+        return "canceled";
+    switch (r->curl_code) {
+    case CURLE_COULDNT_CONNECT:
+        return "connect_failed";
+    case CURLE_OPERATION_TIMEDOUT:
+        return "timeout";
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return "resolve_failed";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+        return "tls_error";
+    default:
+        return "transport_error";
+    }
+}
+
+static void post_done(void *arg, const struct lk_http_result *r)
+{
+    struct attempt *a = arg;
+    lk_batch *b = a->b;
+    const char *name = a->x->base.name;
+    const char *url = a->x->url[lk_batch_signal(b)];
+    char reason[24];
+    char msg[256];
+
+    enum lk_export_result res = lk_otlphttp_classify(r->http_status);
+    if (r->http_status == 0) {
+        snprintf(reason, sizeof(reason), "%s", transport_reason(r));
+        lk_log(LK_LOG_DEBUG, "otlphttp export attempt failed",
+               LK_S("exporter", name) LK_S("url", url) LK_S("reason", reason)
+               LK_I("curl_code", r->curl_code) LK_S("error", r->error));
+    } else if (res == LK_EXPORT_OK) {
+        uint64_t rejected;
+        if (r->body_len > 0 && (r->content_type[0] == '\0' || is_protobuf(r->content_type)) &&
+            lk__otlphttp_partial_success(r->body, r->body_len, &rejected, msg,
+                                         sizeof(msg)) > 0 &&
+            (rejected != 0 || msg[0] != '\0'))
+            lk_log(LK_LOG_WARN, "backend accepted the export partially",
+                   LK_S("exporter", name) LK_U("rejected", rejected)
+                   LK_S("error_message", msg));
+    } else {
+        snprintf(reason, sizeof(reason), "http_%d", r->http_status);
+        lk__otlphttp_error_message(r->body, r->body_len, r->content_type, msg,
+                                   sizeof(msg));
+        /* A permanent failure drops the batch, which the queue logs too:
+         * one line per dropped batch. Retries are only worth a debug line. */
+        lk_log(res == LK_EXPORT_PERMANENT ? LK_LOG_WARN : LK_LOG_DEBUG,
+               res == LK_EXPORT_PERMANENT ? "otlphttp export refused"
+                                          : "otlphttp export attempt failed",
+               LK_S("exporter", name) LK_S("url", url)
+               LK_I("http_status", r->http_status) LK_S("message", msg)
+               LK_I("retry_after_ms", r->retry_after_ms));
+    }
+    attempt_free(a);
+    lk_batch_done(b, res, res == LK_EXPORT_RETRY ? r->retry_after_ms : -1,
+                  res == LK_EXPORT_OK ? NULL : reason);
+}
+
+/* Drops the batches of signals this exporter has no URL for. */
+static void flush_failed(struct otlphttp_exporter *x)
+{
+    while (x->failed != NULL) {
+        struct attempt *a = x->failed;
+        x->failed = a->next;
+        lk_batch *b = a->b;
+        attempt_free(a);
+        lk_batch_done(b, LK_EXPORT_PERMANENT, -1, "no_endpoint");
+    }
+}
+
+static void fail_timer_cb(uv_timer_t *t)
+{
+    flush_failed(t->data);
+}
+
+static int otlphttp_send(lk_exporter *e, lk_batch *b)
+{
+    struct otlphttp_exporter *x = (struct otlphttp_exporter *)e;
+    enum lk_signal sig = lk_batch_signal(b);
+    const struct iovec *iov;
+    size_t n, total;
+    int rc;
+
+    if (x->closing)
+        return LK_ECLOSED;
+    struct attempt *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return LK_ENOMEM;
+    a->x = x;
+    a->b = b;
+    if (x->url[sig] == NULL) {
+        lk_log(LK_LOG_ERROR, "otlphttp exporter has no endpoint for this signal",
+               LK_S("exporter", x->base.name) LK_S("signal", lk_signal_name(sig)));
+        a->next = x->failed;
+        x->failed = a;
+        uv_timer_start(&x->fail_timer, fail_timer_cb, 0, 0);
+        return 0;
+    }
+    lk_batch_iov(b, &iov, &n, &total);
+    struct iovec one;
+    if (x->gzip) {
+        rc = gzip_iov(iov, n, total, &a->gz, &a->gz_len);
+        if (rc < 0)
+            goto err_attempt;
+        one.iov_base = a->gz;
+        one.iov_len = a->gz_len;
+        iov = &one;
+        n = 1;
+    }
+    /* The batch's bytes (or |a->gz|) stay put until post_done. */
+    rc = lk_http_client_post(x->client, x->url[sig], x->headers, x->nheaders,
+                             iov, n, x->timeout_ms, post_done, a);
+    if (rc < 0)
+        goto err_attempt;
+    return 0;
+err_attempt:
+    attempt_free(a);
+    return rc;
+}
+
+static void exporter_free(struct otlphttp_exporter *x)
+{
+    for (size_t i = 0; i < x->nheaders; i++) {
+        free(x->headers[i].name);
+        free(x->headers[i].value);
+    }
+    free(x->headers);
+    for (int s = 0; s < LK_SIGNAL_COUNT; s++)
+        free(x->url[s]);
+    free(x->base.name);
+    free(x);
+}
+
+static void part_closed(struct otlphttp_exporter *x)
+{
+    if (--x->open > 0)
+        return;
+    void (*done)(void *) = x->close_done;
+    void *darg = x->close_arg;
+    exporter_free(x);
+    if (done != NULL)
+        done(darg);
+}
+
+static void client_closed(void *arg)
+{
+    part_closed(arg);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    part_closed(h->data);
+}
+
+static void otlphttp_close(lk_exporter *e, void (*done)(void *arg), void *arg)
+{
+    struct otlphttp_exporter *x = (struct otlphttp_exporter *)e;
+    x->closing = true;
+    x->close_done = done;
+    x->close_arg = arg;
+    /* Requests in flight end now, each with its lk_batch_done (retryable,
+     * "canceled"); batches waiting to be dropped go too. */
+    lk_http_client_close(x->client, client_closed, x);
+    flush_failed(x);
+    uv_close((uv_handle_t *)&x->fail_timer, timer_closed);
+}
+
+const struct lk_exporter_ops lk_otlphttp_exporter_ops = {
+    .type = "otlphttp",
+    .send = otlphttp_send,
+    .close = otlphttp_close,
+};
+
+/* Builds the URL of each signal. A base endpoint loses a trailing '/'. */
+static int build_urls(struct otlphttp_exporter *x,
+                      const struct lk_exporter_config *cfg)
+{
+    bool any = false;
+    for (int s = 0; s < LK_SIGNAL_COUNT; s++) {
+        const char *full = cfg->signal_endpoints[s];
+        if (full != NULL) {
+            x->url[s] = strdup(full);
+        } else if (cfg->endpoint != NULL) {
+            size_t len = strlen(cfg->endpoint);
+            while (len > 0 && cfg->endpoint[len - 1] == '/')
+                len--;
+            size_t size = len + strlen(signal_path[s]) + 1;
+            x->url[s] = malloc(size);
+            if (x->url[s] != NULL)
+                snprintf(x->url[s], size, "%.*s%s", (int)len, cfg->endpoint,
+                         signal_path[s]);
+        } else {
+            continue;
+        }
+        if (x->url[s] == NULL)
+            return LK_ENOMEM;
+        if (!lk_http_url_is_valid(x->url[s])) {
+            lk_log(LK_LOG_ERROR, "otlphttp exporter: not an http(s) URL",
+                   LK_S("exporter", cfg->name) LK_S("url", x->url[s]));
+            return LK_EINVAL;
+        }
+        any = true;
+    }
+    if (!any) {
+        lk_log(LK_LOG_ERROR, "otlphttp exporter has no endpoint",
+               LK_S("exporter", cfg->name));
+        return LK_EINVAL;
+    }
+    return 0;
+}
+
+static int add_header(struct otlphttp_exporter *x, const char *name,
+                      const char *value)
+{
+    struct lk_header *h = &x->headers[x->nheaders];
+    h->name = strdup(name);
+    h->value = strdup(value);
+    x->nheaders++; /* counted now so that exporter_free frees both */
+    return h->name == NULL || h->value == NULL ? LK_ENOMEM : 0;
+}
+
+/* Content-Type, Content-Encoding, then the configured headers. The body's
+ * framing is ours: configured headers that would contradict it are left out. */
+static int build_headers(struct otlphttp_exporter *x,
+                         const struct lk_exporter_config *cfg)
+{
+    static const char *const reserved[] = {"Content-Type", "Content-Encoding",
+                                           "Content-Length",
+                                           "Transfer-Encoding"};
+    x->headers = calloc(cfg->nheaders + 2, sizeof(*x->headers));
+    if (x->headers == NULL)
+        return LK_ENOMEM;
+    if (add_header(x, "Content-Type", "application/x-protobuf") < 0 ||
+        (x->gzip && add_header(x, "Content-Encoding", "gzip") < 0))
+        return LK_ENOMEM;
+    for (size_t i = 0; i < cfg->nheaders; i++) {
+        const struct lk_header *h = &cfg->headers[i];
+        bool skip = false;
+        for (size_t k = 0; k < sizeof(reserved) / sizeof(reserved[0]); k++)
+            skip = skip || strcasecmp(h->name, reserved[k]) == 0;
+        if (skip) {
+            lk_log(LK_LOG_WARN, "otlphttp exporter ignores a configured header",
+                   LK_S("exporter", cfg->name) LK_S("header", h->name));
+            continue;
+        }
+        if (!lk_http_header_is_valid(h->name, h->value)) {
+            lk_log(LK_LOG_ERROR, "otlphttp exporter: invalid header",
+                   LK_S("exporter", cfg->name) LK_S("header", h->name));
+            return LK_EINVAL;
+        }
+        if (add_header(x, h->name, h->value) < 0)
+            return LK_ENOMEM;
+    }
+    return 0;
+}
+
+int lk_otlphttp_exporter_create(lk_exporter **out, uv_loop_t *loop,
+                                const struct lk_exporter_config *cfg)
+{
+    int rc;
+    struct otlphttp_exporter *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return LK_ENOMEM;
+    x->base.ops = &lk_otlphttp_exporter_ops;
+    x->gzip = cfg->compression == LK_COMPRESSION_GZIP;
+    x->timeout_ms = cfg->timeout_ms;
+    x->base.name = strdup(cfg->name);
+    if (x->base.name == NULL) {
+        rc = LK_ENOMEM;
+        goto err_free;
+    }
+    rc = build_urls(x, cfg);
+    if (rc < 0)
+        goto err_free;
+    rc = build_headers(x, cfg);
+    if (rc < 0)
+        goto err_free;
+    struct lk_http_client_opts o = {
+        .max_connections = cfg->max_concurrency,
+        .user_agent = "lookout/" LK_VERSION,
+        .tls = &cfg->tls,
+    };
+    rc = lk_http_client_create(&x->client, loop, &o);
+    if (rc < 0)
+        goto err_free;
+    rc = uv_timer_init(loop, &x->fail_timer);
+    if (rc != 0) {
+        rc = LK_ESYS;
+        goto err_client;
+    }
+    x->fail_timer.data = x;
+    x->open = 2;
+    *out = &x->base;
+    return 0;
+err_client:
+    lk_http_client_close(x->client, NULL, NULL);
+err_free:
+    exporter_free(x);
+    return rc;
+}
