@@ -213,8 +213,7 @@ static int fail_value(struct dec *d, const char *what, const json_t *v,
     o = start_reason(d);
     put(&o, "%s ", what);
     if (json_is_string(v))
-        put_quoted(&o, json_string_value(v), json_string_length(v),
-                   QUOTE_MAX);
+        put_quoted(&o, json_string_value(v), json_string_length(v), QUOTE_MAX);
     else if (json_is_integer(v))
         put(&o, "%lld", (long long)json_integer_value(v));
     else
@@ -223,8 +222,8 @@ static int fail_value(struct dec *d, const char *what, const json_t *v,
     return LK_EPROTO;
 }
 
-static int fail_char(struct dec *d, const char *what, const char *s,
-                     size_t at) __attribute__((cold, noinline));
+static int fail_char(struct dec *d, const char *what, const char *s, size_t at)
+    __attribute__((cold, noinline));
 static int fail_char(struct dec *d, const char *what, const char *s, size_t at)
 {
     struct out o;
@@ -529,8 +528,8 @@ static int get_double(struct dec *d, const struct lk_pb_field *f,
     return 0;
 }
 
-static int get_enum(struct dec *d, const struct lk_pb_field *f,
-                    const json_t *v, uint64_t *out)
+static int get_enum(struct dec *d, const struct lk_pb_field *f, const json_t *v,
+                    uint64_t *out)
 {
     const struct lk_pb_enum *e = f->enum_t;
 
@@ -779,8 +778,8 @@ static int put_list(struct dec *d, const struct lk_pb_field *f, uint32_t num,
                     const json_t *v, unsigned depth)
 {
     size_t n, mark = 0;
-    bool packed = f->kind == LK_PBK_PACKED_VARINT ||
-                  f->kind == LK_PBK_PACKED_FIXED64;
+    bool packed =
+        f->kind == LK_PBK_PACKED_VARINT || f->kind == LK_PBK_PACKED_FIXED64;
     int rc;
 
     if (!json_is_array(v))
@@ -824,8 +823,8 @@ static int put_list(struct dec *d, const struct lk_pb_field *f, uint32_t num,
 
 /* Number of the field of |m| named |key| (|n| bytes) by its JSON or its
  * proto name, with the spelling used in |name|; 0 when there is none. */
-static uint32_t find_field(const struct lk_pb_msg *m, const char *key,
-                           size_t n, const char **name)
+static uint32_t find_field(const struct lk_pb_msg *m, const char *key, size_t n,
+                           const char **name)
 {
     for (uint32_t i = 1; i < m->nfields; i++) {
         const struct lk_pb_field *f = &m->fields[i];
@@ -871,10 +870,9 @@ static int put_object(struct dec *d, const struct lk_pb_msg *m,
         if (m->fields[num].oneof != 0) {
             uint32_t *set = &oneof_set[m->fields[num].oneof - 1];
             if (*set != 0)
-                return fail(d, LK_EPROTO,
-                            "%s and %s both set, but they share oneof %s",
-                            names[*set], name,
-                            m->oneofs[m->fields[num].oneof - 1]);
+                return fail(
+                    d, LK_EPROTO, "%s and %s both set, but they share oneof %s",
+                    names[*set], name, m->oneofs[m->fields[num].oneof - 1]);
             *set = num;
         }
     }
@@ -951,8 +949,7 @@ int lk_otlp_json_decode(enum lk_signal sig, const uint8_t *p, size_t n,
         return fail_json(&d, &err);
     }
     if (!json_is_object(root))
-        rc = fail(&d, LK_EPROTO, "expected an object, got %s",
-                  json_kind(root));
+        rc = fail(&d, LK_EPROTO, "expected an object, got %s", json_kind(root));
     else
         rc = put_object(&d, d.root, root, 0);
     json_decref(root);

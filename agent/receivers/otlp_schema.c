@@ -22,8 +22,8 @@
      : (t) == LK_PBT_FIXED32 ? LK_PBK_FIXED32                                  \
      : ((t) == LK_PBT_FIXED64 || (t) == LK_PBT_SFIXED64 ||                     \
         (t) == LK_PBT_DOUBLE)                                                  \
-         ? (((fl) & LK_PBF_REPEATED) ? LK_PBK_PACKED_FIXED64 : LK_PBK_FIXED64) \
-         : (((fl) & LK_PBF_REPEATED) ? LK_PBK_PACKED_VARINT : LK_PBK_VARINT))
+         ? ((LK_PBF_REPEATED & (fl)) ? LK_PBK_PACKED_FIXED64 : LK_PBK_FIXED64) \
+         : ((LK_PBF_REPEATED & (fl)) ? LK_PBK_PACKED_VARINT : LK_PBK_VARINT))
 
 #define ROW(t, fl, oo, ch, en, name_, json_)                                   \
     {                                                                          \
@@ -43,7 +43,7 @@
 #define MESSAGE(n, ch, fl, name_, json_)                                       \
     [n] = ROW(LK_PBT_MESSAGE, (fl), 0, (ch), NULL, name_, json_)
 #define MESSAGES(n, ch, fl, name_, json_)                                      \
-    [n] = ROW(LK_PBT_MESSAGE, LK_PBF_REPEATED | (fl), 0, (ch), NULL, name_,   \
+    [n] = ROW(LK_PBT_MESSAGE, LK_PBF_REPEATED | (fl), 0, (ch), NULL, name_,    \
               json_)
 /* A member of the message's oneof number |oo| (1-based). */
 #define ONEOF(n, oo, T, ch, name_, json_)                                      \
@@ -68,8 +68,8 @@
     }
 
 /* Tentative definitions: the schema is recursive (AnyValue, KeyValue). */
-static const struct lk_pb_msg m_any_value, m_array_value, m_kvlist,
-    m_key_value, m_scope, m_entity_ref, m_resource;
+static const struct lk_pb_msg m_any_value, m_array_value, m_kvlist, m_key_value,
+    m_scope, m_entity_ref, m_resource;
 static const struct lk_pb_msg m_trace_req, m_resource_spans, m_scope_spans,
     m_span, m_event, m_link, m_status;
 static const struct lk_pb_msg m_logs_req, m_resource_logs, m_scope_logs,
@@ -98,30 +98,18 @@ static const struct lk_pb_enum e_status_code =
     ENUM_TYPE("Status.StatusCode", status_code_values);
 
 static const struct lk_pb_enum_value severity_values[] = {
-    {"SEVERITY_NUMBER_UNSPECIFIED", 0},
-    {"SEVERITY_NUMBER_TRACE", 1},
-    {"SEVERITY_NUMBER_TRACE2", 2},
-    {"SEVERITY_NUMBER_TRACE3", 3},
-    {"SEVERITY_NUMBER_TRACE4", 4},
-    {"SEVERITY_NUMBER_DEBUG", 5},
-    {"SEVERITY_NUMBER_DEBUG2", 6},
-    {"SEVERITY_NUMBER_DEBUG3", 7},
-    {"SEVERITY_NUMBER_DEBUG4", 8},
-    {"SEVERITY_NUMBER_INFO", 9},
-    {"SEVERITY_NUMBER_INFO2", 10},
-    {"SEVERITY_NUMBER_INFO3", 11},
-    {"SEVERITY_NUMBER_INFO4", 12},
-    {"SEVERITY_NUMBER_WARN", 13},
-    {"SEVERITY_NUMBER_WARN2", 14},
-    {"SEVERITY_NUMBER_WARN3", 15},
-    {"SEVERITY_NUMBER_WARN4", 16},
-    {"SEVERITY_NUMBER_ERROR", 17},
-    {"SEVERITY_NUMBER_ERROR2", 18},
-    {"SEVERITY_NUMBER_ERROR3", 19},
-    {"SEVERITY_NUMBER_ERROR4", 20},
-    {"SEVERITY_NUMBER_FATAL", 21},
-    {"SEVERITY_NUMBER_FATAL2", 22},
-    {"SEVERITY_NUMBER_FATAL3", 23},
+    {"SEVERITY_NUMBER_UNSPECIFIED", 0}, {"SEVERITY_NUMBER_TRACE", 1},
+    {"SEVERITY_NUMBER_TRACE2", 2},      {"SEVERITY_NUMBER_TRACE3", 3},
+    {"SEVERITY_NUMBER_TRACE4", 4},      {"SEVERITY_NUMBER_DEBUG", 5},
+    {"SEVERITY_NUMBER_DEBUG2", 6},      {"SEVERITY_NUMBER_DEBUG3", 7},
+    {"SEVERITY_NUMBER_DEBUG4", 8},      {"SEVERITY_NUMBER_INFO", 9},
+    {"SEVERITY_NUMBER_INFO2", 10},      {"SEVERITY_NUMBER_INFO3", 11},
+    {"SEVERITY_NUMBER_INFO4", 12},      {"SEVERITY_NUMBER_WARN", 13},
+    {"SEVERITY_NUMBER_WARN2", 14},      {"SEVERITY_NUMBER_WARN3", 15},
+    {"SEVERITY_NUMBER_WARN4", 16},      {"SEVERITY_NUMBER_ERROR", 17},
+    {"SEVERITY_NUMBER_ERROR2", 18},     {"SEVERITY_NUMBER_ERROR3", 19},
+    {"SEVERITY_NUMBER_ERROR4", 20},     {"SEVERITY_NUMBER_FATAL", 21},
+    {"SEVERITY_NUMBER_FATAL2", 22},     {"SEVERITY_NUMBER_FATAL3", 23},
     {"SEVERITY_NUMBER_FATAL4", 24},
 };
 static const struct lk_pb_enum e_severity =
@@ -311,8 +299,8 @@ static const struct lk_pb_msg m_log_record =
 /* --- opentelemetry.proto.metrics.v1 */
 
 static const struct lk_pb_field metrics_req_fields[] = {
-    MESSAGES(1, &m_resource_metrics, LK_PBF_COUNT_RESOURCE,
-             "resource_metrics", "resourceMetrics"),
+    MESSAGES(1, &m_resource_metrics, LK_PBF_COUNT_RESOURCE, "resource_metrics",
+             "resourceMetrics"),
 };
 static const struct lk_pb_msg m_metrics_req =
     MSG("ExportMetricsServiceRequest", metrics_req_fields);

@@ -21,14 +21,14 @@
 /* What the validator checks for a field's bytes (its hot path switches on
  * this, so it stays one byte at the start of the field). */
 enum lk_pb_kind {
-    LK_PBK_NONE = 0,       /* not in the schema: structure only */
-    LK_PBK_VARINT,         /* int32, int64, uint32, uint64, sint32, bool, enum */
-    LK_PBK_FIXED32,        /* fixed32 */
-    LK_PBK_FIXED64,        /* fixed64, sfixed64, double */
-    LK_PBK_STRING,         /* valid UTF-8 */
-    LK_PBK_BYTES,          /* anything; see LK_PBF_ID16 / LK_PBF_ID8 */
-    LK_PBK_MESSAGE,        /* walked with |child| */
-    LK_PBK_PACKED_VARINT,  /* repeated varint scalar, packed or not */
+    LK_PBK_NONE = 0,      /* not in the schema: structure only */
+    LK_PBK_VARINT,        /* int32, int64, uint32, uint64, sint32, bool, enum */
+    LK_PBK_FIXED32,       /* fixed32 */
+    LK_PBK_FIXED64,       /* fixed64, sfixed64, double */
+    LK_PBK_STRING,        /* valid UTF-8 */
+    LK_PBK_BYTES,         /* anything; see LK_PBF_ID16 / LK_PBF_ID8 */
+    LK_PBK_MESSAGE,       /* walked with |child| */
+    LK_PBK_PACKED_VARINT, /* repeated varint scalar, packed or not */
     LK_PBK_PACKED_FIXED64, /* repeated fixed64 / double, packed or not */
 };
 
@@ -53,14 +53,16 @@ enum lk_pb_type {
 };
 
 enum lk_pb_flag {
-    LK_PBF_REPEATED = 1u << 0, /* paths show the element index; numeric
-                                  types are packed */
-    LK_PBF_ID16 = 1u << 1, /* bytes: a trace id, 16 long or empty; hex in
-                              JSON */
-    LK_PBF_ID8 = 1u << 2,  /* bytes: a span id, 8 long or empty; hex in JSON */
-    LK_PBF_COUNT_ITEM = 1u << 3,     /* each element is one span, point or
-                                        record */
-    LK_PBF_COUNT_RESOURCE = 1u << 4, /* each element is one resource_* entry */
+    /* Paths show the element index; numeric types are packed. */
+    LK_PBF_REPEATED = 1u << 0,
+    /* Bytes: a trace id, 16 long or empty; hex in JSON. */
+    LK_PBF_ID16 = 1u << 1,
+    /* Bytes: a span id, 8 long or empty; hex in JSON. */
+    LK_PBF_ID8 = 1u << 2,
+    /* Each element is one span, data point or log record. */
+    LK_PBF_COUNT_ITEM = 1u << 3,
+    /* Each element is one resource_spans, _metrics or _logs entry. */
+    LK_PBF_COUNT_RESOURCE = 1u << 4,
     /* At most once per message. Protobuf merges a repeated singular message,
      * but protobuf-c 1.4 mis-merges two AnyValues that both leave the oneof
      * unset (it looks up field 0 and reads before its field table); no

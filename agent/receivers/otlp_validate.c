@@ -170,7 +170,8 @@ static void put(struct out *o, const char *fmt, ...)
         o->len = o->cap - 1;
 }
 
-static const struct lk_pb_field *field_of(const struct lk_pb_msg *m, uint32_t num)
+static const struct lk_pb_field *field_of(const struct lk_pb_msg *m,
+                                          uint32_t num)
 {
     return num < m->nfields ? &m->fields[num] : &unknown_field;
 }
@@ -264,10 +265,11 @@ static const char *wire_type_name(unsigned wt)
 }
 
 static int fail_wire_type(struct walk *w, unsigned d, const uint8_t *tag,
-                          uint32_t num, const struct lk_pb_field *f, unsigned wt)
-    __attribute__((cold, noinline));
+                          uint32_t num, const struct lk_pb_field *f,
+                          unsigned wt) __attribute__((cold, noinline));
 static int fail_wire_type(struct walk *w, unsigned d, const uint8_t *tag,
-                          uint32_t num, const struct lk_pb_field *f, unsigned wt)
+                          uint32_t num, const struct lk_pb_field *f,
+                          unsigned wt)
 {
     size_t off = (size_t)(tag - w->base);
     unsigned want;

@@ -52,10 +52,9 @@ static int unpack_counts(enum lk_signal sig, const lk_buf *b, uint64_t *res,
     *res = 0;
     *items = 0;
     if (sig == LK_SIGNAL_TRACES) {
-        Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest
-            *r =
-                opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
-                    NULL, b->len, b->data);
+        Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *r =
+            opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+                NULL, b->len, b->data);
         if (r == NULL)
             return -1;
         *res = r->n_resource_spans;
@@ -76,15 +75,13 @@ static int unpack_counts(enum lk_signal sig, const lk_buf *b, uint64_t *res,
                 r->resource_metrics[i];
             for (size_t j = 0; j < rm->n_scope_metrics; j++)
                 for (size_t k = 0; k < rm->scope_metrics[j]->n_metrics; k++)
-                    *items +=
-                        metric_points(rm->scope_metrics[j]->metrics[k]);
+                    *items += metric_points(rm->scope_metrics[j]->metrics[k]);
         }
         protobuf_c_message_free_unpacked(&r->base, NULL);
     } else {
-        Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest
-            *r =
-                opentelemetry__proto__collector__logs__v1__export_logs_service_request__unpack(
-                    NULL, b->len, b->data);
+        Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest *r =
+            opentelemetry__proto__collector__logs__v1__export_logs_service_request__unpack(
+                NULL, b->len, b->data);
         if (r == NULL)
             return -1;
         *res = r->n_resource_logs;
@@ -149,10 +146,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
         if (res != c.resources || items != c.items) {
-            fprintf(stderr, "counts: protobuf-c %llu/%llu, validator %llu/%llu\n",
-                    (unsigned long long)res, (unsigned long long)items,
-                    (unsigned long long)c.resources,
-                    (unsigned long long)c.items);
+            fprintf(
+                stderr, "counts: protobuf-c %llu/%llu, validator %llu/%llu\n",
+                (unsigned long long)res, (unsigned long long)items,
+                (unsigned long long)c.resources, (unsigned long long)c.items);
             abort();
         }
     }

@@ -62,8 +62,8 @@ static int decode_max(enum lk_signal sig, const char *json_sq, size_t max)
     lk_buf_fini(&out);
     lk_buf_init(&out, max);
     memset(why, 'X', sizeof(why));
-    rc = lk_otlp_json_decode(sig, (const uint8_t *)j, n, &out, why,
-                             sizeof(why));
+    rc =
+        lk_otlp_json_decode(sig, (const uint8_t *)j, n, &out, why, sizeof(why));
     free(j);
     return rc;
 }
@@ -99,8 +99,8 @@ static void bad(enum lk_signal sig, const char *json_sq, int want_rc,
     int rc = decode(sig, json_sq);
 
     ck_assert_msg(rc == want_rc, "rc %d, want %d (%s)", rc, want_rc, why);
-    ck_assert_msg(strcmp(why, want_why) == 0, "reason\n  \"%s\"\nwant\n  \"%s\"",
-                  why, want_why);
+    ck_assert_msg(strcmp(why, want_why) == 0,
+                  "reason\n  \"%s\"\nwant\n  \"%s\"", why, want_why);
 }
 
 /* A copy of the current output, to compare two decodes. */
@@ -168,10 +168,7 @@ static LogsReq *unpack_logs(void)
     return r;
 }
 
-static void free_msg(void *m)
-{
-    protobuf_c_message_free_unpacked(m, NULL);
-}
+static void free_msg(void *m) { protobuf_c_message_free_unpacked(m, NULL); }
 
 static void assert_bytes(ProtobufCBinaryData b, const char *hex)
 {
@@ -339,9 +336,9 @@ static void check_message(const struct lk_pb_msg *m,
         if (f->type == LK_PBT_BYTES && strcmp(f->name, "trace_id") == 0)
             ck_assert_uint_eq(f->flags & (LK_PBF_ID16 | LK_PBF_ID8),
                               LK_PBF_ID16);
-        else if (f->type == LK_PBT_BYTES && (strcmp(f->name, "span_id") == 0 ||
-                                             strcmp(f->name,
-                                                    "parent_span_id") == 0))
+        else if (f->type == LK_PBT_BYTES &&
+                 (strcmp(f->name, "span_id") == 0 ||
+                  strcmp(f->name, "parent_span_id") == 0))
             ck_assert_uint_eq(f->flags & (LK_PBF_ID16 | LK_PBF_ID8),
                               LK_PBF_ID8);
         else
@@ -940,21 +937,23 @@ END_TEST
 
 START_TEST(proto_names_accepted)
 {
-    same_output(LK_SIGNAL_TRACES,
-                "{'resourceSpans':[{'schemaUrl':'u','scopeSpans':[{'spans':[{"
-                "'traceId':'5b8efff798038103d269b633813fc60c',"
-                "'parentSpanId':'eee19b7ec3c1b173',"
-                "'startTimeUnixNano':'5','droppedEventsCount':1}]}]}]}",
-                "{'resource_spans':[{'schema_url':'u','scope_spans':[{'spans':[{"
-                "'trace_id':'5b8efff798038103d269b633813fc60c',"
-                "'parent_span_id':'eee19b7ec3c1b173',"
-                "'start_time_unix_nano':'5','dropped_events_count':1}]}]}]}");
-    same_output(LK_SIGNAL_LOGS,
-                "{'resourceLogs':[{'scopeLogs':[{'logRecords':[{'body':{"
-                "'kvlistValue':{'values':[]}},'observedTimeUnixNano':'3'}]}]}]}",
-                "{'resource_logs':[{'scope_logs':[{'log_records':[{'body':{"
-                "'kvlist_value':{'values':[]}},'observed_time_unix_nano':3}]}]}]"
-                "}");
+    same_output(
+        LK_SIGNAL_TRACES,
+        "{'resourceSpans':[{'schemaUrl':'u','scopeSpans':[{'spans':[{"
+        "'traceId':'5b8efff798038103d269b633813fc60c',"
+        "'parentSpanId':'eee19b7ec3c1b173',"
+        "'startTimeUnixNano':'5','droppedEventsCount':1}]}]}]}",
+        "{'resource_spans':[{'schema_url':'u','scope_spans':[{'spans':[{"
+        "'trace_id':'5b8efff798038103d269b633813fc60c',"
+        "'parent_span_id':'eee19b7ec3c1b173',"
+        "'start_time_unix_nano':'5','dropped_events_count':1}]}]}]}");
+    same_output(
+        LK_SIGNAL_LOGS,
+        "{'resourceLogs':[{'scopeLogs':[{'logRecords':[{'body':{"
+        "'kvlistValue':{'values':[]}},'observedTimeUnixNano':'3'}]}]}]}",
+        "{'resource_logs':[{'scope_logs':[{'log_records':[{'body':{"
+        "'kvlist_value':{'values':[]}},'observed_time_unix_nano':3}]}]}]"
+        "}");
 }
 END_TEST
 
@@ -1024,8 +1023,10 @@ START_TEST(doubles_special_and_strings)
        "'explicitBounds':['-0.5',1E2,'Infinity',-7,'2.5E-3']}]}}]}]}]}",
        1, 1);
     r = unpack_metrics();
-    hp = r->resource_metrics[0]->scope_metrics[0]->metrics[0]->histogram
-             ->data_points[0];
+    hp = r->resource_metrics[0]
+             ->scope_metrics[0]
+             ->metrics[0]
+             ->histogram->data_points[0];
     ck_assert(isnan(hp->sum));
     ck_assert(isinf(hp->min) && hp->min < 0);
     ck_assert_double_eq(hp->max, 1.5e300);
@@ -1044,9 +1045,9 @@ START_TEST(base64_variants)
 {
     static const char *const forms[] = {"+/+/", "-_-_", "+_-/"};
     static const char *const lens[][2] = {
-        {"", ""},         {"AA==", "00"},     {"AA", "00"},
-        {"AAE=", "0001"}, {"AAE", "0001"},    {"AAEC", "000102"},
-        {"/w==", "ff"},   {"_w", "ff"},       {"AAECAw==", "00010203"},
+        {"", ""},         {"AA==", "00"},  {"AA", "00"},
+        {"AAE=", "0001"}, {"AAE", "0001"}, {"AAEC", "000102"},
+        {"/w==", "ff"},   {"_w", "ff"},    {"AAECAw==", "00010203"},
     };
     char json[256];
 
@@ -1058,7 +1059,9 @@ START_TEST(base64_variants)
                  forms[i]);
         ok(LK_SIGNAL_LOGS, json, 1, 1);
         r = unpack_logs();
-        assert_bytes(r->resource_logs[0]->scope_logs[0]->log_records[0]
+        assert_bytes(r->resource_logs[0]
+                         ->scope_logs[0]
+                         ->log_records[0]
                          ->body->bytes_value,
                      "fbffbf");
         free_msg(r);
@@ -1237,8 +1240,9 @@ START_TEST(error_types)
     bad(LK_SIGNAL_TRACES, "{'resourceSpans':[[]]}", LK_EPROTO,
         "resourceSpans[0]: expected an object, got array");
     bad(LK_SIGNAL_TRACES, "{'resourceSpans':[{'scopeSpans':[null]}]}",
-        LK_EPROTO, "resourceSpans[0].scopeSpans[0]: null is not allowed in a "
-                   "list");
+        LK_EPROTO,
+        "resourceSpans[0].scopeSpans[0]: null is not allowed in a "
+        "list");
     bad(LK_SIGNAL_TRACES,
         "{'resourceSpans':[{'scopeSpans':[{'spans':[{'name':5}]}]}]}",
         LK_EPROTO,
@@ -1492,39 +1496,41 @@ START_TEST(error_arguments_and_limits)
     char w[64];
 
     lk_buf_init(&b, 1024);
-    ck_assert_int_eq(lk_otlp_json_decode(LK_SIGNAL_COUNT,
-                                         (const uint8_t *)"{}", 2, &b, w,
-                                         sizeof(w)),
+    ck_assert_int_eq(lk_otlp_json_decode(LK_SIGNAL_COUNT, (const uint8_t *)"{}",
+                                         2, &b, w, sizeof(w)),
                      LK_EINVAL);
     ck_assert_str_eq(w, "invalid argument");
     ck_assert_int_eq(
         lk_otlp_json_decode(LK_SIGNAL_TRACES, NULL, 2, &b, w, sizeof(w)),
         LK_EINVAL);
     /* No reason buffer: the same verdict. */
-    ck_assert_int_eq(lk_otlp_json_decode(LK_SIGNAL_TRACES,
-                                         (const uint8_t *)"{\"resourceSpans\":1}",
-                                         19, &b, NULL, 0),
-                     LK_EPROTO);
-    ck_assert_int_eq(lk_otlp_json_decode(LK_SIGNAL_TRACES,
-                                         (const uint8_t *)"{\"resourceSpans\":1}",
-                                         19, &b, w, 0),
-                     LK_EPROTO);
+    ck_assert_int_eq(
+        lk_otlp_json_decode(LK_SIGNAL_TRACES,
+                            (const uint8_t *)"{\"resourceSpans\":1}", 19, &b,
+                            NULL, 0),
+        LK_EPROTO);
+    ck_assert_int_eq(
+        lk_otlp_json_decode(LK_SIGNAL_TRACES,
+                            (const uint8_t *)"{\"resourceSpans\":1}", 19, &b, w,
+                            0),
+        LK_EPROTO);
     /* A short reason buffer gets a truncated, terminated reason. */
-    ck_assert_int_eq(lk_otlp_json_decode(LK_SIGNAL_TRACES,
-                                         (const uint8_t *)"{\"resourceSpans\":1}",
-                                         19, &b, w, 10),
-                     LK_EPROTO);
+    ck_assert_int_eq(
+        lk_otlp_json_decode(LK_SIGNAL_TRACES,
+                            (const uint8_t *)"{\"resourceSpans\":1}", 19, &b, w,
+                            10),
+        LK_EPROTO);
     ck_assert_str_eq(w, "resourceS");
     lk_buf_fini(&b);
 
     /* Appending to what the buffer holds. */
     lk_buf_init(&b, 1024);
     ck_assert_int_eq(lk_buf_append(&b, "xy", 2), 0);
-    ck_assert_int_eq(lk_otlp_json_decode(LK_SIGNAL_TRACES,
-                                         (const uint8_t *)
-                                         "{\"resourceSpans\":[{}]}",
-                                         22, &b, w, sizeof(w)),
-                     0);
+    ck_assert_int_eq(
+        lk_otlp_json_decode(LK_SIGNAL_TRACES,
+                            (const uint8_t *)"{\"resourceSpans\":[{}]}", 22, &b,
+                            w, sizeof(w)),
+        0);
     ck_assert_uint_eq(b.len, 4);
     ck_assert_int_eq(memcmp(b.data, "xy\x0a\x00", 4), 0);
     lk_buf_fini(&b);
@@ -1585,9 +1591,8 @@ START_TEST(json_responses)
     ck_assert_str_eq((char *)b.data,
                      "{\"partialSuccess\":{\"errorMessage\":\"warn\"}}");
     lk_buf_reset(&b);
-    ck_assert_int_eq(lk_otlp_json_response(LK_SIGNAL_LOGS, UINT64_MAX,
-                                           "a\xff", &b),
-                     0);
+    ck_assert_int_eq(
+        lk_otlp_json_response(LK_SIGNAL_LOGS, UINT64_MAX, "a\xff", &b), 0);
     ck_assert_int_eq(lk_buf_append(&b, "", 1), 0);
     ck_assert_str_eq((char *)b.data,
                      "{\"partialSuccess\":{\"rejectedLogRecords\":"
@@ -1621,8 +1626,7 @@ START_TEST(proto_responses)
     ck_assert_int_eq(lk_otlp_proto_response(LK_SIGNAL_TRACES, 0, "", &b), 0);
     ck_assert_uint_eq(b.len, 0);
 
-    ck_assert_int_eq(lk_otlp_proto_response(LK_SIGNAL_TRACES, 5, "why", &b),
-                     0);
+    ck_assert_int_eq(lk_otlp_proto_response(LK_SIGNAL_TRACES, 5, "why", &b), 0);
     tr =
         opentelemetry__proto__collector__trace__v1__export_trace_service_response__unpack(
             NULL, b.len, b.data);
@@ -1647,9 +1651,8 @@ START_TEST(proto_responses)
     ck_assert_uint_eq(b.len, 1 + 2 + 1 + 2 + 299);
     lk_buf_reset(&b);
 
-    ck_assert_int_eq(lk_otlp_proto_response(LK_SIGNAL_LOGS, UINT64_MAX,
-                                            "a\xff\xc3", &b),
-                     0);
+    ck_assert_int_eq(
+        lk_otlp_proto_response(LK_SIGNAL_LOGS, UINT64_MAX, "a\xff\xc3", &b), 0);
     lr =
         opentelemetry__proto__collector__logs__v1__export_logs_service_response__unpack(
             NULL, b.len, b.data);
