@@ -73,7 +73,7 @@ UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(B)/test/%)
 
 FUZZ_SRC := $(shell find test/fuzz -maxdepth 1 -name '*_fuzz.c' 2>/dev/null | sort)
 
-.PHONY: all run test unit unit-san proto-check service-check integration bench fuzz fuzz-bins deps \
+.PHONY: all run test unit unit-san proto-check service-check integration interop bench fuzz fuzz-bins deps \
         clean check-deps format-check
 .DEFAULT_GOAL := all
 
@@ -97,7 +97,7 @@ DEP_TABLE := \
   h:http_parser.h|libhttp-parser-dev|llhttp bin:protoc|protobuf-compiler|protobuf \
   bin:curl|curl|curl pc:openssl|libssl-dev|openssl
 TEST_DEP_TABLE := py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- \
-  bin:promtool|prometheus|prometheus
+  bin:promtool|prometheus|prometheus bin:node|nodejs|node bin:npm|npm|-
 
 # Prints the missing entries of DEP_TABLE (and TEST_DEP_TABLE) as "deb|brew".
 define missing_deps
@@ -187,6 +187,11 @@ proto-check: check-deps
 integration: check-deps $(B)/lookout
 	@sh test/integration/run.sh
 
+# The official OpenTelemetry JavaScript SDK against build/lookout (npm install
+# into build/interop-node on first use).
+interop: check-deps $(B)/lookout
+	@sh test/interop/run.sh
+
 # Offline checks of compose/ and launchd/ (no Docker engine or launchd needed).
 service-check:
 	@sh compose/check.sh
@@ -199,6 +204,7 @@ test: deps
 	@$(MAKE) --no-print-directory proto-check
 	@$(MAKE) --no-print-directory service-check
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory interop
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -10,6 +10,8 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "receivers/grpc_wire.h"
+#include "receivers/otlp_json.h"
+#include "receivers/otlp_salvage.h"
 #include "receivers/otlp_validate.h"
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -42,7 +44,13 @@ struct stream {
     bool rst_after_send; /* reset once the final HEADERS is on the wire */
     enum encoding enc;
     lk_buf body;         /* length-prefixed request message */
-    uint8_t resp[LK_GRPC_PREFIX_LEN];
+    /* The response message with its prefix: |resp_empty| for an empty
+     * Export<Signal>ServiceResponse, or |resp_partial| holding one with a
+     * partial_success. */
+    uint8_t resp_empty[LK_GRPC_PREFIX_LEN];
+    lk_buf resp_partial;
+    const uint8_t *resp;
+    size_t resp_len;
     size_t resp_sent;
 };
 
@@ -75,6 +83,7 @@ struct lk_otlp_grpc {
     struct conn *conns;
     uint32_t nconns;
     lk_buf scratch; /* inflated messages; one request at a time on the loop */
+    lk_buf salvaged; /* the valid part of a request with invalid items */
     bool closing;
     bool listener_closed;
     void (*close_done)(void *);
@@ -82,6 +91,7 @@ struct lk_otlp_grpc {
 
     lk_counter *accepted[LK_SIGNAL_COUNT];
     lk_counter *refused[LK_SIGNAL_COUNT];
+    lk_counter *rejected[LK_SIGNAL_COUNT];
     lk_counter *requests[17]; /* by grpc-status */
     lk_counter *conn_refused;
     lk_gauge *conn_gauge;
@@ -161,11 +171,11 @@ static ssize_t resp_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
                             nghttp2_data_source *src, void *user)
 {
     struct stream *s = src->ptr;
-    size_t left = sizeof(s->resp) - s->resp_sent;
+    size_t left = s->resp_len - s->resp_sent;
     size_t n = left < length ? left : length;
     memcpy(buf, s->resp + s->resp_sent, n);
     s->resp_sent += n;
-    if (s->resp_sent == sizeof(s->resp)) {
+    if (s->resp_sent == s->resp_len) {
         nghttp2_nv tr[] = {NV("grpc-status", "0")};
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (nghttp2_submit_trailer(h2, id, tr, 1) == 0)
@@ -174,16 +184,35 @@ static ssize_t resp_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
     return (ssize_t)n;
 }
 
-/* Headers, the (empty) Export<Signal>ServiceResponse, then grpc-status 0. */
-static void respond_ok(struct stream *s)
+/* Headers, the Export<Signal>ServiceResponse, then grpc-status 0. The
+ * response is empty unless items were rejected (|rejected| > 0) or
+ * |error_message| is given: then it carries a partial_success with both. */
+static void respond_ok(struct stream *s, uint64_t rejected,
+                       const char *error_message)
 {
     nghttp2_nv nva[] = {NV(":status", "200"),
                         NV("content-type", "application/grpc")};
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = resp_read_cb};
+    lk_buf *b = &s->resp_partial;
 
     s->responded = true;
     lk_counter_add(status_counter(s->c->r, LK_GRPC_OK), 1);
-    lk_grpc_prefix_write(s->resp, false, 0);
+    lk_grpc_prefix_write(s->resp_empty, false, 0);
+    s->resp = s->resp_empty;
+    s->resp_len = sizeof(s->resp_empty);
+    if (rejected > 0 || (error_message != NULL && error_message[0] != '\0')) {
+        uint8_t prefix[LK_GRPC_PREFIX_LEN] = {0};
+        lk_buf_init(b, 64 * 1024);
+        /* Out of memory leaves the empty response: the data is queued. */
+        if (lk_buf_append(b, prefix, sizeof(prefix)) == 0 &&
+            lk_otlp_proto_response((enum lk_signal)s->signal, rejected,
+                                   error_message, b) == 0) {
+            lk_grpc_prefix_write(b->data, false,
+                                 (uint32_t)(b->len - LK_GRPC_PREFIX_LEN));
+            s->resp = b->data;
+            s->resp_len = b->len;
+        }
+    }
     s->resp_sent = 0;
     nghttp2_submit_response(s->c->h2, s->id, nva, 2, &prd);
     lk_buf_fini(&s->body);
@@ -265,24 +294,47 @@ static void process_request(struct stream *s)
         msg = r->scratch.data;
         msglen = r->scratch.len;
     }
+    enum lk_signal sig = (enum lk_signal)s->signal;
     struct lk_otlp_counts counts;
-    int rc = lk_otlp_validate((enum lk_signal)s->signal, msg, msglen, &counts,
-                              why, sizeof(why));
+    struct lk_otlp_salvage_result sv = {0};
+    int rc = lk_otlp_validate(sig, msg, msglen, &counts, why, sizeof(why));
+    if (rc == LK_EUTF8 || rc == LK_EPROTO) {
+        /* The slow path, for invalid requests only: keep the items that are
+         * valid on their own (the salvage tells a bad value from a broken
+         * structure, which leaves nothing to keep). */
+        lk_buf_reset(&r->salvaged);
+        int src = lk_otlp_salvage(sig, msg, msglen, &r->salvaged, &sv, why,
+                                  sizeof(why));
+        if (src == LK_ENOMEM) {
+            lk_buf_fini(&r->salvaged);
+            respond_error(s, LK_GRPC_UNAVAILABLE, "out of memory", RETRY_AFTER_MS);
+            return;
+        }
+        if (src == 0 && sv.accepted > 0) {
+            msg = r->salvaged.data;
+            msglen = r->salvaged.len;
+            counts.items = sv.accepted;
+            rc = 0;
+        }
+    }
     if (rc < 0) {
         snprintf(text, sizeof(text), "invalid %s request: %s",
-                 lk_signal_name((enum lk_signal)s->signal), why);
+                 lk_signal_name(sig), why);
         lk_log(LK_LOG_DEBUG, "rejected request", LK_S("receiver", r->name)
                LK_S("reason", text));
+        lk_buf_fini(&r->salvaged);
+        lk_counter_add(r->rejected[sig], sv.rejected);
         respond_error(s, LK_GRPC_INVALID_ARGUMENT, text, -1);
         return;
     }
     if (counts.items == 0) {
-        respond_ok(s); /* nothing to forward */
+        respond_ok(s, 0, NULL); /* nothing to forward */
         return;
     }
-    lk_item *it = lk_item_create((enum lk_signal)s->signal,
-                                 (uint32_t)counts.items, uv_now(r->loop), msg,
-                                 msglen);
+    lk_item *it = lk_item_create(sig, (uint32_t)counts.items, uv_now(r->loop),
+                                 msg, msglen);
+    /* The item holds a copy; one large salvage does not pin its size. */
+    lk_buf_fini(&r->salvaged);
     if (it == NULL) {
         lk_counter_add(r->refused[s->signal], counts.items);
         respond_error(s, LK_GRPC_UNAVAILABLE, "out of memory", RETRY_AFTER_MS);
@@ -297,7 +349,15 @@ static void process_request(struct stream *s)
         return;
     }
     lk_counter_add(r->accepted[s->signal], counts.items);
-    respond_ok(s);
+    if (sv.dropped) {
+        lk_counter_add(r->rejected[sig], sv.rejected);
+        lk_log(LK_LOG_DEBUG, "rejected invalid items", LK_S("receiver", r->name)
+               LK_U("rejected", sv.rejected) LK_U("accepted", sv.accepted)
+               LK_S("reason", why));
+        respond_ok(s, sv.rejected, why);
+        return;
+    }
+    respond_ok(s, 0, NULL);
 }
 
 /* ---- nghttp2 callbacks -------------------------------------------------- */
@@ -441,6 +501,7 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t err,
         s->next->prev = s->prev;
     c->nstreams--;
     lk_buf_fini(&s->body);
+    lk_buf_fini(&s->resp_partial);
     free(s);
     return 0;
 }
@@ -570,6 +631,7 @@ static void conn_close(struct conn *c)
         struct stream *s = c->streams;
         c->streams = s->next;
         lk_buf_fini(&s->body);
+        lk_buf_fini(&s->resp_partial);
         free(s);
     }
     nghttp2_session_del(c->h2);
@@ -667,6 +729,7 @@ static void free_failed_receiver(uv_handle_t *h)
 {
     lk_otlp_grpc *r = h->data;
     lk_buf_fini(&r->scratch);
+    lk_buf_fini(&r->salvaged);
     free(r->cfg.endpoint);
     free(r->name);
     free(r);
@@ -691,6 +754,7 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
         goto err_free;
     memcpy(r->pipelines, pipelines, sizeof(r->pipelines));
     lk_buf_init(&r->scratch, cfg->max_recv_msg_size);
+    lk_buf_init(&r->salvaged, cfg->max_recv_msg_size);
     if (nghttp2_session_callbacks_new(&r->cbs) != 0)
         goto err_free;
     nghttp2_session_callbacks_set_on_begin_headers_callback(r->cbs, on_begin_headers);
@@ -709,6 +773,9 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
         snprintf(help, sizeof(help), "%s refused because the pipeline was full.",
                  item_word[i]);
         r->refused[i] = lk_metrics_counter(m, mname, help, labels);
+        snprintf(mname, sizeof(mname), "lookout_receiver_rejected_%s_total", item_word[i]);
+        snprintf(help, sizeof(help), "%s rejected as invalid, one by one.", item_word[i]);
+        r->rejected[i] = lk_metrics_counter(m, mname, help, labels);
     }
     snprintf(labels, sizeof(labels), "receiver=\"%s\",transport=\"grpc\"", name);
     r->conn_gauge = lk_metrics_gauge(m, "lookout_receiver_connections",
@@ -754,6 +821,7 @@ static void maybe_finish_close(lk_otlp_grpc *r)
     void *arg = r->close_arg;
     nghttp2_session_callbacks_del(r->cbs);
     lk_buf_fini(&r->scratch);
+    lk_buf_fini(&r->salvaged);
     free(r->cfg.endpoint);
     free(r->name);
     free(r);

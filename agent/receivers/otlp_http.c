@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/utf8.h"
 #include "receivers/otlp_json.h"
+#include "receivers/otlp_salvage.h"
 #include "receivers/otlp_validate.h"
 
 #define RETRY_AFTER_S 1 /* s, hinted to clients when the pipeline is full */
@@ -52,6 +53,7 @@ struct lk_otlp_http {
     /* One request is handled at a time, start to answer, on the loop. */
     lk_buf inflated;    /* decompressed body */
     lk_buf decoded;     /* protobuf from a JSON body */
+    lk_buf salvaged;    /* the valid part of a request with invalid items */
     lk_buf resp;        /* response body */
     void (*close_done)(void *);
     void *close_arg;
@@ -59,6 +61,7 @@ struct lk_otlp_http {
     lk_metrics *metrics;
     lk_counter *accepted[LK_SIGNAL_COUNT];
     lk_counter *refused[LK_SIGNAL_COUNT];
+    lk_counter *rejected[LK_SIGNAL_COUNT];
     struct status_series by_status[MAX_STATUS_SERIES];
 };
 
@@ -267,13 +270,16 @@ static void respond_error(struct call *c, int status, int code, const char *msg,
     respond(c, status, json ? CT_JSON : CT_PROTOBUF, headers, r->resp.data, r->resp.len);
 }
 
-static void respond_ok(struct call *c, enum lk_signal sig)
+/* 200 with an Export<Signal>ServiceResponse; it carries a partial_success
+ * when items were rejected (|rejected| > 0) or |error_message| is given. */
+static void respond_ok(struct call *c, enum lk_signal sig, uint64_t rejected,
+                       const char *error_message)
 {
     lk_otlp_http *r = c->r;
     bool json = c->media == MEDIA_JSON;
     lk_buf_reset(&r->resp);
-    int rc = json ? lk_otlp_json_response(sig, 0, NULL, &r->resp)
-                  : lk_otlp_proto_response(sig, 0, NULL, &r->resp);
+    int rc = json ? lk_otlp_json_response(sig, rejected, error_message, &r->resp)
+                  : lk_otlp_proto_response(sig, rejected, error_message, &r->resp);
     if (rc < 0) {
         /* The data is queued: an empty body still decodes as a full success
          * in protobuf; JSON needs at least "{}". */
@@ -408,16 +414,35 @@ static void handle(struct call *c)
         return;
 
     struct lk_otlp_counts counts;
+    struct lk_otlp_salvage_result sv = {0};
     int rc = lk_otlp_validate(sig, body, len, &counts, why, sizeof(why));
+    if (rc == LK_EUTF8 || rc == LK_EPROTO) {
+        /* The slow path, for invalid requests only: keep the items that are
+         * valid on their own (the salvage tells a bad value from a broken
+         * structure, which leaves nothing to keep). */
+        lk_buf_reset(&r->salvaged);
+        int src = lk_otlp_salvage(sig, body, len, &r->salvaged, &sv, why, sizeof(why));
+        if (src == LK_ENOMEM) {
+            respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
+            return;
+        }
+        if (src == 0 && sv.accepted > 0) {
+            body = r->salvaged.data;
+            len = r->salvaged.len;
+            counts.items = sv.accepted;
+            rc = 0;
+        }
+    }
     if (rc < 0) {
         snprintf(text, sizeof(text), "invalid %s request: %s", lk_signal_name(sig), why);
         lk_log(LK_LOG_DEBUG, "rejected request",
                LK_S("receiver", r->name) LK_S("reason", text));
+        lk_counter_add(r->rejected[sig], sv.rejected);
         respond_error(c, 400, LK_GRPC_INVALID_ARGUMENT, text, false);
         return;
     }
     if (counts.items == 0) {
-        respond_ok(c, sig); /* nothing to forward */
+        respond_ok(c, sig, 0, NULL); /* nothing to forward */
         return;
     }
     if (counts.items > UINT32_MAX) {
@@ -440,7 +465,15 @@ static void handle(struct call *c)
         return;
     }
     lk_counter_add(r->accepted[sig], counts.items);
-    respond_ok(c, sig);
+    if (sv.dropped) {
+        lk_counter_add(r->rejected[sig], sv.rejected);
+        lk_log(LK_LOG_DEBUG, "rejected invalid items",
+               LK_S("receiver", r->name) LK_U("rejected", sv.rejected)
+               LK_U("accepted", sv.accepted) LK_S("reason", why));
+        respond_ok(c, sig, sv.rejected, why);
+        return;
+    }
+    respond_ok(c, sig, 0, NULL);
 }
 
 static void trim_scratch(lk_buf *b)
@@ -458,6 +491,7 @@ static void on_request(lk_httpd_req *req, void *arg)
     handle(&c);
     trim_scratch(&r->inflated);
     trim_scratch(&r->decoded);
+    trim_scratch(&r->salvaged);
     trim_scratch(&r->resp);
 }
 
@@ -467,6 +501,7 @@ static void receiver_free(lk_otlp_http *r)
 {
     lk_buf_fini(&r->inflated);
     lk_buf_fini(&r->decoded);
+    lk_buf_fini(&r->salvaged);
     lk_buf_fini(&r->resp);
     free(r->name);
     free(r);
@@ -499,6 +534,7 @@ int lk_otlp_http_start(lk_otlp_http **out, uv_loop_t *loop, const char *name,
     memcpy(r->pipelines, pipelines, sizeof(r->pipelines));
     lk_buf_init(&r->inflated, cfg->max_request_body_size);
     lk_buf_init(&r->decoded, cfg->max_request_body_size);
+    lk_buf_init(&r->salvaged, cfg->max_request_body_size);
     lk_buf_init(&r->resp, MAX_RESPONSE_BYTES);
 
     snprintf(labels, sizeof(labels), "receiver=\"%s\",transport=\"http\"", name);
@@ -510,6 +546,9 @@ int lk_otlp_http_start(lk_otlp_http **out, uv_loop_t *loop, const char *name,
         snprintf(help, sizeof(help), "%s refused because the pipeline was full.",
                  item_word[i]);
         r->refused[i] = lk_metrics_counter(m, mname, help, labels);
+        snprintf(mname, sizeof(mname), "lookout_receiver_rejected_%s_total", item_word[i]);
+        snprintf(help, sizeof(help), "%s rejected as invalid, one by one.", item_word[i]);
+        r->rejected[i] = lk_metrics_counter(m, mname, help, labels);
     }
 
     lk_gauge *conns = lk_metrics_gauge(m, "lookout_receiver_connections",

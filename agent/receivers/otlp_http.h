@@ -6,7 +6,8 @@
  * so the pipeline sees only protobuf.
  *
  * Answers: 200 with an Export<Signal>ServiceResponse in the request's content
- * type; otherwise a google.rpc.Status body (protobuf, or JSON for JSON
+ * type (carrying partial_success when only some items had invalid values:
+ * those are rejected, the rest queued); otherwise a google.rpc.Status body (protobuf, or JSON for JSON
  * requests) with
  *   400 malformed or invalid data (never retried by clients),
  *   404 unknown path, or a signal without a pipeline,
@@ -14,9 +15,10 @@
  *   413 body over max_request_body_size after decompression,
  *   415 content type or content encoding not supported,
  *   503 pipeline full or out of memory (with Retry-After: 1).
- * The HTTP server answers on its own, without a Status body and without
- * reaching the receiver's request counters: 413 (body over the limit on the
- * wire), 431, 408, 400 (malformed HTTP), 503 (over max_connections).
+ * The HTTP server answers on its own, without a Status body: 413 (body over
+ * the limit on the wire), 431, 408, 400 (malformed HTTP), 503 (over
+ * max_connections); all but the last are counted in the request counter
+ * through the server's on_reject hook.
  */
 #ifndef LK_RECEIVERS_OTLP_HTTP_H
 #define LK_RECEIVERS_OTLP_HTTP_H

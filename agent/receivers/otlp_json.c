@@ -350,7 +350,8 @@ static int len_close(lk_buf *b, size_t mark)
 
 /* --- scalars: JSON value to the 64 bits that go on the wire */
 
-/* Range of an integer type, as the two's complement of its bounds. */
+/* Range of an integer type: its largest value and, for signed types, the
+ * magnitude of its smallest. */
 struct int_range {
     const char *name;
     bool is_signed;
@@ -941,7 +942,10 @@ int lk_otlp_json_decode(enum lk_signal sig, const uint8_t *p, size_t n,
     root = json_loadb(n > 0 ? (const char *)p : "", n,
                       JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
     if (root == NULL) {
-        if (json_error_code(&err) == json_error_out_of_memory) {
+        /* jansson names most allocation failures, but one at the start of
+         * parsing returns without setting any error text. */
+        if (json_error_code(&err) == json_error_out_of_memory ||
+            err.text[0] == '\0') {
             if (whylen > 0)
                 snprintf(why, whylen, "%s", lk_strerror(LK_ENOMEM));
             return LK_ENOMEM;

@@ -1,6 +1,7 @@
 """Shared pieces of the integration tests: the agent under test as a subprocess,
-free ports, a Prometheus text parser, a gRPC client, OTLP request builders, a
-byte-counting TCP proxy and the suite runner used by run.sh.
+free ports, a Prometheus text parser, a gRPC client, OTLP request builders (also
+of requests with some bad items), a byte-counting TCP proxy and the suite runner
+used by run.sh.
 
 Paths: the agent is $LOOKOUT_BIN (default build/lookout); the Python modules
 generated from proto/ are in $LOOKOUT_PYGEN (default build/pytest-gen), made here
@@ -8,6 +9,7 @@ with protoc when missing so a test file can also be run on its own.
 """
 
 import atexit
+import copy
 import json
 import os
 import re
@@ -826,6 +828,105 @@ def item_tags(signal, triples):
             tags.add(_attr(item.attributes, TEST_REQ_KEY))
     tags.discard(None)
     return tags
+
+
+# --- requests with bad items (partial success)
+
+# Spliced over a same-length placeholder in a serialized request: each is
+# invalid UTF-8 in a different way (bad continuation, overlong encoding, UTF-16
+# surrogate, beyond U+10FFFF, lone continuation byte, sequence cut short, 0xFF).
+PLACEHOLDER = b"PLCHLDR!"
+BAD_UTF8 = [b"ab\xc3\x28cdef", b"ab\xc0\xafcdef", b"ab\xed\xa0\x80def", b"a\xf4\x90\x80\x80def",
+            b"abc\x80defg", b"abcdefg\xe2", b"\xff\xfeabcdef"]
+for _b in BAD_UTF8:
+    assert len(_b) == len(PLACEHOLDER)
+_P = PLACEHOLDER.decode()
+ITEM_FIELDS = otlp_sink.ITEM_FIELDS   # (resource, scope, item) field names per signal
+
+
+def set_req_tag(attributes, tag):
+    """Sets the TEST_REQ_KEY attribute in |attributes| to |tag|."""
+    for a in attributes:
+        if a.key == TEST_REQ_KEY:
+            a.value.string_value = tag
+
+
+def retag_item(signal, item, tag):
+    """Marks |item| (and, for a metric, each of its data points) with TEST_REQ_KEY
+    = |tag|, so the sink can be checked for it."""
+    if signal == METRICS:
+        kind = item.WhichOneof("data")
+        for dp in getattr(item, kind).data_points:
+            set_req_tag(dp.attributes, tag)
+    else:
+        set_req_tag(item.attributes, tag)
+
+
+def break_utf8(signal, item):
+    """Puts PLACEHOLDER into a string field of |item|; the serialized request must
+    then go through splice_bad_utf8."""
+    if signal == TRACES:
+        item.name = _P
+    elif signal == METRICS:
+        item.description = _P
+    else:
+        item.severity_text = _P
+    return {TRACES: "name", METRICS: "description", LOGS: "severity_text"}[signal]
+
+
+def break_id(signal, item):
+    """Gives |item| an id of the wrong length; returns the path under the item and
+    the validator's detail."""
+    if signal == TRACES:
+        item.trace_id = b"\x01" * 15
+        return "trace_id", "length 15, want 16 or 0"
+    if signal == METRICS:
+        kind = item.WhichOneof("data")
+        getattr(item, kind).data_points[0].exemplars[0].span_id = b"\x07" * 7
+        return "%s.data_points[0].exemplars[0].span_id" % kind, "length 7, want 8 or 0"
+    item.span_id = b"\x09" * 7
+    return "span_id", "length 7, want 8 or 0"
+
+
+def splice_bad_utf8(raw, n=0):
+    """Replaces each PLACEHOLDER in |raw| with invalid UTF-8."""
+    for i in range(raw.count(PLACEHOLDER)):
+        raw = raw.replace(PLACEHOLDER, BAD_UTF8[(n + i) % len(BAD_UTF8)], 1)
+    return raw
+
+
+def item_at(signal, request, r, s, i):
+    """Item i of scope s of resource r."""
+    res_field, scope_field, item_field = ITEM_FIELDS[signal]
+    return getattr(getattr(getattr(request, res_field)[r], scope_field)[s], item_field)[i]
+
+
+def item_path(signal, r, s, i):
+    """The path of item i of scope s of resource r, as the agent names it."""
+    res_field, scope_field, item_field = ITEM_FIELDS[signal]
+    return "%s[%d].%s[%d].%s[%d]" % (res_field, r, scope_field, s, item_field, i)
+
+
+def drop_items(signal, request, doomed):
+    """A copy of |request| without the items at the (r, s, i) positions in
+    |doomed|, and without the scopes and resources that held nothing else: what
+    the agent forwards of it."""
+    res_field, scope_field, item_field = ITEM_FIELDS[signal]
+    out = copy.deepcopy(request)
+    for r, rl in reversed(list(enumerate(getattr(out, res_field)))):
+        scopes = getattr(rl, scope_field)
+        had_scopes = len(scopes) > 0
+        for s, sl in reversed(list(enumerate(scopes))):
+            items = getattr(sl, item_field)
+            had_items = len(items) > 0
+            for i in reversed(range(len(items))):
+                if (r, s, i) in doomed:
+                    del items[i]
+            if had_items and not items:
+                del scopes[s]
+        if had_scopes and not scopes:
+            del getattr(out, res_field)[r]
+    return out
 
 
 # --- byte-counting TCP proxy

@@ -11,14 +11,17 @@ application/x-protobuf or application/json (OTLP/JSON: hex ids, lowerCamelCase
 keys, 64-bit integers as strings, enums as integers, unknown fields ignored),
 optionally gzip-compressed; 200 with an Export*ServiceResponse in the request's
 content type; 400 with a google.rpc.Status in the request's content type for a
-body that does not decode or validate; 404, 405, 413, 415, 431 and 408 (or a
-closed connection) for the rest; and through it all, other clients served.
+body that does not decode or validate; 200 with a partial_success when only some
+items are bad (invalid UTF-8, an id of the wrong length), the others forwarded;
+404, 405, 413, 415, 431 and 408 (or a closed connection) for the rest; and through
+it all, other clients served.
 
 Run all: sh test/integration/run.sh (from the repo root, after `make`).
 Run one: /usr/bin/python3 test/integration/test_http.py HttpTest.test_a_protobuf_round_trip
 """
 
 import base64
+import copy
 import gzip
 import json
 import os
@@ -35,8 +38,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import helpers  # noqa: E402  (puts the generated *_pb2 modules on sys.path)
 from helpers import (ALL_SIGNALS, LOGS, MAX_HTTP_BODY_BYTES, MAX_HTTP_HEADER_BYTES,  # noqa: E402
-                     METRICS, SIGNALS, TRACES, count_items, items_by_key,
-                     item_tags, kv, next_id, seconds, wait_until)
+                     METRICS, SIGNALS, TRACES, break_id, break_utf8, count_items, drop_items,
+                     item_at, item_path, items_by_key, item_tags, kv, next_id, retag_item,
+                     seconds, splice_bad_utf8, wait_until)
 import test_traces  # noqa: E402  (its AgentTestCase; module import keeps its tests out)
 
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_format  # noqa: E402
@@ -663,6 +667,85 @@ class HttpTest(test_traces.AgentTestCase):
         req = helpers.make_signal_request(TRACES, tag, 1, 1, 1)
         req.resource_spans[0].scope_spans[0].spans[0].span_id = b"\x01" * 7
         return req.SerializeToString()
+
+    def test_f_partial_success(self):
+        # Protobuf bodies (plain and gzip) with bad items among good ones: 200
+        # with a partial_success, the good items forwarded as sent.
+        self.start_http()
+        rejected = {s: 0 for s in ALL_SIGNALS}
+        n = 0
+
+        def post_partial(signal, raw, kept, want, starts, has, compress=False):
+            headers = {"Content-Encoding": "gzip"} if compress else None
+            body = gzip.compress(raw) if compress else raw
+            resp = self.conn().request("POST", SIGNALS[signal].http_path, body, PROTOBUF,
+                                       headers)
+            self.assertEqual(resp.status, 200, "%s: %r\n%s" % (signal, resp,
+                                                              self.agent.log_tail(8)))
+            self.assertEqual(resp.content_type, PROTOBUF)
+            msg = SIGNALS[signal].response_cls.FromString(resp.body)
+            self.assertTrue(msg.HasField("partial_success"), "%s: %r" % (signal, msg))
+            ps = msg.partial_success
+            self.assertEqual(getattr(ps, REJECTED_FIELD[signal]), want, str(msg))
+            self.assertTrue(ps.error_message.startswith(starts),
+                            "error_message %r, want it to start with %r"
+                            % (ps.error_message, starts))
+            self.assertIn(has, ps.error_message)
+            self.valid[signal].append(kept)
+            self.count(200)
+            rejected[signal] += want
+
+        for signal in ALL_SIGNALS:
+            with self.subTest(signal=signal, case="bad string and bad id"):
+                req = helpers.make_signal_request(signal, "f-good%d" % n, 2, 2, 2)
+                first_pos, second_pos = (0, 1, 0), (1, 1, 1)
+                first = item_at(signal, req, *first_pos)
+                second = item_at(signal, req, *second_pos)
+                tag = "fbad%02d" % n
+                retag_item(signal, first, tag)
+                retag_item(signal, second, tag)
+                self.rejected_tags.add(tag)
+                field = break_utf8(signal, first)
+                break_id(signal, second)
+                kept = drop_items(signal, req, {first_pos, second_pos})
+                post_partial(signal, splice_bad_utf8(req.SerializeToString(), n), kept,
+                             count_items(signal, req) - count_items(signal, kept),
+                             item_path(signal, *first_pos) + "." + field + ": ",
+                             "invalid UTF-8", compress=(n % 2 == 1))
+                n += 1
+            with self.subTest(signal=signal, case="bad scope name"):
+                req = helpers.make_signal_request(signal, "f-good%d" % n, 1, 3, 2)
+                res_field, scope_field, item_field = helpers.ITEM_FIELDS[signal]
+                sl = getattr(getattr(req, res_field)[0], scope_field)[1]
+                tag = "fbad%02d" % n
+                for it in getattr(sl, item_field):
+                    retag_item(signal, it, tag)
+                self.rejected_tags.add(tag)
+                sl.scope.name = helpers.PLACEHOLDER.decode()
+                kept = copy.deepcopy(req)
+                del getattr(getattr(kept, res_field)[0], scope_field)[1]
+                post_partial(signal, splice_bad_utf8(req.SerializeToString(), n), kept,
+                             count_items(signal, req) - count_items(signal, kept),
+                             "%s[0].%s[1].scope.name: " % (res_field, scope_field),
+                             "invalid UTF-8")
+                n += 1
+            # Nothing good left: 400 as before, the items counted as rejected.
+            with self.subTest(signal=signal, case="all bad"):
+                tag = "fbad%02d" % n
+                req = helpers.make_signal_request(signal, tag, 2, 1, 1)
+                for rl in getattr(req, helpers.ITEM_FIELDS[signal][0]):
+                    rl.resource.attributes.append(kv("bad", string_value="PLCHLDR!"))
+                raw = splice_bad_utf8(req.SerializeToString(), n)
+                self.expect(400, build_request("POST", SIGNALS[signal].http_path, raw, PROTOBUF),
+                            "every item bad", tag, status_type=PROTOBUF)
+                rejected[signal] += count_items(signal, req)
+                n += 1
+        for signal in ALL_SIGNALS:
+            with self.subTest(counter="rejected " + signal):
+                self.assert_metric_equals("lookout_receiver_rejected_%s_total"
+                                          % SIGNALS[signal].items_word, rejected[signal],
+                                          receiver="otlp", transport="http")
+        self.finish()
 
     def test_e_slow_and_broken_clients(self):
         # Slow clients are cut off after read_timeout while a normal client,

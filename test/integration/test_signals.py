@@ -4,10 +4,14 @@ The agent runs with pipelines for traces, metrics and logs, all to one otlp/sink
 exporter (gRPC) pointing at the in-process sink. For each signal's Export method:
 valid requests (plain and gzip) arrive at the sink intact and are counted;
 metrics of every kind are counted by data point; empty requests are accepted and
-nothing is forwarded; malformed protobuf, invalid UTF-8 in string fields and ids
-of the wrong length are refused with INVALID_ARGUMENT, oversized requests (plain
-and gzip bombs) with RESOURCE_EXHAUSTED, while other connections keep being
-served and nothing of a refused request ever reaches the sink.
+nothing is forwarded; malformed protobuf is refused with INVALID_ARGUMENT, and so
+is a request whose items all hold invalid UTF-8 in a string field or an id of the
+wrong length; oversized requests (plain and gzip bombs) with RESOURCE_EXHAUSTED,
+while other connections keep being served and nothing of a refused request ever
+reaches the sink. A request with such bad items among good ones is answered OK
+with a partial_success (the rejected count and the first reason): the good items
+reach the sink as sent, the bad ones (a span, a Metric with its data points, a log
+record; everything under a bad resource or scope) never do.
 
 Every item a test sends carries the attribute helpers.TEST_REQ_KEY = a tag unique
 to its request, so the sink's data can be checked for items of refused requests.
@@ -16,6 +20,7 @@ Run all: sh test/integration/run.sh (from the repo root, after `make`).
 Run one: /usr/bin/python3 test/integration/test_signals.py SignalsTest.test_a_round_trip
 """
 
+import copy
 import os
 import sys
 import threading
@@ -25,15 +30,17 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import helpers  # noqa: E402  (puts the generated *_pb2 modules on sys.path)
-from helpers import (ALL_SIGNALS, LOGS, MAX_RECV_BYTES, METRIC_KINDS, METRICS, SIGNALS,  # noqa: E402
-                     TEST_ITEM_KEY, TEST_REQ_KEY, TRACES, AnyValue, Client, CountingProxy,
-                     DELIVERY_TIMEOUT, count_items, items_by_key, item_tags, kv, next_id,
-                     wait_until)
+from helpers import (ALL_SIGNALS, BAD_UTF8, LOGS, MAX_RECV_BYTES, METRIC_KINDS, METRICS,  # noqa: E402
+                     PLACEHOLDER, SIGNALS, TEST_ITEM_KEY, TEST_REQ_KEY, TRACES, AnyValue, Client,
+                     CountingProxy, DELIVERY_TIMEOUT, break_id, break_utf8, count_items,
+                     drop_items, item_at, item_path, items_by_key, item_tags, kv, next_id,
+                     retag_item, set_req_tag, splice_bad_utf8, wait_until)
 import test_traces  # noqa: E402  (its AgentTestCase; module import keeps its tests out)
 
 import grpc  # noqa: E402
 
 EXPORTER = test_traces.EXPORTER
+ITEM_FIELDS = helpers.ITEM_FIELDS
 OK = grpc.StatusCode.OK
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -46,14 +53,6 @@ REJECTED_FIELD = {TRACES: "rejected_spans", METRICS: "rejected_data_points",
 # has not reached the sink by then was not forwarded.
 QUIET_PERIOD = 0.8
 
-# Spliced over a same-length placeholder in a serialized request: each is
-# invalid UTF-8 in a different way (bad continuation, overlong encoding, UTF-16
-# surrogate, beyond U+10FFFF, lone continuation byte, sequence cut short, 0xFF).
-PLACEHOLDER = b"PLCHLDR!"
-BAD_UTF8 = [b"ab\xc3\x28cdef", b"ab\xc0\xafcdef", b"ab\xed\xa0\x80def", b"a\xf4\x90\x80\x80def",
-            b"abc\x80defg", b"abcdefg\xe2", b"\xff\xfeabcdef"]
-for _b in BAD_UTF8:
-    assert len(_b) == len(PLACEHOLDER)
 
 
 def single_item_request(signal, tag):
@@ -477,6 +476,116 @@ class SignalsTest(test_traces.AgentTestCase):
             raw = req.SerializeToString().replace(PLACEHOLDER, BAD_UTF8[0])
             self.assert_rejected(signal, raw, INVALID_ARGUMENT, "gzip, invalid UTF-8", tag,
                                  compression=grpc.Compression.Gzip)
+
+    # --- partial success
+
+    def export_partial(self, signal, raw, kept, rejected, message_starts, message_has,
+                       compression=None):
+        """Sends raw request bytes; asserts OK with a partial_success of |rejected|
+        items and an error_message that starts with |message_starts| and contains
+        |message_has|; remembers |kept| (the request without its bad items) for the
+        sink checks."""
+        try:
+            body = self.bad.call_raw(SIGNALS[signal].method, raw, compression=compression)
+        except grpc.RpcError as e:
+            self.fail("%s partial export failed: %s %s\n%s"
+                      % (signal, e.code(), e.details(), self.agent.log_tail(8)))
+        resp = SIGNALS[signal].response_cls.FromString(body)
+        self.assertTrue(resp.HasField("partial_success"), "%s: %r" % (signal, resp))
+        ps = resp.partial_success
+        self.assertEqual(getattr(ps, REJECTED_FIELD[signal]), rejected, str(resp))
+        self.assertTrue(ps.error_message.startswith(message_starts),
+                        "%s error_message %r, want it to start with %r"
+                        % (signal, ps.error_message, message_starts))
+        self.assertIn(message_has, ps.error_message)
+        self.valid[signal].append(kept)
+        self.count_status(OK)
+
+    def test_f_partial_success(self):
+        self.start_all()
+        rejected = {s: 0 for s in ALL_SIGNALS}
+        n = 0
+        for signal in ALL_SIGNALS:
+            # One bad item (invalid UTF-8) among others in 2 resources x 2 scopes.
+            with self.subTest(signal=signal, case="one bad string"):
+                req = helpers.make_signal_request(signal, "f-good%d" % n, 2, 2, 2)
+                pos = (1, 0, 1)
+                item = item_at(signal, req, *pos)
+                bad_tag = "fbad%02d" % n
+                retag_item(signal, item, bad_tag)
+                self.rejected_tags.add(bad_tag)
+                field = break_utf8(signal, item)
+                kept = drop_items(signal, req, {pos})
+                want = count_items(signal, req) - count_items(signal, kept)
+                self.assertGreater(want, 0)
+                self.export_partial(signal, splice_bad_utf8(req.SerializeToString(), n), kept,
+                                    want, item_path(signal, *pos) + "." + field + ": ",
+                                    "invalid UTF-8")
+                rejected[signal] += want
+                n += 1
+
+            # Two bad items in one scope (an id, then a string), gzip on the wire:
+            # both rejected, the first one named; the other scope stays whole.
+            with self.subTest(signal=signal, case="two bad, gzip"):
+                req = helpers.make_signal_request(signal, "f-good%d" % n, 1, 2, 3)
+                first_pos, second_pos = (0, 1, 0), (0, 1, 1)
+                first = item_at(signal, req, *first_pos)
+                second = item_at(signal, req, *second_pos)
+                bad_tag = "fbad%02d" % n
+                retag_item(signal, first, bad_tag)
+                retag_item(signal, second, bad_tag)
+                self.rejected_tags.add(bad_tag)
+                path, detail = break_id(signal, first)
+                break_utf8(signal, second)
+                kept = drop_items(signal, req, {first_pos, second_pos})
+                want = count_items(signal, req) - count_items(signal, kept)
+                self.export_partial(signal, splice_bad_utf8(req.SerializeToString(), n), kept,
+                                    want, item_path(signal, *first_pos) + "." + path + ": ",
+                                    detail, compression=grpc.Compression.Gzip)
+                rejected[signal] += want
+                n += 1
+
+            # A bad resource attribute: everything under that resource goes.
+            with self.subTest(signal=signal, case="bad resource"):
+                req = helpers.make_signal_request(signal, "f-good%d" % n, 2, 1, 2)
+                res_field, scope_field, item_field = ITEM_FIELDS[signal]
+                rl = getattr(req, res_field)[0]
+                bad_tag = "fbad%02d" % n
+                set_req_tag(rl.resource.attributes, bad_tag)
+                for sl in getattr(rl, scope_field):
+                    for it in getattr(sl, item_field):
+                        retag_item(signal, it, bad_tag)
+                self.rejected_tags.add(bad_tag)
+                rl.resource.attributes.append(kv("bad.attr", string_value=P))
+                kept = copy.deepcopy(req)
+                del getattr(kept, res_field)[0]
+                want = count_items(signal, req) - count_items(signal, kept)
+                self.assertGreater(want, 0)
+                self.export_partial(signal, splice_bad_utf8(req.SerializeToString(), n), kept,
+                                    want, "%s[0].resource.attributes[" % res_field,
+                                    "invalid UTF-8")
+                rejected[signal] += want
+                n += 1
+
+            # Every item bad: nothing accepted, so the request is refused whole.
+            with self.subTest(signal=signal, case="all bad"):
+                tag = "fbad%02d" % n
+                req = helpers.make_signal_request(signal, tag, 1, 1, 2)
+                for k, (_, _, it) in enumerate(helpers.request_items(signal, req)):
+                    if k % 2 or (signal == METRICS and it.WhichOneof("data") == "summary"):
+                        break_utf8(signal, it)   # (a summary has no exemplar)
+                    else:
+                        break_id(signal, it)
+                self.assert_rejected(signal, splice_bad_utf8(req.SerializeToString(), n),
+                                     INVALID_ARGUMENT, "every item bad", tag)
+                rejected[signal] += count_items(signal, req)
+                n += 1
+        for signal in ALL_SIGNALS:
+            with self.subTest(counter="rejected " + signal):
+                self.assert_metric_equals("lookout_receiver_rejected_%s_total"
+                                          % SIGNALS[signal].items_word, rejected[signal],
+                                          receiver="otlp", transport="grpc")
+        self.finish()
 
     def test_e_oversized_rejected(self):
         self.start_all(max_recv_msg_size="1MiB")

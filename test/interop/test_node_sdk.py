@@ -14,7 +14,8 @@ Env: LOOKOUT_BIN, LOOKOUT_PYGEN (as in test/integration), INTEROP_NODE_DIR (wher
 run.sh installed the npm packages, default build/interop-node), INTEROP_KEEP=1 keeps
 the temp dir (agent config, stderr, expected.json files), INTEROP_GRPC_ONLY=1 leaves
 the HTTP receiver out of the agent's config (for a build without it: the http/*
-combinations then fail).
+combinations then fail), INTEROP_COMPRESSION=gzip makes every SDK exporter compress
+(default none).
 """
 
 import json

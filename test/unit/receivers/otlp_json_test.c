@@ -1561,6 +1561,122 @@ START_TEST(error_arguments_and_limits)
 }
 END_TEST
 
+START_TEST(error_other_types)
+{
+    bad(LK_SIGNAL_LOGS,
+        "{'resourceLogs':[{'scopeLogs':[{'logRecords':[{'body':{"
+        "'bytesValue':5}}]}]}]}",
+        LK_EPROTO,
+        "resourceLogs[0].scopeLogs[0].logRecords[0].body.bytesValue: expected "
+        "a base64 string, got number");
+    bad(LK_SIGNAL_METRICS,
+        "{'resourceMetrics':[{'scopeMetrics':[{'metrics':[{'gauge':{"
+        "'dataPoints':[{'asDouble':true}]}}]}]}]}",
+        LK_EPROTO,
+        "resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[0]."
+        "asDouble: expected a number (or \"NaN\", \"Infinity\", "
+        "\"-Infinity\"), got boolean");
+    bad(LK_SIGNAL_METRICS,
+        "{'resourceMetrics':[{'scopeMetrics':[{'metrics':[{'summary':{"
+        "'dataPoints':[{'quantileValues':[{'value':'1.'}]}]}}]}]}]}",
+        LK_EPROTO,
+        "resourceMetrics[0].scopeMetrics[0].metrics[0].summary.dataPoints[0]."
+        "quantileValues[0].value: not a number: \"1.\"");
+    bad(LK_SIGNAL_METRICS,
+        "{'resourceMetrics':[{'scopeMetrics':[{'metrics':[{'summary':{"
+        "'dataPoints':[{'sum':'2e+'}]}}]}]}]}",
+        LK_EPROTO,
+        "resourceMetrics[0].scopeMetrics[0].metrics[0].summary.dataPoints[0]."
+        "sum: not a number: \"2e+\"");
+    bad(LK_SIGNAL_METRICS,
+        "{'resourceMetrics':[{'scopeMetrics':[{'metrics':[{'summary':{"
+        "'dataPoints':[{'sum':'01'}]}}]}]}]}",
+        LK_EPROTO,
+        "resourceMetrics[0].scopeMetrics[0].metrics[0].summary.dataPoints[0]."
+        "sum: not a number: \"01\"");
+    /* A long value is quoted in part. */
+    bad(LK_SIGNAL_TRACES,
+        "{'resourceSpans':[{'scopeSpans':[{'spans':[{'kind':"
+        "'SPAN_KIND_SERVER_SPAN_KIND_SERVER_SPAN_KIND_SERVER'}]}]}]}",
+        LK_EPROTO,
+        "resourceSpans[0].scopeSpans[0].spans[0].kind: unknown Span.SpanKind "
+        "value \"SPAN_KIND_SERVER_SPAN_KIND_SERVER_SPAN_K\"...");
+    bad(LK_SIGNAL_TRACES, "{'resourceSpans':[1]}", LK_EPROTO,
+        "resourceSpans[0]: expected an object, got number");
+}
+END_TEST
+
+/* Base64 longer than the decoder's chunk. */
+START_TEST(long_base64)
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t nchars = 64 * 40; /* 1920 bytes decoded */
+    char *json = malloc(nchars + 256), *p;
+    LogsReq *r;
+    ProtobufCBinaryData b;
+
+    ck_assert_ptr_nonnull(json);
+    p = json + sprintf(json, "{'resourceLogs':[{'scopeLogs':[{'logRecords':["
+                             "{'body':{'bytesValue':'");
+    for (size_t i = 0; i < nchars; i++)
+        *p++ = b64[i % 64];
+    strcpy(p, "'}}]}]}]}");
+    ok(LK_SIGNAL_LOGS, json, 1, 1);
+    r = unpack_logs();
+    b = r->resource_logs[0]->scope_logs[0]->log_records[0]->body->bytes_value;
+    ck_assert_uint_eq(b.len, nchars / 4 * 3);
+    /* Every 64 characters decode to the 48 bytes 00 10 83 10 51 87 ... */
+    for (size_t i = 0; i < b.len; i += 48) {
+        ck_assert_uint_eq(b.data[i], 0x00);
+        ck_assert_uint_eq(b.data[i + 1], 0x10);
+        ck_assert_uint_eq(b.data[i + 2], 0x83);
+        ck_assert_uint_eq(b.data[i + 47], 0xbf);
+    }
+    same_as_protobuf_c(&r->base);
+    free_msg(r);
+    free(json);
+}
+END_TEST
+
+/* jansson's allocations failing one after another: never a crash or a
+ * wrong result. jansson reports most failures as such (LK_ENOMEM), but some,
+ * inside its lexer, as a syntax error (LK_EPROTO); nothing tells them apart
+ * from outside. */
+static long alloc_budget;
+
+static void *failing_malloc(size_t n)
+{
+    if (alloc_budget-- <= 0)
+        return NULL;
+    return malloc(n);
+}
+
+START_TEST(jansson_allocation_failures)
+{
+    long nomem = 0, other = 0, k;
+    int rc = 0;
+
+    json_set_alloc_funcs(failing_malloc, free);
+    for (k = 0; k < 100000; k++) {
+        alloc_budget = k;
+        rc = decode(LK_SIGNAL_LOGS, logs_json);
+        if (rc == LK_ENOMEM && strcmp(why, "out of memory") == 0)
+            nomem++;
+        else if (rc == LK_EPROTO && strncmp(why, "malformed JSON", 14) == 0)
+            other++;
+        else
+            break;
+    }
+    /* Restored before any assertion can end the test. */
+    json_set_alloc_funcs(malloc, free);
+    ck_assert_msg(rc == 0, "allocation %ld: rc %d (%s)", k, rc, why);
+    ck_assert_int_gt(nomem, 50);
+    ck_assert_int_lt(other, nomem);
+    decode_valid(LK_SIGNAL_LOGS, logs_json);
+}
+END_TEST
+
 /* --- responses */
 
 START_TEST(json_responses)
@@ -1698,6 +1814,9 @@ static Suite *otlp_json_suite(void)
         {"error_base64", error_base64},
         {"error_malformed_json", error_malformed_json},
         {"error_arguments_and_limits", error_arguments_and_limits},
+        {"error_other_types", error_other_types},
+        {"long_base64", long_base64},
+        {"jansson_allocation_failures", jansson_allocation_failures},
         {"json_responses", json_responses},
         {"proto_responses", proto_responses},
     };
