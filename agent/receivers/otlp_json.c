@@ -30,6 +30,7 @@
  * On failure, bytes past the original length of the output buffer are
  * unspecified (a partial encoding); callers discard the buffer.
  */
+#include "core/text.h"
 #include "receivers/otlp_json.h"
 
 #include <errno.h>
@@ -75,61 +76,36 @@ struct dec {
 
 /* --- reasons (cold) */
 
-struct out {
-    char *buf;
-    size_t cap; /* > 0 */
-    size_t len; /* < cap */
-};
-
-static void put(struct out *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void put(struct out *o, const char *fmt, ...)
-{
-    va_list ap;
-    int r;
-
-    if (o->len + 1 >= o->cap)
-        return;
-    va_start(ap, fmt);
-    r = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (r < 0)
-        return;
-    o->len += (size_t)r;
-    if (o->len >= o->cap)
-        o->len = o->cap - 1;
-}
-
 /* Puts at most |max| bytes of |s| (|n| bytes) in double quotes, printable
  * ASCII as it is and every other byte as \xNN, so that a reason is always
  * one line of ASCII whatever the input held. */
-static void put_quoted(struct out *o, const char *s, size_t n, size_t max)
+static void put_quoted(struct lk_text *o, const char *s, size_t n, size_t max)
 {
-    put(o, "\"");
+    lk_text_put(o, "\"");
     for (size_t i = 0; i < n && i < max; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-            put(o, "%c", c);
+            lk_text_put(o, "%c", c);
         else
-            put(o, "\\x%02x", c);
+            lk_text_put(o, "\\x%02x", c);
     }
-    put(o, n > max ? "\"..." : "\"");
+    lk_text_put(o, n > max ? "\"..." : "\"");
 }
 
 /* Writes "path: " into a fresh reason and returns the writer. */
-static struct out start_reason(struct dec *d)
+static struct lk_text start_reason(struct dec *d)
 {
-    struct out o = {d->why, d->whylen, 0};
+    struct lk_text o = {d->why, d->whylen, 0};
 
     d->why[0] = '\0';
     for (unsigned i = 0; i < d->nsteps; i++) {
-        put(&o, i > 0 ? ".%s" : "%s", d->path[i].name);
+        lk_text_put(&o, i > 0 ? ".%s" : "%s", d->path[i].name);
         if (d->path[i].index != NO_INDEX)
-            put(&o, "[%zu]", d->path[i].index);
+            lk_text_put(&o, "[%zu]", d->path[i].index);
     }
     if (d->nsteps == 0)
-        put(&o, "%s", d->root->name);
-    put(&o, ": ");
+        lk_text_put(&o, "%s", d->root->name);
+    lk_text_put(&o, ": ");
     return o;
 }
 
@@ -137,7 +113,7 @@ static int fail(struct dec *d, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), cold, noinline));
 static int fail(struct dec *d, int rc, const char *fmt, ...)
 {
-    struct out o;
+    struct lk_text o;
     va_list ap;
 
     if (d->whylen == 0)
@@ -206,19 +182,19 @@ static int fail_value(struct dec *d, const char *what, const json_t *v,
 static int fail_value(struct dec *d, const char *what, const json_t *v,
                       const char *tail)
 {
-    struct out o;
+    struct lk_text o;
 
     if (d->whylen == 0)
         return LK_EPROTO;
     o = start_reason(d);
-    put(&o, "%s ", what);
+    lk_text_put(&o, "%s ", what);
     if (json_is_string(v))
         put_quoted(&o, json_string_value(v), json_string_length(v), QUOTE_MAX);
     else if (json_is_integer(v))
-        put(&o, "%lld", (long long)json_integer_value(v));
+        lk_text_put(&o, "%lld", (long long)json_integer_value(v));
     else
-        put(&o, "%.17g", json_real_value(v));
-    put(&o, "%s", tail);
+        lk_text_put(&o, "%.17g", json_real_value(v));
+    lk_text_put(&o, "%s", tail);
     return LK_EPROTO;
 }
 
@@ -226,14 +202,14 @@ static int fail_char(struct dec *d, const char *what, const char *s, size_t at)
     __attribute__((cold, noinline));
 static int fail_char(struct dec *d, const char *what, const char *s, size_t at)
 {
-    struct out o;
+    struct lk_text o;
 
     if (d->whylen == 0)
         return LK_EPROTO;
     o = start_reason(d);
-    put(&o, "invalid %s character ", what);
+    lk_text_put(&o, "invalid %s character ", what);
     put_quoted(&o, s + at, 1, 1);
-    put(&o, " at offset %zu", at);
+    lk_text_put(&o, " at offset %zu", at);
     return LK_EPROTO;
 }
 
@@ -438,11 +414,11 @@ static int get_int(struct dec *d, const struct lk_pb_field *f, uint8_t type,
     }
     if (neg && mag != 0) {
         if (!r->is_signed || mag > r->neg) {
-            struct out o;
+            struct lk_text o;
             if (d->whylen == 0)
                 return LK_EPROTO;
             o = start_reason(d);
-            put(&o, "-%llu is out of range for %s", (unsigned long long)mag,
+            lk_text_put(&o, "-%llu is out of range for %s", (unsigned long long)mag,
                 r->name);
             return LK_EPROTO;
         }
@@ -450,11 +426,11 @@ static int get_int(struct dec *d, const struct lk_pb_field *f, uint8_t type,
         return 0;
     }
     if (mag > r->max) {
-        struct out o;
+        struct lk_text o;
         if (d->whylen == 0)
             return LK_EPROTO;
         o = start_reason(d);
-        put(&o, "%llu is out of range for %s", (unsigned long long)mag,
+        lk_text_put(&o, "%llu is out of range for %s", (unsigned long long)mag,
             r->name);
         return LK_EPROTO;
     }
@@ -546,11 +522,11 @@ static int get_enum(struct dec *d, const struct lk_pb_field *f, const json_t *v,
             }
         }
         {
-            struct out o;
+            struct lk_text o;
             if (d->whylen == 0)
                 return LK_EPROTO;
             o = start_reason(d);
-            put(&o, "unknown %s value ", e->name);
+            lk_text_put(&o, "unknown %s value ", e->name);
             put_quoted(&o, s, n, QUOTE_MAX);
             return LK_EPROTO;
         }
@@ -900,18 +876,18 @@ static int fail_json(struct dec *d, const json_error_t *e)
     __attribute__((cold, noinline));
 static int fail_json(struct dec *d, const json_error_t *e)
 {
-    struct out o = {d->why, d->whylen, 0};
+    struct lk_text o = {d->why, d->whylen, 0};
     size_t n = strnlen(e->text, sizeof(e->text));
 
     if (d->whylen == 0)
         return LK_EPROTO;
-    put(&o, "malformed JSON at line %d, column %d: ", e->line, e->column);
+    lk_text_put(&o, "malformed JSON at line %d, column %d: ", e->line, e->column);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)e->text[i];
         if (c >= 0x20 && c < 0x7f)
-            put(&o, "%c", c);
+            lk_text_put(&o, "%c", c);
         else
-            put(&o, "\\x%02x", c);
+            lk_text_put(&o, "\\x%02x", c);
     }
     return LK_EPROTO;
 }

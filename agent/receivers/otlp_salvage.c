@@ -10,6 +10,7 @@
  * is parsed below the level of a unit except by the validator, whose depth is
  * bounded, and a rejected unit's bytes are never looked into again.
  */
+#include "core/text.h"
 #include "receivers/otlp_salvage.h"
 
 #include <stdarg.h>
@@ -210,38 +211,13 @@ static void reject_all(struct salvage *s, int level, const struct field *fe)
 
 /* --- reasons */
 
-struct out {
-    char *buf;
-    size_t cap;
-    size_t len;
-};
-
-static void put(struct out *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void put(struct out *o, const char *fmt, ...)
-{
-    va_list ap;
-    int r;
-
-    if (o->cap == 0 || o->len + 1 >= o->cap)
-        return;
-    va_start(ap, fmt);
-    r = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (r < 0)
-        return;
-    o->len += (size_t)r;
-    if (o->len >= o->cap)
-        o->len = o->cap - 1;
-}
-
 /* The path of the current part at |level|, e.g. "resource_spans[2]
  * .scope_spans[0]", with |idx| (NULL: all zero, as in a wrapper). */
-static void put_path(struct out *o, const struct salvage *s, int level,
+static void put_path(struct lk_text *o, const struct salvage *s, int level,
                      const size_t *idx)
 {
     for (int l = 0; l < level; l++)
-        put(o, "%s%s[%zu]", l > 0 ? "." : "", s->name[l], idx ? idx[l] : 0);
+        lk_text_put(o, "%s%s[%zu]", l > 0 ? "." : "", s->name[l], idx ? idx[l] : 0);
 }
 
 /* Writes s->reason, the validator's reason for a part at |level| judged in
@@ -250,8 +226,8 @@ static void put_path(struct out *o, const struct salvage *s, int level,
 static void write_reason(struct salvage *s, int level)
 {
     char wrapped[160];
-    struct out w = {wrapped, sizeof(wrapped), 0};
-    struct out o = {s->why, s->whylen, 0};
+    struct lk_text w = {wrapped, sizeof(wrapped), 0};
+    struct lk_text o = {s->why, s->whylen, 0};
     size_t k;
 
     if (s->whylen == 0)
@@ -262,9 +238,9 @@ static void write_reason(struct salvage *s, int level)
     if (k > 0 && strncmp(s->reason, wrapped, k) == 0 &&
         (s->reason[k] == '.' || s->reason[k] == ':')) {
         put_path(&o, s, level, s->at);
-        put(&o, "%s", s->reason + k);
+        lk_text_put(&o, "%s", s->reason + k);
     } else {
-        put(&o, "%s", s->reason);
+        lk_text_put(&o, "%s", s->reason);
     }
 }
 
@@ -310,15 +286,15 @@ static int broken(struct salvage *s, int level)
 /* Framing of the part at |level| broke at |p|. */
 static int broken_framing(struct salvage *s, int level, const uint8_t *p)
 {
-    struct out o = {s->why, s->whylen, 0};
+    struct lk_text o = {s->why, s->whylen, 0};
 
     if (s->whylen == 0)
         return LK_EPROTO;
     s->why[0] = '\0';
     if (level == LVL_REQUEST)
-        put(&o, "%s", s->msg[0]->name);
+        lk_text_put(&o, "%s", s->msg[0]->name);
     put_path(&o, s, level, s->at);
-    put(&o, ": malformed field at byte %zu", (size_t)(p - s->base));
+    lk_text_put(&o, ": malformed field at byte %zu", (size_t)(p - s->base));
     return LK_EPROTO;
 }
 

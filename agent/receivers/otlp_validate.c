@@ -9,6 +9,7 @@
  * error path re-reads the input to name the failing field, so the success
  * path records nothing but the stack it needs anyway.
  */
+#include "core/text.h"
 #include "receivers/otlp_validate.h"
 
 #include <stdarg.h>
@@ -145,31 +146,6 @@ struct walk {
     size_t whylen;
 };
 
-struct out {
-    char *buf;
-    size_t cap; /* > 0 */
-    size_t len; /* < cap */
-};
-
-static void put(struct out *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void put(struct out *o, const char *fmt, ...)
-{
-    va_list ap;
-    int r;
-
-    if (o->len + 1 >= o->cap)
-        return;
-    va_start(ap, fmt);
-    r = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (r < 0)
-        return;
-    o->len += (size_t)r;
-    if (o->len >= o->cap)
-        o->len = o->cap - 1;
-}
-
 static const struct lk_pb_field *field_of(const struct lk_pb_msg *m,
                                           uint32_t num)
 {
@@ -197,19 +173,19 @@ static size_t index_of(const uint8_t *start, const uint8_t *tag, uint32_t num)
     return n;
 }
 
-static void put_step(struct out *o, const struct frame *f, const uint8_t *tag,
+static void put_step(struct lk_text *o, const struct frame *f, const uint8_t *tag,
                      uint32_t num)
 {
     const struct lk_pb_field *fd = field_of(f->m, num);
 
     if (o->len > 0)
-        put(o, ".");
+        lk_text_put(o, ".");
     if (fd->kind == LK_PBK_NONE)
-        put(o, "(field %u)", (unsigned)num);
+        lk_text_put(o, "(field %u)", (unsigned)num);
     else if (fd->flags & LK_PBF_REPEATED)
-        put(o, "%s[%zu]", fd->name, index_of(f->start, tag, num));
+        lk_text_put(o, "%s[%zu]", fd->name, index_of(f->start, tag, num));
     else
-        put(o, "%s", fd->name);
+        lk_text_put(o, "%s", fd->name);
 }
 
 /* Steps of a path shown before and after an elision. */
@@ -225,7 +201,7 @@ static int fail(struct walk *w, int rc, unsigned d, const uint8_t *tag,
 static int fail(struct walk *w, int rc, unsigned d, const uint8_t *tag,
                 uint32_t num, const char *fmt, ...)
 {
-    struct out o = {w->why, w->whylen, 0};
+    struct lk_text o = {w->why, w->whylen, 0};
     va_list ap;
 
     if (w->whylen == 0)
@@ -235,7 +211,7 @@ static int fail(struct walk *w, int rc, unsigned d, const uint8_t *tag,
         uint64_t key = 0;
         /* Deep paths keep their first and last steps. */
         if (i == PATH_HEAD && d > PATH_HEAD + PATH_TAIL + 1) {
-            put(&o, ".(%u more)", d - PATH_HEAD - PATH_TAIL);
+            lk_text_put(&o, ".(%u more)", d - PATH_HEAD - PATH_TAIL);
             i = d - PATH_TAIL - 1;
             continue;
         }
@@ -245,8 +221,8 @@ static int fail(struct walk *w, int rc, unsigned d, const uint8_t *tag,
     if (tag != NULL)
         put_step(&o, &w->st[d], tag, num);
     if (o.len == 0)
-        put(&o, "%s", w->st[0].m->name);
-    put(&o, ": ");
+        lk_text_put(&o, "%s", w->st[0].m->name);
+    lk_text_put(&o, ": ");
     if (o.len + 1 < o.cap) {
         va_start(ap, fmt);
         vsnprintf(o.buf + o.len, o.cap - o.len, fmt, ap);
