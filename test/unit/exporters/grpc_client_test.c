@@ -26,61 +26,7 @@
 
 #include "core/err.h"
 
-/* Test-only PKI (EC P-256, valid until 2126): a CA, a server certificate for
- * localhost / 127.0.0.1 and a client certificate, both signed by the CA. */
-static const char TEST_CA_PEM[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBmzCCAUGgAwIBAgIUeDHynU98yUQ110Eoshr5JMqo580wCgYIKoZIzj0EAwIw\n"
-    "GjEYMBYGA1UEAwwPbG9va291dCB0ZXN0IENBMCAXDTI2MTEyNTAwNTAzNFoYDzIx\n"
-    "MjYxMTAxMDA1MDM0WjAaMRgwFgYDVQQDDA9sb29rb3V0IHRlc3QgQ0EwWTATBgcq\n"
-    "hkjOPQIBBggqhkjOPQMBBwNCAATwtknY6HhwXOmDEDsG9QmTqC7O0aC1wkM+J8h5\n"
-    "8iYBtDAGK9BxP8qjJylm+ZQEhdKbTHeWMV14rYN0Xv+25uCRo2MwYTAdBgNVHQ4E\n"
-    "FgQUcALX71ZXgRuNhXBi5AJ+tIjjtvowHwYDVR0jBBgwFoAUcALX71ZXgRuNhXBi\n"
-    "5AJ+tIjjtvowDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAQYwCgYIKoZI\n"
-    "zj0EAwIDSAAwRQIhAMFylbIu5QDfhNxKZEXvv6lLJiheE3HxSHxm2UVKjSVgAiAv\n"
-    "cCPUXaN101FRi003W6hEB8DTRAovxHsnQ5uLPs0sXw==\n"
-    "-----END CERTIFICATE-----\n";
-
-static const char TEST_SERVER_PEM[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBrzCCAVagAwIBAgIUel3e+pYpBJj7agJRRSuJlPh+Df4wCgYIKoZIzj0EAwIw\n"
-    "GjEYMBYGA1UEAwwPbG9va291dCB0ZXN0IENBMCAXDTI2MTEyNTAwNTAzNFoYDzIx\n"
-    "MjYxMTAxMDA1MDM0WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIB\n"
-    "BggqhkjOPQMBBwNCAAQLMJeClMFJaFneTTHi0mAWNbP3R+jyv2O6VHkK8T32WHwG\n"
-    "kPOu9t6eKg0XV0PvsDdFslHkazGF2OzwnkFw5uDLo34wfDAaBgNVHREEEzARggls\n"
-    "b2NhbGhvc3SHBH8AAAEwCQYDVR0TBAIwADATBgNVHSUEDDAKBggrBgEFBQcDATAd\n"
-    "BgNVHQ4EFgQU6GYzonk4Y/RuPvGlv5dam6RJfpcwHwYDVR0jBBgwFoAUcALX71ZX\n"
-    "gRuNhXBi5AJ+tIjjtvowCgYIKoZIzj0EAwIDRwAwRAIgIsFZHHtRvbVBKJTzezlY\n"
-    "gBTkxYouII/UiLoxiLXvD58CIAcSaEwYw/L761Kot2w60bZ778jceeRcR3fF7b1L\n"
-    "Votg\n"
-    "-----END CERTIFICATE-----\n";
-
-static const char TEST_SERVER_KEY[] =
-    "-----BEGIN PRIVATE KEY-----\n"
-    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgI+s5VX3Pxl0QBEE9\n"
-    "hOIZouU/K12YOxxWQOAXEVBlsjWhRANCAAQLMJeClMFJaFneTTHi0mAWNbP3R+jy\n"
-    "v2O6VHkK8T32WHwGkPOu9t6eKg0XV0PvsDdFslHkazGF2OzwnkFw5uDL\n"
-    "-----END PRIVATE KEY-----\n";
-
-static const char TEST_CLIENT_PEM[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBnjCCAUSgAwIBAgIUel3e+pYpBJj7agJRRSuJlPh+Df8wCgYIKoZIzj0EAwIw\n"
-    "GjEYMBYGA1UEAwwPbG9va291dCB0ZXN0IENBMCAXDTI2MTEyNTAwNTAzNFoYDzIx\n"
-    "MjYxMTAxMDA1MDM0WjAeMRwwGgYDVQQDDBNsb29rb3V0IHRlc3QgY2xpZW50MFkw\n"
-    "EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEiFQrKdqdMnK4Bgtk5w4NGWU3TaimsXvA\n"
-    "QPhzcfHU6RiU4bnrPtbEkzha/qA8ktBziJuBn9yZEAZqgPn6HTIH8qNiMGAwCQYD\n"
-    "VR0TBAIwADATBgNVHSUEDDAKBggrBgEFBQcDAjAdBgNVHQ4EFgQU/qReLmtr6RK+\n"
-    "hW2KQuyy735y6TkwHwYDVR0jBBgwFoAUcALX71ZXgRuNhXBi5AJ+tIjjtvowCgYI\n"
-    "KoZIzj0EAwIDSAAwRQIhALVKT2sMMmRlZrdJivM3EeiWGV4LdxBEzSDXABjEC6Qs\n"
-    "AiAUHxHQdbt+d+7/nZEFPv0wxn/VLZoO6V5XlRlAyeTJug==\n"
-    "-----END CERTIFICATE-----\n";
-
-static const char TEST_CLIENT_KEY[] =
-    "-----BEGIN PRIVATE KEY-----\n"
-    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg++oLwOf0sPDWgSqj\n"
-    "WNB4IV2ho3NSu7f/JWesF2j/CZmhRANCAASIVCsp2p0ycrgGC2TnDg0ZZTdNqKax\n"
-    "e8BA+HNx8dTpGJThues+1sSTOFr+oDyS0HOIm4Gf3JkQBmqA+fodMgfy\n"
-    "-----END PRIVATE KEY-----\n";
+#include "tls_fixtures.h"
 
 /* ---- test server ----------------------------------------------------- */
 
