@@ -20,108 +20,7 @@
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "receivers/otlp_validate.h"
 
-/* --- a protobuf encoder */
-
-enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2 };
-
-struct enc {
-    uint8_t *buf;
-    size_t len, cap;
-    size_t open[64]; /* bodies of unfinished messages */
-    int nopen;
-};
-
-static void e_fini(struct enc *e)
-{
-    free(e->buf);
-    memset(e, 0, sizeof(*e));
-}
-
-static void e_raw(struct enc *e, const void *p, size_t n)
-{
-    if (e->len + n > e->cap) {
-        e->cap = (e->len + n) * 2 + 64;
-        e->buf = realloc(e->buf, e->cap);
-        ck_assert_ptr_nonnull(e->buf);
-    }
-    if (n > 0)
-        memcpy(e->buf + e->len, p, n);
-    e->len += n;
-}
-
-static size_t varint(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    for (; v >= 0x80; v >>= 7)
-        out[n++] = (uint8_t)(v | 0x80);
-    out[n++] = (uint8_t)v;
-    return n;
-}
-
-static void e_varint(struct enc *e, uint64_t v)
-{
-    uint8_t b[10];
-    e_raw(e, b, varint(b, v));
-}
-
-static void e_tag(struct enc *e, uint32_t num, unsigned wt)
-{
-    e_varint(e, (uint64_t)num << 3 | wt);
-}
-
-static void e_fixed64(struct enc *e, uint32_t num, uint64_t v)
-{
-    uint8_t b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-    e_tag(e, num, WT_I64);
-    e_raw(e, b, 8);
-}
-
-static void e_bytes(struct enc *e, uint32_t num, const void *p, size_t n)
-{
-    e_tag(e, num, WT_LEN);
-    e_varint(e, n);
-    e_raw(e, p, n);
-}
-
-static void e_str(struct enc *e, uint32_t num, const char *s)
-{
-    e_bytes(e, num, s, strlen(s));
-}
-
-static void e_begin(struct enc *e, uint32_t num)
-{
-    e_tag(e, num, WT_LEN);
-    ck_assert_int_lt(e->nopen, 64);
-    e->open[e->nopen++] = e->len;
-}
-
-/* Writes the length of the message e_begin() opened last. */
-static void e_end(struct enc *e)
-{
-    uint8_t b[10];
-    size_t start, body, k;
-
-    ck_assert_int_gt(e->nopen, 0);
-    start = e->open[--e->nopen];
-    body = e->len - start;
-    k = varint(b, body);
-    e_raw(e, b, k);
-    memmove(e->buf + start + k, e->buf + start, body);
-    memcpy(e->buf + start, b, k);
-}
-
-/* KeyValue {key, value: AnyValue {string_value}} in field |num|. */
-static void e_kv(struct enc *e, uint32_t num, const char *k, const char *v)
-{
-    e_begin(e, num);
-    e_str(e, 1, k);
-    e_begin(e, 2);
-    e_str(e, 1, v);
-    e_end(e);
-    e_end(e);
-}
+#include "receivers/pb_enc.h"
 
 /* --- requests from a description */
 
@@ -182,7 +81,7 @@ static void put_span(struct enc *e, const struct unit *u)
     }
     e_fixed64(e, 7, 1000);
     e_fixed64(e, 8, 2000);
-    e_kv(e, 9, "span.attr", "x");
+    e_kv_str(e, 9, "span.attr", "x");
 }
 
 /* A gauge of |u->points| points; BAD_UTF8 in the last point's attribute,
@@ -202,7 +101,7 @@ static void put_metric(struct enc *e, const struct unit *u)
             e_bytes(e, 4, id8, 7);
             e_end(e);
         }
-        e_kv(e, 7, "point", u->bad == BAD_UTF8 && i == u->points - 1 ? bad_utf8 : "p");
+        e_kv_str(e, 7, "point", u->bad == BAD_UTF8 && i == u->points - 1 ? bad_utf8 : "p");
         e_end(e);
     }
     e_end(e);
@@ -268,7 +167,7 @@ static void build(struct enc *e, enum lk_signal sig, const struct request *rq,
             continue;
         e_begin(e, 1);
         e_begin(e, 1); /* resource */
-        e_kv(e, 1, "service.name", res->bad == BAD_UTF8 ? bad_utf8 : "svc");
+        e_kv_str(e, 1, "service.name", res->bad == BAD_UTF8 ? bad_utf8 : "svc");
         e_end(e);
         put_unknown(e, rq);
         for (int s = 0; s < res->nscopes; s++) {
@@ -742,11 +641,11 @@ START_TEST(test_deep_nesting_after_bad_value)
         uint8_t h[6];
         size_t k;
         h[0] = 1 << 3 | WT_LEN;
-        k = 1 + varint(h + 1, cap - start);
+        k = 1 + varint_put(h + 1, cap - start);
         start -= k;
         memcpy(buf + start, h, k);
         h[0] = 5 << 3 | WT_LEN;
-        k = 1 + varint(h + 1, cap - start);
+        k = 1 + varint_put(h + 1, cap - start);
         start -= k;
         memcpy(buf + start, h, k);
     }

@@ -15,118 +15,7 @@
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 
-/* --- a tiny protobuf encoder for precise (mal)formations */
-
-enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_I32 = 5 };
-
-struct enc {
-    uint8_t *buf;
-    size_t len, cap;
-    size_t open[128]; /* offsets of the bodies of unfinished messages */
-    int nopen;
-};
-
-static void e_init(struct enc *e) { memset(e, 0, sizeof(*e)); }
-
-static void e_free(struct enc *e) { free(e->buf); }
-
-static void e_raw(struct enc *e, const void *p, size_t n)
-{
-    if (e->len + n > e->cap) {
-        e->cap = (e->len + n) * 2 + 64;
-        e->buf = realloc(e->buf, e->cap);
-        ck_assert_ptr_nonnull(e->buf);
-    }
-    if (n > 0)
-        memcpy(e->buf + e->len, p, n);
-    e->len += n;
-}
-
-static size_t varint_put(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
-}
-
-static void e_varint(struct enc *e, uint64_t v)
-{
-    uint8_t b[10];
-    e_raw(e, b, varint_put(b, v));
-}
-
-static void e_tag(struct enc *e, uint32_t num, unsigned wt)
-{
-    e_varint(e, ((uint64_t)num << 3) | wt);
-}
-
-static void e_uint(struct enc *e, uint32_t num, uint64_t v)
-{
-    e_tag(e, num, WT_VARINT);
-    e_varint(e, v);
-}
-
-static void e_fixed64(struct enc *e, uint32_t num, uint64_t v)
-{
-    uint8_t b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-    e_tag(e, num, WT_I64);
-    e_raw(e, b, 8);
-}
-
-static void e_fixed32(struct enc *e, uint32_t num, uint32_t v)
-{
-    uint8_t b[4];
-    for (int i = 0; i < 4; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-    e_tag(e, num, WT_I32);
-    e_raw(e, b, 4);
-}
-
-static void e_bytes(struct enc *e, uint32_t num, const void *p, size_t n)
-{
-    e_tag(e, num, WT_LEN);
-    e_varint(e, n);
-    e_raw(e, p, n);
-}
-
-static void e_str(struct enc *e, uint32_t num, const char *s)
-{
-    e_bytes(e, num, s, strlen(s));
-}
-
-/* Starts a sub-message in field |num|; e_end() writes its length. */
-static void e_begin(struct enc *e, uint32_t num)
-{
-    e_tag(e, num, WT_LEN);
-    ck_assert_int_lt(e->nopen, 128);
-    e->open[e->nopen++] = e->len;
-}
-
-static void e_end(struct enc *e)
-{
-    uint8_t b[10];
-    size_t start, body, k;
-
-    ck_assert_int_gt(e->nopen, 0);
-    start = e->open[--e->nopen];
-    body = e->len - start;
-    k = varint_put(b, body);
-    e_raw(e, b, k); /* grow by k, then shift the body right */
-    memmove(e->buf + start + k, e->buf + start, body);
-    memcpy(e->buf + start, b, k);
-}
-
-static void e_end_n(struct enc *e, int n)
-{
-    while (n-- > 0)
-        e_end(e);
-}
+#include "receivers/pb_enc.h"
 
 /* Opens resource_spans / scope_spans / spans: three e_end() close them. */
 static void begin_span(struct enc *e)
@@ -154,15 +43,6 @@ static void begin_point(struct enc *e, uint32_t kind)
     e_begin(e, 1);
 }
 
-static void e_kv_str(struct enc *e, uint32_t num, const char *k, const char *v)
-{
-    e_begin(e, num);
-    e_str(e, 1, k);
-    e_begin(e, 2);
-    e_str(e, 1, v);
-    e_end(e);
-    e_end(e);
-}
 
 static const uint8_t id16[16] = {1, 2,  3,  4,  5,  6,  7,  8,
                                  9, 10, 11, 12, 13, 14, 15, 16};
@@ -300,7 +180,7 @@ START_TEST(traces_valid_counts)
     e_begin(&e, 1);
     e_end(&e);
     ASSERT_OK(LK_SIGNAL_TRACES, &e, 4, 3);
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -324,7 +204,7 @@ START_TEST(empty_requests)
     ASSERT_OK(LK_SIGNAL_LOGS, &e, 0, 1);
     ASSERT_OK(LK_SIGNAL_METRICS, &e, 0, 1);
     ASSERT_OK(LK_SIGNAL_TRACES, &e, 0, 1);
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -479,7 +359,7 @@ START_TEST(metrics_valid_every_type)
     e_end(&e); /* scope_metrics */
     e_end(&e); /* resource_metrics */
     ASSERT_OK(LK_SIGNAL_METRICS, &e, 2 + 3 + 2 + 2 + 1, 1);
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -522,7 +402,7 @@ START_TEST(logs_valid_counts)
     e_end(&e);
     e_end(&e);
     ASSERT_OK(LK_SIGNAL_LOGS, &e, 3, 1);
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -892,14 +772,14 @@ START_TEST(truncated_varint)
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "resource_spans[0].scope_spans[0].spans[0].kind: varint "
                 "truncated");
-    e_free(&e);
+    e_fini(&e);
 
     /* at the very end of the request */
     e_init(&e);
     e_tag(&e, 7, WT_VARINT);
     e_raw(&e, "\xff", 1);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO, "(field 7): varint truncated");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -914,7 +794,7 @@ START_TEST(varint_too_long)
     ASSERT_FAIL(
         LK_SIGNAL_TRACES, &e, LK_EPROTO,
         "spans[0].dropped_attributes_count: varint longer than 10 bytes");
-    e_free(&e);
+    e_fini(&e);
 
     /* 10 bytes, but the last one carries bits past 64 */
     e_init(&e);
@@ -924,7 +804,7 @@ START_TEST(varint_too_long)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "spans[0].dropped_attributes_count: varint overflows 64 bits");
-    e_free(&e);
+    e_fini(&e);
 
     /* the largest 64-bit value is fine */
     e_init(&e);
@@ -933,7 +813,7 @@ START_TEST(varint_too_long)
     e_raw(&e, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 10);
     e_end_n(&e, 3);
     ASSERT_OK(LK_SIGNAL_TRACES, &e, 1, 1);
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -947,21 +827,21 @@ START_TEST(bad_tags)
     ASSERT_FAIL(
         LK_SIGNAL_TRACES, &e, LK_EPROTO,
         "resource_spans[0].scope_spans[0].spans[0]: tag varint truncated");
-    e_free(&e);
+    e_fini(&e);
 
     /* tag longer than 5 bytes */
     e_init(&e);
     e_raw(&e, "\x8a\x80\x80\x80\x80\x00", 6);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "ExportTraceServiceRequest: tag varint longer than 5 bytes");
-    e_free(&e);
+    e_fini(&e);
 
     /* field number above 2^29 - 1 */
     e_init(&e);
     e_raw(&e, "\xf8\xff\xff\xff\x1f\x00", 6);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "invalid field number 1073741823");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -976,13 +856,13 @@ START_TEST(field_zero)
     ASSERT_FAIL(
         LK_SIGNAL_TRACES, &e, LK_EPROTO,
         "resource_spans[0].scope_spans[0].spans[0]: invalid field number 0");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e);
     e_bytes(&e, 0, "", 0);
     ASSERT_FAIL(LK_SIGNAL_LOGS, &e, LK_EPROTO,
                 "ExportLogsServiceRequest: invalid field number 0");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -997,7 +877,7 @@ START_TEST(length_past_end)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "spans[0].name: length 50 exceeds the 3 bytes left");
-    e_free(&e);
+    e_fini(&e);
 
     /* a child message longer than its parent, though within the request */
     e_init(&e);
@@ -1009,7 +889,7 @@ START_TEST(length_past_end)
     ASSERT_FAIL(
         LK_SIGNAL_TRACES, &e, LK_EPROTO,
         "resource_spans[0].scope_spans[0]: length 4 exceeds the 0 bytes");
-    e_free(&e);
+    e_fini(&e);
 
     /* a huge length (2^34) and a length prefix of 6 bytes */
     e_init(&e);
@@ -1017,20 +897,20 @@ START_TEST(length_past_end)
     e_varint(&e, 1ull << 34);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "resource_spans[0]: length 17179869184 exceeds");
-    e_free(&e);
+    e_fini(&e);
     e_init(&e);
     e_tag(&e, 1, WT_LEN);
     e_raw(&e, "\x80\x80\x80\x80\x80\x00", 6);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "resource_spans[0]: length prefix longer than 5 bytes");
-    e_free(&e);
+    e_fini(&e);
 
     /* length prefix missing at the end */
     e_init(&e);
     e_tag(&e, 1, WT_LEN);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "resource_spans[0]: length prefix missing");
-    e_free(&e);
+    e_fini(&e);
 
     /* fixed64 cut short */
     e_init(&e);
@@ -1041,7 +921,7 @@ START_TEST(length_past_end)
     ASSERT_FAIL(
         LK_SIGNAL_TRACES, &e, LK_EPROTO,
         "spans[0].start_time_unix_nano: 8-byte value truncated: 3 bytes left");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1056,7 +936,7 @@ START_TEST(wrong_wire_type_known_field)
     ASSERT_FAIL(
         LK_SIGNAL_TRACES, &e, LK_EPROTO,
         "spans[0].name: wire type 0 (varint), want 2 (length-delimited)");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e); /* fixed64 sent as varint */
     begin_span(&e);
@@ -1065,7 +945,7 @@ START_TEST(wrong_wire_type_known_field)
     ASSERT_FAIL(
         LK_SIGNAL_TRACES, &e, LK_EPROTO,
         "spans[0].end_time_unix_nano: wire type 0 (varint), want 1 (64-bit)");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e); /* fixed32 sent as fixed64 */
     begin_span(&e);
@@ -1073,7 +953,7 @@ START_TEST(wrong_wire_type_known_field)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "spans[0].flags: wire type 1 (64-bit), want 5 (32-bit)");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e); /* enum sent as length-delimited */
     begin_span(&e);
@@ -1082,7 +962,7 @@ START_TEST(wrong_wire_type_known_field)
     ASSERT_FAIL(
         LK_SIGNAL_TRACES, &e, LK_EPROTO,
         "spans[0].kind: wire type 2 (length-delimited), want 0 (varint)");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e); /* repeated message sent as fixed32 */
     begin_span(&e);
@@ -1091,7 +971,7 @@ START_TEST(wrong_wire_type_known_field)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "spans[0].attributes[0]: wire type 5 (32-bit), want 2");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e); /* bytes id sent as fixed64 */
     begin_log(&e);
@@ -1099,7 +979,7 @@ START_TEST(wrong_wire_type_known_field)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_LOGS, &e, LK_EPROTO,
                 "log_records[0].trace_id: wire type 1 (64-bit), want 2");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e); /* packed fixed64 field sent as varint */
     begin_point(&e, 9);
@@ -1108,7 +988,7 @@ START_TEST(wrong_wire_type_known_field)
     ASSERT_FAIL(LK_SIGNAL_METRICS, &e, LK_EPROTO,
                 "data_points[0].bucket_counts[0]: wire type 0 (varint), want 1 "
                 "(64-bit) or 2 (packed)");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1124,7 +1004,7 @@ START_TEST(group_and_invalid_wire_types)
     ASSERT_FAIL(
         LK_SIGNAL_TRACES, &e, LK_EPROTO,
         "spans[0].(field 99): wire type 3 (start group) is not supported");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e); /* known field as a group */
     begin_span(&e);
@@ -1133,26 +1013,26 @@ START_TEST(group_and_invalid_wire_types)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "spans[0].status: wire type 3 (start group) is not supported");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e); /* end group alone, top level */
     e_tag(&e, 2, 4);
     ASSERT_FAIL(LK_SIGNAL_METRICS, &e, LK_EPROTO,
                 "(field 2): wire type 4 (end group) is not supported");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e); /* wire types 6 and 7 */
     e_tag(&e, 1, 6);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "resource_spans[0]: invalid wire type 6");
-    e_free(&e);
+    e_fini(&e);
     e_init(&e);
     begin_span(&e);
     e_tag(&e, 40, 7);
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "spans[0].(field 40): invalid wire type 7");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1168,7 +1048,7 @@ START_TEST(utf8_span_name)
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EUTF8,
                 "resource_spans[0].scope_spans[0].spans[0].name: invalid UTF-8 "
                 "at byte 8 of 9");
-    e_free(&e);
+    e_fini(&e);
 
     /* Around the sizes where the ASCII fast path hands over. */
     static const size_t sizes[] = {1, 7, 8, 9, 31, 32, 33, 40, 200};
@@ -1191,7 +1071,7 @@ START_TEST(utf8_span_name)
         e_str(&e, 5, s);
         e_end_n(&e, 3);
         ASSERT_OK(LK_SIGNAL_TRACES, &e, 1, 1);
-        e_free(&e);
+        e_fini(&e);
     }
 }
 END_TEST
@@ -1206,7 +1086,7 @@ START_TEST(utf8_attribute_key)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EUTF8,
                 "spans[0].attributes[1].key: invalid UTF-8");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1231,7 +1111,7 @@ START_TEST(utf8_string_any_value)
         LK_SIGNAL_TRACES, &e, LK_EUTF8,
         "spans[0].attributes[0].value.array_value.values[1].string_value:"
         " invalid UTF-8 at byte 0 of 4");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1250,7 +1130,7 @@ START_TEST(utf8_resource_attribute)
         LK_SIGNAL_METRICS, &e, LK_EUTF8,
         "resource_metrics[1].resource.attributes[1].value.string_value: "
         "invalid UTF-8 at byte 5 of 7");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1267,7 +1147,7 @@ START_TEST(utf8_log_body_and_scope)
     ASSERT_FAIL(
         LK_SIGNAL_LOGS, &e, LK_EUTF8,
         "resource_logs[0].scope_logs[0].log_records[1].body.string_value");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e);
     e_begin(&e, 1);
@@ -1277,7 +1157,7 @@ START_TEST(utf8_log_body_and_scope)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_LOGS, &e, LK_EUTF8,
                 "resource_logs[0].scope_logs[0].scope.version: invalid UTF-8");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1291,7 +1171,7 @@ START_TEST(bytes_not_utf8_checked)
     e_end(&e);
     e_end_n(&e, 3);
     ASSERT_OK(LK_SIGNAL_LOGS, &e, 1, 1);
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1319,7 +1199,7 @@ START_TEST(span_id_lengths)
         e_bytes(&e, bad[i].field, ids, bad[i].len);
         e_end_n(&e, 3);
         ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO, bad[i].needle);
-        e_free(&e);
+        e_fini(&e);
     }
 }
 END_TEST
@@ -1338,7 +1218,7 @@ START_TEST(empty_ids_accepted)
     e_end(&e);
     e_end_n(&e, 3);
     ASSERT_OK(LK_SIGNAL_TRACES, &e, 1, 1);
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e);
     begin_point(&e, 5);
@@ -1348,7 +1228,7 @@ START_TEST(empty_ids_accepted)
     e_end(&e);
     e_end_n(&e, 5);
     ASSERT_OK(LK_SIGNAL_METRICS, &e, 1, 1);
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1367,7 +1247,7 @@ START_TEST(link_log_exemplar_id_lengths)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "spans[0].links[1].trace_id: length 12, want 16 or 0");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e);
     begin_span(&e);
@@ -1377,7 +1257,7 @@ START_TEST(link_log_exemplar_id_lengths)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "spans[0].links[0].span_id: length 7, want 8 or 0");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e);
     begin_log(&e);
@@ -1385,7 +1265,7 @@ START_TEST(link_log_exemplar_id_lengths)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_LOGS, &e, LK_EPROTO,
                 "log_records[0].span_id: length 7, want 8 or 0");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e);
     begin_log(&e);
@@ -1393,7 +1273,7 @@ START_TEST(link_log_exemplar_id_lengths)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_LOGS, &e, LK_EPROTO,
                 "log_records[0].trace_id: length 17, want 16 or 0");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e);
     begin_point(&e, 10);
@@ -1404,7 +1284,7 @@ START_TEST(link_log_exemplar_id_lengths)
     ASSERT_FAIL(LK_SIGNAL_METRICS, &e, LK_EPROTO,
                 "exponential_histogram.data_points[0].exemplars[0].span_id: "
                 "length 7, want 8 or 0");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1443,7 +1323,7 @@ START_TEST(unknown_fields_skipped)
     e_end(&e);
     e_end_n(&e, 3);
     ASSERT_OK(LK_SIGNAL_TRACES, &e, 1, 1);
-    e_free(&e);
+    e_fini(&e);
 
     /* unknown fields still must be well formed */
     e_init(&e);
@@ -1454,7 +1334,7 @@ START_TEST(unknown_fields_skipped)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "spans[0].(field 93): length 10 exceeds the 3 bytes left");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e);
     e_begin(&e, 1);
@@ -1463,7 +1343,7 @@ START_TEST(unknown_fields_skipped)
     e_end(&e);
     ASSERT_FAIL(LK_SIGNAL_LOGS, &e, LK_EPROTO,
                 "resource_logs[0].(field 50): 4-byte value truncated");
-    e_free(&e);
+    e_fini(&e);
 
     /* Metric field 4 is reserved (was IntGauge): skipped */
     e_init(&e);
@@ -1473,7 +1353,7 @@ START_TEST(unknown_fields_skipped)
     e_bytes(&e, 4, "\x0a\x00", 2);
     e_end_n(&e, 3);
     ASSERT_OK(LK_SIGNAL_METRICS, &e, 0, 1);
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1505,7 +1385,7 @@ START_TEST(depth_limit)
     e_init(&e);
     put_nested_arrays(&e, ok_levels);
     ASSERT_OK(LK_SIGNAL_TRACES, &e, 1, 1);
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e);
     put_nested_arrays(&e, ok_levels + 1);
@@ -1514,7 +1394,7 @@ START_TEST(depth_limit)
     ASSERT_FAIL(
         LK_SIGNAL_TRACES, &e, LK_EPROTO,
         "spans[0].attributes[0].value.array_value.values[0].array_value");
-    e_free(&e);
+    e_fini(&e);
 
     /* kvlists nest too */
     e_init(&e);
@@ -1530,7 +1410,7 @@ START_TEST(depth_limit)
     e_end_n(&e, 4);
     ASSERT_FAIL(LK_SIGNAL_LOGS, &e, LK_EPROTO,
                 "values[0].value: messages nested deeper than 64");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1548,7 +1428,7 @@ START_TEST(packed_lengths)
     ASSERT_FAIL(LK_SIGNAL_METRICS, &e, LK_EPROTO,
                 "histogram.data_points[0].explicit_bounds[0]: packed length 12 "
                 "is not a multiple of 8");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e);
     begin_point(&e, 9);
@@ -1557,7 +1437,7 @@ START_TEST(packed_lengths)
     e_end_n(&e, 5);
     ASSERT_FAIL(LK_SIGNAL_METRICS, &e, LK_EPROTO,
                 "data_points[0].bucket_counts[1]: packed length 7");
-    e_free(&e);
+    e_fini(&e);
 
     /* packed varints must each be complete within the run */
     e_init(&e);
@@ -1569,7 +1449,7 @@ START_TEST(packed_lengths)
     ASSERT_FAIL(
         LK_SIGNAL_METRICS, &e, LK_EPROTO,
         "data_points[0].positive.bucket_counts[0]: packed varint truncated");
-    e_free(&e);
+    e_fini(&e);
 
     /* packed fixed64 cut by the end of the message */
     e_init(&e);
@@ -1579,7 +1459,7 @@ START_TEST(packed_lengths)
     e_end_n(&e, 5);
     ASSERT_FAIL(LK_SIGNAL_METRICS, &e, LK_EPROTO,
                 "data_points[0].bucket_counts[0]: 8-byte value truncated");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1620,7 +1500,7 @@ START_TEST(reason_paths_and_buffers)
     ck_assert_str_eq(small, "");
     rc = lk_otlp_validate(LK_SIGNAL_TRACES, e.buf, e.len, &counts, NULL, 0);
     ck_assert_int_eq(rc, LK_EUTF8);
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1635,7 +1515,7 @@ START_TEST(wrong_signal_rejected)
     /* As a LogRecord, field 1 is time_unix_nano (fixed64). */
     ASSERT_FAIL(LK_SIGNAL_LOGS, &e, LK_EPROTO,
                 "log_records[0].time_unix_nano: wire type 2");
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
@@ -1658,7 +1538,7 @@ START_TEST(any_value_given_twice)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_TRACES, &e, LK_EPROTO,
                 "spans[0].attributes[1].value: singular field given twice");
-    e_free(&e);
+    e_fini(&e);
 
     e_init(&e);
     begin_log(&e);
@@ -1671,7 +1551,7 @@ START_TEST(any_value_given_twice)
     e_end_n(&e, 3);
     ASSERT_FAIL(LK_SIGNAL_LOGS, &e, LK_EPROTO,
                 "log_records[0].body: singular field given twice");
-    e_free(&e);
+    e_fini(&e);
 
     /* Other singular messages given twice merge, as protobuf says. */
     e_init(&e);
@@ -1684,7 +1564,7 @@ START_TEST(any_value_given_twice)
     e_end(&e);
     e_end_n(&e, 3);
     ASSERT_OK(LK_SIGNAL_TRACES, &e, 1, 1);
-    e_free(&e);
+    e_fini(&e);
 }
 END_TEST
 
