@@ -18,6 +18,7 @@
 #include "exporters/otlphttp.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/queue.h"
+#include "receivers/lines.h"
 #include "receivers/otlp_grpc.h"
 #include "receivers/otlp_http.h"
 
@@ -40,6 +41,7 @@ struct agent {
     lk_pipeline *pipelines[LK_SIGNAL_COUNT];
     lk_otlp_grpc **grpc; /* parallel to cfg->receivers */
     lk_otlp_http **http; /* parallel to cfg->receivers */
+    lk_lines **lines;    /* parallel to cfg->receivers */
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t deadline;
     int pending;   /* receivers, queues or exporters still closing */
@@ -166,6 +168,11 @@ static void begin_shutdown(int signum)
             lk_otlp_http_close(A.http[i], one_closed, NULL);
             A.http[i] = NULL;
         }
+        if (A.lines[i] != NULL) {
+            A.pending++;
+            lk_lines_close(A.lines[i], one_closed, NULL);
+            A.lines[i] = NULL;
+        }
     }
     one_closed(NULL);
 }
@@ -257,7 +264,8 @@ static int start_receivers(void)
     lk_config *c = A.cfg;
     A.grpc = calloc(c->nreceivers ? c->nreceivers : 1, sizeof(*A.grpc));
     A.http = calloc(c->nreceivers ? c->nreceivers : 1, sizeof(*A.http));
-    if (A.grpc == NULL || A.http == NULL)
+    A.lines = calloc(c->nreceivers ? c->nreceivers : 1, sizeof(*A.lines));
+    if (A.grpc == NULL || A.http == NULL || A.lines == NULL)
         return LK_ENOMEM;
     for (size_t i = 0; i < c->nreceivers; i++) {
         const struct lk_receiver_config *rc = &c->receivers[i];
@@ -272,6 +280,14 @@ static int start_receivers(void)
         if (!used) {
             lk_log(LK_LOG_WARN, "receiver is in no pipeline, not started",
                    LK_S("receiver", rc->name));
+            continue;
+        }
+        if (rc->type == LK_RECEIVER_LINES) {
+            /* The loader allows lines receivers in the logs pipeline only. */
+            int err = lk_lines_start(&A.lines[i], &A.loop, rc->name, &rc->lines,
+                                     mine[LK_SIGNAL_LOGS], A.metrics);
+            if (err < 0)
+                return err;
             continue;
         }
         if (rc->grpc.enabled) {
@@ -354,6 +370,7 @@ static int run(void)
     free(A.exporters);
     free(A.grpc);
     free(A.http);
+    free(A.lines);
     return EXIT_OK;
 }
 

@@ -12,6 +12,7 @@
 #include "config/config_yaml.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/utf8.h"
 
 /* Enum fields are filled through an int, by index into their names table. */
 _Static_assert(sizeof(enum lk_log_level) == sizeof(int), "enum size");
@@ -46,7 +47,7 @@ _Static_assert(LK_LOG_DEBUG == 0 && LK_LOG_ERROR == 3, "log level order");
 static const lk__ynode top_pos = {.kind = LK_YNODE_MAP, .line = 1, .col = 1};
 
 struct listener {
-    const char *endpoint; /* borrowed from the config */
+    char endpoint[PATH_LEN + 8];
     char owner[PATH_LEN];
     unsigned line, col;
 };
@@ -905,7 +906,7 @@ static void add_listener(struct ctx *c, const char *endpoint, const char *owner,
         c->caplisteners = ncap;
     }
     struct listener *l = &c->listeners[c->nlisteners++];
-    l->endpoint = endpoint;
+    snprintf(l->endpoint, sizeof(l->endpoint), "%s", endpoint);
     snprintf(l->owner, sizeof(l->owner), "%s", owner);
     l->line = at->line;
     l->col = at->col;
@@ -938,9 +939,10 @@ static void check_listeners(struct ctx *c)
 
 /* ---- component names ---- */
 
-static const char *const receiver_types[] = {"otlp", NULL};
+/* Indexed by enum lk_receiver_type. */
+static const char *const receiver_types[] = {"otlp", "lines", NULL};
 /* Indexed by enum lk_exporter_type. */
-static const char *const exporter_types[] = {"otlp", "otlphttp", NULL};
+static const char *const exporter_types[] = {"otlp", "otlphttp", "loki", NULL};
 
 /* Checks "<type>" or "<type>/<suffix>" with a type from |types| (NULL-
  * terminated). |kind| is "receiver" or "exporter". Returns the index of the
@@ -1077,6 +1079,175 @@ static void do_receiver(struct ctx *c, const lk__ynode *key, const lk__ynode *va
     }
 }
 
+/* ---- receivers: lines ---- */
+
+static const char *const lines_format_names[] = {"auto", "json", "logfmt", "raw", NULL};
+static const char *const lines_overflow_names[] = {"block", "drop", NULL};
+static const char *const socket_type_names[] = {"stream", "datagram", NULL};
+
+struct lines_raw {
+    int socket_type;
+};
+
+static const struct field lines_fields[] = {
+    F_VAL("path", FT_STRING, struct lk_lines_receiver_config, path),
+    F_NODE("socket_type"),
+    F_NODE("mode"),
+    F_VAL("owner", FT_STRING, struct lk_lines_receiver_config, owner),
+    F_VAL("group", FT_STRING, struct lk_lines_receiver_config, group),
+    F_ENUM("format", struct lk_lines_receiver_config, format, lines_format_names),
+    F_VAL("service_name", FT_STRING, struct lk_lines_receiver_config, service_name),
+    F_NODE("labels"),
+    F_INT("max_line_bytes", FT_SIZE, struct lk_lines_receiver_config, max_line_bytes,
+          256, 16 * MIB),
+    F_INT("max_connections", FT_U32, struct lk_lines_receiver_config, max_connections,
+          1, 1000000),
+    F_ENUM("overflow", struct lk_lines_receiver_config, overflow, lines_overflow_names),
+};
+
+static void lines_defaults(struct ctx *c, struct lk_lines_receiver_config *l)
+{
+    l->path = xstrdup(c, "/tmp/lookout.sock");
+    l->datagram = false;
+    l->mode = 0600;
+    l->format = LK_LINES_AUTO;
+    l->max_line_bytes = 256 * KIB;
+    l->max_connections = 256;
+    l->overflow = LK_LINES_BLOCK;
+}
+
+/* A Loki / Prometheus label name: [A-Za-z_][A-Za-z0-9_]*, not "__" reserved. */
+static const char *label_name_problem(const char *s)
+{
+    if (s[0] == '\0')
+        return "must not be empty";
+    if (is_digit(s[0]))
+        return "must not start with a digit";
+    for (const char *p = s; *p != '\0'; p++)
+        if (!is_alpha(*p) && !is_digit(*p) && *p != '_')
+            return "may only use letters, digits and '_'";
+    if (strncmp(s, "__", 2) == 0)
+        return "names starting with '__' are reserved";
+    return NULL;
+}
+
+static void do_static_labels(struct ctx *c, const lk__ynode *map, const char *path,
+                             struct lk_lines_receiver_config *l)
+{
+    if (lk__config_ynode_is_null(map) || map->kind == LK_YNODE_BAD)
+        return;
+    if (map->kind != LK_YNODE_MAP) {
+        ERR(c, map, "%s: expected a mapping of label names to values, got %s", path,
+            lk__config_ynode_kind_name(map));
+        return;
+    }
+    if (map->nkids < 2)
+        return;
+    if (map->nkids / 2 > 15) {
+        ERR(c, map, "%s: at most 15 labels (Loki's default limit per stream)", path);
+        return;
+    }
+    l->labels = calloc(map->nkids / 2, sizeof(*l->labels));
+    if (l->labels == NULL) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i + 1 < map->nkids; i += 2) {
+        const lk__ynode *key = map->kids[i], *val = map->kids[i + 1];
+        if (!usable_pair(c, key, val))
+            continue;
+        char sub[PATH_LEN];
+        join(sub, path, key->str);
+        const char *why = label_name_problem(key->str);
+        if (why != NULL) {
+            ERR(c, key, "%s: label name '%s' %s", path, SHOW(c, key->str), why);
+            continue;
+        }
+        char *v = scalar_value(c, val, sub, "a string");
+        if (v == NULL)
+            continue;
+        if (!lk_utf8_is_valid((const uint8_t *)v, strlen(v))) {
+            ERR(c, val, "%s: the value must be valid UTF-8", sub);
+            free(v);
+            continue;
+        }
+        char *name = xstrdup(c, key->str);
+        if (name == NULL) {
+            free(v);
+            continue;
+        }
+        l->labels[l->nlabels].name = name;
+        l->labels[l->nlabels].value = v;
+        l->nlabels++;
+    }
+}
+
+static void do_lines_receiver(struct ctx *c, const lk__ynode *key,
+                              const lk__ynode *val, struct lk_receiver_config *r)
+{
+    char path[PATH_LEN], sub[PATH_LEN];
+    struct seen ls[NF(lines_fields)];
+    struct lk_lines_receiver_config *l = &r->lines;
+
+    join(path, "receivers", key->str);
+    if (!walk_map(c, val, path, lines_fields, NF(lines_fields), l, ls))
+        return;
+
+    const struct seen *p = SEEN(lines_fields, ls, "path");
+    if (p->ok && l->path[0] != '/')
+        ERR(c, p->val, "%s.path: must be an absolute path, got '%s'", path,
+            SHOW(c, l->path));
+    else if (p->ok && strlen(l->path) >= 104)
+        /* sockaddr_un.sun_path: 108 bytes on Linux, 104 on macOS. */
+        ERR(c, p->val, "%s.path: must be shorter than 104 bytes (a Unix socket limit)",
+            path);
+
+    const struct seen *st = SEEN(lines_fields, ls, "socket_type");
+    if (st->val != NULL) {
+        struct field f = F_ENUM("socket_type", struct lines_raw, socket_type,
+                                socket_type_names);
+        struct lines_raw raw = {0};
+        join(sub, path, "socket_type");
+        if (set_field(c, &f, st->val, sub, &raw))
+            l->datagram = raw.socket_type == 1;
+    }
+
+    const struct seen *mode = SEEN(lines_fields, ls, "mode");
+    if (mode->val != NULL) {
+        join(sub, path, "mode");
+        char *m = scalar_value(c, mode->val, sub, "octal permission bits like \"0600\"");
+        if (m != NULL) {
+            unsigned v = 0;
+            bool ok = m[0] != '\0' && strlen(m) <= 4;
+            for (const char *q = m; *q != '\0' && ok; q++) {
+                if (*q < '0' || *q > '7')
+                    ok = false;
+                else
+                    v = v * 8 + (unsigned)(*q - '0');
+            }
+            if (!ok || v > 0777)
+                ERR(c, mode->val, "%s: expected octal permission bits like \"0600\" or \"0660\", got '%s'",
+                    sub, SHOW(c, m));
+            else if ((v & 0600) != 0600)
+                ERR(c, mode->val, "%s: the owner must keep read and write (0600), got '%s'",
+                    sub, SHOW(c, m));
+            else
+                l->mode = v;
+            free(m);
+        }
+    }
+
+    join(sub, path, "labels");
+    do_static_labels(c, SEEN(lines_fields, ls, "labels")->val, sub, l);
+
+    if (p->ok || p->val == NULL) {
+        /* Reported against a unix:// gRPC or HTTP endpoint on the same file. */
+        char ep[PATH_LEN + 8];
+        snprintf(ep, sizeof(ep), "unix://%s", l->path);
+        add_listener(c, ep, path, p->val ? p->val : key);
+    }
+}
+
 static void do_receivers(struct ctx *c, const lk__ynode *map)
 {
     lk_config *cfg = c->cfg;
@@ -1097,13 +1268,21 @@ static void do_receivers(struct ctx *c, const lk__ynode *map)
     }
     for (size_t i = 0; i + 1 < map->nkids; i += 2) {
         const lk__ynode *key = map->kids[i], *val = map->kids[i + 1];
-        if (!usable_pair(c, key, val) ||
-            check_component_name(c, key, "receiver", receiver_types) < 0)
+        if (!usable_pair(c, key, val))
+            continue;
+        int type = check_component_name(c, key, "receiver", receiver_types);
+        if (type < 0)
             continue;
         struct lk_receiver_config *r = &cfg->receivers[cfg->nreceivers++];
         r->name = xstrdup(c, key->str);
-        receiver_defaults(c, r);
-        do_receiver(c, key, val, r);
+        r->type = (enum lk_receiver_type)type;
+        if (r->type == LK_RECEIVER_LINES) {
+            lines_defaults(c, &r->lines);
+            do_lines_receiver(c, key, val, r);
+        } else {
+            receiver_defaults(c, r);
+            do_receiver(c, key, val, r);
+        }
     }
 }
 
@@ -1111,6 +1290,11 @@ static void do_receivers(struct ctx *c, const lk__ynode *map)
 
 static const char *const compression_names[] = {"none", "gzip", NULL};
 static const char *const overflow_names[] = {"refuse", "drop", NULL};
+
+/* Exporter keys that only one type knows carry its bit in .flags. */
+#define EX_OTLPHTTP 2u
+#define EX_LOKI 4u
+static const char *const loki_format_names[] = {"protobuf", "json", NULL};
 
 static const struct field exporter_fields[] = {
     F_NODE("endpoint"),
@@ -1123,18 +1307,35 @@ static const struct field exporter_fields[] = {
     F_NODE("batch"),
     F_INT("max_concurrency", FT_U32, struct lk_exporter_config, max_concurrency, 1,
           1024),
-    /* otlphttp only: these must stay last (see exporter_nfields). */
-    F_NODE("traces_endpoint"),
-    F_NODE("metrics_endpoint"),
-    F_NODE("logs_endpoint"),
+    {.key = "traces_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
+    {.key = "metrics_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
+    {.key = "logs_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
+    {.key = "format", .type = FT_ENUM, .names = loki_format_names, .flags = EX_LOKI,
+     .off = offsetof(struct lk_exporter_config, loki.format)},
+    {.key = "tenant_id", .type = FT_STRING, .flags = EX_LOKI,
+     .off = offsetof(struct lk_exporter_config, loki.tenant_id)},
+    {.key = "bearer_token", .type = FT_STRING, .flags = EX_LOKI,
+     .off = offsetof(struct lk_exporter_config, loki.bearer_token)},
+    {.key = "auth", .type = FT_NODE, .flags = EX_LOKI},
+    {.key = "labels", .type = FT_NODE, .flags = EX_LOKI},
 };
-/* Keys of exporter_fields that an exporter of |type| knows. */
-#define SIGNAL_ENDPOINT_KEYS 3
-static size_t exporter_nfields(enum lk_exporter_type type)
+
+/* Reports keys of |es| that exporters of |type| do not know. */
+static void check_type_keys(struct ctx *c, const char *path, enum lk_exporter_type type,
+                            const struct seen *es)
 {
-    return type == LK_EXPORTER_OTLPHTTP ? NF(exporter_fields)
-                                        : NF(exporter_fields) - SIGNAL_ENDPOINT_KEYS;
+    unsigned mine = type == LK_EXPORTER_OTLPHTTP ? EX_OTLPHTTP
+                    : type == LK_EXPORTER_LOKI   ? EX_LOKI
+                                                 : 0;
+    for (size_t i = 0; i < NF(exporter_fields); i++) {
+        unsigned only = exporter_fields[i].flags & (EX_OTLPHTTP | EX_LOKI);
+        if (es[i].key == NULL || only == 0 || (only & mine) != 0)
+            continue;
+        ERR(c, es[i].key, "unknown key '%s' in %s (only %s exporters have it)",
+            exporter_fields[i].key, path, only == EX_LOKI ? "loki" : "otlphttp");
+    }
 }
+
 /* Indexed by enum lk_signal. */
 static const char *const signal_endpoint_keys[LK_SIGNAL_COUNT] = {
     "traces_endpoint", "metrics_endpoint", "logs_endpoint"};
@@ -1260,7 +1461,7 @@ static void do_headers(struct ctx *c, const lk__ynode *map, const char *path,
         if (!usable_pair(c, key, val))
             continue;
         char hpath[PATH_LEN];
-        bool http = e->type == LK_EXPORTER_OTLPHTTP;
+        bool http = e->type != LK_EXPORTER_OTLP;
         join(hpath, path, key->str);
         const char *why = http ? http_header_name_problem(key->str)
                                : header_name_problem(key->str);
@@ -1505,6 +1706,157 @@ static void do_tls(struct ctx *c, const lk__ynode *node, const char *path,
     }
 }
 
+/* ---- loki ---- */
+
+/* Loki keeps entries of a stream in order only if one push at a time is in
+ * flight; its pushes are also smaller than an OTLP gateway's. */
+static void loki_defaults(struct ctx *c, struct lk_exporter_config *e)
+{
+    static const char *const labels[] = {"service_name", "service_namespace",
+                                         "deployment_environment", "host", "source"};
+    e->endpoint = xstrdup(c, "http://127.0.0.1:3100/loki/api/v1/push");
+    e->compression = LK_COMPRESSION_NONE;
+    e->max_concurrency = 1;
+    e->batch.send_batch_max_bytes = 1 * MIB;
+    e->loki.format = LK_LOKI_BODY_PROTOBUF;
+    e->loki.labels = calloc(NF(labels), sizeof(*e->loki.labels));
+    if (e->loki.labels == NULL) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < NF(labels); i++)
+        if ((e->loki.labels[i] = xstrdup(c, labels[i])) != NULL)
+            e->loki.nlabels++;
+}
+
+
+
+static const struct field auth_fields[] = {
+    F_VAL("username", FT_STRING, struct lk_loki_config, username),
+    F_VAL("password", FT_STRING, struct lk_loki_config, password),
+};
+
+static void do_loki_labels(struct ctx *c, const lk__ynode *node, const char *path,
+                           struct lk_loki_config *l)
+{
+    if (node->kind == LK_YNODE_BAD)
+        return;
+    if (node->kind != LK_YNODE_SEQ) {
+        ERR(c, node, "%s: expected a list of label names like [service_name, host], got %s",
+            path, lk__config_ynode_kind_name(node));
+        return;
+    }
+    if (node->nkids > 15) {
+        ERR(c, node, "%s: at most 15 labels (Loki's default limit per stream)", path);
+        return;
+    }
+    for (size_t i = 0; i < l->nlabels; i++)
+        free(l->labels[i]);
+    free(l->labels);
+    l->labels = NULL;
+    l->nlabels = 0;
+    if (node->nkids == 0)
+        return;
+    l->labels = calloc(node->nkids, sizeof(*l->labels));
+    if (l->labels == NULL) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < node->nkids; i++) {
+        char *name = scalar_value(c, node->kids[i], path, "a label name");
+        if (name == NULL)
+            continue;
+        const char *why = label_name_problem(name);
+        bool dup = false;
+        for (size_t j = 0; j < l->nlabels && !dup; j++)
+            dup = strcmp(l->labels[j], name) == 0;
+        if (why != NULL)
+            ERR(c, node->kids[i], "%s: label name '%s' %s (attribute keys map to names "
+                                  "with '_' for '.', e.g. service_name)",
+                path, SHOW(c, name), why);
+        else if (dup)
+            ERR(c, node->kids[i], "%s: '%s' is listed twice", path, SHOW(c, name));
+        if (why != NULL || dup) {
+            free(name);
+            continue;
+        }
+        l->labels[l->nlabels++] = name;
+    }
+}
+
+/* loki: the push URL, body format, tenant, auth and labels. */
+static void do_loki(struct ctx *c, const lk__ynode *key, const char *path,
+                    const struct seen *es, struct lk_exporter_config *e,
+                    int *scheme_tls)
+{
+    char sub[PATH_LEN];
+    struct lk_loki_config *l = &e->loki;
+    const struct seen *ep = SEEN(exporter_fields, es, "endpoint");
+
+    *scheme_tls = 0;
+    if (ep->key != NULL) {
+        join(sub, path, "endpoint");
+        char *s = scalar_value(c, ep->val, sub,
+                               "a URL like http://127.0.0.1:3100/loki/api/v1/push");
+        if (s != NULL) {
+            int tls = -1;
+            const char *why = url_problem(s, &tls);
+            if (why != NULL) {
+                ERR(c, ep->val, "%s: invalid URL '%s': %s", sub, SHOW(c, s), why);
+                *scheme_tls = -1;
+                free(s);
+            } else {
+                free(e->endpoint);
+                e->endpoint = s;
+                *scheme_tls = tls;
+            }
+        }
+    }
+
+    const struct seen *comp = SEEN(exporter_fields, es, "compression");
+    if (comp->ok && l->format == LK_LOKI_BODY_PROTOBUF &&
+        e->compression != LK_COMPRESSION_NONE)
+        ERR(c, comp->val, "%s.compression: protobuf bodies are always snappy-compressed; "
+                          "compression applies to format: json",
+            path);
+
+    const struct seen *auth = SEEN(exporter_fields, es, "auth");
+    if (auth->val != NULL) {
+        struct seen as[NF(auth_fields)];
+        join(sub, path, "auth");
+        if (walk_map(c, auth->val, sub, auth_fields, NF(auth_fields), l, as)) {
+            const struct seen *u = SEEN(auth_fields, as, "username");
+            const struct seen *pw = SEEN(auth_fields, as, "password");
+            if (u->ok && strchr(l->username, ':') != NULL)
+                ERR(c, u->val, "%s.username: must not contain ':'", sub);
+            if ((u->val == NULL) != (pw->val == NULL))
+                ERR(c, auth->key, "%s: username and password go together; %s is missing",
+                    sub, u->val == NULL ? "username" : "password");
+        }
+    }
+    const struct seen *bt = SEEN(exporter_fields, es, "bearer_token");
+    if (bt->ok && auth->val != NULL)
+        ERR(c, bt->key, "%s: set auth (basic) or bearer_token, not both", path);
+    const char *const secrets[] = {"tenant_id", "bearer_token"};
+    for (size_t i = 0; i < NF(secrets); i++) {
+        const struct seen *sn = SEEN(exporter_fields, es, secrets[i]);
+        const char *v = i == 0 ? l->tenant_id : l->bearer_token;
+        if (!sn->ok)
+            continue;
+        for (const char *q = v; *q != '\0'; q++)
+            if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e) {
+                ERR(c, sn->val, "%s.%s: must be printable ASCII", path, secrets[i]);
+                break;
+            }
+    }
+
+    const struct seen *labels = SEEN(exporter_fields, es, "labels");
+    if (labels->val != NULL) {
+        join(sub, path, "labels");
+        do_loki_labels(c, labels->val, sub, l);
+    }
+}
+
 static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *val,
                         struct lk_exporter_config *e)
 {
@@ -1514,14 +1866,15 @@ static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *va
     int scheme_tls = -1;
 
     join(path, "exporters", key->str);
-    /* Keys an otlp exporter does not know stay unseen. */
-    memset(es, 0, sizeof(es));
-    if (!walk_map(c, val, path, exporter_fields, exporter_nfields(e->type), e, es))
+    if (!walk_map(c, val, path, exporter_fields, NF(exporter_fields), e, es))
         return;
+    check_type_keys(c, path, e->type, es);
 
     const struct seen *ep = SEEN(exporter_fields, es, "endpoint");
     if (e->type == LK_EXPORTER_OTLPHTTP) {
         do_http_endpoints(c, key, path, es, e, &scheme_tls);
+    } else if (e->type == LK_EXPORTER_LOKI) {
+        do_loki(c, key, path, es, e, &scheme_tls);
     } else if (ep->key == NULL) {
         ERR(c, key, "%s: missing required key 'endpoint'", path);
     } else {
@@ -1531,6 +1884,14 @@ static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *va
 
     join(sub, path, "headers");
     do_headers(c, SEEN(exporter_fields, es, "headers")->val, sub, e);
+    for (size_t i = 0; e->type == LK_EXPORTER_LOKI && i < e->nheaders; i++)
+        if (strcasecmp(e->headers[i].name, "authorization") == 0 &&
+            (e->loki.bearer_token != NULL || e->loki.username != NULL))
+            ERR(c, key, "%s: an Authorization header and auth/bearer_token both set it",
+                path);
+        else if (strcasecmp(e->headers[i].name, "x-scope-orgid") == 0 &&
+                 e->loki.tenant_id != NULL)
+            ERR(c, key, "%s: an X-Scope-OrgID header and tenant_id both set it", path);
 
     join(sub, path, "tls");
     do_tls(c, SEEN(exporter_fields, es, "tls")->val, sub, scheme_tls, e);
@@ -1610,6 +1971,8 @@ static void do_exporters(struct ctx *c, const lk__ynode *map)
         e->name = xstrdup(c, key->str);
         exporter_defaults(e);
         e->type = (enum lk_exporter_type)type;
+        if (e->type == LK_EXPORTER_LOKI)
+            loki_defaults(c, e);
         do_exporter(c, key, val, e);
     }
 }
@@ -1698,6 +2061,26 @@ static void do_name_list(struct ctx *c, const lk__ynode *node, const char *path,
     }
 }
 
+/* lines receivers produce logs only and loki exporters take logs only. */
+static void check_logs_only(struct ctx *c, const struct lk_pipeline_config *p,
+                            const lk__ynode *rnode, const lk__ynode *xnode,
+                            const char *path)
+{
+    const lk_config *cfg = c->cfg;
+    for (size_t i = 0; i < p->nreceivers; i++)
+        for (size_t j = 0; j < cfg->nreceivers; j++)
+            if (cfg->receivers[j].type == LK_RECEIVER_LINES &&
+                strcmp(cfg->receivers[j].name, p->receivers[i]) == 0)
+                ERR(c, rnode, "%s.receivers: '%s' receives log lines; list it in the logs pipeline",
+                    path, SHOW(c, p->receivers[i]));
+    for (size_t i = 0; i < p->nexporters; i++)
+        for (size_t j = 0; j < cfg->nexporters; j++)
+            if (cfg->exporters[j].type == LK_EXPORTER_LOKI &&
+                strcmp(cfg->exporters[j].name, p->exporters[i]) == 0)
+                ERR(c, xnode, "%s.exporters: '%s' sends to Loki, which takes logs only",
+                    path, SHOW(c, p->exporters[i]));
+}
+
 static void do_pipelines(struct ctx *c, const lk__ynode *pkey, const lk__ynode *map,
                          const lk__ynode *root)
 {
@@ -1760,6 +2143,8 @@ static void do_pipelines(struct ctx *c, const lk__ynode *pkey, const lk__ynode *
             do_name_list(c, xs->val, sub, "exporter", c->exporters, &p->exporters,
                          &p->nexporters);
         }
+        if (p->signal != LK_SIGNAL_LOGS)
+            check_logs_only(c, p, rs->val, xs->val, path);
     }
 }
 
@@ -1820,6 +2205,16 @@ void lk_config_destroy(lk_config *c)
         free(c->receivers[i].name);
         free(c->receivers[i].grpc.endpoint);
         free(c->receivers[i].http.endpoint);
+        struct lk_lines_receiver_config *l = &c->receivers[i].lines;
+        free(l->path);
+        free(l->owner);
+        free(l->group);
+        free(l->service_name);
+        for (size_t j = 0; j < l->nlabels; j++) {
+            free(l->labels[j].name);
+            free(l->labels[j].value);
+        }
+        free(l->labels);
     }
     free(c->receivers);
     for (size_t i = 0; i < c->nexporters; i++) {
@@ -1836,6 +2231,11 @@ void lk_config_destroy(lk_config *c)
         free(e->tls.ca_file);
         free(e->tls.cert_file);
         free(e->tls.key_file);
+        free(e->loki.tenant_id);
+        free(e->loki.username);
+        free(e->loki.password);
+        free(e->loki.bearer_token);
+        free_strv(e->loki.labels, e->loki.nlabels);
     }
     free(c->exporters);
     for (size_t i = 0; i < c->npipelines; i++) {

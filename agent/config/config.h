@@ -15,6 +15,9 @@ enum lk_overflow { LK_OVERFLOW_REFUSE, LK_OVERFLOW_DROP };
 
 enum lk_compression { LK_COMPRESSION_NONE, LK_COMPRESSION_GZIP };
 
+/* Body of a Loki push (see exporters/loki_encode.h). */
+enum lk_loki_body { LK_LOKI_BODY_PROTOBUF, LK_LOKI_BODY_JSON };
+
 struct lk_header {
     char *name;
     char *value;
@@ -49,10 +52,42 @@ struct lk_http_receiver_config {
     uint64_t read_timeout_ms;       /* a whole request (headers and body) must arrive within */
 };
 
+/* How a line receiver reads each line (see receivers/lineparse.h). */
+enum lk_lines_format { LK_LINES_AUTO, LK_LINES_JSON, LK_LINES_LOGFMT, LK_LINES_RAW };
+
+/* What a line receiver does when the logs pipeline refuses its lines. */
+enum lk_lines_overflow {
+    LK_LINES_BLOCK, /* stop reading the socket until there is room again */
+    LK_LINES_DROP,  /* drop the lines, counted */
+};
+
+/* receivers: lines: (log lines on one Unix socket) */
+struct lk_lines_receiver_config {
+    char *path;          /* socket file */
+    bool datagram;       /* SOCK_DGRAM, one line per datagram; else a stream */
+    uint32_t mode;       /* permission bits of the socket file */
+    char *owner;         /* user name or uid to chown to; NULL: leave */
+    char *group;         /* group name or gid; NULL: leave */
+    enum lk_lines_format format;
+    char *service_name;  /* when a line names none; NULL: the peer's process name */
+    struct lk_header *labels; /* static labels of every line (name, value) */
+    size_t nlabels;
+    uint64_t max_line_bytes; /* longer lines are truncated */
+    uint32_t max_connections;
+    enum lk_lines_overflow overflow;
+};
+
+enum lk_receiver_type {
+    LK_RECEIVER_OTLP,  /* "otlp" or "otlp/<suffix>" */
+    LK_RECEIVER_LINES, /* "lines" or "lines/<suffix>" */
+};
+
 struct lk_receiver_config {
-    char *name; /* "otlp" or "otlp/<suffix>" */
-    struct lk_grpc_receiver_config grpc;
-    struct lk_http_receiver_config http;
+    char *name;
+    enum lk_receiver_type type;
+    struct lk_grpc_receiver_config grpc;   /* otlp */
+    struct lk_http_receiver_config http;   /* otlp */
+    struct lk_lines_receiver_config lines; /* lines */
 };
 
 struct lk_retry_config {
@@ -79,12 +114,25 @@ struct lk_batch_config {
 enum lk_exporter_type {
     LK_EXPORTER_OTLP,     /* OTLP over gRPC: "otlp" or "otlp/<suffix>" */
     LK_EXPORTER_OTLPHTTP, /* OTLP over HTTP (protobuf): "otlphttp" or "otlphttp/<suffix>" */
+    LK_EXPORTER_LOKI,     /* Loki push API: "loki" or "loki/<suffix>" */
+};
+
+/* loki only */
+struct lk_loki_config {
+    enum lk_loki_body format;
+    char *tenant_id;    /* X-Scope-OrgID; NULL: none */
+    char *username;     /* basic auth, with password; NULL: none */
+    char *password;
+    char *bearer_token; /* NULL: none */
+    char **labels;      /* label names indexed as stream labels */
+    size_t nlabels;
 };
 
 struct lk_exporter_config {
     char *name;     /* "<type>" or "<type>/<suffix>", unique */
     enum lk_exporter_type type;
-    char *endpoint; /* otlp: "host:port"; otlphttp: base URL "http[s]://host:port[/prefix]" */
+    char *endpoint; /* otlp: "host:port"; otlphttp: base URL "http[s]://host:port[/prefix]";
+                       loki: the full push URL */
     /* otlphttp only: full URLs per signal; NULL means endpoint + "/v1/traces" etc. */
     char *signal_endpoints[LK_SIGNAL_COUNT];
     uint64_t timeout_ms;
@@ -96,6 +144,7 @@ struct lk_exporter_config {
     struct lk_queue_config queue;
     struct lk_batch_config batch;
     uint32_t max_concurrency; /* requests in flight */
+    struct lk_loki_config loki;
 };
 
 struct lk_pipeline_config {

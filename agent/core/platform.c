@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/err.h"
@@ -321,6 +322,75 @@ int lk_platform_process_name(int pid, char *buf, size_t len)
 const char *lk_platform_os(void)
 {
     return "unknown";
+}
+
+#endif
+
+/* Shared by every OS: recvmsg with room for one credentials message. */
+static long recv_dgram(int fd, void *buf, size_t len, struct lk_peer_cred *cred,
+                       int *truncated, void *ctl, size_t ctllen)
+{
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl;
+    msg.msg_controllen = (socklen_t)ctllen;
+    ssize_t n;
+    do
+        n = recvmsg(fd, &msg, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? LK_EAGAIN : LK_ESYS;
+    cred->pid = -1;
+    cred->uid = (unsigned)-1;
+    cred->gid = (unsigned)-1;
+    *truncated = (msg.msg_flags & MSG_TRUNC) != 0;
+#if defined(__linux__)
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+            struct ucred uc;
+            memcpy(&uc, CMSG_DATA(c), sizeof(uc));
+            cred->pid = (int)uc.pid;
+            cred->uid = (unsigned)uc.uid;
+            cred->gid = (unsigned)uc.gid;
+        }
+    }
+#endif
+    return (long)((size_t)n > len ? len : (size_t)n);
+}
+
+#if defined(__linux__)
+
+int lk_platform_dgram_creds_enable(int fd)
+{
+    int on = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) == 0 ? 0 : LK_ESYS;
+}
+
+long lk_platform_recv_dgram(int fd, void *buf, size_t len, struct lk_peer_cred *cred,
+                            int *truncated)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(struct ucred))];
+    } ctl;
+    return recv_dgram(fd, buf, len, cred, truncated, &ctl, sizeof(ctl));
+}
+
+#else
+
+int lk_platform_dgram_creds_enable(int fd)
+{
+    return LK_EUNSUPPORTED;
+}
+
+long lk_platform_recv_dgram(int fd, void *buf, size_t len, struct lk_peer_cred *cred,
+                            int *truncated)
+{
+    return recv_dgram(fd, buf, len, cred, truncated, NULL, 0);
 }
 
 #endif

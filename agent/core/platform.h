@@ -39,6 +39,24 @@ struct lk_peer_cred {
 int lk_platform_peer_cred(int fd, struct lk_peer_cred *out);
 
 /*
+ * Datagram Unix sockets carry no connection to ask for credentials, so each
+ * datagram brings its sender's (Linux: SO_PASSCRED / SCM_CREDENTIALS).
+ * lk_platform_dgram_creds_enable asks for them on the bound socket |fd|;
+ * returns 0 or LK_EUNSUPPORTED where the OS does not give them (macOS).
+ */
+int lk_platform_dgram_creds_enable(int fd);
+
+/*
+ * Receives one datagram from the non-blocking socket |fd| into |buf| (|len|
+ * bytes). Returns its length (at most |len|), with |*truncated| set when it
+ * was longer and the rest was discarded, and |*cred| the sender's pid and
+ * uid (pid -1 when unknown). Returns LK_EAGAIN when nothing is waiting, or
+ * LK_ESYS.
+ */
+long lk_platform_recv_dgram(int fd, void *buf, size_t len, struct lk_peer_cred *cred,
+                            int *truncated);
+
+/*
  * Writes the short command name of process |pid| (at most |len| - 1 bytes,
  * NUL-terminated) into |buf|. Returns 0, LK_ENOENT (no such process),
  * LK_EINVAL (|len| is 0), LK_ESYS or LK_EUNSUPPORTED.

@@ -446,13 +446,13 @@ END_TEST
 START_TEST(unknown_component_types)
 {
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  zipkin: {}\n" TAIL),
-                NAME ":3:3: unknown exporter type 'zipkin' (known: otlp, otlphttp)");
+                NAME ":3:3: unknown exporter type 'zipkin' (known: otlp, otlphttp, loki)");
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otpl/x: {}\n" TAIL),
-                NAME ":3:3: unknown exporter type 'otpl' (known: otlp, otlphttp); did you mean 'otlp'?");
+                NAME ":3:3: unknown exporter type 'otpl' (known: otlp, otlphttp, loki); did you mean 'otlp'?");
     assert_only(errors_of("receivers: {loki: {}}\n"
                           "exporters: {otlp: {endpoint: \"h:1\"}}\n"
                           "pipelines: {traces: {receivers: [loki], exporters: [otlp]}}\n"),
-                NAME ":1:13: unknown receiver type 'loki' (known: otlp)");
+                NAME ":1:13: unknown receiver type 'loki' (known: otlp, lines)");
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlp/: {}\n" TAIL),
                 NAME ":3:3: exporter name 'otlp/' needs a name after the '/'");
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlp/a b: {}\n" TAIL),
@@ -1069,7 +1069,7 @@ START_TEST(pipeline_suggestions)
                         "pipelines:\n"
                         "  trace: {receivers: [otlp], exporters: [otlp/jaeger]}\n"
                         "  logs: {receivers: [otpl], exporters: [zipkin]}\n");
-    ASSERT_LINE(e, NAME ":2:45: unknown exporter type 'zipkin' (known: otlp, otlphttp)");
+    ASSERT_LINE(e, NAME ":2:45: unknown exporter type 'zipkin' (known: otlp, otlphttp, loki)");
     ASSERT_LINE(e, NAME ":4:3: unknown pipeline 'trace' (known: traces, metrics, logs); "
                        "did you mean 'traces'?");
     ASSERT_LINE(e, NAME ":5:22: pipelines.logs.receivers: unknown receiver 'otpl'; did you "
@@ -1505,7 +1505,7 @@ START_TEST(otlphttp_exporter_checks)
                      "tls.enabled: true or use an https:// endpoint");
     /* Per-signal URLs belong to otlphttp only. */
     assert_only(exporter_err(EP "    traces_endpoint: http://h/t\n"),
-                NAME ":4:5: unknown key 'traces_endpoint' in exporters.otlp");
+                NAME ":4:5: unknown key 'traces_endpoint' in exporters.otlp (only otlphttp exporters have it)");
     /* HTTP header names: tokens of any case, not the ones lookout sets, once each. */
     char *e = otlphttp_err("    endpoint: http://h\n"
                            "    headers:\n"
@@ -1534,7 +1534,7 @@ START_TEST(otlphttp_exporter_checks)
     free(e);
     /* Type names: otlphttp/<suffix> follows the same rules. */
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlphtp/x: {}\n" TAIL),
-                NAME ":3:3: unknown exporter type 'otlphtp' (known: otlp, otlphttp); did you mean "
+                NAME ":3:3: unknown exporter type 'otlphtp' (known: otlp, otlphttp, loki); did you mean "
                      "'otlphttp'?");
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlphttp/: {}\n" TAIL),
                 NAME ":3:3: exporter name 'otlphttp/' needs a name after the '/'");
@@ -1542,7 +1542,7 @@ START_TEST(otlphttp_exporter_checks)
     assert_only(errors_of("receivers: {otlphttp: {}}\n"
                           "exporters: {otlp: {endpoint: \"h:1\"}}\n"
                           "pipelines: {traces: {receivers: [otlphttp], exporters: [otlp]}}\n"),
-                NAME ":1:13: unknown receiver type 'otlphttp' (known: otlp)");
+                NAME ":1:13: unknown receiver type 'otlphttp' (known: otlp, lines)");
 }
 END_TEST
 

@@ -1,0 +1,1028 @@
+/*
+ * Line receiver. Each read callback frames what arrived into lines, encodes
+ * them straight into one OTLP ExportLogsServiceRequest (a ResourceLogs per
+ * run of lines with the same service and sender) and offers that item to the
+ * logs pipeline. When the pipeline refuses and the policy is block, the item
+ * is kept and the socket is no longer read until a timer gets it accepted:
+ * the kernel buffer fills and writers block, so nothing is lost.
+ */
+#include "receivers/lines.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/utf8.h"
+#include "pipeline/item.h"
+
+#define REQ_MAX (256u * 1024 * 1024) /* bytes of one request being built */
+#define MIN_READ_BUF (64u * 1024)    /* a connection's buffer may grow to this
+                                        even when lines are limited to less */
+#define FIRST_READ_BUF (16u * 1024)
+#define DGRAMS_PER_WAKEUP 512        /* then yield to the rest of the loop */
+#define RETRY_MS 10                  /* re-offer a refused item this often */
+
+/* ---- protobuf writing ---- */
+
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2 };
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static uint8_t *put_tag(uint8_t *p, uint32_t field, uint32_t wt)
+{
+    return put_varint(p, (uint64_t)field << 3 | wt);
+}
+
+static uint8_t *put_len_field(uint8_t *p, uint32_t field, const void *data, size_t n)
+{
+    p = put_tag(p, field, WT_LEN);
+    p = put_varint(p, n);
+    memcpy(p, data, n);
+    return p + n;
+}
+
+static uint8_t *put_fixed64(uint8_t *p, uint32_t field, uint64_t v)
+{
+    p = put_tag(p, field, WT_I64);
+    for (int i = 0; i < 8; i++)
+        *p++ = (uint8_t)(v >> (8 * i));
+    return p;
+}
+
+/* Size of a length-delimited field with a one-byte tag (field < 16). */
+static size_t len_field_size(size_t n)
+{
+    return 1 + varint_len(n) + n;
+}
+
+/* Appends a Resource attribute (field 1, KeyValue) with a string value. */
+static int put_kv_string(lk_buf *b, const char *key, const char *val, size_t vlen)
+{
+    size_t klen = strlen(key);
+    size_t any = len_field_size(vlen);                    /* string_value = 1 */
+    size_t kv = len_field_size(klen) + len_field_size(any); /* key = 1, value = 2 */
+    int rc = lk_buf_reserve(b, len_field_size(kv));
+    if (rc < 0)
+        return rc;
+    uint8_t *p = b->data + b->len;
+    p = put_tag(p, 1, WT_LEN);
+    p = put_varint(p, kv);
+    p = put_len_field(p, 1, key, klen);
+    p = put_tag(p, 2, WT_LEN);
+    p = put_varint(p, any);
+    p = put_len_field(p, 1, val, vlen);
+    b->len = (size_t)(p - b->data);
+    return 0;
+}
+
+/* Appends a Resource attribute with an int value (int_value = 3). */
+static int put_kv_int(lk_buf *b, const char *key, int64_t v)
+{
+    size_t klen = strlen(key);
+    size_t any = 1 + varint_len((uint64_t)v);
+    size_t kv = len_field_size(klen) + len_field_size(any);
+    int rc = lk_buf_reserve(b, len_field_size(kv));
+    if (rc < 0)
+        return rc;
+    uint8_t *p = b->data + b->len;
+    p = put_tag(p, 1, WT_LEN);
+    p = put_varint(p, kv);
+    p = put_len_field(p, 1, key, klen);
+    p = put_tag(p, 2, WT_LEN);
+    p = put_varint(p, any);
+    p = put_tag(p, 3, WT_VARINT);
+    p = put_varint(p, (uint64_t)v);
+    b->len = (size_t)(p - b->data);
+    return 0;
+}
+
+/* ---- the encoder ---- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int lk_lines_encoder_init(struct lk_lines_encoder *e,
+                          const struct lk_lines_receiver_config *cfg,
+                          const char *host, const char *source)
+{
+    memset(e, 0, sizeof(*e));
+    lk_buf_init(&e->req, REQ_MAX);
+    lk_buf_init(&e->recs, REQ_MAX);
+    lk_buf_init(&e->tmp, REQ_MAX);
+    lk_buf_init(&e->static_attrs, 1024 * 1024);
+    e->format = (enum lk_line_format)cfg->format;
+    if (cfg->service_name != NULL && cfg->service_name[0] != '\0')
+        e->fallback_service = cfg->service_name;
+
+    int rc = put_kv_string(&e->static_attrs, "host.name", host, strlen(host));
+    if (rc == 0)
+        rc = put_kv_string(&e->static_attrs, "lookout.source", source, strlen(source));
+    lk_buf hint;
+    lk_buf_init(&hint, 64 * 1024);
+    for (size_t i = 0; rc == 0 && i < cfg->nlabels; i++) {
+        const struct lk_header *l = &cfg->labels[i];
+        rc = put_kv_string(&e->static_attrs, l->name, l->value, strlen(l->value));
+        if (rc == 0 && i > 0)
+            rc = lk_buf_append(&hint, ",", 1);
+        if (rc == 0)
+            rc = lk_buf_append_str(&hint, l->name);
+    }
+    /* The exporter makes labels of the keys this attribute names. */
+    if (rc == 0 && hint.len > 0)
+        rc = put_kv_string(&e->static_attrs, "loki.resource.labels",
+                           (const char *)hint.data, hint.len);
+    lk_buf_fini(&hint);
+    if (rc < 0)
+        lk_lines_encoder_fini(e);
+    return rc;
+}
+
+void lk_lines_encoder_fini(struct lk_lines_encoder *e)
+{
+    lk_buf_fini(&e->req);
+    lk_buf_fini(&e->recs);
+    lk_buf_fini(&e->tmp);
+    lk_buf_fini(&e->static_attrs);
+}
+
+void lk_lines_encoder_reset(struct lk_lines_encoder *e)
+{
+    lk_buf_reset(&e->req);
+    lk_buf_reset(&e->recs);
+    e->nrecs = 0;
+    e->open_recs = 0;
+}
+
+/* Writes the open run of records as one ResourceLogs into the request. */
+static int close_resource(struct lk_lines_encoder *e)
+{
+    if (e->open_recs == 0)
+        return 0;
+    lk_buf *res = &e->tmp;
+    lk_buf_reset(res);
+    int rc = lk_buf_append(res, e->static_attrs.data, e->static_attrs.len);
+    if (rc == 0)
+        rc = put_kv_string(res, "service.name", e->service, e->service_len);
+    if (rc == 0 && e->origin.cred.pid > 0)
+        rc = put_kv_int(res, "process.pid", e->origin.cred.pid);
+    if (rc == 0 && e->origin.cred.uid != (unsigned)-1)
+        rc = put_kv_int(res, "process.user.id", (int64_t)e->origin.cred.uid);
+    if (rc == 0 && e->origin_name[0] != '\0')
+        rc = put_kv_string(res, "process.executable.name", e->origin_name,
+                           strlen(e->origin_name));
+    if (rc < 0)
+        return rc;
+    /* ResourceLogs { resource = 1 { attributes }, scope_logs = 2 { log_records } } */
+    size_t rl = len_field_size(res->len) + len_field_size(e->recs.len);
+    rc = lk_buf_reserve(&e->req, len_field_size(rl));
+    if (rc < 0)
+        return rc;
+    uint8_t *p = e->req.data + e->req.len;
+    p = put_tag(p, 1, WT_LEN); /* ExportLogsServiceRequest.resource_logs */
+    p = put_varint(p, rl);
+    p = put_len_field(p, 1, res->data, res->len);
+    p = put_len_field(p, 2, e->recs.data, e->recs.len);
+    e->req.len = (size_t)(p - e->req.data);
+    lk_buf_reset(&e->recs);
+    e->open_recs = 0;
+    return 0;
+}
+
+static bool same_origin(const struct lk_lines_encoder *e, const struct lk_lines_origin *o)
+{
+    return e->origin.cred.pid == o->cred.pid && e->origin.cred.uid == o->cred.uid &&
+           strcmp(e->origin_name, o->process_name) == 0;
+}
+
+/* Copies |p| into |out| with every invalid UTF-8 sequence replaced by
+ * U+FFFD. */
+static int repair_utf8(lk_buf *out, const uint8_t *p, size_t n)
+{
+    static const uint8_t fffd[3] = {0xef, 0xbf, 0xbd};
+    lk_buf_reset(out);
+    int rc = lk_buf_reserve(out, n + n / 2 + 3);
+    size_t i = 0;
+    while (rc == 0 && i < n) {
+        size_t run = i;
+        while (run < n && p[run] < 0x80)
+            run++;
+        size_t k = run > i ? 0 : lk_utf8_seq_len(p + i, n - i);
+        if (run > i) {
+            rc = lk_buf_append(out, p + i, run - i);
+            i = run;
+        } else if (k > 0) {
+            rc = lk_buf_append(out, p + i, k);
+            i += k;
+        } else {
+            rc = lk_buf_append(out, fffd, sizeof(fffd));
+            i++;
+        }
+    }
+    return rc;
+}
+
+int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origin *o,
+                         const uint8_t *line, size_t len, uint64_t received_ns)
+{
+    struct lk_line_fields f;
+    lk_line_parse(e->format, line, len, &f);
+
+    const char *svc = f.service;
+    size_t svc_len = f.service_len;
+    if (svc_len == 0 && e->fallback_service != NULL) {
+        svc = e->fallback_service;
+        svc_len = strlen(svc);
+    }
+    if (svc_len == 0 && o->process_name[0] != '\0') {
+        svc = o->process_name;
+        svc_len = strlen(svc);
+    }
+    if (svc_len == 0) {
+        svc = "unknown_service";
+        svc_len = strlen(svc);
+    }
+    if (svc_len >= sizeof(e->service))
+        svc_len = sizeof(e->service) - 1;
+
+    int rc;
+    if (e->open_recs > 0 &&
+        (svc_len != e->service_len || memcmp(svc, e->service, svc_len) != 0 ||
+         !same_origin(e, o))) {
+        rc = close_resource(e);
+        if (rc < 0)
+            return rc;
+    }
+    if (e->open_recs == 0) {
+        memcpy(e->service, svc, svc_len);
+        e->service[svc_len] = '\0';
+        e->service_len = svc_len;
+        e->origin = *o;
+        snprintf(e->origin_name, sizeof(e->origin_name), "%s", o->process_name);
+        e->origin.process_name = e->origin_name;
+    }
+
+    const uint8_t *body = line;
+    size_t blen = len;
+    if (!lk_utf8_is_valid(line, len)) {
+        rc = repair_utf8(&e->tmp, line, len);
+        if (rc < 0)
+            return rc;
+        body = e->tmp.data;
+        blen = e->tmp.len;
+        e->invalid_utf8++;
+    }
+
+    /* LogRecord: time_unix_nano = 1, severity_number = 2, severity_text = 3,
+     * body = 5 { string_value = 1 }, trace_id = 9, span_id = 10,
+     * observed_time_unix_nano = 11. */
+    size_t any = len_field_size(blen);
+    size_t rec = 9 /* observed */ + len_field_size(any);
+    if (f.time_ns != 0)
+        rec += 9;
+    if (f.severity_number != 0)
+        rec += 1 + varint_len((uint64_t)f.severity_number);
+    if (f.level_len != 0)
+        rec += len_field_size(f.level_len);
+    if (f.has_trace_id)
+        rec += len_field_size(16);
+    if (f.has_span_id)
+        rec += len_field_size(8);
+    rc = lk_buf_reserve(&e->recs, len_field_size(rec));
+    if (rc < 0)
+        return rc;
+    uint8_t *p = e->recs.data + e->recs.len;
+    p = put_tag(p, 2, WT_LEN); /* ScopeLogs.log_records */
+    p = put_varint(p, rec);
+    if (f.time_ns != 0)
+        p = put_fixed64(p, 1, f.time_ns);
+    if (f.severity_number != 0) {
+        p = put_tag(p, 2, WT_VARINT);
+        p = put_varint(p, (uint64_t)f.severity_number);
+    }
+    if (f.level_len != 0)
+        p = put_len_field(p, 3, f.level, f.level_len);
+    p = put_tag(p, 5, WT_LEN);
+    p = put_varint(p, any);
+    p = put_len_field(p, 1, body, blen);
+    if (f.has_trace_id)
+        p = put_len_field(p, 9, f.trace_id, 16);
+    if (f.has_span_id)
+        p = put_len_field(p, 10, f.span_id, 8);
+    p = put_fixed64(p, 11, received_ns);
+    e->recs.len = (size_t)(p - e->recs.data);
+    e->open_recs++;
+    e->nrecs++;
+    return 0;
+}
+
+uint32_t lk_lines_encoder_finish(struct lk_lines_encoder *e, const uint8_t **data,
+                                 size_t *len)
+{
+    if (close_resource(e) < 0) {
+        /* Out of memory for the last run: what is complete still goes. */
+        e->nrecs -= e->open_recs;
+        lk_buf_reset(&e->recs);
+        e->open_recs = 0;
+    }
+    *data = e->req.data;
+    *len = e->req.len;
+    return e->nrecs;
+}
+
+/* ---- the receiver ---- */
+
+struct conn {
+    uv_pipe_t h;
+    lk_lines *r;
+    struct conn *prev, *next;
+    struct lk_lines_origin origin;
+    char pname[64];
+    uint8_t *buf; /* bytes after the last complete line */
+    size_t len, cap;
+    bool discarding; /* inside the cut-off tail of an over-long line */
+    bool ended;      /* EOF or error seen: close once |pending| is taken */
+    bool closing;
+    lk_item *pending; /* refused, waiting for room (block policy) */
+};
+
+struct lk_lines {
+    uv_loop_t *loop;
+    char *name;
+    char *path;
+    bool datagram;
+    uint64_t max_line;
+    size_t buf_limit;
+    uint32_t max_conns;
+    enum lk_lines_overflow overflow;
+    lk_pipeline *logs;
+    struct lk_lines_encoder enc;
+
+    uv_pipe_t listener; /* stream */
+    uv_poll_t poll;     /* datagram */
+    int dgram_fd;
+    bool handle_open;
+    uint8_t *dgram_buf;
+    lk_item *dgram_pending;
+    int dgram_pid; /* whose name dgram_pname holds */
+    char dgram_pname[64];
+
+    struct conn *conns;
+    uint32_t nconns;
+    uv_timer_t retry;
+    bool closing;
+    int open; /* handles not yet closed */
+    void (*done)(void *);
+    void *done_arg;
+
+    lk_counter *accepted;
+    lk_counter *refused;
+    lk_counter *dropped;
+    lk_counter *truncated;
+    lk_counter *invalid_utf8;
+    lk_counter *paused;
+    lk_counter *conn_refused;
+    lk_gauge *conn_gauge;
+    uint64_t invalid_seen; /* enc.invalid_utf8 already counted */
+};
+
+static void part_closed(lk_lines *r);
+static void retry_cb(uv_timer_t *t);
+
+static void count_invalid(lk_lines *r)
+{
+    lk_counter_add(r->invalid_utf8, r->enc.invalid_utf8 - r->invalid_seen);
+    r->invalid_seen = r->enc.invalid_utf8;
+}
+
+/*
+ * Offers |it| (the reference is taken over). Returns true when the item is
+ * gone (accepted, or dropped under the drop policy or while closing) and
+ * false when the caller must keep it and stop reading.
+ */
+static bool offer(lk_lines *r, lk_item *it)
+{
+    int rc = lk_pipeline_submit(r->logs, it);
+    if (rc == 0) {
+        lk_counter_add(r->accepted, it->count);
+        lk_item_unref(it);
+        return true;
+    }
+    if (r->overflow == LK_LINES_BLOCK && !r->closing)
+        return false;
+    lk_counter_add(r->refused, it->count);
+    lk_counter_add(r->dropped, it->count);
+    lk_item_unref(it);
+    return true;
+}
+
+/* Turns what the encoder holds into an item. NULL when it holds nothing or
+ * memory ran out (the lines are then counted as dropped). */
+static lk_item *take_item(lk_lines *r)
+{
+    const uint8_t *data;
+    size_t len;
+    uint32_t n = lk_lines_encoder_finish(&r->enc, &data, &len);
+    lk_item *it = NULL;
+    if (n > 0) {
+        it = lk_item_create(LK_SIGNAL_LOGS, n, uv_now(r->loop), data, len);
+        if (it == NULL) {
+            lk_counter_add(r->dropped, n);
+            lk_log(LK_LOG_WARN, "out of memory, lines dropped",
+                   LK_S("receiver", r->name) LK_U("lines", n));
+        }
+    }
+    lk_lines_encoder_reset(&r->enc);
+    count_invalid(r);
+    return it;
+}
+
+/* |n| shortened, when the bytes end inside a UTF-8 sequence (because the
+ * line was cut), to end before that sequence. */
+static size_t trim_partial_utf8(const uint8_t *p, size_t n)
+{
+    size_t k = n, back = 0;
+    while (k > 0 && back < 3 && (p[k - 1] & 0xc0) == 0x80) {
+        k--;
+        back++;
+    }
+    if (k == 0)
+        return n;
+    uint8_t lead = p[k - 1];
+    size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+    return need > 1 && back + 1 < need ? k - 1 : n;
+}
+
+static void emit(lk_lines *r, const struct lk_lines_origin *o, const uint8_t *p,
+                 size_t n, uint64_t now)
+{
+    if (n > r->max_line) {
+        n = trim_partial_utf8(p, r->max_line);
+        lk_counter_add(r->truncated, 1);
+    } else if (n > 0 && p[n - 1] == '\r') {
+        n--;
+    }
+    if (n == 0)
+        return; /* an empty line is no log */
+    if (lk_lines_encoder_add(&r->enc, o, p, n, now) < 0) {
+        lk_counter_add(r->dropped, 1);
+        lk_log(LK_LOG_WARN, "out of memory, line dropped", LK_S("receiver", r->name));
+    }
+}
+
+/* Frames the buffered bytes of |c| into lines; with |at_end| a partial last
+ * line counts too. Keeps the unfinished line at the start of the buffer. */
+static void frame(struct conn *c, bool at_end)
+{
+    lk_lines *r = c->r;
+    uint8_t *p = c->buf, *end = c->buf + c->len;
+    uint64_t now = now_ns();
+
+    while (p < end) {
+        uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            break;
+        if (c->discarding)
+            c->discarding = false;
+        else
+            emit(r, &c->origin, p, (size_t)(nl - p), now);
+        p = nl + 1;
+    }
+    size_t rest = (size_t)(end - p);
+    if (c->discarding) {
+        rest = 0;
+    } else if (rest > r->max_line) {
+        emit(r, &c->origin, p, rest, now);
+        c->discarding = true;
+        rest = 0;
+    } else if (at_end && rest > 0) {
+        emit(r, &c->origin, p, rest, now);
+        rest = 0;
+    }
+    memmove(c->buf, p, rest);
+    c->len = rest;
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    lk_lines *r = c->r;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        r->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    r->nconns--;
+    lk_gauge_add(r->conn_gauge, -1);
+    lk_item_unref(c->pending);
+    free(c->buf);
+    free(c);
+    part_closed(r);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->r->open++;
+    uv_close((uv_handle_t *)&c->h, conn_closed);
+}
+
+static void arm_retry(lk_lines *r)
+{
+    if (!uv_is_active((uv_handle_t *)&r->retry))
+        uv_timer_start(&r->retry, retry_cb, RETRY_MS, RETRY_MS);
+}
+
+/* Offers what was framed; on refusal keeps it and stops reading. */
+static void submit_conn(struct conn *c)
+{
+    lk_lines *r = c->r;
+    lk_item *it = take_item(r);
+    if (it == NULL || offer(r, it)) {
+        if (c->ended)
+            conn_close(c);
+        return;
+    }
+    c->pending = it;
+    uv_read_stop((uv_stream_t *)&c->h);
+    lk_counter_add(r->paused, 1);
+    arm_retry(r);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+    lk_lines *r = c->r;
+    if (c->cap - c->len < FIRST_READ_BUF / 4 && c->cap < r->buf_limit) {
+        size_t ncap = c->cap == 0 ? FIRST_READ_BUF : 2 * c->cap;
+        if (ncap > r->buf_limit)
+            ncap = r->buf_limit;
+        uint8_t *nb = realloc(c->buf, ncap);
+        if (nb != NULL) {
+            c->buf = nb;
+            c->cap = ncap;
+        }
+    }
+    b->base = c->buf == NULL ? NULL : (char *)c->buf + c->len;
+    b->len = c->buf == NULL ? 0 : c->cap - c->len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+    if (nread > 0) {
+        c->len += (size_t)nread;
+        frame(c, false);
+        submit_conn(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (nread != UV_EOF)
+        lk_log(LK_LOG_DEBUG, "line connection error", LK_S("receiver", c->r->name)
+               LK_S("error", uv_strerror((int)nread)));
+    uv_read_stop(s);
+    c->ended = true;
+    frame(c, true);
+    submit_conn(c);
+}
+
+static void peer_of(int fd, struct lk_lines_origin *o, char *name, size_t namelen)
+{
+    name[0] = '\0';
+    o->process_name = name;
+    if (lk_platform_peer_cred(fd, &o->cred) < 0) {
+        o->cred.pid = -1;
+        o->cred.uid = (unsigned)-1;
+        o->cred.gid = (unsigned)-1;
+        return;
+    }
+    if (o->cred.pid > 0 && lk_platform_process_name(o->cred.pid, name, namelen) < 0)
+        name[0] = '\0';
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    lk_lines *r = server->data;
+    if (status < 0 || r->closing)
+        return;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    c->r = r;
+    uv_pipe_init(r->loop, &c->h, 0);
+    c->h.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->h) != 0) {
+        uv_close((uv_handle_t *)&c->h, (uv_close_cb)free);
+        return;
+    }
+    if (r->nconns >= r->max_conns) {
+        lk_counter_add(r->conn_refused, 1);
+        uv_close((uv_handle_t *)&c->h, (uv_close_cb)free);
+        return;
+    }
+    c->next = r->conns;
+    if (r->conns != NULL)
+        r->conns->prev = c;
+    r->conns = c;
+    r->nconns++;
+    lk_gauge_add(r->conn_gauge, 1);
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->h, &fd) == 0)
+        peer_of(fd, &c->origin, c->pname, sizeof(c->pname));
+    else
+        peer_of(-1, &c->origin, c->pname, sizeof(c->pname));
+    uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read);
+}
+
+/* ---- datagrams ---- */
+
+static void dgram_submit(lk_lines *r)
+{
+    lk_item *it = take_item(r);
+    if (it == NULL || offer(r, it))
+        return;
+    r->dgram_pending = it;
+    uv_poll_stop(&r->poll);
+    lk_counter_add(r->paused, 1);
+    arm_retry(r);
+}
+
+static void on_dgram(uv_poll_t *h, int status, int events)
+{
+    lk_lines *r = h->data;
+    if (status < 0) {
+        lk_log(LK_LOG_WARN, "datagram socket error", LK_S("receiver", r->name)
+               LK_S("error", uv_strerror(status)));
+        return;
+    }
+    uint64_t now = now_ns();
+    for (int i = 0; i < DGRAMS_PER_WAKEUP; i++) {
+        struct lk_lines_origin o;
+        int truncated = 0;
+        long n = lk_platform_recv_dgram(r->dgram_fd, r->dgram_buf, r->max_line,
+                                        &o.cred, &truncated);
+        if (n < 0) {
+            if (n != LK_EAGAIN)
+                lk_log(LK_LOG_WARN, "datagram receive failed", LK_S("receiver", r->name)
+                       LK_S("error", strerror(errno)));
+            break;
+        }
+        size_t len = (size_t)n;
+        if (truncated) {
+            lk_counter_add(r->truncated, 1);
+            len = trim_partial_utf8(r->dgram_buf, len);
+        } else if (len > 0 && r->dgram_buf[len - 1] == '\n') {
+            len--;
+        }
+        if (o.cred.pid != r->dgram_pid) {
+            r->dgram_pid = o.cred.pid;
+            if (o.cred.pid <= 0 || lk_platform_process_name(o.cred.pid, r->dgram_pname,
+                                                             sizeof(r->dgram_pname)) < 0)
+                r->dgram_pname[0] = '\0';
+        }
+        o.process_name = r->dgram_pname;
+        if (len > 0 && r->dgram_buf[len - 1] == '\r')
+            len--;
+        if (len > 0 && lk_lines_encoder_add(&r->enc, &o, r->dgram_buf, len, now) < 0)
+            lk_counter_add(r->dropped, 1);
+    }
+    dgram_submit(r);
+}
+
+/* ---- retrying refused items ---- */
+
+static void retry_cb(uv_timer_t *t)
+{
+    lk_lines *r = t->data;
+    bool waiting = false;
+    for (struct conn *c = r->conns; c != NULL; c = c->next) {
+        if (c->pending == NULL || c->closing)
+            continue;
+        if (!offer(r, c->pending)) {
+            waiting = true;
+            continue;
+        }
+        c->pending = NULL;
+        if (c->ended)
+            conn_close(c);
+        else
+            uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read);
+    }
+    if (r->dgram_pending != NULL) {
+        if (offer(r, r->dgram_pending)) {
+            r->dgram_pending = NULL;
+            uv_poll_start(&r->poll, UV_READABLE, on_dgram);
+        } else {
+            waiting = true;
+        }
+    }
+    if (!waiting)
+        uv_timer_stop(t);
+}
+
+/* ---- start and close ---- */
+
+static int resolve_ids(const struct lk_lines_receiver_config *cfg, uid_t *uid, gid_t *gid)
+{
+    *uid = (uid_t)-1;
+    *gid = (gid_t)-1;
+    if (cfg->owner != NULL) {
+        char *end;
+        unsigned long v = strtoul(cfg->owner, &end, 10);
+        struct passwd *pw = getpwnam(cfg->owner);
+        if (pw != NULL)
+            *uid = pw->pw_uid;
+        else if (*end == '\0' && end != cfg->owner)
+            *uid = (uid_t)v;
+        else {
+            lk_log(LK_LOG_ERROR, "unknown user for the socket owner",
+                   LK_S("owner", cfg->owner));
+            return LK_EINVAL;
+        }
+    }
+    if (cfg->group != NULL) {
+        char *end;
+        unsigned long v = strtoul(cfg->group, &end, 10);
+        struct group *gr = getgrnam(cfg->group);
+        if (gr != NULL)
+            *gid = gr->gr_gid;
+        else if (*end == '\0' && end != cfg->group)
+            *gid = (gid_t)v;
+        else {
+            lk_log(LK_LOG_ERROR, "unknown group for the socket group",
+                   LK_S("group", cfg->group));
+            return LK_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Creates the bound socket at |path|: bound under a temporary name, given
+ * its mode and owner there, then renamed into place, so no client can
+ * connect while the permissions are still the umask's.
+ */
+static int make_socket(lk_lines *r, const struct lk_lines_receiver_config *cfg,
+                       int *out)
+{
+    uid_t uid;
+    gid_t gid;
+    int rc = resolve_ids(cfg, &uid, &gid);
+    if (rc < 0)
+        return rc;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.~", r->path);
+    if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+        return LK_EINVAL;
+    const char *what = "socket";
+    int fd = socket(AF_UNIX, r->datagram ? SOCK_DGRAM : SOCK_STREAM, 0);
+    if (fd < 0)
+        goto fail;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    unlink(sa.sun_path);
+    what = "bind";
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        goto fail_fd;
+    what = "chmod";
+    if (chmod(sa.sun_path, (mode_t)cfg->mode) != 0)
+        goto fail_unlink;
+    what = "chown";
+    if ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(sa.sun_path, uid, gid) != 0)
+        goto fail_unlink;
+    what = "listen";
+    if (!r->datagram && listen(fd, 128) != 0)
+        goto fail_unlink;
+    what = "rename";
+    if (rename(sa.sun_path, r->path) != 0)
+        goto fail_unlink;
+    if (r->datagram && lk_platform_dgram_creds_enable(fd) == LK_ESYS)
+        lk_log(LK_LOG_WARN, "cannot get senders' credentials on the datagram socket",
+               LK_S("receiver", r->name) LK_S("error", strerror(errno)));
+    *out = fd;
+    return 0;
+
+fail_unlink:
+    unlink(sa.sun_path);
+fail_fd:
+    close(fd);
+fail:
+    lk_log(LK_LOG_ERROR, "cannot create the line socket", LK_S("receiver", r->name)
+           LK_S("path", r->path) LK_S("op", what) LK_S("error", strerror(errno)));
+    return LK_ESYS;
+}
+
+static void register_metrics(lk_lines *r, lk_metrics *m)
+{
+    char labels[256], drop_labels[320];
+    snprintf(labels, sizeof(labels), "receiver=\"%s\",transport=\"%s\"", r->name,
+             r->datagram ? "unixgram" : "unix");
+    snprintf(drop_labels, sizeof(drop_labels),
+             "signal=\"logs\",reason=\"pipeline_full\",receiver=\"%s\"", r->name);
+    r->accepted = lk_metrics_counter(m, "lookout_receiver_accepted_log_records_total",
+                                     "log_records accepted and queued.", labels);
+    r->refused = lk_metrics_counter(m, "lookout_receiver_refused_log_records_total",
+                                    "log_records refused because the pipeline was full.",
+                                    labels);
+    r->dropped = lk_metrics_counter(m, "lookout_dropped_items_total",
+                                    "Items (spans, points, records) dropped, by reason.",
+                                    drop_labels);
+    r->truncated = lk_metrics_counter(m, "lookout_receiver_truncated_lines_total",
+                                      "Lines cut to max_line_bytes.", labels);
+    r->invalid_utf8 = lk_metrics_counter(
+        m, "lookout_receiver_invalid_utf8_lines_total",
+        "Lines whose invalid UTF-8 bytes were replaced with U+FFFD.", labels);
+    r->paused = lk_metrics_counter(
+        m, "lookout_receiver_paused_total",
+        "Times a line socket stopped being read because the pipeline was full.", labels);
+    r->conn_gauge = lk_metrics_gauge(m, "lookout_receiver_connections",
+                                     "Open client connections.", labels);
+    r->conn_refused = lk_metrics_counter(
+        m, "lookout_receiver_connections_refused_total",
+        "Connections closed at once because max_connections was reached.", labels);
+}
+
+int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
+                   const struct lk_lines_receiver_config *cfg, lk_pipeline *logs,
+                   lk_metrics *m)
+{
+    lk_lines *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return LK_ENOMEM;
+    r->loop = loop;
+    r->logs = logs;
+    r->datagram = cfg->datagram;
+    r->max_line = cfg->max_line_bytes;
+    r->buf_limit = r->max_line + 1 > MIN_READ_BUF ? r->max_line + 1 : MIN_READ_BUF;
+    r->max_conns = cfg->max_connections;
+    r->overflow = cfg->overflow;
+    r->dgram_fd = -1;
+    r->dgram_pid = 0;
+    r->name = strdup(name);
+    r->path = strdup(cfg->path);
+    char host[256];
+    size_t hlen = sizeof(host);
+    if (uv_os_gethostname(host, &hlen) != 0)
+        snprintf(host, sizeof(host), "localhost");
+    int rc = LK_ENOMEM;
+    if (r->name == NULL || r->path == NULL)
+        goto err_free;
+    rc = lk_lines_encoder_init(&r->enc, cfg, host, name);
+    if (rc < 0)
+        goto err_free;
+    if (r->datagram && (r->dgram_buf = malloc(r->max_line)) == NULL) {
+        rc = LK_ENOMEM;
+        goto err_enc;
+    }
+    int fd;
+    rc = make_socket(r, cfg, &fd);
+    if (rc < 0)
+        goto err_enc;
+
+    register_metrics(r, m);
+    uv_timer_init(loop, &r->retry);
+    r->retry.data = r;
+    if (r->datagram) {
+        r->dgram_fd = fd;
+        uv_poll_init(loop, &r->poll, fd);
+        r->poll.data = r;
+        uv_poll_start(&r->poll, UV_READABLE, on_dgram);
+    } else {
+        uv_pipe_init(loop, &r->listener, 0);
+        r->listener.data = r;
+        int e = uv_pipe_open(&r->listener, fd);
+        if (e == 0)
+            e = uv_listen((uv_stream_t *)&r->listener, 128, on_connection);
+        if (e != 0) {
+            lk_log(LK_LOG_ERROR, "cannot listen on the line socket",
+                   LK_S("receiver", name) LK_S("error", uv_strerror(e)));
+            /* The loop owns the handles now: close them the normal way. */
+            r->handle_open = true;
+            lk_lines_close(r, NULL, NULL);
+            return LK_ESYS;
+        }
+    }
+    r->handle_open = true;
+    lk_log(LK_LOG_INFO, "line receiver listening", LK_S("receiver", name)
+           LK_S("path", r->path) LK_S("socket_type", r->datagram ? "datagram" : "stream"));
+    *out = r;
+    return 0;
+
+err_enc:
+    lk_lines_encoder_fini(&r->enc);
+err_free:
+    free(r->dgram_buf);
+    free(r->name);
+    free(r->path);
+    free(r);
+    return rc;
+}
+
+static void part_closed(lk_lines *r)
+{
+    if (--r->open > 0 || !r->closing)
+        return;
+    void (*done)(void *) = r->done;
+    void *arg = r->done_arg;
+    count_invalid(r);
+    lk_lines_encoder_fini(&r->enc);
+    free(r->dgram_buf);
+    free(r->name);
+    free(r->path);
+    free(r);
+    if (done != NULL)
+        done(arg);
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    lk_lines *r = h->data;
+    if (r->dgram_fd >= 0)
+        close(r->dgram_fd); /* a poll handle leaves its descriptor open */
+    part_closed(r);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    part_closed(h->data);
+}
+
+void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg)
+{
+    if (r->closing)
+        return;
+    r->closing = true;
+    r->done = done;
+    r->done_arg = arg;
+    r->open++; /* held until every close below has started */
+    unlink(r->path);
+    if (r->handle_open) {
+        r->open++;
+        if (r->datagram) {
+            if (r->dgram_pending != NULL) {
+                offer(r, r->dgram_pending); /* closing: accepted or dropped */
+                r->dgram_pending = NULL;
+            }
+            uv_close((uv_handle_t *)&r->poll, listener_closed);
+        } else {
+            uv_close((uv_handle_t *)&r->listener, listener_closed);
+        }
+        r->open++;
+        uv_close((uv_handle_t *)&r->retry, timer_closed);
+    }
+    /* What each connection holds goes out now, a partial line included;
+     * anything still in the kernel's socket buffer is not read. */
+    for (struct conn *c = r->conns; c != NULL; c = c->next) {
+        if (c->closing)
+            continue;
+        uv_read_stop((uv_stream_t *)&c->h);
+        if (c->pending != NULL) {
+            offer(r, c->pending);
+            c->pending = NULL;
+        }
+        frame(c, true);
+        lk_item *it = take_item(r);
+        if (it != NULL)
+            offer(r, it);
+        conn_close(c);
+    }
+    part_closed(r);
+}

@@ -1,0 +1,82 @@
+/* Line receiver: log lines written by local processes to a Unix socket
+ * (stream: newline-framed; datagram: one line each), turned into OTLP logs
+ * items for the logs pipeline. */
+#ifndef LK_RECEIVERS_LINES_H
+#define LK_RECEIVERS_LINES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/platform.h"
+#include "core/selfmetrics.h"
+#include "pipeline/pipeline.h"
+#include "receivers/lineparse.h"
+
+typedef struct lk_lines lk_lines;
+
+/*
+ * Creates the socket file |cfg->path| (replacing a stale one) with
+ * |cfg->mode|, owner and group, and starts reading. Every chunk of lines read
+ * becomes one ExportLogsServiceRequest item offered to |logs| (borrowed, must
+ * outlive the receiver). |name| and |cfg| are copied. Returns 0, LK_ENOMEM,
+ * LK_EINVAL (unknown owner or group) or LK_ESYS (socket, bind, chown or
+ * listen failed; logged).
+ */
+int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
+                   const struct lk_lines_receiver_config *cfg, lk_pipeline *logs,
+                   lk_metrics *m);
+
+/*
+ * Stops accepting and removes the socket file. Open connections are read to
+ * their end is not waited for: what each has buffered (a partial line
+ * included) is flushed as a last item, then they are closed. |done| runs on
+ * the loop once every handle is closed.
+ */
+void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg);
+
+/* ---- exposed for tests: the encoding of lines into an OTLP request ---- */
+
+/* Where a run of lines came from: becomes the Resource of their ResourceLogs. */
+struct lk_lines_origin {
+    struct lk_peer_cred cred; /* pid -1: unknown */
+    const char *process_name; /* "" when unknown */
+};
+
+/* Builds one ExportLogsServiceRequest from lines. Reused between requests. */
+struct lk_lines_encoder {
+    lk_buf req;  /* the request being built */
+    lk_buf recs; /* LogRecords of the open ResourceLogs */
+    lk_buf tmp;  /* one record, or a repaired line */
+    uint32_t nrecs;    /* records in |req| and |recs| */
+    uint32_t open_recs; /* records in |recs| */
+    char service[LK_LINE_SERVICE_MAX];
+    size_t service_len;
+    struct lk_lines_origin origin;
+    char origin_name[64];
+    /* Attributes every resource of this receiver carries, encoded once:
+     * host.name, lookout.source, static labels, loki.resource.labels. */
+    lk_buf static_attrs;
+    const char *fallback_service; /* config service_name, or NULL */
+    enum lk_line_format format;
+    uint64_t invalid_utf8; /* lines repaired so far */
+};
+
+/* |host| and |source| (the receiver name) and |cfg|'s labels and
+ * service_name are encoded now; nothing of |cfg| is kept. */
+int lk_lines_encoder_init(struct lk_lines_encoder *e,
+                          const struct lk_lines_receiver_config *cfg,
+                          const char *host, const char *source);
+void lk_lines_encoder_fini(struct lk_lines_encoder *e);
+/* Appends one line (no newline) received at |now_ns| from |o|. */
+int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origin *o,
+                         const uint8_t *line, size_t len, uint64_t now_ns);
+/* Closes the request: |*data|/|*len| point into the encoder until the next
+ * lk_lines_encoder_reset. Returns the number of records (0: nothing). */
+uint32_t lk_lines_encoder_finish(struct lk_lines_encoder *e, const uint8_t **data,
+                                 size_t *len);
+void lk_lines_encoder_reset(struct lk_lines_encoder *e);
+
+#endif
