@@ -96,7 +96,7 @@ DEP_TABLE := \
   pc:zlib|zlib1g-dev|zlib pc:check|check|check h:snappy-c.h|libsnappy-dev|snappy \
   h:http_parser.h|libhttp-parser-dev|llhttp bin:protoc|protobuf-compiler|protobuf \
   bin:curl|curl|curl pc:openssl|libssl-dev|openssl
-TEST_DEP_TABLE := py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- \
+TEST_DEP_TABLE := py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- py:snappy|python3-snappy|- \
   bin:promtool|prometheus|prometheus bin:node|nodejs|node bin:npm|npm|-
 
 # Prints the missing entries of DEP_TABLE (and TEST_DEP_TABLE) as "deb|brew".
@@ -131,7 +131,7 @@ deps:
 	  pk=$$(echo "$$miss" | cut -d'|' -f2 | grep -v '^-$$' | sort -u); \
 	  echo "deps: brew install" $$pk; brew install $$pk || exit 1; \
 	  echo "$$miss" | grep -q 'python3-grpcio\|python3-protobuf' && \
-	    echo "deps: tests need Python grpcio and protobuf: python3 -m pip install grpcio protobuf"; \
+	    echo "deps: tests need Python grpcio and protobuf: python3 -m pip install grpcio protobuf python-snappy"; \
 	  exit 0; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 	  pk=$$(echo "$$miss" | cut -d'|' -f1 | sort -u); \

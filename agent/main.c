@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/platform.h"
 #include "core/selfmetrics.h"
+#include "exporters/loki.h"
 #include "exporters/otlp.h"
 #include "exporters/otlphttp.h"
 #include "pipeline/pipeline.h"
@@ -231,6 +232,8 @@ static int build_pipelines(void)
             if (A.exporters[idx] == NULL) {
                 int rc = ec->type == LK_EXPORTER_OTLPHTTP
                              ? lk_otlphttp_exporter_create(&A.exporters[idx], &A.loop, ec)
+                         : ec->type == LK_EXPORTER_LOKI
+                             ? lk_loki_exporter_create(&A.exporters[idx], &A.loop, ec)
                              : lk_otlp_exporter_create(&A.exporters[idx], &A.loop, ec);
                 if (rc < 0) {
                     lk_log(LK_LOG_ERROR, "cannot create exporter",

@@ -1197,9 +1197,10 @@ static void do_lines_receiver(struct ctx *c, const lk__ynode *key,
     if (p->ok && l->path[0] != '/')
         ERR(c, p->val, "%s.path: must be an absolute path, got '%s'", path,
             SHOW(c, l->path));
-    else if (p->ok && strlen(l->path) >= 104)
-        /* sockaddr_un.sun_path: 108 bytes on Linux, 104 on macOS. */
-        ERR(c, p->val, "%s.path: must be shorter than 104 bytes (a Unix socket limit)",
+    else if (p->ok && strlen(l->path) >= 100)
+        /* sockaddr_un.sun_path: 108 bytes on Linux, 104 on macOS, and the
+         * socket is first bound under the path plus ".~". */
+        ERR(c, p->val, "%s.path: must be shorter than 100 bytes (a Unix socket limit)",
             path);
 
     const struct seen *st = SEEN(lines_fields, ls, "socket_type");

@@ -46,6 +46,13 @@ void lk_batch_iov(lk_batch *b, const struct iovec **iov, size_t *iovcnt,
 uint64_t lk_batch_items(const lk_batch *b);
 lk_exporter *lk_batch_exporter(const lk_batch *b);
 /*
+ * Before an LK_EXPORT_OK: the backend took the batch but refused |n| of its
+ * items for |reason| (e.g. Loki's 400 for entries too old). Those are counted
+ * as failed and dropped; the rest as sent. Calls add up.
+ */
+void lk_batch_count_rejected(lk_batch *b, uint64_t n, const char *reason);
+
+/*
  * Reports the attempt's outcome. |retry_after_ms| is the backend's hint
  * (RetryInfo, Retry-After) or -1; |reason| is a short snake_case word used as
  * a metric label for drops (e.g. "invalid_argument"), may be NULL for OK.

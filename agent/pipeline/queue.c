@@ -16,6 +16,7 @@ struct lk_batch {
     struct iovec *iov;
     size_t n;
     uint64_t count;
+    uint64_t rejected; /* of |count|, refused by the backend on success */
     size_t bytes;
     unsigned attempt;
     uint64_t first_ms;  /* loop time of the first attempt */
@@ -366,7 +367,8 @@ void lk_batch_done(lk_batch *b, enum lk_export_result r, int64_t retry_after_ms,
     lk_histogram_observe(q->duration, secs);
 
     if (r == LK_EXPORT_OK) {
-        lk_counter_add(q->sent, b->count);
+        lk_counter_add(q->sent, b->count - b->rejected);
+        lk_counter_add(q->failed, b->rejected);
         batch_release(b);
     } else if (r == LK_EXPORT_PERMANENT) {
         lk_log(LK_LOG_WARN, "export refused by backend, dropping batch",
@@ -400,6 +402,14 @@ void lk_batch_done(lk_batch *b, enum lk_export_result r, int64_t retry_after_ms,
     }
     try_dispatch(q);
     check_drained(q);
+}
+
+void lk_batch_count_rejected(lk_batch *b, uint64_t n, const char *reason)
+{
+    if (n > b->count - b->rejected)
+        n = b->count - b->rejected;
+    b->rejected += n;
+    lk_queue_count_dropped(b->q, n, reason);
 }
 
 enum lk_signal lk_batch_signal(const lk_batch *b)

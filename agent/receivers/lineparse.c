@@ -60,15 +60,18 @@ static bool is_blank(uint8_t c)
     return c == ' ' || c == '\t';
 }
 
+/* Hex digit values plus one (0: not a hex digit). A table: ids are decoded
+ * on almost every traced line. */
+static const uint8_t hex_digit[256] = {
+    ['0'] = 1,   ['1'] = 2,   ['2'] = 3,   ['3'] = 4,   ['4'] = 5,   ['5'] = 6,
+    ['6'] = 7,   ['7'] = 8,   ['8'] = 9,   ['9'] = 10,  ['a'] = 11,  ['b'] = 12,
+    ['c'] = 13,  ['d'] = 14,  ['e'] = 15,  ['f'] = 16,  ['A'] = 11,  ['B'] = 12,
+    ['C'] = 13,  ['D'] = 14,  ['E'] = 15,  ['F'] = 16,
+};
+
 static int hex_val(uint8_t c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return hex_digit[c] - 1;
 }
 
 /* The 16-bit value of 4 hex digits at |p|, or -1. */
@@ -498,18 +501,18 @@ static enum field key_field(const uint8_t *k, size_t n, bool json)
 static bool parse_id(const uint8_t *s, size_t n, uint8_t *id, size_t id_len)
 {
     uint8_t tmp[16];
-    uint8_t any = 0;
+    uint8_t any = 0, bad = 0;
 
     if (s == NULL || n != 2 * id_len)
         return false;
     for (size_t i = 0; i < id_len; i++) {
-        int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        tmp[i] = (uint8_t)(hi << 4 | lo);
+        uint8_t hi = hex_digit[s[2 * i]], lo = hex_digit[s[2 * i + 1]];
+        /* One test after the loop: a zero entry marks a non-hex byte. */
+        bad |= (uint8_t)(hi == 0) | (uint8_t)(lo == 0);
+        tmp[i] = (uint8_t)(((hi - 1) & 0xf) << 4 | ((lo - 1) & 0xf));
         any |= tmp[i];
     }
-    if (any == 0)
+    if (bad || any == 0)
         return false;
     memcpy(id, tmp, id_len);
     return true;

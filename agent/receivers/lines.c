@@ -370,9 +370,7 @@ struct conn {
     struct conn *prev, *next;
     struct lk_lines_origin origin;
     char pname[64];
-    uint8_t *buf; /* bytes after the last complete line */
-    size_t len, cap;
-    bool discarding; /* inside the cut-off tail of an over-long line */
+    struct lk_line_framer framer;
     bool ended;      /* EOF or error seen: close once |pending| is taken */
     bool closing;
     lk_item *pending; /* refused, waiting for room (block policy) */
@@ -384,7 +382,6 @@ struct lk_lines {
     char *path;
     bool datagram;
     uint64_t max_line;
-    size_t buf_limit;
     uint32_t max_conns;
     enum lk_lines_overflow overflow;
     lk_pipeline *logs;
@@ -485,54 +482,113 @@ static size_t trim_partial_utf8(const uint8_t *p, size_t n)
     return need > 1 && back + 1 < need ? k - 1 : n;
 }
 
-static void emit(lk_lines *r, const struct lk_lines_origin *o, const uint8_t *p,
-                 size_t n, uint64_t now)
+/* ---- framing ---- */
+
+void lk_line_framer_init(struct lk_line_framer *f, uint64_t max_line)
 {
-    if (n > r->max_line) {
-        n = trim_partial_utf8(p, r->max_line);
-        lk_counter_add(r->truncated, 1);
-    } else if (n > 0 && p[n - 1] == '\r') {
-        n--;
+    memset(f, 0, sizeof(*f));
+    f->max_line = max_line;
+    f->limit = max_line + 1 > MIN_READ_BUF ? (size_t)max_line + 1 : MIN_READ_BUF;
+}
+
+void lk_line_framer_fini(struct lk_line_framer *f)
+{
+    free(f->buf);
+    f->buf = NULL;
+    f->len = f->cap = 0;
+}
+
+int lk_line_framer_space(struct lk_line_framer *f, uint8_t **p, size_t *n)
+{
+    /* Grows while little room is left; commit keeps len <= max_line, so
+     * at the limit at least one byte is always free. */
+    if (f->cap - f->len < FIRST_READ_BUF / 4 && f->cap < f->limit) {
+        size_t ncap = f->cap == 0 ? FIRST_READ_BUF : 2 * f->cap;
+        if (ncap > f->limit)
+            ncap = f->limit;
+        uint8_t *nb = realloc(f->buf, ncap);
+        if (nb == NULL && f->cap == f->len)
+            return LK_ENOMEM;
+        if (nb != NULL) {
+            f->buf = nb;
+            f->cap = ncap;
+        }
     }
-    if (n == 0)
-        return; /* an empty line is no log */
-    if (lk_lines_encoder_add(&r->enc, o, p, n, now) < 0) {
+    *p = f->buf + f->len;
+    *n = f->cap - f->len;
+    return 0;
+}
+
+static void emit(struct lk_line_framer *f, const uint8_t *p, size_t n, lk_line_cb cb,
+                 void *arg)
+{
+    bool cut = n > f->max_line;
+    if (cut)
+        n = trim_partial_utf8(p, (size_t)f->max_line);
+    else if (n > 0 && p[n - 1] == '\r')
+        n--;
+    if (n > 0) /* an empty line is no log */
+        cb(arg, p, n, cut);
+}
+
+void lk_line_framer_commit(struct lk_line_framer *f, size_t n, bool at_end,
+                           lk_line_cb cb, void *arg)
+{
+    f->len += n;
+    uint8_t *p = f->buf, *end = f->buf + f->len;
+    while (p < end) {
+        uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            break;
+        if (f->discarding)
+            f->discarding = false;
+        else
+            emit(f, p, (size_t)(nl - p), cb, arg);
+        p = nl + 1;
+    }
+    size_t rest = (size_t)(end - p);
+    if (f->discarding) {
+        rest = 0;
+    } else if (rest > f->max_line) {
+        emit(f, p, rest, cb, arg);
+        f->discarding = !at_end;
+        rest = 0;
+    } else if (at_end && rest > 0) {
+        emit(f, p, rest, cb, arg);
+        rest = 0;
+    }
+    if (at_end)
+        f->discarding = false;
+    if (rest > 0 && p != f->buf)
+        memmove(f->buf, p, rest);
+    f->len = rest;
+}
+
+/* ---- the receiver ---- */
+
+struct line_ctx {
+    lk_lines *r;
+    const struct lk_lines_origin *origin;
+    uint64_t now;
+};
+
+static void on_line(void *arg, const uint8_t *line, size_t len, bool truncated)
+{
+    struct line_ctx *lc = arg;
+    lk_lines *r = lc->r;
+    if (truncated)
+        lk_counter_add(r->truncated, 1);
+    if (lk_lines_encoder_add(&r->enc, lc->origin, line, len, lc->now) < 0) {
         lk_counter_add(r->dropped, 1);
         lk_log(LK_LOG_WARN, "out of memory, line dropped", LK_S("receiver", r->name));
     }
 }
 
-/* Frames the buffered bytes of |c| into lines; with |at_end| a partial last
- * line counts too. Keeps the unfinished line at the start of the buffer. */
-static void frame(struct conn *c, bool at_end)
+/* Frames |n| new bytes of |c| (|at_end|: and whatever is left). */
+static void frame(struct conn *c, size_t n, bool at_end)
 {
-    lk_lines *r = c->r;
-    uint8_t *p = c->buf, *end = c->buf + c->len;
-    uint64_t now = now_ns();
-
-    while (p < end) {
-        uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL)
-            break;
-        if (c->discarding)
-            c->discarding = false;
-        else
-            emit(r, &c->origin, p, (size_t)(nl - p), now);
-        p = nl + 1;
-    }
-    size_t rest = (size_t)(end - p);
-    if (c->discarding) {
-        rest = 0;
-    } else if (rest > r->max_line) {
-        emit(r, &c->origin, p, rest, now);
-        c->discarding = true;
-        rest = 0;
-    } else if (at_end && rest > 0) {
-        emit(r, &c->origin, p, rest, now);
-        rest = 0;
-    }
-    memmove(c->buf, p, rest);
-    c->len = rest;
+    struct line_ctx lc = {.r = c->r, .origin = &c->origin, .now = now_ns()};
+    lk_line_framer_commit(&c->framer, n, at_end, on_line, &lc);
 }
 
 static void conn_closed(uv_handle_t *h)
@@ -548,7 +604,7 @@ static void conn_closed(uv_handle_t *h)
     r->nconns--;
     lk_gauge_add(r->conn_gauge, -1);
     lk_item_unref(c->pending);
-    free(c->buf);
+    lk_line_framer_fini(&c->framer);
     free(c);
     part_closed(r);
 }
@@ -587,27 +643,22 @@ static void submit_conn(struct conn *c)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     struct conn *c = h->data;
-    lk_lines *r = c->r;
-    if (c->cap - c->len < FIRST_READ_BUF / 4 && c->cap < r->buf_limit) {
-        size_t ncap = c->cap == 0 ? FIRST_READ_BUF : 2 * c->cap;
-        if (ncap > r->buf_limit)
-            ncap = r->buf_limit;
-        uint8_t *nb = realloc(c->buf, ncap);
-        if (nb != NULL) {
-            c->buf = nb;
-            c->cap = ncap;
-        }
+    uint8_t *p;
+    size_t n;
+    if (lk_line_framer_space(&c->framer, &p, &n) < 0) {
+        b->base = NULL; /* the read callback gets UV_ENOBUFS */
+        b->len = 0;
+        return;
     }
-    b->base = c->buf == NULL ? NULL : (char *)c->buf + c->len;
-    b->len = c->buf == NULL ? 0 : c->cap - c->len;
+    b->base = (char *)p;
+    b->len = n;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct conn *c = s->data;
     if (nread > 0) {
-        c->len += (size_t)nread;
-        frame(c, false);
+        frame(c, (size_t)nread, false);
         submit_conn(c);
         return;
     }
@@ -618,7 +669,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
                LK_S("error", uv_strerror((int)nread)));
     uv_read_stop(s);
     c->ended = true;
-    frame(c, true);
+    frame(c, 0, true);
     submit_conn(c);
 }
 
@@ -645,6 +696,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (c == NULL)
         return;
     c->r = r;
+    lk_line_framer_init(&c->framer, r->max_line);
     uv_pipe_init(r->loop, &c->h, 0);
     c->h.data = c;
     if (uv_accept(server, (uv_stream_t *)&c->h) != 0) {
@@ -891,7 +943,6 @@ int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
     r->logs = logs;
     r->datagram = cfg->datagram;
     r->max_line = cfg->max_line_bytes;
-    r->buf_limit = r->max_line + 1 > MIN_READ_BUF ? r->max_line + 1 : MIN_READ_BUF;
     r->max_conns = cfg->max_connections;
     r->overflow = cfg->overflow;
     r->dgram_fd = -1;
@@ -1018,7 +1069,7 @@ void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg)
             offer(r, c->pending);
             c->pending = NULL;
         }
-        frame(c, true);
+        frame(c, 0, true);
         lk_item *it = take_item(r);
         if (it != NULL)
             offer(r, it);

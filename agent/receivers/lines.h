@@ -4,6 +4,7 @@
 #ifndef LK_RECEIVERS_LINES_H
 #define LK_RECEIVERS_LINES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -30,12 +31,39 @@ int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
                    lk_metrics *m);
 
 /*
- * Stops accepting and removes the socket file. Open connections are read to
- * their end is not waited for: what each has buffered (a partial line
- * included) is flushed as a last item, then they are closed. |done| runs on
- * the loop once every handle is closed.
+ * Stops accepting and removes the socket file. What each open connection has
+ * buffered (a partial line included) is flushed as a last item, then it is
+ * closed; bytes still unread in the kernel's socket buffers are not waited
+ * for. |done| runs on the loop once every handle is closed.
  */
 void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg);
+
+/* ---- exposed for tests: framing a byte stream into lines ---- */
+
+/*
+ * Splits a stream at "\n" (a "\r" before it is dropped too). A line longer
+ * than |max_line| bytes is cut to at most that many (never inside a UTF-8
+ * sequence) and the rest of it, up to its newline, is skipped. Empty lines
+ * are skipped. Holds at most max(|max_line| + 1, 64 KiB) bytes.
+ */
+struct lk_line_framer {
+    uint8_t *buf; /* bytes after the last complete line */
+    size_t len, cap, limit;
+    uint64_t max_line;
+    bool discarding; /* inside the cut-off tail of an over-long line */
+};
+
+/* |line| is valid during the call only; |truncated| when it was cut. */
+typedef void (*lk_line_cb)(void *arg, const uint8_t *line, size_t len, bool truncated);
+
+void lk_line_framer_init(struct lk_line_framer *f, uint64_t max_line);
+void lk_line_framer_fini(struct lk_line_framer *f);
+/* Where the next read may write: |*n| > 0 bytes at |*p|. LK_ENOMEM. */
+int lk_line_framer_space(struct lk_line_framer *f, uint8_t **p, size_t *n);
+/* Takes |n| bytes just written at the space and calls |cb| for each line
+ * they complete; |at_end| (EOF) flushes a partial last line too. */
+void lk_line_framer_commit(struct lk_line_framer *f, size_t n, bool at_end,
+                           lk_line_cb cb, void *arg);
 
 /* ---- exposed for tests: the encoding of lines into an OTLP request ---- */
 

@@ -1,0 +1,505 @@
+/*
+ * Loki exporter. Each batch (ExportLogsServiceRequest bodies) is turned into
+ * one push body by loki_encode, compressed (snappy for protobuf, optionally
+ * gzip for JSON) and POSTed over the shared libuv-driven curl client.
+ *
+ * Loki's answers: 2xx taken; 429, 5xx and transport failures retried
+ * (honouring Retry-After); 400 means Loki kept what it could and refused the
+ * rest (too old, out of order, line too long, rate limited): the refused
+ * count is read from the body, dropped and counted by reason, never retried.
+ * Any other status drops the batch.
+ */
+#include "exporters/loki.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <snappy-c.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/gzip.h"
+#include "core/http_client.h"
+#include "core/log.h"
+#include "exporters/loki_encode.h"
+
+#define MAX_BODY_BYTES (1024u * 1024 * 1024) /* of one uncompressed push */
+#define REFUSAL_LOG_EVERY_MS 10000           /* at most one 400 log line per */
+
+struct loki_exporter;
+
+/* One POST of one batch, alive until its callback. */
+struct attempt {
+    struct loki_exporter *x;
+    lk_batch *b;
+    struct attempt *next; /* x->failed */
+    uint8_t *body;        /* compressed push body, owned */
+    size_t len;
+    const char *fail_reason; /* set: drop without sending */
+};
+
+struct loki_exporter {
+    lk_exporter base;
+    uv_loop_t *loop;
+    lk_http_client *client;
+    char *url;
+    struct lk_header *headers; /* sent with every request, owned */
+    size_t nheaders;
+    bool json;
+    bool gzip;
+    uint64_t timeout_ms;
+    struct lk_loki_encoder *enc;
+    lk_buf scratch; /* the uncompressed body, reused */
+    char **labels;
+    size_t nlabels;
+    char host[256];
+    uv_timer_t fail_timer; /* reports |failed| outside send() */
+    struct attempt *failed;
+    uint64_t last_refusal_log_ms;
+    uint64_t refusals_unlogged;
+    bool closing;
+    int open;
+    void (*close_done)(void *);
+    void *close_arg;
+};
+
+enum lk_export_result lk_loki_classify(int http_status)
+{
+    if (http_status >= 200 && http_status <= 299)
+        return LK_EXPORT_OK;
+    if (http_status == 0 || http_status == 429 || http_status >= 500)
+        return LK_EXPORT_RETRY;
+    return LK_EXPORT_PERMANENT;
+}
+
+/* Case-insensitive search for |needle| in |n| bytes at |p|. */
+static const uint8_t *find_ci(const uint8_t *p, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 0; k <= n && i <= n - k; i++)
+        if (strncasecmp((const char *)p + i, needle, k) == 0)
+            return p + i;
+    return NULL;
+}
+
+const char *lk__loki_refusal(const uint8_t *body, size_t len, uint64_t *ignored)
+{
+    static const struct {
+        const char *text;
+        const char *reason;
+    } kinds[] = {
+        {"out of order", "out_of_order"},
+        {"too far behind", "too_old"},
+        {"too old", "too_old"},
+        {"too new", "too_new"},
+        {"too far in the future", "too_new"},
+        {"line too long", "line_too_long"},
+        {"max line size", "line_too_long"},
+        {"rate limit", "rate_limited"},
+    };
+    static const char total[] = "total ignored: ";
+    *ignored = 0;
+    const uint8_t *p = body, *end = body + len;
+    const uint8_t *hit;
+    while ((hit = find_ci(p, (size_t)(end - p), total)) != NULL) {
+        const uint8_t *q = hit + sizeof(total) - 1;
+        uint64_t v = 0;
+        while (q < end && *q >= '0' && *q <= '9' && v < UINT64_MAX / 10)
+            v = v * 10 + (uint64_t)(*q++ - '0');
+        *ignored += v;
+        p = q;
+    }
+    const char *reason = "bad_request";
+    const uint8_t *first = NULL;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        hit = find_ci(body, len, kinds[i].text);
+        if (hit != NULL && (first == NULL || hit < first)) {
+            first = hit;
+            reason = kinds[i].reason;
+        }
+    }
+    return reason;
+}
+
+void lk__loki_base64(const uint8_t *p, size_t n, char *out)
+{
+    static const char a[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        out[o++] = a[v >> 18 & 63];
+        out[o++] = a[v >> 12 & 63];
+        out[o++] = i + 1 < n ? a[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? a[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+static void attempt_free(struct attempt *a)
+{
+    free(a->body);
+    free(a);
+}
+
+static const char *transport_reason(const struct lk_http_result *r)
+{
+    if (r->err == LK_ECANCELED)
+        return "canceled";
+    return r->err == LK_EIO && strstr(r->error, "imeout") != NULL ? "timeout"
+                                                                 : "transport_error";
+}
+
+/* A printable excerpt of |body| for a log line. */
+static void excerpt(const uint8_t *body, size_t len, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < outlen && o < 300; i++)
+        out[o++] = isprint(body[i]) ? (char)body[i] : ' ';
+    out[o] = '\0';
+}
+
+static void log_refusal(struct loki_exporter *x, int status, const char *reason,
+                        uint64_t refused, uint64_t items, const struct lk_http_result *r)
+{
+    uint64_t now = uv_now(x->loop);
+    if (x->last_refusal_log_ms != 0 && now - x->last_refusal_log_ms < REFUSAL_LOG_EVERY_MS) {
+        x->refusals_unlogged++;
+        return;
+    }
+    char msg[320];
+    excerpt(r->body, r->body_len, msg, sizeof(msg));
+    lk_log(LK_LOG_WARN, "loki refused entries", LK_S("exporter", x->base.name)
+           LK_I("http_status", status) LK_S("reason", reason) LK_U("refused", refused)
+           LK_U("entries", items) LK_U("refusals_not_logged", x->refusals_unlogged)
+           LK_S("message", msg));
+    x->last_refusal_log_ms = now;
+    x->refusals_unlogged = 0;
+}
+
+static void post_done(void *arg, const struct lk_http_result *r)
+{
+    struct attempt *a = arg;
+    struct loki_exporter *x = a->x;
+    lk_batch *b = a->b;
+    uint64_t items = lk_batch_items(b);
+    char reason[32];
+    attempt_free(a);
+
+    enum lk_export_result res = lk_loki_classify(r->http_status);
+    if (res == LK_EXPORT_OK) {
+        lk_batch_done(b, LK_EXPORT_OK, -1, NULL);
+        return;
+    }
+    if (res == LK_EXPORT_RETRY) {
+        if (r->http_status == 0)
+            snprintf(reason, sizeof(reason), "%s", transport_reason(r));
+        else
+            snprintf(reason, sizeof(reason), "http_%d", r->http_status);
+        lk_log(LK_LOG_DEBUG, "loki push attempt failed", LK_S("exporter", x->base.name)
+               LK_I("http_status", r->http_status) LK_S("reason", reason)
+               LK_S("error", r->error) LK_I("retry_after_ms", r->retry_after_ms));
+        lk_batch_done(b, LK_EXPORT_RETRY, r->retry_after_ms, reason);
+        return;
+    }
+    if (r->http_status == 400) {
+        uint64_t ignored;
+        const char *why = lk__loki_refusal(r->body, r->body_len, &ignored);
+        if (ignored == 0 || ignored > items)
+            ignored = items;
+        log_refusal(x, r->http_status, why, ignored, items, r);
+        /* Loki stored the entries it did not list; they count as sent. */
+        lk_batch_count_rejected(b, ignored, why);
+        lk_batch_done(b, LK_EXPORT_OK, -1, NULL);
+        return;
+    }
+    snprintf(reason, sizeof(reason), "http_%d", r->http_status);
+    log_refusal(x, r->http_status, reason, items, items, r);
+    lk_batch_done(b, LK_EXPORT_PERMANENT, -1, reason);
+}
+
+static void flush_failed(struct loki_exporter *x)
+{
+    while (x->failed != NULL) {
+        struct attempt *a = x->failed;
+        x->failed = a->next;
+        lk_batch *b = a->b;
+        const char *reason = a->fail_reason;
+        attempt_free(a);
+        lk_batch_done(b, LK_EXPORT_PERMANENT, -1, reason);
+    }
+}
+
+static void fail_timer_cb(uv_timer_t *t)
+{
+    flush_failed(t->data);
+}
+
+static uint64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Encodes and compresses the batch into |a->body|. */
+static int build_body(struct loki_exporter *x, lk_batch *b, struct attempt *a)
+{
+    const struct iovec *iov;
+    size_t n, total;
+    uint64_t records, streams;
+    lk_batch_iov(b, &iov, &n, &total);
+    struct lk_loki_encode_opts o = {
+        .format = x->json ? LK_LOKI_JSON : LK_LOKI_PROTOBUF,
+        .labels = (const char *const *)x->labels,
+        .nlabels = x->nlabels,
+        .host = x->host,
+        .now_ns = wall_ns(),
+    };
+    lk_buf_reset(&x->scratch);
+    int rc = lk_loki_encode(x->enc, &o, iov, n, &x->scratch, &records, &streams);
+    if (rc < 0)
+        return rc;
+    if (x->json && !x->gzip) {
+        a->body = lk_buf_detach(&x->scratch, &a->len);
+        return 0;
+    }
+    if (x->json) {
+        lk_buf gz;
+        lk_buf_init(&gz, MAX_BODY_BYTES);
+        rc = lk_gzip_deflate(x->scratch.data, x->scratch.len, &gz);
+        if (rc < 0) {
+            lk_buf_fini(&gz);
+            return rc;
+        }
+        a->body = lk_buf_detach(&gz, &a->len);
+        return 0;
+    }
+    size_t max = snappy_max_compressed_length(x->scratch.len);
+    a->body = malloc(max ? max : 1);
+    if (a->body == NULL)
+        return LK_ENOMEM;
+    a->len = max;
+    if (snappy_compress((const char *)x->scratch.data, x->scratch.len, (char *)a->body,
+                        &a->len) != SNAPPY_OK)
+        return LK_EIO;
+    return 0;
+}
+
+static int loki_send(lk_exporter *e, lk_batch *b)
+{
+    struct loki_exporter *x = (struct loki_exporter *)e;
+    if (x->closing)
+        return LK_ECLOSED;
+    struct attempt *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return LK_ENOMEM;
+    a->x = x;
+    a->b = b;
+    int rc = build_body(x, b, a);
+    if (rc == LK_EPROTO || rc == LK_E2BIG) {
+        /* Not retryable: the same bytes would fail the same way. */
+        lk_log(LK_LOG_ERROR, "cannot encode a batch for loki, dropping it",
+               LK_S("exporter", x->base.name) LK_S("error", lk_strerror(rc)));
+        a->fail_reason = rc == LK_EPROTO ? "malformed" : "too_large";
+        a->next = x->failed;
+        x->failed = a;
+        uv_timer_start(&x->fail_timer, fail_timer_cb, 0, 0);
+        return 0;
+    }
+    if (rc < 0)
+        goto err_attempt;
+    struct iovec one = {.iov_base = a->body, .iov_len = a->len};
+    rc = lk_http_client_post(x->client, x->url, x->headers, x->nheaders, &one, 1,
+                             x->timeout_ms, post_done, a);
+    if (rc < 0)
+        goto err_attempt;
+    return 0;
+err_attempt:
+    attempt_free(a);
+    return rc;
+}
+
+static void exporter_free(struct loki_exporter *x)
+{
+    for (size_t i = 0; i < x->nheaders; i++) {
+        free(x->headers[i].name);
+        free(x->headers[i].value);
+    }
+    free(x->headers);
+    for (size_t i = 0; i < x->nlabels; i++)
+        free(x->labels[i]);
+    free(x->labels);
+    lk_loki_encoder_destroy(x->enc);
+    lk_buf_fini(&x->scratch);
+    free(x->url);
+    free(x->base.name);
+    free(x);
+}
+
+static void part_closed(struct loki_exporter *x)
+{
+    if (--x->open > 0)
+        return;
+    void (*done)(void *) = x->close_done;
+    void *darg = x->close_arg;
+    exporter_free(x);
+    if (done != NULL)
+        done(darg);
+}
+
+static void client_closed(void *arg)
+{
+    part_closed(arg);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    part_closed(h->data);
+}
+
+static void loki_close(lk_exporter *e, void (*done)(void *arg), void *arg)
+{
+    struct loki_exporter *x = (struct loki_exporter *)e;
+    x->closing = true;
+    x->close_done = done;
+    x->close_arg = arg;
+    lk_http_client_close(x->client, client_closed, x);
+    flush_failed(x);
+    uv_close((uv_handle_t *)&x->fail_timer, timer_closed);
+}
+
+const struct lk_exporter_ops lk_loki_exporter_ops = {
+    .type = "loki",
+    .send = loki_send,
+    .close = loki_close,
+};
+
+static int add_header(struct loki_exporter *x, const char *name, const char *value)
+{
+    struct lk_header *h = &x->headers[x->nheaders];
+    h->name = strdup(name);
+    h->value = strdup(value);
+    x->nheaders++; /* counted now so that exporter_free frees both */
+    return h->name == NULL || h->value == NULL ? LK_ENOMEM : 0;
+}
+
+/* Content-Type (and Content-Encoding), tenant, auth, then the configured
+ * headers (the loader rejected any that would contradict these). */
+static int build_headers(struct loki_exporter *x, const struct lk_exporter_config *cfg)
+{
+    const struct lk_loki_config *l = &cfg->loki;
+    x->headers = calloc(cfg->nheaders + 4, sizeof(*x->headers));
+    if (x->headers == NULL)
+        return LK_ENOMEM;
+    int rc = add_header(x, "Content-Type", x->json ? "application/json"
+                                                   : "application/x-protobuf");
+    /* A protobuf push is snappy-compressed by definition, without a
+     * Content-Encoding header (as Loki's own clients send it). */
+    if (rc == 0 && x->json && x->gzip)
+        rc = add_header(x, "Content-Encoding", "gzip");
+    if (rc == 0 && l->tenant_id != NULL)
+        rc = add_header(x, "X-Scope-OrgID", l->tenant_id);
+    if (rc == 0 && l->bearer_token != NULL) {
+        size_t n = strlen(l->bearer_token) + 8;
+        char *v = malloc(n);
+        if (v == NULL)
+            return LK_ENOMEM;
+        snprintf(v, n, "Bearer %s", l->bearer_token);
+        rc = add_header(x, "Authorization", v);
+        free(v);
+    } else if (rc == 0 && l->username != NULL) {
+        size_t ulen = strlen(l->username), plen = strlen(l->password);
+        char *raw = malloc(ulen + plen + 2);
+        char *v = malloc(6 + 4 * ((ulen + plen + 3) / 3) + 1);
+        if (raw == NULL || v == NULL) {
+            free(raw);
+            free(v);
+            return LK_ENOMEM;
+        }
+        snprintf(raw, ulen + plen + 2, "%s:%s", l->username, l->password);
+        memcpy(v, "Basic ", 6);
+        lk__loki_base64((const uint8_t *)raw, ulen + plen + 1, v + 6);
+        rc = add_header(x, "Authorization", v);
+        free(raw);
+        free(v);
+    }
+    for (size_t i = 0; rc == 0 && i < cfg->nheaders; i++) {
+        const struct lk_header *h = &cfg->headers[i];
+        if (!lk_http_header_is_valid(h->name, h->value)) {
+            lk_log(LK_LOG_ERROR, "loki exporter: invalid header",
+                   LK_S("exporter", cfg->name) LK_S("header", h->name));
+            return LK_EINVAL;
+        }
+        rc = add_header(x, h->name, h->value);
+    }
+    return rc;
+}
+
+int lk_loki_exporter_create(lk_exporter **out, uv_loop_t *loop,
+                            const struct lk_exporter_config *cfg)
+{
+    int rc = LK_ENOMEM;
+    struct loki_exporter *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return LK_ENOMEM;
+    x->base.ops = &lk_loki_exporter_ops;
+    x->loop = loop;
+    x->json = cfg->loki.format == LK_LOKI_BODY_JSON;
+    x->gzip = x->json && cfg->compression == LK_COMPRESSION_GZIP;
+    x->timeout_ms = cfg->timeout_ms;
+    lk_buf_init(&x->scratch, MAX_BODY_BYTES);
+    size_t hlen = sizeof(x->host);
+    if (uv_os_gethostname(x->host, &hlen) != 0)
+        snprintf(x->host, sizeof(x->host), "localhost");
+    x->base.name = strdup(cfg->name);
+    x->url = strdup(cfg->endpoint != NULL ? cfg->endpoint : "");
+    x->labels = calloc(cfg->loki.nlabels + 1, sizeof(*x->labels));
+    if (x->base.name == NULL || x->url == NULL || x->labels == NULL)
+        goto err_free;
+    for (size_t i = 0; i < cfg->loki.nlabels; i++) {
+        if ((x->labels[i] = strdup(cfg->loki.labels[i])) == NULL)
+            goto err_free;
+        x->nlabels++;
+    }
+    if (!lk_http_url_is_valid(x->url)) {
+        lk_log(LK_LOG_ERROR, "loki exporter: not an http(s) URL",
+               LK_S("exporter", cfg->name) LK_S("url", x->url));
+        rc = LK_EINVAL;
+        goto err_free;
+    }
+    rc = build_headers(x, cfg);
+    if (rc < 0)
+        goto err_free;
+    rc = lk_loki_encoder_create(&x->enc);
+    if (rc < 0)
+        goto err_free;
+    struct lk_http_client_opts o = {
+        .max_connections = cfg->max_concurrency,
+        .user_agent = "lookout/" LK_VERSION,
+        .tls = &cfg->tls,
+    };
+    rc = lk_http_client_create(&x->client, loop, &o);
+    if (rc < 0)
+        goto err_free;
+    if (uv_timer_init(loop, &x->fail_timer) != 0) {
+        rc = LK_ESYS;
+        lk_http_client_close(x->client, NULL, NULL);
+        goto err_free;
+    }
+    x->fail_timer.data = x;
+    x->open = 2;
+    *out = &x->base;
+    return 0;
+err_free:
+    exporter_free(x);
+    return rc;
+}

@@ -1,0 +1,39 @@
+/* Loki exporter: log batches POSTed to Loki's push API
+ * (/loki/api/v1/push) as snappy-compressed protobuf or as JSON. */
+#ifndef LK_EXPORTERS_LOKI_H
+#define LK_EXPORTERS_LOKI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "config/config.h"
+#include "pipeline/exporter.h"
+
+extern const struct lk_exporter_ops lk_loki_exporter_ops;
+
+/*
+ * Creates the exporter for |cfg| (copied). Returns 0, LK_EINVAL (a URL that
+ * is not http(s), an invalid header; logged), LK_EIO (TLS files unreadable),
+ * LK_ENOMEM or LK_ESYS. Release it through ops->close.
+ */
+int lk_loki_exporter_create(lk_exporter **out, uv_loop_t *loop,
+                            const struct lk_exporter_config *cfg);
+
+/* How a push answered with |http_status| ends (0: no response). */
+enum lk_export_result lk_loki_classify(int http_status);
+
+/*
+ * Internal, exposed for tests: reads a Loki 400 answer. Sets |*ignored| to
+ * the sum of every "total ignored: N out of M" in it (0 when there is none)
+ * and returns the reason word for the metrics: out_of_order, too_old,
+ * too_new, line_too_long, rate_limited or bad_request.
+ */
+const char *lk__loki_refusal(const uint8_t *body, size_t len, uint64_t *ignored);
+
+/* Internal, exposed for tests: standard padded base64 of |n| bytes at |p|
+ * into |out| (room for 4 * ((n + 2) / 3) + 1 bytes), NUL-terminated. */
+void lk__loki_base64(const uint8_t *p, size_t n, char *out);
+
+#endif
