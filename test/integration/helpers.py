@@ -1019,3 +1019,53 @@ def main(argv):
         with open(out, "w") as f:
             f.write("%d %d\n" % (passed, failed))
     return 1 if failed or result.testsRun == 0 else 0
+
+
+# --- an agent on a configuration written by the test (logs: lines, loki)
+
+class YamlAgent(Agent):
+    """build/lookout on a configuration the test writes whole. |body| is the YAML
+    after the top-level admin section (receivers, exporters, pipelines); in it
+    @GRPC_PORT@, @HTTP_PORT@ and @DIR@ (the agent's temp dir, short enough for
+    Unix socket paths) are replaced. Everything else is Agent's: start(),
+    wait_ready(), metrics(), metric(), stop(), kill(), log_tail()."""
+
+    def __init__(self, body, shutdown_timeout="5s", log_level="debug"):
+        if not os.access(BIN, os.X_OK):
+            raise AssertionError("%s not found or not executable: run `make` first" % BIN)
+        self.grpc_port, self.admin_port, self.http_port = free_ports(3)
+        self.sink_port = None
+        self.signals = ()
+        self.settings = dict(CONFIG_DEFAULTS, shutdown_timeout=shutdown_timeout)
+        self.http_settings = None
+        # sun_path is at most 104 bytes on macOS: keep the directory short.
+        self.dir = tempfile.mkdtemp(prefix="lk-", dir="/tmp")
+        body = (body.replace("@GRPC_PORT@", str(self.grpc_port))
+                    .replace("@HTTP_PORT@", str(self.http_port))
+                    .replace("@DIR@", self.dir))
+        self.config_text = ("log_level: %s\nshutdown_timeout: %s\nadmin:\n"
+                            "  endpoint: 127.0.0.1:%d\n" % (log_level, shutdown_timeout,
+                                                            self.admin_port)) + body
+        self.config_path = os.path.join(self.dir, "lookout.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(self.config_text)
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.stdout_path = os.path.join(self.dir, "stdout.log")
+        self.proc = None
+
+    def check_config(self):
+        """(exit status, stderr) of `lookout --check-config` on this config."""
+        r = run_agent_cli("--check-config", "-c", self.config_path)
+        return r.returncode, r.stderr
+
+
+def process_name(pid):
+    """The kernel's name of process |pid| (Linux: /proc/PID/comm, the basename of
+    the file it executed, at most 15 bytes), or ps's on other systems."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().rstrip("\n")
+    except OSError:
+        out = subprocess.run(["ps", "-o", "comm=", "-p", str(pid)], capture_output=True,
+                             text=True).stdout.strip()
+        return os.path.basename(out)
