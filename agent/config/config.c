@@ -1127,7 +1127,7 @@ static const char *label_name_problem(const char *s)
         if (!is_alpha(*p) && !is_digit(*p) && *p != '_')
             return "may only use letters, digits and '_'";
     if (strncmp(s, "__", 2) == 0)
-        return "names starting with '__' are reserved";
+        return "must not start with '__' (reserved)";
     return NULL;
 }
 

@@ -99,6 +99,7 @@ const char *lk__loki_refusal(const uint8_t *body, size_t len, uint64_t *ignored)
         {"too far in the future", "too_new"},
         {"line too long", "line_too_long"},
         {"max line size", "line_too_long"},
+        {"max entry size", "line_too_long"},
         {"rate limit", "rate_limited"},
     };
     static const char total[] = "total ignored: ";

@@ -527,8 +527,6 @@ static int number_severity(const uint8_t *v, size_t n)
 
     if (neg)
         i++;
-    if (i == n)
-        return 0;
     for (; i < n; i++) {
         if (!is_digit(v[i]))
             return 0;

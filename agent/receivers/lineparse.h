@@ -27,7 +27,7 @@ struct lk_line_fields {
     int severity_number;        /* OTLP SeverityNumber 1..24; 0: no or unknown level */
     char level[LK_LINE_LEVEL_MAX]; /* level text as written, unescaped; a JSON
                                       number level (bunyan, pino: 30) as its
-                                      digits; "" when absent */
+                                      text ("30"); "" when absent */
     size_t level_len;
     bool has_trace_id;
     uint8_t trace_id[16]; /* from 32 hex digits (either case), not all zero */

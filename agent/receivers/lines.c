@@ -127,6 +127,39 @@ static int put_kv_int(lk_buf *b, const char *key, int64_t v)
 
 /* ---- the encoder ---- */
 
+/* Makes a process name valid UTF-8 in place: the kernel cuts names at a
+ * byte count, possibly inside a character. Bad bytes become '?'. */
+static void sanitize_name(char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t k = lk_utf8_seq_len((const uint8_t *)s + i, n - i);
+        if (k == 0) {
+            s[i++] = '?';
+            continue;
+        }
+        i += k;
+    }
+}
+
+
+/* |n| shortened, when the bytes end inside a UTF-8 sequence (because the
+ * line was cut), to end before that sequence. */
+static size_t trim_partial_utf8(const uint8_t *p, size_t n)
+{
+    size_t k = n, back = 0;
+    while (k > 0 && back < 3 && (p[k - 1] & 0xc0) == 0x80) {
+        k--;
+        back++;
+    }
+    if (k == 0)
+        return n;
+    uint8_t lead = p[k - 1];
+    size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+    return need > 1 && back + 1 < need ? k - 1 : n;
+}
+
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -144,8 +177,14 @@ int lk_lines_encoder_init(struct lk_lines_encoder *e,
     lk_buf_init(&e->tmp, REQ_MAX);
     lk_buf_init(&e->static_attrs, 1024 * 1024);
     e->format = (enum lk_line_format)cfg->format;
-    if (cfg->service_name != NULL && cfg->service_name[0] != '\0')
-        e->fallback_service = cfg->service_name;
+    if (cfg->service_name != NULL && cfg->service_name[0] != '\0') {
+        size_t n = strlen(cfg->service_name);
+        if (n >= LK_LINE_SERVICE_MAX)
+            n = trim_partial_utf8((const uint8_t *)cfg->service_name, LK_LINE_SERVICE_MAX - 1);
+        e->fallback_service = strndup(cfg->service_name, n);
+        if (e->fallback_service == NULL)
+            return LK_ENOMEM;
+    }
 
     int rc = put_kv_string(&e->static_attrs, "host.name", host, strlen(host));
     if (rc == 0)
@@ -176,6 +215,8 @@ void lk_lines_encoder_fini(struct lk_lines_encoder *e)
     lk_buf_fini(&e->recs);
     lk_buf_fini(&e->tmp);
     lk_buf_fini(&e->static_attrs);
+    free(e->fallback_service);
+    e->fallback_service = NULL;
 }
 
 void lk_lines_encoder_reset(struct lk_lines_encoder *e)
@@ -254,11 +295,20 @@ static int repair_utf8(lk_buf *out, const uint8_t *p, size_t n)
     return rc;
 }
 
-int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origin *o,
+int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origin *given,
                          const uint8_t *line, size_t len, uint64_t received_ns)
 {
     struct lk_line_fields f;
     lk_line_parse(e->format, line, len, &f);
+
+    /* The name goes into string attributes: it must be valid UTF-8. */
+    char pname[sizeof(e->origin_name)];
+    size_t plen = strnlen(given->process_name, sizeof(pname) - 1);
+    memcpy(pname, given->process_name, plen);
+    pname[plen] = '\0';
+    sanitize_name(pname);
+    struct lk_lines_origin origin = {.cred = given->cred, .process_name = pname};
+    const struct lk_lines_origin *o = &origin;
 
     const char *svc = f.service;
     size_t svc_len = f.service_len;
@@ -275,7 +325,7 @@ int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origi
         svc_len = strlen(svc);
     }
     if (svc_len >= sizeof(e->service))
-        svc_len = sizeof(e->service) - 1;
+        svc_len = trim_partial_utf8((const uint8_t *)svc, sizeof(e->service) - 1);
 
     int rc;
     if (e->open_recs > 0 &&
@@ -466,29 +516,13 @@ static lk_item *take_item(lk_lines *r)
     return it;
 }
 
-/* |n| shortened, when the bytes end inside a UTF-8 sequence (because the
- * line was cut), to end before that sequence. */
-static size_t trim_partial_utf8(const uint8_t *p, size_t n)
-{
-    size_t k = n, back = 0;
-    while (k > 0 && back < 3 && (p[k - 1] & 0xc0) == 0x80) {
-        k--;
-        back++;
-    }
-    if (k == 0)
-        return n;
-    uint8_t lead = p[k - 1];
-    size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
-    return need > 1 && back + 1 < need ? k - 1 : n;
-}
-
 /* ---- framing ---- */
 
 void lk_line_framer_init(struct lk_line_framer *f, uint64_t max_line)
 {
     memset(f, 0, sizeof(*f));
     f->max_line = max_line;
-    f->limit = max_line + 1 > MIN_READ_BUF ? (size_t)max_line + 1 : MIN_READ_BUF;
+    f->limit = max_line + 2 > MIN_READ_BUF ? (size_t)max_line + 2 : MIN_READ_BUF;
 }
 
 void lk_line_framer_fini(struct lk_line_framer *f)
@@ -500,8 +534,8 @@ void lk_line_framer_fini(struct lk_line_framer *f)
 
 int lk_line_framer_space(struct lk_line_framer *f, uint8_t **p, size_t *n)
 {
-    /* Grows while little room is left; commit keeps len <= max_line, so
-     * at the limit at least one byte is always free. */
+    /* Grows while little room is left; commit keeps len <= max_line + 1,
+     * so at the limit at least one byte is always free. */
     if (f->cap - f->len < FIRST_READ_BUF / 4 && f->cap < f->limit) {
         size_t ncap = f->cap == 0 ? FIRST_READ_BUF : 2 * f->cap;
         if (ncap > f->limit)
@@ -522,11 +556,11 @@ int lk_line_framer_space(struct lk_line_framer *f, uint8_t **p, size_t *n)
 static void emit(struct lk_line_framer *f, const uint8_t *p, size_t n, lk_line_cb cb,
                  void *arg)
 {
+    if (n > 0 && p[n - 1] == '\r')
+        n--;
     bool cut = n > f->max_line;
     if (cut)
         n = trim_partial_utf8(p, (size_t)f->max_line);
-    else if (n > 0 && p[n - 1] == '\r')
-        n--;
     if (n > 0) /* an empty line is no log */
         cb(arg, p, n, cut);
 }
@@ -549,7 +583,9 @@ void lk_line_framer_commit(struct lk_line_framer *f, size_t n, bool at_end,
     size_t rest = (size_t)(end - p);
     if (f->discarding) {
         rest = 0;
-    } else if (rest > f->max_line) {
+    } else if (rest > 0 && rest > f->max_line + (p[rest - 1] == '\r')) {
+        /* Over-long for sure: a max_line line plus "\r" may still be
+         * followed by its "\n". */
         emit(f, p, rest, cb, arg);
         f->discarding = !at_end;
         rest = 0;

@@ -44,7 +44,9 @@ void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg);
  * Splits a stream at "\n" (a "\r" before it is dropped too). A line longer
  * than |max_line| bytes is cut to at most that many (never inside a UTF-8
  * sequence) and the rest of it, up to its newline, is skipped. Empty lines
- * are skipped. Holds at most max(|max_line| + 1, 64 KiB) bytes.
+ * are skipped. Holds at most |max_line| + 1 bytes of an unfinished line (a
+ * |max_line| line and its "\r" may wait for the "\n"), in a buffer of at
+ * most max(|max_line| + 2, 64 KiB) bytes.
  */
 struct lk_line_framer {
     uint8_t *buf; /* bytes after the last complete line */
@@ -87,7 +89,7 @@ struct lk_lines_encoder {
     /* Attributes every resource of this receiver carries, encoded once:
      * host.name, lookout.source, static labels, loki.resource.labels. */
     lk_buf static_attrs;
-    const char *fallback_service; /* config service_name, or NULL */
+    char *fallback_service; /* copy of the config's service_name, or NULL */
     enum lk_line_format format;
     uint64_t invalid_utf8; /* lines repaired so far */
 };

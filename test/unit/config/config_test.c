@@ -107,14 +107,20 @@ START_TEST(default_file_parses)
     ck_assert_uint_eq(c->shutdown_timeout_ms, 5000);
     ck_assert_str_eq(c->admin.endpoint, "127.0.0.1:9464");
 
-    ck_assert_uint_eq(c->nreceivers, 1);
+    ck_assert_uint_eq(c->nreceivers, 2);
+    ck_assert_str_eq(c->receivers[1].name, "lines");
+    ck_assert_int_eq(c->receivers[1].type, LK_RECEIVER_LINES);
+    ck_assert_str_eq(c->receivers[1].lines.path, "/tmp/lookout.sock");
     ck_assert_str_eq(c->receivers[0].name, "otlp");
     ck_assert(c->receivers[0].grpc.enabled);
     ck_assert_str_eq(c->receivers[0].grpc.endpoint, "127.0.0.1:4317");
     ck_assert(c->receivers[0].http.enabled);
     ck_assert_str_eq(c->receivers[0].http.endpoint, "127.0.0.1:4318");
 
-    ck_assert_uint_eq(c->nexporters, 1);
+    ck_assert_uint_eq(c->nexporters, 2);
+    ck_assert_str_eq(c->exporters[1].name, "loki");
+    ck_assert_int_eq(c->exporters[1].type, LK_EXPORTER_LOKI);
+    ck_assert_str_eq(c->exporters[1].endpoint, "http://127.0.0.1:3100/loki/api/v1/push");
     const struct lk_exporter_config *x = &c->exporters[0];
     ck_assert_str_eq(x->name, "otlp/jaeger");
     ck_assert_int_eq(x->type, LK_EXPORTER_OTLP);
@@ -123,7 +129,11 @@ START_TEST(default_file_parses)
     ck_assert(!x->tls.enabled);
     ck_assert_uint_eq(x->nheaders, 0);
 
-    ck_assert_uint_eq(c->npipelines, 1);
+    ck_assert_uint_eq(c->npipelines, 2);
+    ck_assert_int_eq(c->pipelines[1].signal, LK_SIGNAL_LOGS);
+    ck_assert_uint_eq(c->pipelines[1].nreceivers, 2);
+    ck_assert_str_eq(c->pipelines[1].receivers[1], "lines");
+    ck_assert_str_eq(c->pipelines[1].exporters[0], "loki");
     ck_assert_int_eq(c->pipelines[0].signal, LK_SIGNAL_TRACES);
     ck_assert_uint_eq(c->pipelines[0].nreceivers, 1);
     ck_assert_str_eq(c->pipelines[0].receivers[0], "otlp");
@@ -1546,6 +1556,469 @@ START_TEST(otlphttp_exporter_checks)
 }
 END_TEST
 
+/* ---- logs: lines receivers and loki exporters ---- */
+
+#define KIB_ 1024u
+#define LINES_TAIL                                                             \
+    "exporters: {loki: }\n"                                                    \
+    "pipelines: {logs: {receivers: [lines], exporters: [loki]}}\n"
+#define LOKI_TAIL                                                              \
+    "receivers: {lines: }\n"                                                   \
+    "pipelines: {logs: {receivers: [lines], exporters: [loki]}}\n"
+
+/* "receivers: lines:" with |frag| (lines indented by 4) from line 3. */
+static char *lines_yaml(const char *frag)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof(buf), "receivers:\n  lines:\n%s" LINES_TAIL, frag);
+    return buf;
+}
+
+/* "exporters: loki:" with |frag| (lines indented by 4) from line 3. */
+static char *loki_yaml(const char *frag)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof(buf), "exporters:\n  loki:\n%s" LOKI_TAIL, frag);
+    return buf;
+}
+
+static const struct lk_receiver_config *receiver_named(const lk_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->nreceivers; i++)
+        if (strcmp(c->receivers[i].name, name) == 0)
+            return &c->receivers[i];
+    ck_abort_msg("no receiver %s", name);
+    return NULL;
+}
+
+static const struct lk_exporter_config *exporter_named(const lk_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->nexporters; i++)
+        if (strcmp(c->exporters[i].name, name) == 0)
+            return &c->exporters[i];
+    ck_abort_msg("no exporter %s", name);
+    return NULL;
+}
+
+static void assert_lines_defaults(const struct lk_receiver_config *r)
+{
+    const struct lk_lines_receiver_config *l = &r->lines;
+    ck_assert_int_eq(r->type, LK_RECEIVER_LINES);
+    ck_assert_str_eq(l->path, "/tmp/lookout.sock");
+    ck_assert(!l->datagram);
+    ck_assert_uint_eq(l->mode, 0600);
+    ck_assert_ptr_null(l->owner);
+    ck_assert_ptr_null(l->group);
+    ck_assert_int_eq(l->format, LK_LINES_AUTO);
+    ck_assert_ptr_null(l->service_name);
+    ck_assert_uint_eq(l->nlabels, 0);
+    ck_assert_uint_eq(l->max_line_bytes, 256 * KIB_);
+    ck_assert_uint_eq(l->max_connections, 256);
+    ck_assert_int_eq(l->overflow, LK_LINES_BLOCK);
+}
+
+static void assert_loki_defaults(const struct lk_exporter_config *x)
+{
+    static const char *const labels[] = {"service_name", "service_namespace",
+                                         "deployment_environment", "host", "source"};
+    ck_assert_int_eq(x->type, LK_EXPORTER_LOKI);
+    ck_assert_str_eq(x->endpoint, "http://127.0.0.1:3100/loki/api/v1/push");
+    ck_assert(!x->tls.enabled);
+    ck_assert_int_eq(x->loki.format, LK_LOKI_BODY_PROTOBUF);
+    ck_assert_int_eq(x->compression, LK_COMPRESSION_NONE);
+    ck_assert_uint_eq(x->max_concurrency, 1);
+    ck_assert_uint_eq(x->batch.send_batch_max_bytes, 1024 * KIB_);
+    ck_assert_uint_eq(x->timeout_ms, 10000);
+    ck_assert(x->retry.enabled);
+    ck_assert_uint_eq(x->queue.queue_size, 100000);
+    ck_assert_uint_eq(x->queue.max_bytes, 32 * 1024 * KIB_);
+    ck_assert_ptr_null(x->loki.tenant_id);
+    ck_assert_ptr_null(x->loki.username);
+    ck_assert_ptr_null(x->loki.password);
+    ck_assert_ptr_null(x->loki.bearer_token);
+    ck_assert_uint_eq(x->nheaders, 0);
+    ck_assert_uint_eq(x->loki.nlabels, 5);
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_str_eq(x->loki.labels[i], labels[i]);
+}
+
+START_TEST(lines_receiver_defaults)
+{
+    lk_config *c = config_of(lines_yaml(""));
+    ck_assert_uint_eq(c->nreceivers, 1);
+    ck_assert_str_eq(c->receivers[0].name, "lines");
+    assert_lines_defaults(&c->receivers[0]);
+    lk_config_destroy(c);
+    /* An empty mapping is the same. */
+    c = config_of(lines_yaml("    {}\n"));
+    assert_lines_defaults(&c->receivers[0]);
+    lk_config_destroy(c);
+    /* The default file spells out the same values. */
+    c = NULL;
+    ck_assert_int_eq(lk_config_load("config/lookout.yaml", &c, NULL), 0);
+    assert_lines_defaults(receiver_named(c, "lines"));
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(lines_receiver_every_key)
+{
+    lk_config *c = config_of("receivers:\n"
+                             "  lines:\n"
+                             "    path: /run/app/log.sock\n"
+                             "    socket_type: datagram\n"
+                             "    mode: \"0660\"\n"
+                             "    owner: www-data\n"
+                             "    group: \"1000\"\n"
+                             "    format: logfmt\n"
+                             "    service_name: checkout\n"
+                             "    labels: {team: payments, env: prod, _x9: \"caf\xc3\xa9\"}\n"
+                             "    max_line_bytes: 1MiB\n"
+                             "    max_connections: 10\n"
+                             "    overflow: drop\n"
+                             "  lines/app:\n"
+                             "    path: /tmp/app.sock\n"
+                             "    socket_type: stream\n"
+                             "    mode: 640\n"
+                             "    format: raw\n"
+                             "    max_line_bytes: 256\n"
+                             "  lines/j: {path: /tmp/j.sock, format: json, mode: \"0600\"}\n"
+                             LINES_TAIL);
+    ck_assert_uint_eq(c->nreceivers, 3);
+    const struct lk_lines_receiver_config *l = &receiver_named(c, "lines")->lines;
+    ck_assert_str_eq(l->path, "/run/app/log.sock");
+    ck_assert(l->datagram);
+    ck_assert_uint_eq(l->mode, 0660);
+    ck_assert_str_eq(l->owner, "www-data");
+    ck_assert_str_eq(l->group, "1000");
+    ck_assert_int_eq(l->format, LK_LINES_LOGFMT);
+    ck_assert_str_eq(l->service_name, "checkout");
+    ck_assert_uint_eq(l->nlabels, 3);
+    ck_assert_str_eq(l->labels[0].name, "team");
+    ck_assert_str_eq(l->labels[0].value, "payments");
+    ck_assert_str_eq(l->labels[1].name, "env");
+    ck_assert_str_eq(l->labels[1].value, "prod");
+    ck_assert_str_eq(l->labels[2].name, "_x9");
+    ck_assert_str_eq(l->labels[2].value, "caf\xc3\xa9");
+    ck_assert_uint_eq(l->max_line_bytes, 1024 * KIB_);
+    ck_assert_uint_eq(l->max_connections, 10);
+    ck_assert_int_eq(l->overflow, LK_LINES_DROP);
+
+    const struct lk_receiver_config *r = receiver_named(c, "lines/app");
+    ck_assert_int_eq(r->type, LK_RECEIVER_LINES);
+    ck_assert_str_eq(r->lines.path, "/tmp/app.sock");
+    ck_assert(!r->lines.datagram);
+    ck_assert_uint_eq(r->lines.mode, 0640); /* octal even without the leading 0 */
+    ck_assert_int_eq(r->lines.format, LK_LINES_RAW);
+    ck_assert_uint_eq(r->lines.max_line_bytes, 256);
+    ck_assert_uint_eq(r->lines.max_connections, 256);
+    ck_assert_int_eq(receiver_named(c, "lines/j")->lines.format, LK_LINES_JSON);
+    ck_assert_uint_eq(receiver_named(c, "lines/j")->lines.mode, 0600);
+    lk_config_destroy(c);
+
+    /* A path of 99 bytes is the longest accepted. */
+    char frag[256], path[128];
+    memset(path, 'a', sizeof(path));
+    memcpy(path, "/tmp/", 5);
+    path[99] = '\0';
+    snprintf(frag, sizeof(frag), "    path: %s\n", path);
+    c = config_of(lines_yaml(frag));
+    ck_assert_str_eq(c->receivers[0].lines.path, path);
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(lines_receiver_errors)
+{
+    assert_only(errors_of(lines_yaml("    path: tmp/x.sock\n")),
+                NAME ":3:11: receivers.lines.path: must be an absolute path, got 'tmp/x.sock'");
+    char frag[256], path[128];
+    memset(path, 'a', sizeof(path));
+    memcpy(path, "/tmp/", 5);
+    path[100] = '\0';
+    snprintf(frag, sizeof(frag), "    path: %s\n", path);
+    assert_only(errors_of(lines_yaml(frag)),
+                NAME ":3:11: receivers.lines.path: must be shorter than 100 bytes (a Unix "
+                     "socket limit)");
+    assert_only(errors_of(lines_yaml("    mode: \"0999\"\n")),
+                NAME ":3:11: receivers.lines.mode: expected octal permission bits like \"0600\" "
+                     "or \"0660\", got '0999'");
+    assert_only(errors_of(lines_yaml("    mode: \"01777\"\n")),
+                NAME ":3:11: receivers.lines.mode: expected octal permission bits like \"0600\" "
+                     "or \"0660\", got '01777'");
+    assert_only(errors_of(lines_yaml("    mode: \"0066\"\n")),
+                NAME ":3:11: receivers.lines.mode: the owner must keep read and write (0600), "
+                     "got '0066'");
+    assert_only(errors_of(lines_yaml("    mode: \"0400\"\n")),
+                NAME ":3:11: receivers.lines.mode: the owner must keep read and write (0600), "
+                     "got '0400'");
+    assert_only(errors_of(lines_yaml("    format: jsn\n")),
+                NAME ":3:13: receivers.lines.format: expected one of auto, json, logfmt, raw, "
+                     "got 'jsn'; did you mean 'json'?");
+    assert_only(errors_of(lines_yaml("    socket_type: dgram\n")),
+                NAME ":3:18: receivers.lines.socket_type: expected one of stream, datagram, got "
+                     "'dgram'");
+    assert_only(errors_of(lines_yaml("    overflow: blok\n")),
+                NAME ":3:15: receivers.lines.overflow: expected one of block, drop, got 'blok'; "
+                     "did you mean 'block'?");
+    assert_only(errors_of(lines_yaml("    max_line_bytes: 100\n")),
+                NAME ":3:21: receivers.lines.max_line_bytes: must be between 256 and 16MiB, got "
+                     "100");
+    assert_only(errors_of(lines_yaml("    paht: /x\n")),
+                NAME ":3:5: unknown key 'paht' in receivers.lines; did you mean 'path'?");
+
+    char *e = errors_of(lines_yaml("    labels: {team.name: x, 1a: y, __x: z, ok: [1]}\n"));
+    ASSERT_LINE(e, NAME ":3:14: receivers.lines.labels: label name 'team.name' may only use "
+                       "letters, digits and '_'");
+    ASSERT_LINE(e, NAME ":3:28: receivers.lines.labels: label name '1a' must not start with a "
+                       "digit");
+    ASSERT_LINE(e, NAME ":3:35: receivers.lines.labels: label name '__x' must not start with "
+                       "'__' (reserved)");
+    ASSERT_LINE(e, NAME ":3:47: receivers.lines.labels.ok: expected a string, got a list");
+    ck_assert_uint_eq(count_lines(e), 4);
+    free(e);
+    assert_only(errors_of(lines_yaml("    labels: {a1: 1, a2: 2, a3: 3, a4: 4, a5: 5, a6: 6, "
+                                     "a7: 7, a8: 8, a9: 9, a10: 10, a11: 11, a12: 12, a13: 13, "
+                                     "a14: 14, a15: 15, a16: 16}\n")),
+                NAME ":3:13: receivers.lines.labels: at most 15 labels (Loki's default limit "
+                     "per stream)");
+    /* Several problems of one receiver are all reported. */
+    e = errors_of(lines_yaml("    path: rel\n    mode: \"0066\"\n    format: xml\n"));
+    ck_assert_uint_eq(count_lines(e), 3);
+    free(e);
+    /* Names: lines/<suffix> as for any component. */
+    assert_only(errors_of("receivers:\n  lines:\n  lines/: {}\n" LINES_TAIL),
+                NAME ":3:3: receiver name 'lines/' needs a name after the '/'");
+    assert_only(errors_of("receivers:\n  lines:\n  line: {}\n" LINES_TAIL),
+                NAME ":3:3: unknown receiver type 'line' (known: otlp, lines); did you mean "
+                     "'lines'?");
+}
+END_TEST
+
+START_TEST(loki_exporter_defaults)
+{
+    lk_config *c = config_of(loki_yaml(""));
+    ck_assert_uint_eq(c->nexporters, 1);
+    ck_assert_str_eq(c->exporters[0].name, "loki");
+    assert_loki_defaults(&c->exporters[0]);
+    lk_config_destroy(c);
+    /* loki/<suffix> gets the same defaults. */
+    c = config_of("exporters: {loki/a: {}}\n"
+                  "receivers: {lines: }\n"
+                  "pipelines: {logs: {receivers: [lines], exporters: [loki/a]}}\n");
+    assert_loki_defaults(exporter_named(c, "loki/a"));
+    lk_config_destroy(c);
+    /* The default file spells out the same values. */
+    c = NULL;
+    ck_assert_int_eq(lk_config_load("config/lookout.yaml", &c, NULL), 0);
+    assert_loki_defaults(exporter_named(c, "loki"));
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(loki_exporter_keys)
+{
+    lk_config *c = config_of(loki_yaml("    endpoint: https://logs.example/loki/api/v1/push\n"
+                                       "    format: json\n"
+                                       "    compression: gzip\n"
+                                       "    tenant_id: team-a\n"
+                                       "    auth: {username: u, password: \"p@ss word\"}\n"
+                                       "    labels: [service_name, level, k8s_namespace]\n"
+                                       "    headers: {X-Extra: \"1\"}\n"
+                                       "    max_concurrency: 2\n"
+                                       "    batch: {send_batch_max_bytes: 512KiB}\n"));
+    const struct lk_exporter_config *x = &c->exporters[0];
+    ck_assert_str_eq(x->endpoint, "https://logs.example/loki/api/v1/push");
+    ck_assert(x->tls.enabled);
+    ck_assert_int_eq(x->loki.format, LK_LOKI_BODY_JSON);
+    ck_assert_int_eq(x->compression, LK_COMPRESSION_GZIP);
+    ck_assert_str_eq(x->loki.tenant_id, "team-a");
+    ck_assert_str_eq(x->loki.username, "u");
+    ck_assert_str_eq(x->loki.password, "p@ss word");
+    ck_assert_ptr_null(x->loki.bearer_token);
+    ck_assert_uint_eq(x->loki.nlabels, 3);
+    ck_assert_str_eq(x->loki.labels[0], "service_name");
+    ck_assert_str_eq(x->loki.labels[1], "level");
+    ck_assert_str_eq(x->loki.labels[2], "k8s_namespace");
+    ck_assert_uint_eq(x->nheaders, 1);
+    ck_assert_str_eq(x->headers[0].name, "X-Extra");
+    ck_assert_uint_eq(x->max_concurrency, 2);
+    ck_assert_uint_eq(x->batch.send_batch_max_bytes, 512 * KIB_);
+    lk_config_destroy(c);
+
+    /* bearer_token; json without compression; no labels at all. */
+    c = config_of(loki_yaml("    endpoint: http://loki:3100/loki/api/v1/push\n"
+                            "    format: json\n"
+                            "    bearer_token: tok.en-1\n"
+                            "    labels: []\n"));
+    x = &c->exporters[0];
+    ck_assert_str_eq(x->endpoint, "http://loki:3100/loki/api/v1/push");
+    ck_assert(!x->tls.enabled);
+    ck_assert_int_eq(x->compression, LK_COMPRESSION_NONE);
+    ck_assert_str_eq(x->loki.bearer_token, "tok.en-1");
+    ck_assert_ptr_null(x->loki.username);
+    ck_assert_uint_eq(x->loki.nlabels, 0);
+    lk_config_destroy(c);
+
+    /* protobuf with compression: none is fine (snappy is implied). */
+    c = config_of(loki_yaml("    format: protobuf\n    compression: none\n"));
+    ck_assert_int_eq(c->exporters[0].loki.format, LK_LOKI_BODY_PROTOBUF);
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(loki_exporter_errors)
+{
+    assert_only(errors_of(loki_yaml("    compression: gzip\n")),
+                NAME ":3:18: exporters.loki.compression: protobuf bodies are always "
+                     "snappy-compressed; compression applies to format: json");
+    assert_only(errors_of(loki_yaml("    format: protobuf\n    compression: gzip\n")),
+                NAME ":4:18: exporters.loki.compression: protobuf bodies are always "
+                     "snappy-compressed; compression applies to format: json");
+    assert_only(errors_of(loki_yaml("    format: xml\n")),
+                NAME ":3:13: exporters.loki.format: expected one of protobuf, json, got 'xml'");
+    assert_only(errors_of(loki_yaml("    auth: {username: u}\n")),
+                NAME ":3:5: exporters.loki.auth: username and password go together; password "
+                     "is missing");
+    assert_only(errors_of(loki_yaml("    auth: {password: p}\n")),
+                NAME ":3:5: exporters.loki.auth: username and password go together; username "
+                     "is missing");
+    assert_only(errors_of(loki_yaml("    auth: {username: \"a:b\", password: p}\n")),
+                NAME ":3:22: exporters.loki.auth.username: must not contain ':'");
+    assert_only(errors_of(loki_yaml("    auth: {username: u, password: p}\n"
+                                    "    bearer_token: t\n")),
+                NAME ":4:5: exporters.loki: set auth (basic) or bearer_token, not both");
+    assert_only(errors_of(loki_yaml("    auth: {username: u, password: p}\n"
+                                    "    headers: {Authorization: \"Basic eA==\"}\n")),
+                NAME ":2:3: exporters.loki: an Authorization header and auth/bearer_token both "
+                     "set it");
+    assert_only(errors_of(loki_yaml("    bearer_token: t\n"
+                                    "    headers: {authorization: \"Bearer u\"}\n")),
+                NAME ":2:3: exporters.loki: an Authorization header and auth/bearer_token both "
+                     "set it");
+    assert_only(errors_of(loki_yaml("    tenant_id: a\n"
+                                    "    headers: {X-Scope-OrgID: b}\n")),
+                NAME ":2:3: exporters.loki: an X-Scope-OrgID header and tenant_id both set it");
+    char *e = errors_of(loki_yaml("    tenant_id: \"a\\tb\"\n    bearer_token: \"\xc3\xa9\"\n"));
+    ASSERT_LINE(e, NAME ":3:16: exporters.loki.tenant_id: must be printable ASCII");
+    ASSERT_LINE(e, NAME ":4:19: exporters.loki.bearer_token: must be printable ASCII");
+    ck_assert_uint_eq(count_lines(e), 2);
+    free(e);
+
+    /* Labels: names, duplicates, at most 15. */
+    e = errors_of(loki_yaml("    labels: [service_name, service.name, service_name, 1x]\n"));
+    ASSERT_LINE(e, NAME ":3:28: exporters.loki.labels: label name 'service.name' may only use "
+                       "letters, digits and '_' (attribute keys map to names with '_' for '.', "
+                       "e.g. service_name)");
+    ASSERT_LINE(e, NAME ":3:42: exporters.loki.labels: 'service_name' is listed twice");
+    ASSERT_LINE(e, NAME ":3:56: exporters.loki.labels: label name '1x' must not start with a "
+                       "digit (attribute keys map to names with '_' for '.', e.g. service_name)");
+    ck_assert_uint_eq(count_lines(e), 3);
+    free(e);
+    assert_only(errors_of(loki_yaml("    labels: [a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, "
+                                    "a12, a13, a14, a15, a16]\n")),
+                NAME ":3:13: exporters.loki.labels: at most 15 labels (Loki's default limit per "
+                     "stream)");
+    lk_config *c = config_of(loki_yaml("    labels: [a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, "
+                                       "a11, a12, a13, a14, a15]\n"));
+    ck_assert_uint_eq(c->exporters[0].loki.nlabels, 15);
+    lk_config_destroy(c);
+    assert_only(errors_of(loki_yaml("    labels: service_name\n")),
+                NAME ":3:13: exporters.loki.labels: expected a list of label names like "
+                     "[service_name, host], got a string");
+
+    /* The endpoint is a full http(s) URL. */
+    assert_only(errors_of(loki_yaml("    endpoint: \"127.0.0.1:3100\"\n")),
+                NAME ":3:15: exporters.loki.endpoint: invalid URL '127.0.0.1:3100': expected a "
+                     "URL starting with http:// or https://");
+    assert_only(errors_of(loki_yaml("    endpoint: \"grpc://h:3100\"\n")),
+                NAME ":3:15: exporters.loki.endpoint: invalid URL 'grpc://h:3100': the scheme "
+                     "must be http:// or https://");
+    assert_only(errors_of(loki_yaml("    endpoint: \"http://h:3100/push?x=1\"\n")),
+                NAME ":3:15: exporters.loki.endpoint: invalid URL 'http://h:3100/push?x=1': a "
+                     "query or fragment is not supported");
+
+    /* Keys of other exporter types, both ways. */
+    assert_only(errors_of(loki_yaml("    traces_endpoint: http://h/t\n")),
+                NAME ":3:5: unknown key 'traces_endpoint' in exporters.loki (only otlphttp "
+                     "exporters have it)");
+    assert_only(exporter_err(EP "    tenant_id: t\n"),
+                NAME ":4:5: unknown key 'tenant_id' in exporters.otlp (only loki exporters have "
+                     "it)");
+    e = exporter_err(EP "    format: json\n    auth: {username: u, password: p}\n"
+                        "    bearer_token: x\n    labels: [a]\n");
+    ASSERT_LINE(e, NAME ":4:5: unknown key 'format' in exporters.otlp (only loki exporters have "
+                       "it)");
+    ASSERT_LINE(e, NAME ":5:5: unknown key 'auth' in exporters.otlp (only loki exporters have "
+                       "it)");
+    ASSERT_LINE(e, NAME ":6:5: unknown key 'bearer_token' in exporters.otlp (only loki "
+                       "exporters have it)");
+    ASSERT_LINE(e, NAME ":7:5: unknown key 'labels' in exporters.otlp (only loki exporters "
+                       "have it)");
+    ck_assert_uint_eq(count_lines(e), 4);
+    free(e);
+    assert_only(otlphttp_err("    endpoint: http://h\n    tenant_id: t\n"),
+                NAME ":4:5: unknown key 'tenant_id' in exporters.otlphttp (only loki exporters "
+                     "have it)");
+}
+END_TEST
+
+START_TEST(logs_only_components)
+{
+    char *e = errors_of("receivers:\n"
+                        "  otlp: {protocols: {grpc: }}\n"
+                        "  lines: {path: /tmp/a.sock}\n"
+                        "  lines/b: {path: /tmp/b.sock}\n"
+                        "exporters:\n"
+                        "  otlp: {endpoint: \"h:1\"}\n"
+                        "  loki:\n"
+                        "pipelines:\n"
+                        "  traces: {receivers: [otlp, lines], exporters: [otlp, loki]}\n"
+                        "  metrics: {receivers: [lines/b], exporters: [loki]}\n"
+                        "  logs: {receivers: [otlp, lines, lines/b], exporters: [otlp, loki]}\n");
+    ASSERT_LINE(e, NAME ":9:23: pipelines.traces.receivers: 'lines' receives log lines; list it "
+                       "in the logs pipeline");
+    ASSERT_LINE(e, NAME ":9:49: pipelines.traces.exporters: 'loki' sends to Loki, which takes "
+                       "logs only");
+    ASSERT_LINE(e, NAME ":10:24: pipelines.metrics.receivers: 'lines/b' receives log lines; "
+                       "list it in the logs pipeline");
+    ASSERT_LINE(e, NAME ":10:46: pipelines.metrics.exporters: 'loki' sends to Loki, which takes "
+                       "logs only");
+    /* The logs pipeline takes them, next to OTLP ones. */
+    ck_assert_uint_eq(count_lines(e), 4);
+    free(e);
+}
+END_TEST
+
+START_TEST(lines_socket_clashes)
+{
+    /* A lines socket on the file of a unix:// gRPC endpoint, written before or after it. */
+    assert_only(errors_of("receivers:\n"
+                          "  otlp: {protocols: {grpc: {endpoint: \"unix:///tmp/lk.sock\"}}}\n"
+                          "  lines: {path: /tmp/lk.sock}\n" LINES_TAIL),
+                NAME ":3:17: receivers.lines: endpoint 'unix:///tmp/lk.sock' is already used by "
+                     "receivers.otlp.protocols.grpc");
+    assert_only(errors_of("receivers:\n"
+                          "  lines: {path: /tmp/lk.sock}\n"
+                          "  otlp: {protocols: {http: {endpoint: \"unix:///tmp/lk.sock\"}}}\n"
+                          LINES_TAIL),
+                NAME ":3:39: receivers.otlp.protocols.http: endpoint 'unix:///tmp/lk.sock' is "
+                     "already used by receivers.lines");
+    /* Two lines receivers on the default path. */
+    assert_only(errors_of("receivers:\n  lines:\n  lines/b: {}\n" LINES_TAIL),
+                NAME ":3:3: receivers.lines/b: endpoint 'unix:///tmp/lookout.sock' is already "
+                     "used by receivers.lines");
+    /* Different files do not clash, nor does a TCP endpoint. */
+    lk_config *c = config_of("receivers:\n"
+                             "  otlp: {protocols: {grpc: {endpoint: \"unix:///tmp/g.sock\"}, "
+                             "http: }}\n"
+                             "  lines: {path: /tmp/lk.sock}\n"
+                             "  lines/b: {path: /tmp/lk2.sock}\n" LINES_TAIL);
+    ck_assert_uint_eq(c->nreceivers, 3);
+    lk_config_destroy(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("config");
@@ -1574,6 +2047,9 @@ static Suite *suite(void)
                            http_listener_clashes}},
         {"otlphttp_exporter", {otlphttp_exporter_values, otlphttp_exporter_url_errors,
                                otlphttp_exporter_checks}},
+        {"logs_components", {lines_receiver_defaults, lines_receiver_every_key,
+                             lines_receiver_errors, loki_exporter_defaults, loki_exporter_keys,
+                             loki_exporter_errors, logs_only_components, lines_socket_clashes}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);
