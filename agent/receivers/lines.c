@@ -26,6 +26,12 @@
 #include "core/utf8.h"
 #include "pipeline/item.h"
 
+/* The config's enum is cast to the parser's. */
+_Static_assert((int)LK_LINES_AUTO == (int)LK_LINE_AUTO && (int)LK_LINES_JSON == (int)LK_LINE_JSON &&
+                   (int)LK_LINES_LOGFMT == (int)LK_LINE_LOGFMT &&
+                   (int)LK_LINES_RAW == (int)LK_LINE_RAW,
+               "enum lk_lines_format and enum lk_line_format must match");
+
 #define REQ_MAX (256u * 1024 * 1024) /* bytes of one request being built */
 #define MIN_READ_BUF (64u * 1024)    /* a connection's buffer may grow to this
                                         even when lines are limited to less */
