@@ -180,7 +180,7 @@ struct lk_loki_encoder {
     size_t res_first, res_n; /* attributes of the current resource */
     uint32_t res_stream;     /* stream of its records that add no label */
 
-    struct lpair pairs[LK_LOKI_MAX_LABELS + 1];
+    struct lpair pairs[LK_LOKI_MAX_LABELS];
     size_t npairs;
     lk_buf tmp; /* rendered label values of one record */
     lk_buf lbl; /* rendered label set of one record */
@@ -615,8 +615,9 @@ static int append_hex(lk_buf *b, const uint8_t *p, size_t n)
     int rc;
 
     for (size_t i = 0; i < n; i++) {
-        chunk[k++] = hex[p[i] >> 4];
-        chunk[k++] = hex[p[i] & 15];
+        chunk[k] = hex[p[i] >> 4];
+        chunk[k + 1] = hex[p[i] & 15];
+        k += 2;
         if (k == sizeof(chunk)) {
             rc = lk_buf_append(b, chunk, k);
             if (rc < 0)
@@ -854,13 +855,13 @@ static size_t find_by_key(const struct lk_loki_encoder *e, size_t first,
     return NO_ATTR;
 }
 
-/* Calls fn(e, i, arg) for each attribute i of [first, first + n) named by the
+/* Calls fn(e, i) for each attribute i of [first, first + n) named by the
  * comma-separated hint list in attribute |h| (blanks around keys ignored;
  * keys no attribute has are skipped). */
-typedef int (*hint_fn)(struct lk_loki_encoder *e, size_t attr, void *arg);
+typedef int (*hint_fn)(struct lk_loki_encoder *e, size_t attr);
 
 static int for_each_hint(struct lk_loki_encoder *e, size_t h, size_t first,
-                         size_t n, hint_fn fn, void *arg)
+                         size_t n, hint_fn fn)
 {
     const struct attr *ha = &e->attrs[h];
     const uint8_t *p, *end;
@@ -883,7 +884,7 @@ static int for_each_hint(struct lk_loki_encoder *e, size_t h, size_t first,
         if (te > ts) {
             i = find_by_key(e, first, n, ts, (size_t)(te - ts));
             if (i != NO_ATTR) {
-                rc = fn(e, i, arg);
+                rc = fn(e, i);
                 if (rc < 0)
                     return rc;
             }
@@ -920,14 +921,13 @@ static void label_put(struct lk_loki_encoder *e, const uint8_t *name,
 }
 
 /* Adds attribute |i| as a label under its Loki name, if that is free. */
-static int label_from_attr(struct lk_loki_encoder *e, size_t i, void *arg)
+static int label_from_attr(struct lk_loki_encoder *e, size_t i)
 {
     const struct attr *a = &e->attrs[i];
     const uint8_t *name = attr_name(e, a);
     struct vref v;
     int rc;
 
-    (void)arg;
     if (!label_free(e, name, a->name_len))
         return 0;
     rc = value_text(&e->tmp, &a->v, &v);
@@ -937,11 +937,10 @@ static int label_from_attr(struct lk_loki_encoder *e, size_t i, void *arg)
     return 0;
 }
 
-static int push_hint(struct lk_loki_encoder *e, size_t i, void *arg)
+static int push_hint(struct lk_loki_encoder *e, size_t i)
 {
     int rc;
 
-    (void)arg;
     ENSURE(rc, e->hints, e->cap_hints, e->nhints + 1);
     if (rc < 0)
         return rc;
@@ -966,11 +965,12 @@ static int prepare_resource(struct lk_loki_encoder *e,
                                                        e->cfg[i].len);
     for (size_t i = first; i < first + n; i++)
         if (e->attrs[i].flags & A_RES_HINT)
-            return for_each_hint(e, i, first, n, push_hint, NULL);
+            return for_each_hint(e, i, first, n, push_hint);
     return 0;
 }
 
-static inline void escape_run(lk_buf *b, const uint8_t *p, size_t n, int *rc)
+/* Appends unless an earlier append failed (*rc holds the first error). */
+static inline void append_ok(lk_buf *b, const uint8_t *p, size_t n, int *rc)
 {
     if (*rc == 0 && n > 0)
         *rc = lk_buf_append(b, p, n);
@@ -991,8 +991,8 @@ static int render_labels(struct lk_loki_encoder *e)
 
         if (i > 0)
             rc = lk_buf_append(b, ", ", 2);
-        escape_run(b, lp->name, lp->nlen, &rc);
-        escape_run(b, (const uint8_t *)"=\"", 2, &rc);
+        append_ok(b, lp->name, lp->nlen, &rc);
+        append_ok(b, (const uint8_t *)"=\"", 2, &rc);
         for (size_t k = 0; k < lp->v.len && rc == 0; k++) {
             const char *esc = v[k] == '\\'   ? "\\\\"
                               : v[k] == '"'  ? "\\\""
@@ -1000,12 +1000,12 @@ static int render_labels(struct lk_loki_encoder *e)
                                              : NULL;
             if (esc == NULL)
                 continue;
-            escape_run(b, v + run, k - run, &rc);
-            escape_run(b, (const uint8_t *)esc, 2, &rc);
+            append_ok(b, v + run, k - run, &rc);
+            append_ok(b, (const uint8_t *)esc, 2, &rc);
             run = k + 1;
         }
-        escape_run(b, v + run, lp->v.len - run, &rc);
-        escape_run(b, (const uint8_t *)"\"", 1, &rc);
+        append_ok(b, v + run, lp->v.len - run, &rc);
+        append_ok(b, (const uint8_t *)"\"", 1, &rc);
     }
     if (rc == 0)
         rc = lk_buf_append(b, "}", 1);
@@ -1187,13 +1187,12 @@ static int assign_stream(struct lk_loki_encoder *e,
         label_put(e, c->name, c->len, &v);
     }
     for (size_t i = 0; i < e->nhints; i++) {
-        rc = label_from_attr(e, e->hints[i], NULL);
+        rc = label_from_attr(e, e->hints[i]);
         if (rc < 0)
             return rc;
     }
     if (rec_hint != NO_ATTR) {
-        rc = for_each_hint(e, rec_hint, en->rattr, en->nrattr, label_from_attr,
-                           NULL);
+        rc = for_each_hint(e, rec_hint, en->rattr, en->nrattr, label_from_attr);
         if (rc < 0)
             return rc;
     }
@@ -1513,19 +1512,14 @@ static bool meta_free(const struct lk_loki_encoder *e, const struct stream *st,
     return true;
 }
 
-static int piece_put(struct lk_loki_encoder *e, const uint8_t *name,
-                     size_t nlen, const struct vref *v)
+/* Room was made by gather(). */
+static inline void piece_put(struct lk_loki_encoder *e, const uint8_t *name,
+                             size_t nlen, const struct vref *v)
 {
-    int rc;
-
-    ENSURE(rc, e->pieces, e->cap_pieces, e->npieces + 1);
-    if (rc < 0)
-        return rc;
     e->pieces[e->npieces].name.p = name;
     e->pieces[e->npieces].name.len = nlen;
     e->pieces[e->npieces].v = *v;
     e->npieces++;
-    return 0;
 }
 
 static bool all_zero(struct span s)
@@ -1552,7 +1546,8 @@ static int meta_id(struct lk_loki_encoder *e, const struct stream *st,
     if (rc < 0)
         return rc;
     v.len = e->arena.len - v.off;
-    return piece_put(e, (const uint8_t *)name, nlen, &v);
+    piece_put(e, (const uint8_t *)name, nlen, &v);
+    return 0;
 }
 
 static int meta_attrs(struct lk_loki_encoder *e, const struct stream *st,
@@ -1568,10 +1563,9 @@ static int meta_attrs(struct lk_loki_encoder *e, const struct stream *st,
             !meta_free(e, st, first, name, a->name_len))
             continue;
         rc = value_text(&e->arena, &a->v, &v);
-        if (rc == 0)
-            rc = piece_put(e, name, a->name_len, &v);
         if (rc < 0)
             return rc;
+        piece_put(e, name, a->name_len, &v);
     }
     return 0;
 }
@@ -1586,6 +1580,11 @@ static int gather(struct lk_loki_encoder *e, const struct stream *st,
     struct vref v;
     int rc;
 
+    /* level, trace_id, span_id, scope_name and the attributes at most. */
+    ENSURE(rc, e->pieces, e->cap_pieces,
+           e->npieces + 4 + en->nrattr + en->nsattr);
+    if (rc < 0)
+        return rc;
     m->first = e->npieces;
     if (meta_free(e, st, m->first, lv, 5)) {
         lvl = level_norm(en);
@@ -1596,11 +1595,8 @@ static int gather(struct lk_loki_encoder *e, const struct stream *st,
             v.p = en->sevtext.p;
             v.len = en->sevtext.len;
         }
-        if (v.len > 0) {
-            rc = piece_put(e, lv, 5, &v);
-            if (rc < 0)
-                return rc;
-        }
+        if (v.len > 0)
+            piece_put(e, lv, 5, &v);
     }
     rc = meta_id(e, st, m->first, "trace_id", en->trace);
     if (rc == 0)
@@ -1612,7 +1608,7 @@ static int gather(struct lk_loki_encoder *e, const struct stream *st,
     if (rc == 0 && en->scope.len > 0 && meta_free(e, st, m->first, sc, 10)) {
         v.p = en->scope.p;
         v.len = en->scope.len;
-        rc = piece_put(e, sc, 10, &v);
+        piece_put(e, sc, 10, &v);
     }
     if (rc == 0)
         rc = value_text(&e->arena, &en->body, &m->line);

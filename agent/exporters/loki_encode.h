@@ -51,10 +51,12 @@ void lk_loki_encoder_destroy(struct lk_loki_encoder *e);
  * JSON output repairs invalid bytes to U+FFFD.
  *
  * Returns 0, LK_EPROTO (malformed input: bad varint, length past the end of
- * its message, wrong wire type for a field the encoder reads, groups, nesting
- * deeper than 64; |out| then holds garbage the caller discards), LK_ENOMEM,
- * LK_E2BIG (|out|'s cap, or more than 2^32 - 1 records or streams).
- * The input is only read and not referenced after the call.
+ * its message, wrong wire type for a field the encoder reads, groups, AnyValue
+ * arrays / kvlists nested more than 64 deep), LK_ENOMEM, LK_E2BIG (|out|'s
+ * cap, or 2^32 - 1 records or streams), LK_EINVAL (NULL |o->labels| with
+ * |o->nlabels| > 0, NULL iov_base with a length). On failure |out| may hold
+ * part of a body, which the caller discards. The input is only read and not
+ * referenced after the call.
  */
 int lk_loki_encode(struct lk_loki_encoder *e,
                    const struct lk_loki_encode_opts *o,
