@@ -25,6 +25,7 @@
 #include "core/gzip.h"
 #include "core/http_client.h"
 #include "core/log.h"
+#include "exporters/http_exporter.h"
 #include "exporters/loki_encode.h"
 
 #define MAX_BODY_BYTES (1024u * 1024 * 1024) /* of one uncompressed push */
@@ -36,19 +37,13 @@ struct loki_exporter;
 struct attempt {
     struct loki_exporter *x;
     lk_batch *b;
-    struct attempt *next; /* x->failed */
-    uint8_t *body;        /* compressed push body, owned */
+    uint8_t *body; /* compressed push body, owned */
     size_t len;
-    const char *fail_reason; /* set: drop without sending */
 };
 
 struct loki_exporter {
-    lk_exporter base;
-    uv_loop_t *loop;
-    lk_http_client *client;
+    struct lk_http_exporter h; /* first */
     char *url;
-    struct lk_header *headers; /* sent with every request, owned */
-    size_t nheaders;
     bool json;
     bool gzip;
     uint64_t timeout_ms;
@@ -57,14 +52,8 @@ struct loki_exporter {
     char **labels;
     size_t nlabels;
     char host[256];
-    uv_timer_t fail_timer; /* reports |failed| outside send() */
-    struct attempt *failed;
     uint64_t last_refusal_log_ms;
     uint64_t refusals_unlogged;
-    bool closing;
-    int open;
-    void (*close_done)(void *);
-    void *close_arg;
 };
 
 enum lk_export_result lk_loki_classify(int http_status)
@@ -151,14 +140,6 @@ static void attempt_free(struct attempt *a)
     free(a);
 }
 
-static const char *transport_reason(const struct lk_http_result *r)
-{
-    if (r->err == LK_ECANCELED)
-        return "canceled";
-    return r->err == LK_EIO && strstr(r->error, "imeout") != NULL ? "timeout"
-                                                                 : "transport_error";
-}
-
 /* A printable excerpt of |body| for a log line. */
 static void excerpt(const uint8_t *body, size_t len, char *out, size_t outlen)
 {
@@ -171,14 +152,14 @@ static void excerpt(const uint8_t *body, size_t len, char *out, size_t outlen)
 static void log_refusal(struct loki_exporter *x, int status, const char *reason,
                         uint64_t refused, uint64_t items, const struct lk_http_result *r)
 {
-    uint64_t now = uv_now(x->loop);
+    uint64_t now = uv_now(x->h.loop);
     if (x->last_refusal_log_ms != 0 && now - x->last_refusal_log_ms < REFUSAL_LOG_EVERY_MS) {
         x->refusals_unlogged++;
         return;
     }
     char msg[320];
     excerpt(r->body, r->body_len, msg, sizeof(msg));
-    lk_log(LK_LOG_WARN, "loki refused entries", LK_S("exporter", x->base.name)
+    lk_log(LK_LOG_WARN, "loki refused entries", LK_S("exporter", x->h.base.name)
            LK_I("http_status", status) LK_S("reason", reason) LK_U("refused", refused)
            LK_U("entries", items) LK_U("refusals_not_logged", x->refusals_unlogged)
            LK_S("message", msg));
@@ -202,10 +183,10 @@ static void post_done(void *arg, const struct lk_http_result *r)
     }
     if (res == LK_EXPORT_RETRY) {
         if (r->http_status == 0)
-            snprintf(reason, sizeof(reason), "%s", transport_reason(r));
+            snprintf(reason, sizeof(reason), "%s", lk_http_transport_reason(r));
         else
             snprintf(reason, sizeof(reason), "http_%d", r->http_status);
-        lk_log(LK_LOG_DEBUG, "loki push attempt failed", LK_S("exporter", x->base.name)
+        lk_log(LK_LOG_DEBUG, "loki push attempt failed", LK_S("exporter", x->h.base.name)
                LK_I("http_status", r->http_status) LK_S("reason", reason)
                LK_S("error", r->error) LK_I("retry_after_ms", r->retry_after_ms));
         lk_batch_done(b, LK_EXPORT_RETRY, r->retry_after_ms, reason);
@@ -225,23 +206,6 @@ static void post_done(void *arg, const struct lk_http_result *r)
     snprintf(reason, sizeof(reason), "http_%d", r->http_status);
     log_refusal(x, r->http_status, reason, items, items, r);
     lk_batch_done(b, LK_EXPORT_PERMANENT, -1, reason);
-}
-
-static void flush_failed(struct loki_exporter *x)
-{
-    while (x->failed != NULL) {
-        struct attempt *a = x->failed;
-        x->failed = a->next;
-        lk_batch *b = a->b;
-        const char *reason = a->fail_reason;
-        attempt_free(a);
-        lk_batch_done(b, LK_EXPORT_PERMANENT, -1, reason);
-    }
-}
-
-static void fail_timer_cb(uv_timer_t *t)
-{
-    flush_failed(t->data);
 }
 
 static uint64_t wall_ns(void)
@@ -298,7 +262,7 @@ static int build_body(struct loki_exporter *x, lk_batch *b, struct attempt *a)
 static int loki_send(lk_exporter *e, lk_batch *b)
 {
     struct loki_exporter *x = (struct loki_exporter *)e;
-    if (x->closing)
+    if (x->h.closing)
         return LK_ECLOSED;
     struct attempt *a = calloc(1, sizeof(*a));
     if (a == NULL)
@@ -306,20 +270,17 @@ static int loki_send(lk_exporter *e, lk_batch *b)
     a->x = x;
     a->b = b;
     int rc = build_body(x, b, a);
-    if (rc == LK_EPROTO || rc == LK_E2BIG) {
+    if (rc == LK_EPROTO || rc == LK_E2BIG || rc == LK_EINVAL) {
         /* Not retryable: the same bytes would fail the same way. */
         lk_log(LK_LOG_ERROR, "cannot encode a batch for loki, dropping it",
-               LK_S("exporter", x->base.name) LK_S("error", lk_strerror(rc)));
-        a->fail_reason = rc == LK_EPROTO ? "malformed" : "too_large";
-        a->next = x->failed;
-        x->failed = a;
-        uv_timer_start(&x->fail_timer, fail_timer_cb, 0, 0);
-        return 0;
+               LK_S("exporter", x->h.base.name) LK_S("error", lk_strerror(rc)));
+        attempt_free(a);
+        return lk_http_exporter_fail(&x->h, b, rc == LK_E2BIG ? "too_large" : "malformed");
     }
     if (rc < 0)
         goto err_attempt;
     struct iovec one = {.iov_base = a->body, .iov_len = a->len};
-    rc = lk_http_client_post(x->client, x->url, x->headers, x->nheaders, &one, 1,
+    rc = lk_http_client_post(x->h.client, x->url, x->h.headers, x->h.nheaders, &one, 1,
                              x->timeout_ms, post_done, a);
     if (rc < 0)
         goto err_attempt;
@@ -329,68 +290,28 @@ err_attempt:
     return rc;
 }
 
-static void exporter_free(struct loki_exporter *x)
+static void exporter_free(struct lk_http_exporter *h)
 {
-    for (size_t i = 0; i < x->nheaders; i++) {
-        free(x->headers[i].name);
-        free(x->headers[i].value);
-    }
-    free(x->headers);
+    struct loki_exporter *x = (struct loki_exporter *)h;
     for (size_t i = 0; i < x->nlabels; i++)
         free(x->labels[i]);
     free(x->labels);
     lk_loki_encoder_destroy(x->enc);
     lk_buf_fini(&x->scratch);
     free(x->url);
-    free(x->base.name);
+    lk_http_exporter_fini(&x->h);
     free(x);
-}
-
-static void part_closed(struct loki_exporter *x)
-{
-    if (--x->open > 0)
-        return;
-    void (*done)(void *) = x->close_done;
-    void *darg = x->close_arg;
-    exporter_free(x);
-    if (done != NULL)
-        done(darg);
-}
-
-static void client_closed(void *arg)
-{
-    part_closed(arg);
-}
-
-static void timer_closed(uv_handle_t *h)
-{
-    part_closed(h->data);
-}
-
-static void loki_close(lk_exporter *e, void (*done)(void *arg), void *arg)
-{
-    struct loki_exporter *x = (struct loki_exporter *)e;
-    x->closing = true;
-    x->close_done = done;
-    x->close_arg = arg;
-    lk_http_client_close(x->client, client_closed, x);
-    flush_failed(x);
-    uv_close((uv_handle_t *)&x->fail_timer, timer_closed);
 }
 
 const struct lk_exporter_ops lk_loki_exporter_ops = {
     .type = "loki",
     .send = loki_send,
-    .close = loki_close,
+    .close = lk_http_exporter_close,
 };
 
 static int add_header(struct loki_exporter *x, const char *name, const char *value)
 {
-    struct lk_header *h = &x->headers[x->nheaders];
-    h->name = strdup(name);
-    h->value = strdup(value);
-    x->nheaders++; /* counted now so that exporter_free frees both */
-    return h->name == NULL || h->value == NULL ? LK_ENOMEM : 0;
+    return lk_http_exporter_add_header(&x->h, name, value);
 }
 
 /* Content-Type (and Content-Encoding), tenant, auth, then the configured
@@ -398,9 +319,6 @@ static int add_header(struct loki_exporter *x, const char *name, const char *val
 static int build_headers(struct loki_exporter *x, const struct lk_exporter_config *cfg)
 {
     const struct lk_loki_config *l = &cfg->loki;
-    x->headers = calloc(cfg->nheaders + 4, sizeof(*x->headers));
-    if (x->headers == NULL)
-        return LK_ENOMEM;
     int rc = add_header(x, "Content-Type", x->json ? "application/json"
                                                    : "application/x-protobuf");
     /* A protobuf push is snappy-compressed by definition, without a
@@ -433,27 +351,17 @@ static int build_headers(struct loki_exporter *x, const struct lk_exporter_confi
         free(raw);
         free(v);
     }
-    for (size_t i = 0; rc == 0 && i < cfg->nheaders; i++) {
-        const struct lk_header *h = &cfg->headers[i];
-        if (!lk_http_header_is_valid(h->name, h->value)) {
-            lk_log(LK_LOG_ERROR, "loki exporter: invalid header",
-                   LK_S("exporter", cfg->name) LK_S("header", h->name));
-            return LK_EINVAL;
-        }
-        rc = add_header(x, h->name, h->value);
-    }
+    if (rc == 0)
+        rc = lk_http_exporter_add_config_headers(&x->h, cfg, NULL);
     return rc;
 }
 
 int lk_loki_exporter_create(lk_exporter **out, uv_loop_t *loop,
                             const struct lk_exporter_config *cfg)
 {
-    int rc = LK_ENOMEM;
     struct loki_exporter *x = calloc(1, sizeof(*x));
     if (x == NULL)
         return LK_ENOMEM;
-    x->base.ops = &lk_loki_exporter_ops;
-    x->loop = loop;
     x->json = cfg->loki.format == LK_LOKI_BODY_JSON;
     x->gzip = x->json && cfg->compression == LK_COMPRESSION_GZIP;
     x->timeout_ms = cfg->timeout_ms;
@@ -461,46 +369,38 @@ int lk_loki_exporter_create(lk_exporter **out, uv_loop_t *loop,
     size_t hlen = sizeof(x->host);
     if (uv_os_gethostname(x->host, &hlen) != 0)
         snprintf(x->host, sizeof(x->host), "localhost");
-    x->base.name = strdup(cfg->name);
+    int rc = LK_ENOMEM;
     x->url = strdup(cfg->endpoint != NULL ? cfg->endpoint : "");
     x->labels = calloc(cfg->loki.nlabels + 1, sizeof(*x->labels));
-    if (x->base.name == NULL || x->url == NULL || x->labels == NULL)
-        goto err_free;
+    if (x->url == NULL || x->labels == NULL)
+        goto fail;
     for (size_t i = 0; i < cfg->loki.nlabels; i++) {
         if ((x->labels[i] = strdup(cfg->loki.labels[i])) == NULL)
-            goto err_free;
+            goto fail;
         x->nlabels++;
     }
     if (!lk_http_url_is_valid(x->url)) {
         lk_log(LK_LOG_ERROR, "loki exporter: not an http(s) URL",
                LK_S("exporter", cfg->name) LK_S("url", x->url));
         rc = LK_EINVAL;
-        goto err_free;
+        goto fail;
     }
-    rc = build_headers(x, cfg);
-    if (rc < 0)
-        goto err_free;
     rc = lk_loki_encoder_create(&x->enc);
+    if (rc == 0)
+        rc = lk_http_exporter_init(&x->h, loop, cfg, 4, &lk_loki_exporter_ops,
+                                   exporter_free);
+    if (rc == 0)
+        rc = build_headers(x, cfg);
     if (rc < 0)
-        goto err_free;
-    struct lk_http_client_opts o = {
-        .max_connections = cfg->max_concurrency,
-        .user_agent = "lookout/" LK_VERSION,
-        .tls = &cfg->tls,
-    };
-    rc = lk_http_client_create(&x->client, loop, &o);
-    if (rc < 0)
-        goto err_free;
-    if (uv_timer_init(loop, &x->fail_timer) != 0) {
-        rc = LK_ESYS;
-        lk_http_client_close(x->client, NULL, NULL);
-        goto err_free;
-    }
-    x->fail_timer.data = x;
-    x->open = 2;
-    *out = &x->base;
+        goto fail;
+    *out = &x->h.base;
     return 0;
-err_free:
-    exporter_free(x);
+fail:
+    if (x->h.client != NULL) {
+        /* Started: the loop owns handles now, close the normal way. */
+        lk_http_exporter_close(&x->h.base, NULL, NULL);
+        return rc;
+    }
+    exporter_free(&x->h);
     return rc;
 }

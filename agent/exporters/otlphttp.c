@@ -20,6 +20,7 @@
 #include "core/err.h"
 #include "core/http_client.h"
 #include "core/log.h"
+#include "exporters/http_exporter.h"
 
 #define MAX_TEXT_LOG_BYTES 200 /* of a non-protobuf error body */
 #define MAX_GZIP_INPUT_BYTES (UINT32_MAX / 2)
@@ -36,25 +37,15 @@ struct otlphttp_exporter;
 struct attempt {
     struct otlphttp_exporter *x;
     lk_batch *b;
-    struct attempt *next; /* x->failed */
-    uint8_t *gz;          /* compressed body (gzip on), owned */
+    uint8_t *gz; /* compressed body (gzip on), owned */
     size_t gz_len;
 };
 
 struct otlphttp_exporter {
-    lk_exporter base;
-    lk_http_client *client;
-    char *url[LK_SIGNAL_COUNT];  /* NULL: no endpoint for that signal */
-    struct lk_header *headers;   /* sent with every request, owned */
-    size_t nheaders;
+    struct lk_http_exporter h; /* first */
+    char *url[LK_SIGNAL_COUNT]; /* NULL: no endpoint for that signal */
     bool gzip;
     uint64_t timeout_ms;
-    uv_timer_t fail_timer;       /* reports |failed| outside send() */
-    struct attempt *failed;      /* batches without a URL, to drop */
-    bool closing;
-    int open;                    /* the client and the timer, not yet closed */
-    void (*close_done)(void *);
-    void *close_arg;
 };
 
 enum lk_export_result lk_otlphttp_classify(int http_status)
@@ -262,40 +253,18 @@ static void attempt_free(struct attempt *a)
     free(a);
 }
 
-static const char *transport_reason(const struct lk_http_result *r)
-{
-    if (r->err == LK_ECANCELED)
-        return "canceled";
-    switch (r->curl_code) {
-    case CURLE_COULDNT_CONNECT:
-        return "connect_failed";
-    case CURLE_OPERATION_TIMEDOUT:
-        return "timeout";
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        return "resolve_failed";
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CACERT_BADFILE:
-        return "tls_error";
-    default:
-        return "transport_error";
-    }
-}
-
 static void post_done(void *arg, const struct lk_http_result *r)
 {
     struct attempt *a = arg;
     lk_batch *b = a->b;
-    const char *name = a->x->base.name;
+    const char *name = a->x->h.base.name;
     const char *url = a->x->url[lk_batch_signal(b)];
     char reason[24];
     char msg[256];
 
     enum lk_export_result res = lk_otlphttp_classify(r->http_status);
     if (r->http_status == 0) {
-        snprintf(reason, sizeof(reason), "%s", transport_reason(r));
+        snprintf(reason, sizeof(reason), "%s", lk_http_transport_reason(r));
         lk_log(LK_LOG_DEBUG, "otlphttp export attempt failed",
                LK_S("exporter", name) LK_S("url", url) LK_S("reason", reason)
                LK_I("curl_code", r->curl_code) LK_S("error", r->error));
@@ -326,23 +295,6 @@ static void post_done(void *arg, const struct lk_http_result *r)
                   res == LK_EXPORT_OK ? NULL : reason);
 }
 
-/* Drops the batches of signals this exporter has no URL for. */
-static void flush_failed(struct otlphttp_exporter *x)
-{
-    while (x->failed != NULL) {
-        struct attempt *a = x->failed;
-        x->failed = a->next;
-        lk_batch *b = a->b;
-        attempt_free(a);
-        lk_batch_done(b, LK_EXPORT_PERMANENT, -1, "no_endpoint");
-    }
-}
-
-static void fail_timer_cb(uv_timer_t *t)
-{
-    flush_failed(t->data);
-}
-
 static int otlphttp_send(lk_exporter *e, lk_batch *b)
 {
     struct otlphttp_exporter *x = (struct otlphttp_exporter *)e;
@@ -351,21 +303,18 @@ static int otlphttp_send(lk_exporter *e, lk_batch *b)
     size_t n, total;
     int rc;
 
-    if (x->closing)
+    if (x->h.closing)
         return LK_ECLOSED;
+    if (x->url[sig] == NULL) {
+        lk_log(LK_LOG_ERROR, "otlphttp exporter has no endpoint for this signal",
+               LK_S("exporter", x->h.base.name) LK_S("signal", lk_signal_name(sig)));
+        return lk_http_exporter_fail(&x->h, b, "no_endpoint");
+    }
     struct attempt *a = calloc(1, sizeof(*a));
     if (a == NULL)
         return LK_ENOMEM;
     a->x = x;
     a->b = b;
-    if (x->url[sig] == NULL) {
-        lk_log(LK_LOG_ERROR, "otlphttp exporter has no endpoint for this signal",
-               LK_S("exporter", x->base.name) LK_S("signal", lk_signal_name(sig)));
-        a->next = x->failed;
-        x->failed = a;
-        uv_timer_start(&x->fail_timer, fail_timer_cb, 0, 0);
-        return 0;
-    }
     lk_batch_iov(b, &iov, &n, &total);
     struct iovec one;
     if (x->gzip) {
@@ -378,7 +327,7 @@ static int otlphttp_send(lk_exporter *e, lk_batch *b)
         n = 1;
     }
     /* The batch's bytes (or |a->gz|) stay put until post_done. */
-    rc = lk_http_client_post(x->client, x->url[sig], x->headers, x->nheaders,
+    rc = lk_http_client_post(x->h.client, x->url[sig], x->h.headers, x->h.nheaders,
                              iov, n, x->timeout_ms, post_done, a);
     if (rc < 0)
         goto err_attempt;
@@ -388,57 +337,19 @@ err_attempt:
     return rc;
 }
 
-static void exporter_free(struct otlphttp_exporter *x)
+static void exporter_free(struct lk_http_exporter *h)
 {
-    for (size_t i = 0; i < x->nheaders; i++) {
-        free(x->headers[i].name);
-        free(x->headers[i].value);
-    }
-    free(x->headers);
+    struct otlphttp_exporter *x = (struct otlphttp_exporter *)h;
     for (int s = 0; s < LK_SIGNAL_COUNT; s++)
         free(x->url[s]);
-    free(x->base.name);
+    lk_http_exporter_fini(&x->h);
     free(x);
-}
-
-static void part_closed(struct otlphttp_exporter *x)
-{
-    if (--x->open > 0)
-        return;
-    void (*done)(void *) = x->close_done;
-    void *darg = x->close_arg;
-    exporter_free(x);
-    if (done != NULL)
-        done(darg);
-}
-
-static void client_closed(void *arg)
-{
-    part_closed(arg);
-}
-
-static void timer_closed(uv_handle_t *h)
-{
-    part_closed(h->data);
-}
-
-static void otlphttp_close(lk_exporter *e, void (*done)(void *arg), void *arg)
-{
-    struct otlphttp_exporter *x = (struct otlphttp_exporter *)e;
-    x->closing = true;
-    x->close_done = done;
-    x->close_arg = arg;
-    /* Requests in flight end now, each with its lk_batch_done (retryable,
-     * "canceled"); batches waiting to be dropped go too. */
-    lk_http_client_close(x->client, client_closed, x);
-    flush_failed(x);
-    uv_close((uv_handle_t *)&x->fail_timer, timer_closed);
 }
 
 const struct lk_exporter_ops lk_otlphttp_exporter_ops = {
     .type = "otlphttp",
     .send = otlphttp_send,
-    .close = otlphttp_close,
+    .close = lk_http_exporter_close,
 };
 
 /* Builds the URL of each signal. A base endpoint loses a trailing '/'. */
@@ -479,92 +390,47 @@ static int build_urls(struct otlphttp_exporter *x,
     return 0;
 }
 
-static int add_header(struct otlphttp_exporter *x, const char *name,
-                      const char *value)
-{
-    struct lk_header *h = &x->headers[x->nheaders];
-    h->name = strdup(name);
-    h->value = strdup(value);
-    x->nheaders++; /* counted now so that exporter_free frees both */
-    return h->name == NULL || h->value == NULL ? LK_ENOMEM : 0;
-}
-
 /* Content-Type, Content-Encoding, then the configured headers. The body's
  * framing is ours: configured headers that would contradict it are left out. */
 static int build_headers(struct otlphttp_exporter *x,
                          const struct lk_exporter_config *cfg)
 {
     static const char *const reserved[] = {"Content-Type", "Content-Encoding",
-                                           "Content-Length",
-                                           "Transfer-Encoding"};
-    x->headers = calloc(cfg->nheaders + 2, sizeof(*x->headers));
-    if (x->headers == NULL)
-        return LK_ENOMEM;
-    if (add_header(x, "Content-Type", "application/x-protobuf") < 0 ||
-        (x->gzip && add_header(x, "Content-Encoding", "gzip") < 0))
-        return LK_ENOMEM;
-    for (size_t i = 0; i < cfg->nheaders; i++) {
-        const struct lk_header *h = &cfg->headers[i];
-        bool skip = false;
-        for (size_t k = 0; k < sizeof(reserved) / sizeof(reserved[0]); k++)
-            skip = skip || strcasecmp(h->name, reserved[k]) == 0;
-        if (skip) {
-            lk_log(LK_LOG_WARN, "otlphttp exporter ignores a configured header",
-                   LK_S("exporter", cfg->name) LK_S("header", h->name));
-            continue;
-        }
-        if (!lk_http_header_is_valid(h->name, h->value)) {
-            lk_log(LK_LOG_ERROR, "otlphttp exporter: invalid header",
-                   LK_S("exporter", cfg->name) LK_S("header", h->name));
-            return LK_EINVAL;
-        }
-        if (add_header(x, h->name, h->value) < 0)
-            return LK_ENOMEM;
-    }
-    return 0;
+                                           "Content-Length", "Transfer-Encoding", NULL};
+    int rc = lk_http_exporter_add_header(&x->h, "Content-Type", "application/x-protobuf");
+    if (rc == 0 && x->gzip)
+        rc = lk_http_exporter_add_header(&x->h, "Content-Encoding", "gzip");
+    if (rc == 0)
+        rc = lk_http_exporter_add_config_headers(&x->h, cfg, reserved);
+    return rc;
 }
 
 int lk_otlphttp_exporter_create(lk_exporter **out, uv_loop_t *loop,
                                 const struct lk_exporter_config *cfg)
 {
-    int rc;
     struct otlphttp_exporter *x = calloc(1, sizeof(*x));
     if (x == NULL)
         return LK_ENOMEM;
-    x->base.ops = &lk_otlphttp_exporter_ops;
     x->gzip = cfg->compression == LK_COMPRESSION_GZIP;
     x->timeout_ms = cfg->timeout_ms;
-    x->base.name = strdup(cfg->name);
-    if (x->base.name == NULL) {
-        rc = LK_ENOMEM;
-        goto err_free;
+    int rc = build_urls(x, cfg);
+    if (rc == 0)
+        rc = lk_http_exporter_init(&x->h, loop, cfg, 2, &lk_otlphttp_exporter_ops,
+                                   exporter_free);
+    if (rc == 0)
+        rc = build_headers(x, cfg);
+    if (rc < 0) {
+        if (x->h.client != NULL) {
+            /* Started: the loop owns handles now, close the normal way. */
+            lk_http_exporter_close(&x->h.base, NULL, NULL);
+            return rc;
+        }
+        for (int s = 0; s < LK_SIGNAL_COUNT; s++)
+            free(x->url[s]);
+        lk_http_exporter_fini(&x->h);
+        free(x);
+        return rc;
     }
-    rc = build_urls(x, cfg);
-    if (rc < 0)
-        goto err_free;
-    rc = build_headers(x, cfg);
-    if (rc < 0)
-        goto err_free;
-    struct lk_http_client_opts o = {
-        .max_connections = cfg->max_concurrency,
-        .user_agent = "lookout/" LK_VERSION,
-        .tls = &cfg->tls,
-    };
-    rc = lk_http_client_create(&x->client, loop, &o);
-    if (rc < 0)
-        goto err_free;
-    rc = uv_timer_init(loop, &x->fail_timer);
-    if (rc != 0) {
-        rc = LK_ESYS;
-        goto err_client;
-    }
-    x->fail_timer.data = x;
-    x->open = 2;
-    *out = &x->base;
+    *out = &x->h.base;
     return 0;
-err_client:
-    lk_http_client_close(x->client, NULL, NULL);
-err_free:
-    exporter_free(x);
-    return rc;
 }

@@ -852,37 +852,27 @@ static void retry_cb(uv_timer_t *t)
 
 /* ---- start and close ---- */
 
-static int resolve_ids(const struct lk_lines_receiver_config *cfg, uid_t *uid, gid_t *gid)
+/* A user or group given by name or number; (unsigned)-1 when |name| is NULL. */
+static int resolve_id(const char *name, bool group, unsigned *out)
 {
-    *uid = (uid_t)-1;
-    *gid = (gid_t)-1;
-    if (cfg->owner != NULL) {
-        char *end;
-        unsigned long v = strtoul(cfg->owner, &end, 10);
-        struct passwd *pw = getpwnam(cfg->owner);
-        if (pw != NULL)
-            *uid = pw->pw_uid;
-        else if (*end == '\0' && end != cfg->owner)
-            *uid = (uid_t)v;
-        else {
-            lk_log(LK_LOG_ERROR, "unknown user for the socket owner",
-                   LK_S("owner", cfg->owner));
-            return LK_EINVAL;
-        }
-    }
-    if (cfg->group != NULL) {
-        char *end;
-        unsigned long v = strtoul(cfg->group, &end, 10);
-        struct group *gr = getgrnam(cfg->group);
-        if (gr != NULL)
-            *gid = gr->gr_gid;
-        else if (*end == '\0' && end != cfg->group)
-            *gid = (gid_t)v;
-        else {
-            lk_log(LK_LOG_ERROR, "unknown group for the socket group",
-                   LK_S("group", cfg->group));
-            return LK_EINVAL;
-        }
+    *out = (unsigned)-1;
+    if (name == NULL)
+        return 0;
+    struct passwd *pw = group ? NULL : getpwnam(name);
+    struct group *gr = group ? getgrnam(name) : NULL;
+    char *end;
+    unsigned long v = strtoul(name, &end, 10);
+    if (pw != NULL)
+        *out = (unsigned)pw->pw_uid;
+    else if (gr != NULL)
+        *out = (unsigned)gr->gr_gid;
+    else if (*end == '\0' && end != name)
+        *out = (unsigned)v;
+    else {
+        lk_log(LK_LOG_ERROR, group ? "unknown group for the line socket"
+                                   : "unknown user for the line socket",
+               LK_S(group ? "group" : "owner", name));
+        return LK_EINVAL;
     }
     return 0;
 }
@@ -895,11 +885,14 @@ static int resolve_ids(const struct lk_lines_receiver_config *cfg, uid_t *uid, g
 static int make_socket(lk_lines *r, const struct lk_lines_receiver_config *cfg,
                        int *out)
 {
-    uid_t uid;
-    gid_t gid;
-    int rc = resolve_ids(cfg, &uid, &gid);
+    unsigned owner, group;
+    int rc = resolve_id(cfg->owner, false, &owner);
+    if (rc == 0)
+        rc = resolve_id(cfg->group, true, &group);
     if (rc < 0)
         return rc;
+    uid_t uid = (uid_t)owner;
+    gid_t gid = (gid_t)group;
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;

@@ -1,0 +1,68 @@
+/* What every exporter over core/http_client shares: the client, the headers
+ * sent with every request, dropping a batch outside send(), and the staged
+ * close. otlphttp and loki embed it first. Loop thread only. */
+#ifndef LK_EXPORTERS_HTTP_EXPORTER_H
+#define LK_EXPORTERS_HTTP_EXPORTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/http_client.h"
+#include "pipeline/exporter.h"
+
+struct lk_http_failed;
+
+struct lk_http_exporter {
+    lk_exporter base; /* first: the queue sees an lk_exporter */
+    uv_loop_t *loop;
+    lk_http_client *client;
+    struct lk_header *headers; /* sent with every request, owned */
+    size_t nheaders, capheaders;
+    bool closing;
+    /* Private. */
+    uv_timer_t fail_timer;         /* drops |failed| outside send() */
+    struct lk_http_failed *failed;
+    int open;                      /* the client and the timer */
+    void (*free_self)(struct lk_http_exporter *h);
+    void (*close_done)(void *);
+    void *close_arg;
+};
+
+/*
+ * Fills |h| for |cfg|: the name, room for cfg->nheaders + |extra_headers|
+ * headers (none added yet), the HTTP client (TLS, user agent,
+ * max_concurrency connections) and the timer. |free_self| frees what the
+ * embedding exporter owns, then calls lk_http_exporter_fini and frees the
+ * whole struct; the close path calls it last. On failure returns LK_ENOMEM,
+ * LK_EINVAL, LK_EIO or LK_ESYS with nothing left to close: the caller
+ * releases its own fields and calls lk_http_exporter_fini.
+ */
+int lk_http_exporter_init(struct lk_http_exporter *h, uv_loop_t *loop,
+                          const struct lk_exporter_config *cfg, size_t extra_headers,
+                          const struct lk_exporter_ops *ops,
+                          void (*free_self)(struct lk_http_exporter *h));
+/* Frees the name and the headers. */
+void lk_http_exporter_fini(struct lk_http_exporter *h);
+/* Appends a header (copied). LK_ENOMEM, or LK_EINVAL when the name or
+ * value cannot be sent (logged). */
+int lk_http_exporter_add_header(struct lk_http_exporter *h, const char *name,
+                                const char *value);
+/* Appends the configured headers; |skip| (NULL-terminated, may be NULL)
+ * names headers the exporter owns, which are left out with a warning. */
+int lk_http_exporter_add_config_headers(struct lk_http_exporter *h,
+                                        const struct lk_exporter_config *cfg,
+                                        const char *const *skip);
+/* Ends |b| as a permanent failure for |reason| (a static string) from a
+ * timer callback, as send() may not end a batch itself. LK_ENOMEM. */
+int lk_http_exporter_fail(struct lk_http_exporter *h, lk_batch *b, const char *reason);
+/* The ops->close of the embedding exporter: transfers in flight end
+ * (cancelled, retryable), failed batches are dropped, then free_self and
+ * |done| run on the loop. */
+void lk_http_exporter_close(lk_exporter *e, void (*done)(void *arg), void *arg);
+/* A metric-label word for a failed exchange (http_status 0). */
+const char *lk_http_transport_reason(const struct lk_http_result *r);
+
+#endif
