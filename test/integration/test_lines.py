@@ -24,7 +24,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import YamlAgent, process_name  # noqa: E402
+from helpers import YamlAgent, process_name, wait_until  # noqa: E402
 import loki_sink  # noqa: E402
 from loki_sink import LokiSink, render_labels  # noqa: E402
 
@@ -545,6 +545,44 @@ class LinesTest(LogsCase):
         self.assertGreater(self.agent.metric("lookout_exporter_retries_total", exporter="loki")
                            or 0, 0, "retries counted")
         self.assert_no_drops()
+        self.stop_agent()
+
+    def test_backpressure_drop(self):
+        """overflow: drop with a tiny exporter queue while the sink answers 500:
+        the writer never blocks, and every line is either delivered once or
+        counted as dropped (reason pipeline_full), never both, never lost."""
+        self.start_sinks()
+        self.start_agent(config_body(
+            lines_receiver(extra="overflow: drop"),
+            loki_exporter("loki", self.sink, "queue: {queue_size: 500}",
+                          batch="{send_batch_size: 250, timeout: 50ms}"),
+            ["lines"], ["loki"]))
+        self.sink.fail_for(3.0, 500, "internal server error\n")
+        n = 20000
+        pad = "x" * 80
+        with connect(self.sock()) as s:
+            for i in range(0, n, 500):
+                s.sendall("".join("drop line %05d %s\n" % (j, pad)
+                                  for j in range(i, i + 500)).encode())
+        # The writer was never held back: the agent must have read it all,
+        # accepting some lines and dropping the rest.
+        def accounted():
+            acc = self.agent.metric("lookout_receiver_accepted_log_records_total",
+                                    receiver="lines") or 0
+            drop = self.agent.metric("lookout_dropped_items_total", reason="pipeline_full",
+                                     receiver="lines") or 0
+            return acc + drop == n
+        self.assertTrue(wait_until(accounted, DELIVERY),
+                        "accepted + dropped != lines written\n" + self.agent.log_tail())
+        dropped = self.agent.metric("lookout_dropped_items_total", reason="pipeline_full",
+                                    receiver="lines")
+        self.assertGreater(dropped, 0, "a 500-record queue held 20000 lines")
+        accepted = n - dropped
+        self.wait_entries(accepted, timeout=60)
+        time.sleep(QUIET)
+        self.assertEqual(len(self.sink.entries()), accepted, "delivered = accepted")
+        found = self.by_line()
+        self.assertEqual(len(found), accepted, "no line delivered twice")
         self.stop_agent()
 
     def test_acceptance_100k_lines_8_clients(self):
