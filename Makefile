@@ -210,10 +210,23 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	$(B)/lookout -c config/lookout.yaml
 
+# Load generator (independent client: nghttp2 and sockets) and sink (lookout's
+# own receivers, counting) for the benchmarks in test/bench/.
+$(B)/bench/loadgen: test/bench/loadgen.c $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(shell $(PKG_CONFIG) --cflags libnghttp2) -o $@ $< \
+	  $(LDFLAGS_ALL) $(shell $(PKG_CONFIG) --libs libnghttp2)
+
+$(B)/bench/sink: test/bench/sink.c $(LIB) $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS_ALL) $(LIBS_ALL)
+
+# Throughput, agent CPU per item and RSS, median of 3 runs (test/bench/bench.py);
+# the table is printed and written to build/bench/results.json.
+BENCH_ARGS ?=
 bench: deps
-	@$(MAKE) --no-print-directory all
-	@if [ -f test/bench/run.sh ]; then sh test/bench/run.sh; \
-	 else echo "bench: no benchmarks yet (planned: test/bench/)"; fi
+	@$(MAKE) --no-print-directory all $(B)/bench/loadgen $(B)/bench/sink
+	@PY=/usr/bin/python3; [ -x $$PY ] || PY=python3; $$PY test/bench/bench.py $(BENCH_ARGS)
 
 # --- fuzzing (clang only): test/fuzz/NAME_fuzz.c with corpus test/fuzz/corpus/NAME/
 FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(B)/fuzz/%)

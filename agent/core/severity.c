@@ -6,28 +6,31 @@
 
 struct level_word {
     const char *word;
+    size_t len;
     int sev;
 };
+
+#define W(w, sev) {w, sizeof(w) - 1, sev}
 
 /* Compared case-insensitively. Words from the common Go, Java, Node and
  * syslog loggers; "dpanic" (zap: panics in development) counts as error. */
 static const struct level_word words[] = {
-    {"trace", LK_SEV_TRACE},    {"trc", LK_SEV_TRACE},
-    {"finest", LK_SEV_TRACE},   {"debug", LK_SEV_DEBUG},
-    {"dbg", LK_SEV_DEBUG},      {"d", LK_SEV_DEBUG},
-    {"fine", LK_SEV_DEBUG},     {"info", LK_SEV_INFO},
-    {"inf", LK_SEV_INFO},       {"i", LK_SEV_INFO},
-    {"information", LK_SEV_INFO}, {"informational", LK_SEV_INFO},
-    {"notice", LK_SEV_INFO + 1}, {"warn", LK_SEV_WARN},
-    {"warning", LK_SEV_WARN},   {"wrn", LK_SEV_WARN},
-    {"w", LK_SEV_WARN},         {"error", LK_SEV_ERROR},
-    {"err", LK_SEV_ERROR},      {"eror", LK_SEV_ERROR},
-    {"e", LK_SEV_ERROR},        {"dpanic", LK_SEV_ERROR + 1},
-    {"severe", LK_SEV_ERROR},   {"fatal", LK_SEV_FATAL},
-    {"ftl", LK_SEV_FATAL},      {"f", LK_SEV_FATAL},
-    {"panic", LK_SEV_FATAL + 1}, {"critical", LK_SEV_FATAL},
-    {"crit", LK_SEV_FATAL},     {"alert", LK_SEV_FATAL + 2},
-    {"emerg", LK_SEV_FATAL + 3}, {"emergency", LK_SEV_FATAL + 3},
+    W("trace", LK_SEV_TRACE),    W("trc", LK_SEV_TRACE),
+    W("finest", LK_SEV_TRACE),   W("debug", LK_SEV_DEBUG),
+    W("dbg", LK_SEV_DEBUG),      W("d", LK_SEV_DEBUG),
+    W("fine", LK_SEV_DEBUG),     W("info", LK_SEV_INFO),
+    W("inf", LK_SEV_INFO),       W("i", LK_SEV_INFO),
+    W("information", LK_SEV_INFO), W("informational", LK_SEV_INFO),
+    W("notice", LK_SEV_INFO + 1), W("warn", LK_SEV_WARN),
+    W("warning", LK_SEV_WARN),   W("wrn", LK_SEV_WARN),
+    W("w", LK_SEV_WARN),         W("error", LK_SEV_ERROR),
+    W("err", LK_SEV_ERROR),      W("eror", LK_SEV_ERROR),
+    W("e", LK_SEV_ERROR),        W("dpanic", LK_SEV_ERROR + 1),
+    W("severe", LK_SEV_ERROR),   W("fatal", LK_SEV_FATAL),
+    W("ftl", LK_SEV_FATAL),      W("f", LK_SEV_FATAL),
+    W("panic", LK_SEV_FATAL + 1), W("critical", LK_SEV_FATAL),
+    W("crit", LK_SEV_FATAL),     W("alert", LK_SEV_FATAL + 2),
+    W("emerg", LK_SEV_FATAL + 3), W("emergency", LK_SEV_FATAL + 3),
 };
 
 static bool is_blank(char c)
@@ -46,8 +49,11 @@ int lk_level_number_to_severity(int64_t v)
 
 static int word_severity(const char *s, size_t n)
 {
+    /* Hot: once per log line. Compare the first letter before anything else. */
+    char first = (char)(s[0] | 0x20);
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strlen(words[i].word) == n && strncasecmp(words[i].word, s, n) == 0)
+        if (words[i].len == n && words[i].word[0] == first &&
+            strncasecmp(words[i].word, s, n) == 0)
             return words[i].sev;
     return 0;
 }

@@ -1,0 +1,364 @@
+"""make bench: lookout's throughput and CPU cost per item, measured end to end.
+
+For each scenario and each of RUNS runs: a fresh sink (build/bench/sink, lookout's
+own receivers counting and discarding, plus a Loki push endpoint), a fresh agent
+(build/lookout on a config written here), then the load generator
+(build/bench/loadgen) sends a fixed amount of pre-serialised load. The run ends
+when the sink has counted every item. Reported per scenario, as the median of the
+runs:
+
+  sent       items the generator got accepted by the agent
+  delivered  items the sink counted
+  cpu_us     agent CPU time (user + system, all threads, from /proc/PID/stat, or
+             ps on systems without /proc) between the start of the load and the
+             last delivery, divided by the items: microseconds per item
+  items/s    items over the wall time from the start of the load to the last
+             delivery
+  peak RSS   the agent's peak resident set size (VmHWM; sampled on systems
+             without /proc)
+
+Also the agent's idle RSS with the default configuration's shape. Results go to
+stdout as a table and to build/bench/results.json. Run from the repository root:
+/usr/bin/python3 test/bench/bench.py [--runs N] [--scale F] [--only NAME,...]
+"""
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(REPO, "build")
+AGENT = os.path.join(BUILD, "lookout")
+SINK = os.path.join(BUILD, "bench", "sink")
+LOADGEN = os.path.join(BUILD, "bench", "loadgen")
+OUT = os.path.join(BUILD, "bench")
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def free_ports(n):
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def http_get(port, path, timeout=2.0):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def metric_sum(text, name):
+    """Sum of every series of |name| in a Prometheus text page."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_ready(port, proc, what, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited with %d before it was ready" % (what, proc.returncode))
+        try:
+            if http_get(port, "/readyz", 0.5)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError("%s not ready within %.0fs" % (what, timeout))
+
+
+def proc_cpu_seconds(pid):
+    """User + system CPU of |pid|, all its threads."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except FileNotFoundError:
+        out = subprocess.run(["ps", "-o", "time=", "-p", str(pid)], capture_output=True,
+                             text=True).stdout.strip()
+        secs = 0.0
+        for part in out.replace("-", ":").split(":"):
+            secs = secs * 60 + float(part)
+        return secs
+
+
+def proc_rss_kib(pid, peak=False):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:" if peak else "VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True,
+                             text=True).stdout.strip()
+        return int(out or 0)
+    return 0
+
+
+class Proc:
+    def __init__(self, args, name, tmp):
+        self.name = name
+        self.err_path = os.path.join(tmp, name + ".err")
+        with open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=err)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+    def tail(self, n=15):
+        with open(self.err_path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+
+
+AGENT_COMMON = """log_level: warn
+shutdown_timeout: 2s
+admin: {{endpoint: 127.0.0.1:{admin}}}
+"""
+
+OTLP_RECEIVER = """  otlp:
+    protocols:
+      grpc: {{endpoint: 127.0.0.1:{grpc}}}
+      http: {{endpoint: 127.0.0.1:{http}}}
+"""
+
+LINES_RECEIVER = """  lines:
+    path: {sock}
+"""
+
+
+def agent_config(s, ports):
+    receivers = OTLP_RECEIVER.format(**ports)
+    if s["receiver"] == "lines":
+        receivers += LINES_RECEIVER.format(**ports)
+    exporter = {
+        "otlp": "  otlp/sink:\n    endpoint: 127.0.0.1:{sink_grpc}\n    compression: none\n",
+        "otlphttp": "  otlphttp/sink:\n    endpoint: http://127.0.0.1:{sink_http}\n"
+                    "    compression: none\n",
+        "loki": "  loki:\n    endpoint: http://127.0.0.1:{sink_loki}/loki/api/v1/push\n",
+    }[s["exporter"]].format(**ports)
+    xname = {"otlp": "otlp/sink", "otlphttp": "otlphttp/sink", "loki": "loki"}[s["exporter"]]
+    rname = "lines" if s["receiver"] == "lines" else "otlp"
+    return (AGENT_COMMON.format(**ports) + "receivers:\n" + receivers + "exporters:\n" + exporter
+            + "pipelines:\n  %s:\n    receivers: [%s]\n    exporters: [%s]\n"
+            % (s["signal"], rname, xname))
+
+
+def start_pair(s, tmp, ports):
+    sink = Proc([SINK, "--grpc", "127.0.0.1:%d" % ports["sink_grpc"],
+                 "--http", "127.0.0.1:%d" % ports["sink_http"],
+                 "--loki", "127.0.0.1:%d" % ports["sink_loki"],
+                 "--admin", "127.0.0.1:%d" % ports["sink_admin"]], "sink", tmp)
+    wait_ready(ports["sink_admin"], sink.p, "sink")
+    cfg = os.path.join(tmp, "agent.yaml")
+    with open(cfg, "w") as f:
+        f.write(agent_config(s, ports))
+    agent = Proc([AGENT, "-c", cfg], "agent", tmp)
+    try:
+        wait_ready(ports["admin"], agent.p, "agent")
+    except RuntimeError:
+        sink.stop()
+        raise RuntimeError("agent did not start:\n" + agent.tail())
+    return sink, agent
+
+
+def delivered(s, sink_admin):
+    _, text = http_get(sink_admin, "/metrics")
+    return int(metric_sum(text, s["delivered_metric"]))
+
+
+def one_run(s, scale):
+    tmp = tempfile.mkdtemp(prefix="lookout-bench-")
+    names = ["admin", "grpc", "http", "sink_grpc", "sink_http", "sink_loki", "sink_admin"]
+    ports = dict(zip(names, free_ports(len(names))))
+    ports["sock"] = os.path.join(tmp, "lines.sock")
+    sink, agent = start_pair(s, tmp, ports)
+    try:
+        target = {"grpc": "127.0.0.1:%d" % ports["grpc"], "http": "127.0.0.1:%d" % ports["http"],
+                  "lines": ports["sock"]}[s["target"]]
+        count = max(1, int(s["count"] * scale))
+        args = [LOADGEN, "--mode", s["mode"], "--target", target,
+                "--lines" if s["mode"] == "lines" else "--requests", str(count)] + s["args"]
+        cpu0 = proc_cpu_seconds(agent.p.pid)
+        t0 = time.time()
+        gen = subprocess.run(args, capture_output=True, text=True, timeout=240)
+        if gen.returncode != 0:
+            raise RuntimeError("loadgen failed: %s" % gen.stderr.strip())
+        report = json.loads(gen.stdout.strip().splitlines()[-1])
+        sent = int(report["items"])
+        if report.get("failed"):
+            raise RuntimeError("loadgen: %d requests failed" % report["failed"])
+        deadline = time.time() + 120
+        got = 0
+        rss_peak = 0
+        while time.time() < deadline:
+            got = delivered(s, ports["sink_admin"])
+            rss_peak = max(rss_peak, proc_rss_kib(agent.p.pid))
+            if got >= sent:
+                break
+            time.sleep(0.01)
+        t1 = time.time()
+        cpu1 = proc_cpu_seconds(agent.p.pid)
+        peak = proc_rss_kib(agent.p.pid, peak=True) or rss_peak
+        if got < sent:
+            raise RuntimeError("only %d of %d items delivered\n%s" % (got, sent, agent.tail()))
+        return {"sent": sent, "delivered": got, "agent_cpu_s": cpu1 - cpu0,
+                "cpu_us_per_item": (cpu1 - cpu0) / sent * 1e6, "wall_s": t1 - t0,
+                "items_per_s": sent / (t1 - t0), "peak_rss_kib": peak,
+                "loadgen": report}
+    finally:
+        agent.stop()
+        sink.stop()
+
+
+def idle_rss(tmp_scale):
+    """RSS of an agent with the default configuration's receivers and exporters
+    (OTLP gRPC + HTTP, a line socket, OTLP and Loki exporters), nothing sent."""
+    tmp = tempfile.mkdtemp(prefix="lookout-bench-")
+    names = ["admin", "grpc", "http", "sink_grpc", "sink_http", "sink_loki", "sink_admin"]
+    ports = dict(zip(names, free_ports(len(names))))
+    ports["sock"] = os.path.join(tmp, "lines.sock")
+    cfg = os.path.join(tmp, "agent.yaml")
+    with open(cfg, "w") as f:
+        f.write(AGENT_COMMON.format(**ports) + "receivers:\n" + OTLP_RECEIVER.format(**ports)
+                + LINES_RECEIVER.format(**ports)
+                + "exporters:\n  otlp/jaeger:\n    endpoint: 127.0.0.1:{sink_grpc}\n"
+                  "  loki:\n    endpoint: http://127.0.0.1:{sink_loki}/loki/api/v1/push\n"
+                  .format(**ports)
+                + "pipelines:\n  traces: {receivers: [otlp], exporters: [otlp/jaeger]}\n"
+                  "  logs: {receivers: [otlp, lines], exporters: [loki]}\n")
+    agent = Proc([AGENT, "-c", cfg], "agent", tmp)
+    try:
+        wait_ready(ports["admin"], agent.p, "agent")
+        time.sleep(1.0)
+        rss = proc_rss_kib(agent.p.pid)
+        anon = None
+        try:
+            with open("/proc/%d/status" % agent.p.pid) as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        anon = int(line.split()[1])
+        except FileNotFoundError:
+            pass
+        return {"rss_kib": rss, "rss_anon_kib": anon}
+    finally:
+        agent.stop()
+
+
+SCENARIOS = [
+    {"name": "traces-grpc", "title": "OTLP/gRPC traces -> OTLP/gRPC sink (512-span requests)",
+     "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",
+     "mode": "grpc-traces", "count": 2000, "args": ["--items", "512", "--connections", "2",
+                                                     "--streams", "4"],
+     "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
+     "target_us": 0.4},
+    {"name": "traces-http", "title": "OTLP/HTTP protobuf traces -> OTLP/HTTP sink",
+     "receiver": "otlp", "exporter": "otlphttp", "signal": "traces", "target": "http",
+     "mode": "http-traces", "count": 2000, "args": ["--items", "512", "--connections", "4"],
+     "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
+     "target_us": 0.5},
+    {"name": "lines-loki", "title": "zerolog JSON lines (Unix socket) -> Loki protobuf+snappy",
+     "receiver": "lines", "exporter": "loki", "signal": "logs", "target": "lines",
+     "mode": "lines", "count": 1000000, "args": ["--connections", "4", "--line-bytes", "150"],
+     "delivered_metric": "bench_sink_loki_entries_total", "unit": "line", "target_us": 0.5},
+    {"name": "logs-grpc-loki", "title": "OTLP/gRPC logs -> Loki protobuf+snappy",
+     "receiver": "otlp", "exporter": "loki", "signal": "logs", "target": "grpc",
+     "mode": "grpc-logs", "count": 1000, "args": ["--items", "512", "--connections", "2",
+                                                  "--streams", "4"],
+     "delivered_metric": "bench_sink_loki_entries_total", "unit": "record", "target_us": 0.6},
+]
+
+
+def main(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every item count")
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
+    a = ap.parse_args(argv)
+    for path in (AGENT, SINK, LOADGEN):
+        if not os.access(path, os.X_OK):
+            print("bench: %s is missing (make bench builds it)" % path, file=sys.stderr)
+            return 1
+    os.makedirs(OUT, exist_ok=True)
+    only = set(filter(None, a.only.split(",")))
+    results = {"machine": {"cpus": os.cpu_count(), "system": platform.platform(),
+                           "python": platform.python_version()},
+               "runs": a.runs, "scale": a.scale, "scenarios": []}
+    try:
+        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True).stdout.strip()
+        results["git"] = rev
+    except OSError:
+        pass
+    started = time.time()
+    failed = False
+    for s in SCENARIOS:
+        if only and s["name"] not in only:
+            continue
+        runs = []
+        try:
+            for _ in range(a.runs):
+                runs.append(one_run(s, a.scale))
+        except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
+            print("bench: %s: %s" % (s["name"], e), file=sys.stderr)
+            failed = True
+            continue
+        med = {k: statistics.median(r[k] for r in runs)
+               for k in ("sent", "delivered", "cpu_us_per_item", "items_per_s", "peak_rss_kib",
+                         "agent_cpu_s", "wall_s")}
+        results["scenarios"].append({"name": s["name"], "title": s["title"], "unit": s["unit"],
+                                     "target_cpu_us_per_item": s["target_us"], "median": med,
+                                     "runs": runs})
+    if not only or "idle" in only:
+        results["idle"] = idle_rss(a.scale)
+    results["seconds"] = time.time() - started
+
+    print()
+    print("lookout bench (%s, %d CPUs, median of %d runs; agent CPU from /proc, %d Hz ticks)"
+          % (results.get("git", "?"), os.cpu_count(), a.runs, TICK))
+    hdr = "%-15s %10s %10s %12s %10s %12s %9s" % ("scenario", "sent", "delivered",
+                                                  "cpu us/item", "target", "items/s",
+                                                  "peak RSS")
+    print(hdr)
+    print("-" * len(hdr))
+    for sc in results["scenarios"]:
+        m = sc["median"]
+        print("%-15s %10d %10d %12.3f %10s %12.0f %7.1f MiB"
+              % (sc["name"], m["sent"], m["delivered"], m["cpu_us_per_item"],
+                 "<= %.1f" % sc["target_cpu_us_per_item"], m["items_per_s"],
+                 m["peak_rss_kib"] / 1024))
+    if "idle" in results:
+        i = results["idle"]
+        print("idle RSS: %.1f MiB (anonymous memory %s; the rest are shared library pages)"
+              % (i["rss_kib"] / 1024,
+                 "%.1f MiB" % (i["rss_anon_kib"] / 1024) if i["rss_anon_kib"] else "n/a"))
+    print("total %.0f s; JSON: %s" % (results["seconds"], os.path.join(OUT, "results.json")))
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
