@@ -189,6 +189,9 @@ def delivered(s, sink_admin):
     return int(metric_sum(text, s["delivered_metric"]))
 
 
+PERF = {"file": None, "call_graph": "fp"}
+
+
 def one_run(s, scale):
     tmp = tempfile.mkdtemp(prefix="lookout-bench-")
     names = ["admin", "grpc", "http", "sink_grpc", "sink_http", "sink_loki", "sink_admin"]
@@ -201,6 +204,12 @@ def one_run(s, scale):
         count = max(1, int(s["count"] * scale))
         args = [LOADGEN, "--mode", s["mode"], "--target", target,
                 "--lines" if s["mode"] == "lines" else "--requests", str(count)] + s["args"]
+        perf = None
+        if PERF["file"]:
+            perf = subprocess.Popen(["perf", "record", "-q", "--call-graph", PERF["call_graph"],
+                                     "-o", PERF["file"], "-p", str(agent.p.pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
         cpu0 = proc_cpu_seconds(agent.p.pid)
         t0 = time.time()
         gen = subprocess.run(args, capture_output=True, text=True, timeout=240)
@@ -221,6 +230,9 @@ def one_run(s, scale):
             time.sleep(0.01)
         t1 = time.time()
         cpu1 = proc_cpu_seconds(agent.p.pid)
+        if perf is not None:
+            perf.send_signal(2)
+            perf.wait(30)
         peak = proc_rss_kib(agent.p.pid, peak=True) or rss_peak
         if got < sent:
             raise RuntimeError("only %d of %d items delivered\n%s" % (got, sent, agent.tail()))
@@ -270,22 +282,22 @@ def idle_rss(tmp_scale):
 SCENARIOS = [
     {"name": "traces-grpc", "title": "OTLP/gRPC traces -> OTLP/gRPC sink (512-span requests)",
      "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",
-     "mode": "grpc-traces", "count": 2000, "args": ["--items", "512", "--connections", "2",
+     "mode": "grpc-traces", "count": 4000, "args": ["--items", "512", "--connections", "2",
                                                      "--streams", "4"],
      "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
      "target_us": 0.4},
     {"name": "traces-http", "title": "OTLP/HTTP protobuf traces -> OTLP/HTTP sink",
      "receiver": "otlp", "exporter": "otlphttp", "signal": "traces", "target": "http",
-     "mode": "http-traces", "count": 2000, "args": ["--items", "512", "--connections", "4"],
+     "mode": "http-traces", "count": 4000, "args": ["--items", "512", "--connections", "4"],
      "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
      "target_us": 0.5},
     {"name": "lines-loki", "title": "zerolog JSON lines (Unix socket) -> Loki protobuf+snappy",
      "receiver": "lines", "exporter": "loki", "signal": "logs", "target": "lines",
-     "mode": "lines", "count": 1000000, "args": ["--connections", "4", "--line-bytes", "150"],
+     "mode": "lines", "count": 2000000, "args": ["--connections", "4", "--line-bytes", "150"],
      "delivered_metric": "bench_sink_loki_entries_total", "unit": "line", "target_us": 0.5},
     {"name": "logs-grpc-loki", "title": "OTLP/gRPC logs -> Loki protobuf+snappy",
      "receiver": "otlp", "exporter": "loki", "signal": "logs", "target": "grpc",
-     "mode": "grpc-logs", "count": 1000, "args": ["--items", "512", "--connections", "2",
+     "mode": "grpc-logs", "count": 2000, "args": ["--items", "512", "--connections", "2",
                                                   "--streams", "4"],
      "delivered_metric": "bench_sink_loki_entries_total", "unit": "record", "target_us": 0.6},
 ]
@@ -296,7 +308,12 @@ def main(argv):
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every item count")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
+    ap.add_argument("--perf", default="", help="record the agent with perf into this file "
+                    "(the last run of the last scenario wins)")
+    ap.add_argument("--call-graph", default="fp", help="perf --call-graph mode (fp, dwarf)")
     a = ap.parse_args(argv)
+    PERF["file"] = a.perf or None
+    PERF["call_graph"] = a.call_graph
     for path in (AGENT, SINK, LOADGEN):
         if not os.access(path, os.X_OK):
             print("bench: %s is missing (make bench builds it)" % path, file=sys.stderr)
