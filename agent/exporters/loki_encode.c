@@ -104,6 +104,7 @@ struct attr {
     size_t name_off; /* Loki name in e->names */
     size_t name_len;
     unsigned flags;
+    struct vref text; /* the value's text, rendered once before emitting */
 };
 
 struct entry {
@@ -193,6 +194,7 @@ struct lk_loki_encoder {
     struct piece *pieces;
     size_t npieces, cap_pieces;
     lk_buf arena; /* rendered values of the stream being emitted */
+    lk_buf texts; /* rendered attribute values of the whole call */
 };
 
 /* --- scratch arrays */
@@ -237,6 +239,7 @@ int lk_loki_encoder_create(struct lk_loki_encoder **out)
     lk_buf_init(&e->tmp, SIZE_MAX);
     lk_buf_init(&e->lbl, SIZE_MAX);
     lk_buf_init(&e->arena, SIZE_MAX);
+    lk_buf_init(&e->texts, SIZE_MAX);
     *out = e;
     return 0;
 }
@@ -262,6 +265,7 @@ void lk_loki_encoder_destroy(struct lk_loki_encoder *e)
     free(e->em);
     free(e->pieces);
     lk_buf_fini(&e->arena);
+    lk_buf_fini(&e->texts);
     free(e);
 }
 
@@ -1531,10 +1535,9 @@ static bool all_zero(struct span s)
 }
 
 static int meta_id(struct lk_loki_encoder *e, const struct stream *st,
-                   size_t first, const char *name, struct span id)
+                   size_t first, const char *name, size_t nlen, struct span id)
 {
     struct vref v;
-    size_t nlen = strlen(name);
     int rc;
 
     if (id.len == 0 || all_zero(id) ||
@@ -1553,19 +1556,13 @@ static int meta_id(struct lk_loki_encoder *e, const struct stream *st,
 static int meta_attrs(struct lk_loki_encoder *e, const struct stream *st,
                       size_t first, size_t from, size_t n)
 {
-    struct vref v;
-    int rc;
-
     for (size_t i = from; i < from + n; i++) {
         const struct attr *a = &e->attrs[i];
         const uint8_t *name = attr_name(e, a);
         if (a->flags != 0 || a->name_len == 0 ||
             !meta_free(e, st, first, name, a->name_len))
             continue;
-        rc = value_text(&e->arena, &a->v, &v);
-        if (rc < 0)
-            return rc;
-        piece_put(e, name, a->name_len, &v);
+        piece_put(e, name, a->name_len, &a->text);
     }
     return 0;
 }
@@ -1598,9 +1595,9 @@ static int gather(struct lk_loki_encoder *e, const struct stream *st,
         if (v.len > 0)
             piece_put(e, lv, 5, &v);
     }
-    rc = meta_id(e, st, m->first, "trace_id", en->trace);
+    rc = meta_id(e, st, m->first, "trace_id", 8, en->trace);
     if (rc == 0)
-        rc = meta_id(e, st, m->first, "span_id", en->spanid);
+        rc = meta_id(e, st, m->first, "span_id", 7, en->spanid);
     if (rc == 0)
         rc = meta_attrs(e, st, m->first, en->rattr, en->nrattr);
     if (rc == 0)
@@ -1862,6 +1859,31 @@ static int prepare_labels(struct lk_loki_encoder *e,
     return 0;
 }
 
+/* Renders the text of every attribute value once (a resource's attributes
+ * are metadata of each of its records), then pins each text to a pointer:
+ * e->texts does not move again during this call. */
+static int render_attr_texts(struct lk_loki_encoder *e)
+{
+    lk_buf_reset(&e->texts);
+    for (size_t i = 0; i < e->nattrs; i++) {
+        struct attr *a = &e->attrs[i];
+        if (a->flags != 0 || a->name_len == 0) {
+            a->text.p = empty_bytes;
+            a->text.len = 0;
+            continue;
+        }
+        int rc = value_text(&e->texts, &a->v, &a->text);
+        if (rc < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < e->nattrs; i++) {
+        struct vref *t = &e->attrs[i].text;
+        if (t->p == NULL)
+            t->p = t->len == 0 ? empty_bytes : e->texts.data + t->off;
+    }
+    return 0;
+}
+
 int lk_loki_encode(struct lk_loki_encoder *e,
                    const struct lk_loki_encode_opts *o,
                    const struct iovec *iov, size_t n, lk_buf *out,
@@ -1895,6 +1917,8 @@ int lk_loki_encode(struct lk_loki_encoder *e,
             return rc;
     }
     rc = order_entries(e);
+    if (rc == 0)
+        rc = render_attr_texts(e);
     if (rc < 0)
         return rc;
     rc = o->format == LK_LOKI_JSON ? emit_json(e, out) : emit_proto(e, out);
