@@ -307,13 +307,19 @@ int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origi
     struct lk_line_fields f;
     lk_line_parse(e->format, line, len, &f);
 
-    /* The name goes into string attributes: it must be valid UTF-8. */
+    /* The name goes into string attributes: it must be valid UTF-8. The
+     * lines of one read share their origin: its name is cleaned once. */
     char pname[sizeof(e->origin_name)];
-    size_t plen = strnlen(given->process_name, sizeof(pname) - 1);
-    memcpy(pname, given->process_name, plen);
-    pname[plen] = '\0';
-    sanitize_name(pname);
     struct lk_lines_origin origin = {.cred = given->cred, .process_name = pname};
+    if (e->open_recs > 0 && given->process_name == e->origin_raw &&
+        given->cred.pid == e->origin.cred.pid && given->cred.uid == e->origin.cred.uid) {
+        origin.process_name = e->origin_name;
+    } else {
+        size_t plen = strnlen(given->process_name, sizeof(pname) - 1);
+        memcpy(pname, given->process_name, plen);
+        pname[plen] = '\0';
+        sanitize_name(pname);
+    }
     const struct lk_lines_origin *o = &origin;
 
     const char *svc = f.service;
@@ -346,8 +352,10 @@ int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origi
         e->service[svc_len] = '\0';
         e->service_len = svc_len;
         e->origin = *o;
-        snprintf(e->origin_name, sizeof(e->origin_name), "%s", o->process_name);
+        if (o->process_name != e->origin_name)
+            snprintf(e->origin_name, sizeof(e->origin_name), "%s", o->process_name);
         e->origin.process_name = e->origin_name;
+        e->origin_raw = given->process_name;
     }
 
     const uint8_t *body = line;

@@ -85,7 +85,8 @@ struct lk_lines_encoder {
     char service[LK_LINE_SERVICE_MAX];
     size_t service_len;
     struct lk_lines_origin origin;
-    char origin_name[64];
+    char origin_name[64];    /* cleaned copy of the open run's process name */
+    const char *origin_raw;  /* the name as given, to recognise the next line's */
     /* Attributes every resource of this receiver carries, encoded once:
      * host.name, lookout.source, static labels, loki.resource.labels. */
     lk_buf static_attrs;
