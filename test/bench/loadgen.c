@@ -20,6 +20,8 @@
  *                           as fast as possible
  *           --line-bytes B  bytes per line, newline included (lines), and per log
  *                           record body (*-logs); default 150, at least about 130
+ *           --dump FILE     grpc-*: write the gRPC-framed request (5-byte prefix and
+ *                           message) to FILE and exit, e.g. for h2load -d FILE
  *
  * Every payload is built once at start (hand-encoded protobuf, the same bytes
  * for every request); the hot loop only moves bytes. gRPC uses HTTP/2 prior
@@ -115,6 +117,7 @@ struct opts {
     uint64_t streams; /* grpc: in flight per connection */
     double rate;      /* per second; 0: unpaced */
     uint64_t line_bytes;
+    const char *dump; /* write the gRPC-framed request here and exit */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -1774,6 +1777,8 @@ static void parse_opts(struct opts *o, int argc, char **argv)
             o->streams = parse_u64(name, v, 1, 100);
         } else if (strcmp(name, "--line-bytes") == 0) {
             o->line_bytes = parse_u64(name, v, 1, 1 << 20);
+        } else if (strcmp(name, "--dump") == 0) {
+            o->dump = v;
         } else if (strcmp(name, "--rate") == 0) {
             char *end;
             o->rate = strtod(v, &end);
@@ -1785,7 +1790,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
     }
     if (!has_mode)
         bad_usage("%s", "--mode is required");
-    if (o->target == NULL)
+    if (o->target == NULL && o->dump == NULL)
         bad_usage("%s", "--target is required");
 }
 
@@ -1816,6 +1821,16 @@ int main(int argc, char **argv)
     g.body = payload.p;
     g.body_len = payload.len;
     g.msg_len = payload.len - 5;
+    if (o.dump != NULL) {
+        FILE *f = fopen(o.dump, "wb");
+        if (f == NULL || fwrite(payload.p, 1, payload.len, f) != payload.len ||
+            fclose(f) != 0) {
+            fprintf(stderr, "loadgen: cannot write %s\n", o.dump);
+            return 1;
+        }
+        free(payload.p);
+        return 0;
+    }
     resolve_target(&g.t, o.target, false);
 
     if (o.mode == MODE_GRPC_TRACES || o.mode == MODE_GRPC_LOGS)
