@@ -121,6 +121,7 @@ struct stream {
     uint64_t hash;
     size_t lab_off, lab_len;  /* "{a=\"b\"}" in e->slab */
     size_t pair_first, npairs; /* in e->spairs, sorted by name */
+    uint64_t name_lens;        /* bit (len % 64) set for each label name */
     uint32_t count;            /* entries */
     uint32_t start, fill;      /* their range in e->order */
 };
@@ -1069,6 +1070,7 @@ static int stream_add(struct lk_loki_encoder *e, uint64_t h, size_t slot,
     st->lab_len = e->lbl.len;
     st->pair_first = e->nspairs;
     st->npairs = e->npairs;
+    st->name_lens = 0;
     st->count = 0;
     rc = lk_buf_append(&e->slab, e->lbl.data, e->lbl.len);
     for (size_t i = 0; i < e->npairs && rc == 0; i++) {
@@ -1076,6 +1078,7 @@ static int stream_add(struct lk_loki_encoder *e, uint64_t h, size_t slot,
         struct spair *sp = &e->spairs[e->nspairs + i];
         sp->name_off = e->slab.len;
         sp->name_len = lp->nlen;
+        st->name_lens |= 1ull << (lp->nlen % 64);
         rc = lk_buf_append(&e->slab, lp->name, lp->nlen);
         sp->val_off = e->slab.len;
         sp->val_len = lp->v.len;
@@ -1503,7 +1506,9 @@ static int order_entries(struct lk_loki_encoder *e)
 static bool meta_free(const struct lk_loki_encoder *e, const struct stream *st,
                       size_t first, const uint8_t *name, size_t nlen)
 {
-    for (size_t i = 0; i < st->npairs; i++) {
+    /* Hot (every metadata name of every entry): most names have a length no
+     * label of the stream has. */
+    for (size_t i = 0; (st->name_lens >> (nlen % 64) & 1) && i < st->npairs; i++) {
         const struct spair *sp = &e->spairs[st->pair_first + i];
         if (sp->name_len == nlen &&
             memcmp(e->slab.data + sp->name_off, name, nlen) == 0)
