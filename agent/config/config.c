@@ -561,6 +561,7 @@ enum ftype {
 };
 
 #define EP_UNIX 1u
+#define STR_EMPTY_UNSET 8u /* FT_STRING: "" means "not set" (NULL) */
 
 /* Table rows. Offsets are into the struct that the walk fills. */
 #define F_NODE(k) {.key = (k), .type = FT_NODE}
@@ -776,7 +777,11 @@ static bool set_field(struct ctx *c, const struct field *f, const lk__ynode *val
         break;
     }
     case FT_STRING:
-        if (s[0] == '\0') {
+        if (s[0] == '\0' && (f->flags & STR_EMPTY_UNSET)) {
+            free(*(char **)dst);
+            *(char **)dst = NULL;
+            ok = true;
+        } else if (s[0] == '\0') {
             ERR(c, val, "%s: must not be empty", path);
         } else {
             free(*(char **)dst);
@@ -1093,10 +1098,13 @@ static const struct field lines_fields[] = {
     F_VAL("path", FT_STRING, struct lk_lines_receiver_config, path),
     F_NODE("socket_type"),
     F_NODE("mode"),
-    F_VAL("owner", FT_STRING, struct lk_lines_receiver_config, owner),
-    F_VAL("group", FT_STRING, struct lk_lines_receiver_config, group),
+    {.key = "owner", .type = FT_STRING, .flags = STR_EMPTY_UNSET,
+     .off = offsetof(struct lk_lines_receiver_config, owner)},
+    {.key = "group", .type = FT_STRING, .flags = STR_EMPTY_UNSET,
+     .off = offsetof(struct lk_lines_receiver_config, group)},
     F_ENUM("format", struct lk_lines_receiver_config, format, lines_format_names),
-    F_VAL("service_name", FT_STRING, struct lk_lines_receiver_config, service_name),
+    {.key = "service_name", .type = FT_STRING, .flags = STR_EMPTY_UNSET,
+     .off = offsetof(struct lk_lines_receiver_config, service_name)},
     F_NODE("labels"),
     F_INT("max_line_bytes", FT_SIZE, struct lk_lines_receiver_config, max_line_bytes,
           256, 16 * MIB),
@@ -1161,6 +1169,20 @@ static void do_static_labels(struct ctx *c, const lk__ynode *map, const char *pa
         const char *why = label_name_problem(key->str);
         if (why != NULL) {
             ERR(c, key, "%s: label name '%s' %s", path, SHOW(c, key->str), why);
+            continue;
+        }
+        /* These labels come from each line and lookout itself. */
+        static const char *const own[] = {"service_name", "service_namespace",
+                                           "deployment_environment", "host", "source",
+                                           "level"};
+        bool taken = false;
+        for (size_t k = 0; k < NF(own) && !taken; k++)
+            taken = strcmp(key->str, own[k]) == 0;
+        if (taken) {
+            ERR(c, key, "%s: label '%s' is set by lookout%s", path, SHOW(c, key->str),
+                strcmp(key->str, "service_name") == 0
+                    ? "; use the receiver's service_name key for lines that name no service"
+                    : "");
             continue;
         }
         char *v = scalar_value(c, val, sub, "a string");
@@ -1313,9 +1335,9 @@ static const struct field exporter_fields[] = {
     {.key = "logs_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
     {.key = "format", .type = FT_ENUM, .names = loki_format_names, .flags = EX_LOKI,
      .off = offsetof(struct lk_exporter_config, loki.format)},
-    {.key = "tenant_id", .type = FT_STRING, .flags = EX_LOKI,
+    {.key = "tenant_id", .type = FT_STRING, .flags = EX_LOKI | STR_EMPTY_UNSET,
      .off = offsetof(struct lk_exporter_config, loki.tenant_id)},
-    {.key = "bearer_token", .type = FT_STRING, .flags = EX_LOKI,
+    {.key = "bearer_token", .type = FT_STRING, .flags = EX_LOKI | STR_EMPTY_UNSET,
      .off = offsetof(struct lk_exporter_config, loki.bearer_token)},
     {.key = "auth", .type = FT_NODE, .flags = EX_LOKI},
     {.key = "labels", .type = FT_NODE, .flags = EX_LOKI},
@@ -1842,7 +1864,7 @@ static void do_loki(struct ctx *c, const lk__ynode *key, const char *path,
     for (size_t i = 0; i < NF(secrets); i++) {
         const struct seen *sn = SEEN(exporter_fields, es, secrets[i]);
         const char *v = i == 0 ? l->tenant_id : l->bearer_token;
-        if (!sn->ok)
+        if (!sn->ok || v == NULL)
             continue;
         for (const char *q = v; *q != '\0'; q++)
             if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e) {

@@ -37,11 +37,40 @@ enum lk_signal lk_pipeline_signal(const lk_pipeline *p)
 int lk_pipeline_submit(lk_pipeline *p, lk_item *it)
 {
     for (size_t i = 0; i < p->n; i++) {
-        if (lk_queue_overflow(p->queues[i]) == LK_OVERFLOW_REFUSE &&
-            !lk_queue_has_room(p->queues[i], it->count, it->len))
-            return LK_EAGAIN;
+        if (lk_queue_overflow(p->queues[i]) != LK_OVERFLOW_REFUSE ||
+            lk_queue_has_room(p->queues[i], it->count, it->len))
+            continue;
+        uint64_t items;
+        size_t bytes;
+        lk_queue_limits(p->queues[i], &items, &bytes);
+        return it->count > items || it->len > bytes ? LK_E2BIG : LK_EAGAIN;
     }
     for (size_t i = 0; i < p->n; i++)
         (void)lk_queue_push(p->queues[i], it); /* a drop is counted inside */
     return 0;
+}
+
+void lk_pipeline_item_limits(const lk_pipeline *p, uint64_t *items, size_t *bytes)
+{
+    *items = UINT64_MAX;
+    *bytes = SIZE_MAX;
+    for (size_t i = 0; i < p->n; i++) {
+        uint64_t qi;
+        size_t qb;
+        lk_queue_limits(p->queues[i], &qi, &qb);
+        if (qi / 4 < *items)
+            *items = qi / 4;
+        if (qb / 4 < *bytes)
+            *bytes = qb / 4;
+    }
+    if (*items < 1)
+        *items = 1;
+    if (*bytes < 4096)
+        *bytes = 4096;
+}
+
+void lk_pipeline_submit_over(lk_pipeline *p, lk_item *it)
+{
+    for (size_t i = 0; i < p->n; i++)
+        (void)lk_queue_push_over(p->queues[i], it); /* a drop is counted inside */
 }

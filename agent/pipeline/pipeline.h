@@ -22,8 +22,22 @@ enum lk_signal lk_pipeline_signal(const lk_pipeline *p);
  * with the refuse policy is full, nothing is queued anywhere and LK_EAGAIN is
  * returned, so the client can retry without duplicating data at the other
  * exporters. Full queues with the drop policy drop their copy (counted) and
- * the others still get theirs. Returns 0 or LK_EAGAIN.
+ * the others still get theirs. Returns 0, LK_EAGAIN, or LK_E2BIG when the
+ * item is larger than a refusing queue's whole capacity (it never fits).
  */
 int lk_pipeline_submit(lk_pipeline *p, lk_item *it);
+
+/*
+ * The largest item a receiver should make: a quarter of the smallest queue's
+ * caps (at least 1 item and 4 KiB), so that an item always fits once its
+ * queues have drained enough. An item larger than a queue's whole capacity
+ * would be refused forever.
+ */
+void lk_pipeline_item_limits(const lk_pipeline *p, uint64_t *items, size_t *bytes);
+
+/* Queues |it| everywhere even past the caps (nothing is refused): for what a
+ * receiver already took from its clients when it shuts down, which the
+ * shutdown drain then sends. */
+void lk_pipeline_submit_over(lk_pipeline *p, lk_item *it);
 
 #endif

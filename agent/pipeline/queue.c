@@ -189,9 +189,15 @@ static int ring_grow(lk_queue *q)
     return 0;
 }
 
-int lk_queue_push(lk_queue *q, lk_item *it)
+void lk_queue_limits(const lk_queue *q, uint64_t *items, size_t *bytes)
 {
-    if (q->aborted || !lk_queue_has_room(q, it->count, it->len) ||
+    *items = q->qcfg.queue_size;
+    *bytes = q->qcfg.max_bytes;
+}
+
+static int push(lk_queue *q, lk_item *it, bool over)
+{
+    if (q->aborted || (!over && !lk_queue_has_room(q, it->count, it->len)) ||
         (q->nqueued == q->ring_cap && ring_grow(q) < 0)) {
         lk_queue_count_dropped(q, it->count, q->aborted ? "shutdown" : "queue_full");
         return LK_EAGAIN;
@@ -205,6 +211,16 @@ int lk_queue_push(lk_queue *q, lk_item *it)
     update_gauge(q);
     try_dispatch(q);
     return 0;
+}
+
+int lk_queue_push(lk_queue *q, lk_item *it)
+{
+    return push(q, it, false);
+}
+
+int lk_queue_push_over(lk_queue *q, lk_item *it)
+{
+    return push(q, it, true);
 }
 
 static void batch_free_cb(uv_handle_t *h)

@@ -35,6 +35,11 @@ enum lk_overflow lk_queue_overflow(const lk_queue *q);
  * dropped and counted (reason "queue_full") and LK_EAGAIN returned; callers
  * with a refuse policy check lk_queue_has_room first. */
 int lk_queue_push(lk_queue *q, lk_item *it);
+/* The same past the caps (memory permitting): for data a receiver has
+ * already taken from its clients when it shuts down. */
+int lk_queue_push_over(lk_queue *q, lk_item *it);
+/* The caps: queue.queue_size items and queue.max_bytes bytes. */
+void lk_queue_limits(const lk_queue *q, uint64_t *items, size_t *bytes);
 /* Counts |count| items of the queue's signal as dropped for |reason|. */
 void lk_queue_count_dropped(lk_queue *q, uint64_t count, const char *reason);
 /* From now on batches are cut at once, without waiting to fill. |done| runs

@@ -38,6 +38,8 @@ _Static_assert((int)LK_LINES_AUTO == (int)LK_LINE_AUTO && (int)LK_LINES_JSON == 
 #define FIRST_READ_BUF (16u * 1024)
 #define DGRAMS_PER_WAKEUP 512        /* then yield to the rest of the loop */
 #define RETRY_MS 10                  /* re-offer a refused item this often */
+#define CLOSE_READ_MAX (16u * 1024 * 1024) /* per connection, when closing */
+#define CLOSE_READ_ROUNDS 64         /* of DGRAMS_PER_WAKEUP, when closing */
 
 /* ---- protobuf writing ---- */
 
@@ -428,6 +430,45 @@ uint32_t lk_lines_encoder_finish(struct lk_lines_encoder *e, const uint8_t **dat
 
 /* ---- the receiver ---- */
 
+/* Items refused by the pipeline, oldest first, until it takes them. */
+struct held {
+    lk_item **v;
+    size_t head, n, cap;
+};
+
+static int held_push(struct held *q, lk_item *it)
+{
+    if (q->n == q->cap) {
+        size_t ncap = q->cap ? 2 * q->cap : 4;
+        lk_item **v = malloc(ncap * sizeof(*v));
+        if (v == NULL)
+            return LK_ENOMEM;
+        for (size_t i = 0; i < q->n; i++)
+            v[i] = q->v[(q->head + i) % q->cap];
+        free(q->v);
+        q->v = v;
+        q->cap = ncap;
+        q->head = 0;
+    }
+    q->v[(q->head + q->n) % q->cap] = it;
+    q->n++;
+    return 0;
+}
+
+static void held_pop(struct held *q)
+{
+    q->head = (q->head + 1) % q->cap;
+    q->n--;
+}
+
+static void held_fini(struct held *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        lk_item_unref(q->v[(q->head + i) % q->cap]);
+    free(q->v);
+    memset(q, 0, sizeof(*q));
+}
+
 struct conn {
     uv_pipe_t h;
     lk_lines *r;
@@ -435,9 +476,9 @@ struct conn {
     struct lk_lines_origin origin;
     char pname[64];
     struct lk_line_framer framer;
-    bool ended;      /* EOF or error seen: close once |pending| is taken */
+    bool ended;      /* EOF or error seen: close once |held| is empty */
     bool closing;
-    lk_item *pending; /* refused, waiting for room (block policy) */
+    struct held held; /* refused, waiting for room (block policy), in order */
 };
 
 struct lk_lines {
@@ -455,8 +496,10 @@ struct lk_lines {
     uv_poll_t poll;     /* datagram */
     int dgram_fd;
     bool handle_open;
-    uint8_t *dgram_buf;
-    lk_item *dgram_pending;
+    uint8_t *dgram_buf;   /* max_line + 2: a full line with its CRLF fits */
+    struct held dgram_held;
+    uint64_t item_recs;   /* largest item to make: see lk_pipeline_item_limits */
+    size_t item_bytes;
     int dgram_pid; /* whose name dgram_pname holds */
     char dgram_pname[64];
 
@@ -471,6 +514,7 @@ struct lk_lines {
     lk_counter *accepted;
     lk_counter *refused;
     lk_counter *dropped;
+    lk_counter *too_large;
     lk_counter *truncated;
     lk_counter *invalid_utf8;
     lk_counter *paused;
@@ -489,23 +533,56 @@ static void count_invalid(lk_lines *r)
 }
 
 /*
- * Offers |it| (the reference is taken over). Returns true when the item is
- * gone (accepted, or dropped under the drop policy or while closing) and
- * false when the caller must keep it and stop reading.
+ * Offers |it|. Returns true when the item is gone (accepted, or dropped and
+ * counted) and its reference with it, false when the caller must keep it and
+ * stop reading (block policy). While closing, what was read is queued even
+ * past the queues' caps: the shutdown drain sends it.
  */
 static bool offer(lk_lines *r, lk_item *it)
 {
-    int rc = lk_pipeline_submit(r->logs, it);
+    int rc = 0;
+    if (r->closing)
+        lk_pipeline_submit_over(r->logs, it);
+    else
+        rc = lk_pipeline_submit(r->logs, it);
     if (rc == 0) {
         lk_counter_add(r->accepted, it->count);
-        lk_item_unref(it);
-        return true;
-    }
-    if (r->overflow == LK_LINES_BLOCK && !r->closing)
+    } else if (rc == LK_E2BIG) {
+        /* Only a single line larger than a queue's max_bytes gets here:
+         * items are cut at a quarter of the smallest queue. */
+        lk_counter_add(r->refused, it->count);
+        lk_counter_add(r->too_large, it->count);
+        lk_log(LK_LOG_WARN, "lines larger than the logs queue dropped",
+               LK_S("receiver", r->name) LK_U("lines", it->count) LK_U("bytes", it->len));
+    } else if (r->overflow == LK_LINES_BLOCK) {
         return false;
-    lk_counter_add(r->refused, it->count);
-    lk_counter_add(r->dropped, it->count);
+    } else {
+        lk_counter_add(r->refused, it->count);
+        lk_counter_add(r->dropped, it->count);
+    }
     lk_item_unref(it);
+    return true;
+}
+
+/* Offers |it| (may be NULL) behind what |q| holds, so order is kept. Returns
+ * true when |q| holds something afterwards: stop reading. */
+static bool deliver(lk_lines *r, struct held *q, lk_item *it)
+{
+    if (it != NULL && (q->n > 0 || !offer(r, it)) && held_push(q, it) < 0) {
+        lk_counter_add(r->dropped, it->count);
+        lk_item_unref(it);
+    }
+    return q->n > 0;
+}
+
+/* Offers what |q| holds, oldest first. True when it is empty afterwards. */
+static bool drain_held(lk_lines *r, struct held *q)
+{
+    while (q->n > 0) {
+        if (!offer(r, q->v[q->head]))
+            return false;
+        held_pop(q);
+    }
     return true;
 }
 
@@ -515,7 +592,11 @@ static lk_item *take_item(lk_lines *r)
 {
     const uint8_t *data;
     size_t len;
+    uint64_t lost = r->enc.nrecs;
     uint32_t n = lk_lines_encoder_finish(&r->enc, &data, &len);
+    lost -= n; /* a last run the encoder had no memory to close */
+    if (lost > 0)
+        lk_counter_add(r->dropped, lost);
     lk_item *it = NULL;
     if (n > 0) {
         it = lk_item_create(LK_SIGNAL_LOGS, n, uv_now(r->loop), data, len);
@@ -619,13 +700,27 @@ void lk_line_framer_commit(struct lk_line_framer *f, size_t n, bool at_end,
 struct line_ctx {
     lk_lines *r;
     const struct lk_lines_origin *origin;
+    struct held *held;
     uint64_t now;
 };
+
+static lk_item *take_item(lk_lines *r);
+
+/* Before a line of |len| bytes: closes the item being built when the line
+ * would make it larger than the pipeline takes, and delivers it. */
+static void cut_item(lk_lines *r, struct held *held, size_t len)
+{
+    const struct lk_lines_encoder *e = &r->enc;
+    if (e->nrecs > 0 && (e->nrecs >= r->item_recs ||
+                         e->req.len + e->recs.len + len + 512 > r->item_bytes))
+        deliver(r, held, take_item(r));
+}
 
 static void on_line(void *arg, const uint8_t *line, size_t len, bool truncated)
 {
     struct line_ctx *lc = arg;
     lk_lines *r = lc->r;
+    cut_item(r, lc->held, len);
     if (truncated)
         lk_counter_add(r->truncated, 1);
     if (lk_lines_encoder_add(&r->enc, lc->origin, line, len, lc->now) < 0) {
@@ -637,7 +732,7 @@ static void on_line(void *arg, const uint8_t *line, size_t len, bool truncated)
 /* Frames |n| new bytes of |c| (|at_end|: and whatever is left). */
 static void frame(struct conn *c, size_t n, bool at_end)
 {
-    struct line_ctx lc = {.r = c->r, .origin = &c->origin, .now = now_ns()};
+    struct line_ctx lc = {.r = c->r, .origin = &c->origin, .held = &c->held, .now = now_ns()};
     lk_line_framer_commit(&c->framer, n, at_end, on_line, &lc);
 }
 
@@ -653,7 +748,7 @@ static void conn_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     r->nconns--;
     lk_gauge_add(r->conn_gauge, -1);
-    lk_item_unref(c->pending);
+    held_fini(&c->held);
     lk_line_framer_fini(&c->framer);
     free(c);
     part_closed(r);
@@ -678,13 +773,11 @@ static void arm_retry(lk_lines *r)
 static void submit_conn(struct conn *c)
 {
     lk_lines *r = c->r;
-    lk_item *it = take_item(r);
-    if (it == NULL || offer(r, it)) {
+    if (!deliver(r, &c->held, take_item(r))) {
         if (c->ended)
             conn_close(c);
         return;
     }
-    c->pending = it;
     uv_read_stop((uv_stream_t *)&c->h);
     lk_counter_add(r->paused, 1);
     arm_retry(r);
@@ -776,28 +869,38 @@ static void on_connection(uv_stream_t *server, int status)
 
 static void dgram_submit(lk_lines *r)
 {
-    lk_item *it = take_item(r);
-    if (it == NULL || offer(r, it))
+    if (!deliver(r, &r->dgram_held, take_item(r)))
         return;
-    r->dgram_pending = it;
     uv_poll_stop(&r->poll);
     lk_counter_add(r->paused, 1);
     arm_retry(r);
 }
 
+/* Reads up to DGRAMS_PER_WAKEUP datagrams; returns how many. */
+static int read_dgrams(lk_lines *r);
+
 static void on_dgram(uv_poll_t *h, int status, int events)
 {
     lk_lines *r = h->data;
     if (status < 0) {
+        /* libuv stopped the handle; keep listening. */
         lk_log(LK_LOG_WARN, "datagram socket error", LK_S("receiver", r->name)
                LK_S("error", uv_strerror(status)));
+        uv_poll_start(&r->poll, UV_READABLE, on_dgram);
         return;
     }
+    read_dgrams(r);
+    dgram_submit(r);
+}
+
+static int read_dgrams(lk_lines *r)
+{
     uint64_t now = now_ns();
-    for (int i = 0; i < DGRAMS_PER_WAKEUP; i++) {
+    int i;
+    for (i = 0; i < DGRAMS_PER_WAKEUP; i++) {
         struct lk_lines_origin o;
         int truncated = 0;
-        long n = lk_platform_recv_dgram(r->dgram_fd, r->dgram_buf, r->max_line,
+        long n = lk_platform_recv_dgram(r->dgram_fd, r->dgram_buf, r->max_line + 2,
                                         &o.cred, &truncated);
         if (n < 0) {
             if (n != LK_EAGAIN)
@@ -806,11 +909,13 @@ static void on_dgram(uv_poll_t *h, int status, int events)
             break;
         }
         size_t len = (size_t)n;
-        if (truncated) {
-            lk_counter_add(r->truncated, 1);
-            len = trim_partial_utf8(r->dgram_buf, len);
-        } else if (len > 0 && r->dgram_buf[len - 1] == '\n') {
+        if (!truncated && len > 0 && r->dgram_buf[len - 1] == '\n')
             len--;
+        if (!truncated && len > 0 && r->dgram_buf[len - 1] == '\r')
+            len--;
+        if (truncated || len > r->max_line) {
+            lk_counter_add(r->truncated, 1);
+            len = trim_partial_utf8(r->dgram_buf, (size_t)r->max_line);
         }
         if (o.cred.pid != r->dgram_pid) {
             r->dgram_pid = o.cred.pid;
@@ -819,12 +924,13 @@ static void on_dgram(uv_poll_t *h, int status, int events)
                 r->dgram_pname[0] = '\0';
         }
         o.process_name = r->dgram_pname;
-        if (len > 0 && r->dgram_buf[len - 1] == '\r')
-            len--;
-        if (len > 0 && lk_lines_encoder_add(&r->enc, &o, r->dgram_buf, len, now) < 0)
+        if (len == 0)
+            continue;
+        cut_item(r, &r->dgram_held, len);
+        if (lk_lines_encoder_add(&r->enc, &o, r->dgram_buf, len, now) < 0)
             lk_counter_add(r->dropped, 1);
     }
-    dgram_submit(r);
+    return i;
 }
 
 /* ---- retrying refused items ---- */
@@ -834,25 +940,22 @@ static void retry_cb(uv_timer_t *t)
     lk_lines *r = t->data;
     bool waiting = false;
     for (struct conn *c = r->conns; c != NULL; c = c->next) {
-        if (c->pending == NULL || c->closing)
+        if (c->held.n == 0 || c->closing)
             continue;
-        if (!offer(r, c->pending)) {
+        if (!drain_held(r, &c->held)) {
             waiting = true;
             continue;
         }
-        c->pending = NULL;
         if (c->ended)
             conn_close(c);
         else
             uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read);
     }
-    if (r->dgram_pending != NULL) {
-        if (offer(r, r->dgram_pending)) {
-            r->dgram_pending = NULL;
+    if (r->dgram_held.n > 0) {
+        if (drain_held(r, &r->dgram_held))
             uv_poll_start(&r->poll, UV_READABLE, on_dgram);
-        } else {
+        else
             waiting = true;
-        }
     }
     if (!waiting)
         uv_timer_stop(t);
@@ -926,12 +1029,13 @@ static int make_socket(lk_lines *r, const struct lk_lines_receiver_config *cfg,
     what = "listen";
     if (!r->datagram && listen(fd, 128) != 0)
         goto fail_unlink;
-    what = "rename";
-    if (rename(sa.sun_path, r->path) != 0)
-        goto fail_unlink;
+    /* Before the rename: from then on datagrams arrive. */
     if (r->datagram && lk_platform_dgram_creds_enable(fd) == LK_ESYS)
         lk_log(LK_LOG_WARN, "cannot get senders' credentials on the datagram socket",
                LK_S("receiver", r->name) LK_S("error", strerror(errno)));
+    what = "rename";
+    if (rename(sa.sun_path, r->path) != 0)
+        goto fail_unlink;
     *out = fd;
     return 0;
 
@@ -960,6 +1064,11 @@ static void register_metrics(lk_lines *r, lk_metrics *m)
     r->dropped = lk_metrics_counter(m, "lookout_dropped_items_total",
                                     "Items (spans, points, records) dropped, by reason.",
                                     drop_labels);
+    snprintf(drop_labels, sizeof(drop_labels),
+             "signal=\"logs\",reason=\"too_large\",receiver=\"%s\"", r->name);
+    r->too_large = lk_metrics_counter(m, "lookout_dropped_items_total",
+                                      "Items (spans, points, records) dropped, by reason.",
+                                      drop_labels);
     r->truncated = lk_metrics_counter(m, "lookout_receiver_truncated_lines_total",
                                       "Lines cut to max_line_bytes.", labels);
     r->invalid_utf8 = lk_metrics_counter(
@@ -1002,7 +1111,8 @@ int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
     rc = lk_lines_encoder_init(&r->enc, cfg, host, name);
     if (rc < 0)
         goto err_free;
-    if (r->datagram && (r->dgram_buf = malloc(r->max_line)) == NULL) {
+    lk_pipeline_item_limits(logs, &r->item_recs, &r->item_bytes);
+    if (r->datagram && (r->dgram_buf = malloc(r->max_line + 2)) == NULL) {
         rc = LK_ENOMEM;
         goto err_enc;
     }
@@ -1023,7 +1133,9 @@ int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
         uv_pipe_init(loop, &r->listener, 0);
         r->listener.data = r;
         int e = uv_pipe_open(&r->listener, fd);
-        if (e == 0)
+        if (e != 0)
+            close(fd); /* not the handle's: closing it would not */
+        else
             e = uv_listen((uv_stream_t *)&r->listener, 128, on_connection);
         if (e != 0) {
             lk_log(LK_LOG_ERROR, "cannot listen on the line socket",
@@ -1057,6 +1169,7 @@ static void part_closed(lk_lines *r)
     void (*done)(void *) = r->done;
     void *arg = r->done_arg;
     count_invalid(r);
+    held_fini(&r->dgram_held);
     lk_lines_encoder_fini(&r->enc);
     free(r->dgram_buf);
     free(r->name);
@@ -1079,6 +1192,26 @@ static void timer_closed(uv_handle_t *h)
     part_closed(h->data);
 }
 
+/* What a writer already wrote is in the socket's buffer: read it (without
+ * blocking, up to a bound) so that closing loses nothing written before. */
+static void read_rest(struct conn *c)
+{
+    uv_os_fd_t fd;
+    if (c->ended || uv_fileno((uv_handle_t *)&c->h, &fd) != 0)
+        return;
+    for (size_t total = 0; total < CLOSE_READ_MAX;) {
+        uint8_t *p;
+        size_t room;
+        if (lk_line_framer_space(&c->framer, &p, &room) < 0)
+            return;
+        ssize_t n = read(fd, p, room);
+        if (n <= 0)
+            return; /* EOF, EAGAIN or an error: nothing more now */
+        frame(c, (size_t)n, false);
+        total += (size_t)n;
+    }
+}
+
 void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg)
 {
     if (r->closing)
@@ -1091,10 +1224,11 @@ void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg)
     if (r->handle_open) {
         r->open++;
         if (r->datagram) {
-            if (r->dgram_pending != NULL) {
-                offer(r, r->dgram_pending); /* closing: accepted or dropped */
-                r->dgram_pending = NULL;
-            }
+            drain_held(r, &r->dgram_held); /* closing: queued past the caps */
+            /* Datagrams already in the socket's buffer were sent: take them. */
+            for (int k = 0; k < CLOSE_READ_ROUNDS && read_dgrams(r) == DGRAMS_PER_WAKEUP; k++)
+                ;
+            deliver(r, &r->dgram_held, take_item(r));
             uv_close((uv_handle_t *)&r->poll, listener_closed);
         } else {
             uv_close((uv_handle_t *)&r->listener, listener_closed);
@@ -1108,14 +1242,10 @@ void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg)
         if (c->closing)
             continue;
         uv_read_stop((uv_stream_t *)&c->h);
-        if (c->pending != NULL) {
-            offer(r, c->pending);
-            c->pending = NULL;
-        }
+        drain_held(r, &c->held); /* closing: queued past the caps */
+        read_rest(c);
         frame(c, 0, true);
-        lk_item *it = take_item(r);
-        if (it != NULL)
-            offer(r, it);
+        deliver(r, &c->held, take_item(r));
         conn_close(c);
     }
     part_closed(r);

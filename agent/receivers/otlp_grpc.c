@@ -344,8 +344,12 @@ static void process_request(struct stream *s)
     lk_item_unref(it);
     if (rc < 0) {
         lk_counter_add(r->refused[s->signal], counts.items);
-        respond_error(s, LK_GRPC_UNAVAILABLE,
-                      "lookout's queue is full, retry later", RETRY_AFTER_MS);
+        if (rc == LK_E2BIG)
+            respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED,
+                          "request larger than lookout's queue (queue_size, max_bytes)", -1);
+        else
+            respond_error(s, LK_GRPC_UNAVAILABLE, "lookout's queue is full, retry later",
+                          RETRY_AFTER_MS);
         return;
     }
     lk_counter_add(r->accepted[s->signal], counts.items);

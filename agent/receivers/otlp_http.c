@@ -460,8 +460,12 @@ static void handle(struct call *c)
     lk_item_unref(it);
     if (rc < 0) {
         lk_counter_add(r->refused[sig], counts.items);
-        respond_error(c, 503, LK_GRPC_UNAVAILABLE, "lookout's queue is full, retry later",
-                      true);
+        if (rc == LK_E2BIG)
+            respond_error(c, 413, LK_GRPC_RESOURCE_EXHAUSTED,
+                          "request larger than lookout's queue (queue_size, max_bytes)", false);
+        else
+            respond_error(c, 503, LK_GRPC_UNAVAILABLE, "lookout's queue is full, retry later",
+                          true);
         return;
     }
     lk_counter_add(r->accepted[sig], counts.items);

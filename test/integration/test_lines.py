@@ -585,6 +585,71 @@ class LinesTest(LogsCase):
         self.assertEqual(len(found), accepted, "no line delivered twice")
         self.stop_agent()
 
+    def test_reads_larger_than_the_queue(self):
+        """One read can hold more lines than a small queue's whole capacity (a
+        16 KiB read of "a\n" is 8192 lines; queue_size 1000): the receiver cuts
+        its items to fit, so everything still arrives and nothing stalls."""
+        self.start_sinks()
+        self.start_agent(config_body(
+            lines_receiver(),
+            loki_exporter("loki", self.sink, "queue: {queue_size: 1000}",
+                          batch="{send_batch_size: 500, timeout: 50ms}"),
+            ["lines"], ["loki"]))
+        n = 20000
+        with connect(self.sock()) as s:
+            s.sendall(b"".join(b"%05d\n" % i for i in range(n)))
+        self.wait_entries(n, timeout=30)
+        time.sleep(QUIET)
+        found = self.by_line()
+        self.assertEqual(len(self.sink.entries()), n)
+        for i in range(n):
+            self.one(found, "%05d" % i)
+        self.assert_no_drops()
+        self.stop_agent()
+
+    def test_sigterm_while_blocked_loses_nothing(self):
+        """Writers blocked by a failing backend, then SIGTERM: every line they
+        managed to write (read or still in the socket buffers) is delivered
+        during the shutdown drain once the backend recovers."""
+        self.start_sinks()
+        self.start_agent(config_body(
+            lines_receiver(),
+            loki_exporter("loki", self.sink, "queue: {queue_size: 500}",
+                          batch="{send_batch_size: 250, timeout: 50ms}"),
+            ["lines"], ["loki"]), shutdown_timeout="20s")
+        self.sink.fail_for(3.0, 503, "unavailable\n")
+        written = []
+        socks = []
+        for i in range(6):
+            s = connect(self.sock())
+            s.setblocking(False)
+            socks.append(s)
+            j = 0
+            try:
+                while j < 2000:
+                    line = b"term c%d %04d %s\n" % (i, j, b"q" * 60)
+                    sent = s.send(line)
+                    if sent < len(line):
+                        # A partial line is the writer's to finish: finish it
+                        # blocking, so that every line counted is whole.
+                        s.setblocking(True)
+                        s.sendall(line[sent:])
+                        s.setblocking(False)
+                    written.append(line[:-1].decode())
+                    j += 1
+            except BlockingIOError:
+                pass
+        time.sleep(1.0)
+        self.assertGreater(self.agent.metric("lookout_receiver_paused_total",
+                                             receiver="lines") or 0, 0, "no writer was paused")
+        self.stop_agent()
+        for s in socks:
+            s.close()
+        found = self.by_line()
+        for line in written:
+            self.one(found, line)
+        self.assertEqual(len(self.sink.entries()), len(written))
+
     def test_acceptance_100k_lines_8_clients(self):
         """ACCEPTANCE 1: 100,000 lines by 8 concurrent clients (own service each,
         sequence numbers) arrive exactly once, in order within each stream."""

@@ -2019,6 +2019,35 @@ START_TEST(lines_socket_clashes)
 }
 END_TEST
 
+/* Labels lookout sets itself cannot be static labels; "" unsets optional
+ * strings (as the documented defaults show them). */
+START_TEST(lines_and_loki_unset_and_reserved)
+{
+    char *e = errors_of(lines_yaml("    labels: {host: a, source: b, service_name: c, ok_1: d}\n"));
+    ASSERT_LINE(e, NAME ":3:14: receivers.lines.labels: label 'host' is set by lookout");
+    ASSERT_LINE(e, NAME ":3:23: receivers.lines.labels: label 'source' is set by lookout");
+    ASSERT_LINE(e, NAME ":3:34: receivers.lines.labels: label 'service_name' is set by "
+                       "lookout; use the receiver's service_name key for lines that name "
+                       "no service");
+    ck_assert_uint_eq(count_lines(e), 3);
+    free(e);
+
+    lk_config *c = config_of(lines_yaml("    owner: \"\"\n    group: \"\"\n"
+                                        "    service_name: \"\"\n"));
+    const struct lk_lines_receiver_config *l = &receiver_named(c, "lines")->lines;
+    ck_assert_ptr_null(l->owner);
+    ck_assert_ptr_null(l->group);
+    ck_assert_ptr_null(l->service_name);
+    lk_config_destroy(c);
+
+    c = config_of(loki_yaml("    tenant_id: \"\"\n    bearer_token: \"\"\n"));
+    const struct lk_exporter_config *x = exporter_named(c, "loki");
+    ck_assert_ptr_null(x->loki.tenant_id);
+    ck_assert_ptr_null(x->loki.bearer_token);
+    lk_config_destroy(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("config");
@@ -2050,6 +2079,7 @@ static Suite *suite(void)
         {"logs_components", {lines_receiver_defaults, lines_receiver_every_key,
                              lines_receiver_errors, loki_exporter_defaults, loki_exporter_keys,
                              loki_exporter_errors, logs_only_components, lines_socket_clashes}},
+        {"logs_unset_reserved", {lines_and_loki_unset_and_reserved}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);
