@@ -336,6 +336,11 @@ class TracesTest(AgentTestCase):
         again = make_request("l-again", resources=1, scopes=2, spans=6)
         self.export_ok(again)
         self.assert_delivered(accepted + [again])
+        # A request of 30 spans can never fit a 24-span queue: retrying it
+        # would never help, so it is RESOURCE_EXHAUSTED without RetryInfo.
+        huge = make_request("l-huge", resources=1, scopes=3, spans=10)
+        self.assertEqual(self.client.status_of(self.client.export, huge),
+                         grpc.StatusCode.RESOURCE_EXHAUSTED)
         self.stop_agent()
 
     def test_i_metrics_pass_promtool(self):
