@@ -1657,50 +1657,33 @@ static size_t entry_size(const struct lk_loki_encoder *e,
     return n;
 }
 
-/* Protobuf writer: small fields are staged and appended in one go. */
+/* Protobuf writer straight into |out|'s memory: emit_proto reserves each
+ * stream's exact size first (its sizes come from the gather pass), so the
+ * writes need no bounds checks and nothing is staged or copied twice. */
 struct pbw {
-    lk_buf *b;
-    int rc;
-    size_t n;
-    uint8_t st[512];
+    uint8_t *p;
 };
-
-static void w_flush(struct pbw *w)
-{
-    if (w->n > 0 && w->rc == 0)
-        w->rc = lk_buf_append(w->b, w->st, w->n);
-    w->n = 0;
-}
 
 static inline void w_varint(struct pbw *w, uint64_t v)
 {
-    if (w->n > sizeof(w->st) - 10)
-        w_flush(w);
     while (v >= 0x80) {
-        w->st[w->n++] = (uint8_t)(v | 0x80);
+        *w->p++ = (uint8_t)(v | 0x80);
         v >>= 7;
     }
-    w->st[w->n++] = (uint8_t)v;
+    *w->p++ = (uint8_t)v;
 }
 
 static inline void w_bytes(struct pbw *w, const uint8_t *p, size_t n)
 {
-    if (n <= 64) {
-        if (w->n > sizeof(w->st) - n)
-            w_flush(w);
-        memcpy(w->st + w->n, p, n);
-        w->n += n;
-        return;
-    }
-    w_flush(w);
-    if (w->rc == 0)
-        w->rc = lk_buf_append(w->b, p, n);
+    if (n > 0)
+        memcpy(w->p, p, n);
+    w->p += n;
 }
 
 /* Field |tag| (one byte), length-delimited, |n| bytes at |p|. */
 static inline void w_ld(struct pbw *w, uint8_t tag, const uint8_t *p, size_t n)
 {
-    w_varint(w, tag);
+    *w->p++ = tag;
     w_varint(w, n);
     w_bytes(w, p, n);
 }
@@ -1739,9 +1722,6 @@ static int emit_proto(struct lk_loki_encoder *e, lk_buf *out)
     struct pbw w;
     int rc;
 
-    w.b = out;
-    w.rc = 0;
-    w.n = 0;
     for (size_t s = 0; s < e->nstreams; s++) {
         const struct stream *st = &e->streams[s];
         const uint32_t *seg = e->order + st->start;
@@ -1765,14 +1745,16 @@ static int emit_proto(struct lk_loki_encoder *e, lk_buf *out)
         rc = lk_buf_reserve(out, ld_size(body));
         if (rc < 0)
             return rc;
+        w.p = out->data + out->len;
         w_varint(&w, 0x0a); /* PushRequest.streams = 1 */
         w_varint(&w, body);
         w_ld(&w, 0x0a, e->slab.data + st->lab_off, st->lab_len); /* labels */
         for (size_t k = 0; k < st->count; k++)
             write_entry(e, &w, &e->ents[seg[k]], &e->em[k]);
-        w_flush(&w);
-        if (w.rc < 0)
-            return w.rc;
+        /* The sizes were computed from the same pieces: a mismatch is a bug. */
+        if ((size_t)(w.p - (out->data + out->len)) != ld_size(body))
+            return LK_EPROTO;
+        out->len = (size_t)(w.p - out->data);
     }
     return 0;
 }
