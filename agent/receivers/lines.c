@@ -1236,8 +1236,8 @@ void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg)
         r->open++;
         uv_close((uv_handle_t *)&r->retry, timer_closed);
     }
-    /* What each connection holds goes out now, a partial line included;
-     * anything still in the kernel's socket buffer is not read. */
+    /* What each connection holds goes out now: refused items, what is still
+     * in the socket buffer (read_rest) and a partial last line. */
     for (struct conn *c = r->conns; c != NULL; c = c->next) {
         if (c->closing)
             continue;

@@ -31,10 +31,12 @@ int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
                    lk_metrics *m);
 
 /*
- * Stops accepting and removes the socket file. What each open connection has
- * buffered (a partial line included) is flushed as a last item, then it is
- * closed; bytes still unread in the kernel's socket buffers are not waited
- * for. |done| runs on the loop once every handle is closed.
+ * Stops accepting and removes the socket file. What each open connection
+ * holds goes into the pipeline, past the queues' caps (the shutdown drain
+ * sends it): items it had refused, what the writer already wrote into the
+ * socket buffer (read without blocking, up to 16 MiB per connection) and a
+ * partial last line. Then the connections are closed. |done| runs on the
+ * loop once every handle is closed.
  */
 void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg);
 
