@@ -10,6 +10,16 @@ int lk_json_escape(lk_buf *b, const char *s, size_t n)
     size_t i = 0;
 
     while (rc == 0 && i < n) {
+        /* Most bytes need nothing: append each run of them in one go. */
+        size_t run = i;
+        while (run < n && p[run] >= 0x20 && p[run] < 0x7f && p[run] != '"' &&
+               p[run] != '\\')
+            run++;
+        if (run > i) {
+            rc = lk_buf_append(b, p + i, run - i);
+            i = run;
+            continue;
+        }
         unsigned char c = p[i];
         if (c >= 0x80) {
             size_t len = lk_utf8_seq_len(p + i, n - i);
@@ -31,11 +41,10 @@ int lk_json_escape(lk_buf *b, const char *s, size_t n)
             rc = lk_buf_append(b, "\\r", 2);
         } else if (c == '\t') {
             rc = lk_buf_append(b, "\\t", 2);
-        } else if (c < 0x20 || c == 0x7f) {
+        } else {
+            /* Control bytes and DEL (the run above stops at nothing else). */
             char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             rc = lk_buf_append(b, e, 6);
-        } else {
-            rc = lk_buf_append(b, &c, 1);
         }
         i++;
     }

@@ -633,8 +633,8 @@ static int append_hex(lk_buf *b, const uint8_t *p, size_t n)
     return lk_buf_append(b, chunk, k);
 }
 
-/* A JSON string; bytes that need no escape (most ids, names and values) skip
- * lk_json_escape's byte-at-a-time path. */
+/* A JSON string; text that needs no escape at all (most ids, names and
+ * values) is copied with one reservation. */
 static int json_str(lk_buf *b, const uint8_t *p, size_t n)
 {
     size_t i;
