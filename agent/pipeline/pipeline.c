@@ -65,8 +65,17 @@ void lk_pipeline_item_limits(const lk_pipeline *p, uint64_t *items, size_t *byte
     }
     if (*items < 1)
         *items = 1;
-    if (*bytes < 4096)
-        *bytes = 4096;
+    /* Small queues still get items of a useful size, never past the queue. */
+    size_t floor = 4096;
+    for (size_t i = 0; i < p->n; i++) {
+        uint64_t qi;
+        size_t qb;
+        lk_queue_limits(p->queues[i], &qi, &qb);
+        if (qb < floor)
+            floor = qb;
+    }
+    if (*bytes < floor)
+        *bytes = floor;
 }
 
 void lk_pipeline_submit_over(lk_pipeline *p, lk_item *it)

@@ -29,8 +29,8 @@ int lk_pipeline_submit(lk_pipeline *p, lk_item *it);
 
 /*
  * The largest item a receiver should make: a quarter of the smallest queue's
- * caps (at least 1 item and 4 KiB), so that an item always fits once its
- * queues have drained enough. An item larger than a queue's whole capacity
+ * caps (at least 1 item, and 4 KiB or the smallest queue's max_bytes if that
+ * is less), so that an item always fits once its queues have drained enough. An item larger than a queue's whole capacity
  * would be refused forever.
  */
 void lk_pipeline_item_limits(const lk_pipeline *p, uint64_t *items, size_t *bytes);

@@ -501,6 +501,7 @@ struct lk_lines {
     uint64_t item_recs;   /* largest item to make: see lk_pipeline_item_limits */
     size_t item_bytes;
     int dgram_pid; /* whose name dgram_pname holds */
+    uint64_t dgram_errors;
     char dgram_pname[64];
 
     struct conn *conns;
@@ -711,8 +712,13 @@ static lk_item *take_item(lk_lines *r);
 static void cut_item(lk_lines *r, struct held *held, size_t len)
 {
     const struct lk_lines_encoder *e = &r->enc;
+    /* What the item would grow to: the open run's resource (static
+     * attributes, service, pid, uid, process name) and the next record (a
+     * line may triple when invalid UTF-8 is repaired). */
+    size_t header = e->static_attrs.len + LK_LINE_SERVICE_MAX + 256;
+    size_t record = 3 * len + 128;
     if (e->nrecs > 0 && (e->nrecs >= r->item_recs ||
-                         e->req.len + e->recs.len + len + 512 > r->item_bytes))
+                         e->req.len + e->recs.len + header + record > r->item_bytes))
         deliver(r, held, take_item(r));
 }
 
@@ -883,9 +889,12 @@ static void on_dgram(uv_poll_t *h, int status, int events)
 {
     lk_lines *r = h->data;
     if (status < 0) {
-        /* libuv stopped the handle; keep listening. */
-        lk_log(LK_LOG_WARN, "datagram socket error", LK_S("receiver", r->name)
-               LK_S("error", uv_strerror(status)));
+        /* libuv stopped the handle; keep listening. Logged 1, 2, 4, 8...
+         * times, so an error that does not clear cannot flood the log. */
+        r->dgram_errors++;
+        if ((r->dgram_errors & (r->dgram_errors - 1)) == 0)
+            lk_log(LK_LOG_WARN, "datagram socket error", LK_S("receiver", r->name)
+                   LK_S("error", uv_strerror(status)) LK_U("errors", r->dgram_errors));
         uv_poll_start(&r->poll, UV_READABLE, on_dgram);
         return;
     }

@@ -607,6 +607,28 @@ class LinesTest(LogsCase):
         self.assert_no_drops()
         self.stop_agent()
 
+    def test_queue_of_a_few_kib(self):
+        """A logs queue of 2 KiB (max_bytes) and a socket with long static
+        labels: items are cut small enough to fit, none is dropped."""
+        self.start_sinks()
+        labels = ", ".join('l%d: "%s"' % (i, "v" * 50) for i in range(8))
+        self.start_agent(config_body(
+            lines_receiver(extra="labels: {%s}" % labels),
+            loki_exporter("loki", self.sink, "queue: {max_bytes: 2KiB}",
+                          batch="{send_batch_size: 100, send_batch_max_bytes: 1KiB, "
+                                "timeout: 50ms}"),
+            ["lines"], ["loki"]))
+        n = 100
+        with connect(self.sock()) as s:
+            s.sendall(b"".join(b"small queue line %03d %s\n" % (i, b"z" * 20)
+                               for i in range(n)))
+        self.wait_entries(n, timeout=30)
+        found = self.by_line()
+        for i in range(n):
+            self.one(found, "small queue line %03d %s" % (i, "z" * 20))
+        self.assert_no_drops()
+        self.stop_agent()
+
     def test_sigterm_while_blocked_loses_nothing(self):
         """Writers blocked by a failing backend, then SIGTERM: every line they
         managed to write (read or still in the socket buffers) is delivered
