@@ -403,6 +403,41 @@ class LinesTest(LogsCase):
                 self.assertEqual(e.ts, ts, "timestamp of %r" % line)
         self.stop_agent()
 
+    def test_datagram_block_and_exact_max_line(self):
+        """Datagrams under overflow: block with a tiny queue while the sink fails:
+        the receiver stops reading the socket, senders wait, and every datagram
+        arrives once when the sink recovers. A datagram of exactly max_line_bytes
+        (with its newline or CRLF) is not counted as truncated."""
+        self.start_sinks()
+        self.start_agent(config_body(
+            lines_receiver(sock="d.sock", extra="socket_type: datagram\nmax_line_bytes: 256"),
+            loki_exporter("loki", self.sink, "queue: {queue_size: 200}",
+                          batch="{send_batch_size: 100, timeout: 50ms}"),
+            ["lines"], ["loki"]))
+        path = self.sock("d.sock")
+        self.sink.fail_for(2.0, 500, "internal server error\n")
+        n = 3000
+        exact = [b"e" * 256 + b"\n", b"f" * 256 + b"\r\n"]
+        with connect(path, socket.SOCK_DGRAM) as s:
+            for i in range(n):
+                s.sendto(b"dgram block %04d" % i, path)  # blocks while the agent waits
+            for d in exact:
+                s.sendto(d, path)
+        self.wait_entries(n + 2, timeout=60)
+        time.sleep(QUIET)
+        found = self.by_line()
+        self.assertEqual(len(self.sink.entries()), n + 2)
+        for i in range(n):
+            self.one(found, "dgram block %04d" % i)
+        self.one(found, "e" * 256)
+        self.one(found, "f" * 256)
+        self.assertEqual(self.agent.metric("lookout_receiver_truncated_lines_total",
+                                           receiver="lines"), 0)
+        self.assertGreater(self.agent.metric("lookout_receiver_paused_total",
+                                             receiver="lines") or 0, 0, "never paused")
+        self.assert_no_drops()
+        self.stop_agent()
+
     def test_format_setting_and_stale_socket(self):
         """format: raw / json / logfmt read lines only that way; a stale socket
         file left at the path is replaced."""
