@@ -48,9 +48,8 @@
 
 #include "core/err.h"
 #include "core/json_escape.h"
+#include "core/pbwire.h"
 #include "core/severity.h"
-
-enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
 /* Nesting of AnyValue arrays and kvlists rendered as JSON. A valid request
  * (at most 64 messages deep) never comes near it. */
@@ -417,21 +416,21 @@ static inline int rd_field(struct rd *r, struct field *f)
     f->v = 0;
     avail = (size_t)(r->end - r->p);
     switch (f->wt) {
-    case WT_VARINT:
+    case LK_PB_VARINT:
         return rd_varint(r, &f->v);
-    case WT_I64:
+    case LK_PB_I64:
         if (avail < 8)
             return LK_EPROTO;
         f->v = le_read(r->p, 8);
         r->p += 8;
         return 0;
-    case WT_I32:
+    case LK_PB_I32:
         if (avail < 4)
             return LK_EPROTO;
         f->v = le_read(r->p, 4);
         r->p += 4;
         return 0;
-    case WT_LEN:
+    case LK_PB_LEN:
         if (rd_varint(r, &len) < 0 || len > (uint64_t)(r->end - r->p))
             return LK_EPROTO;
         f->s.p = r->p;
@@ -463,7 +462,7 @@ static int parse_anyv(struct span s, struct anyv *v)
         case 5:
         case 6:
         case 7:
-            if (f.wt != WT_LEN)
+            if (f.wt != LK_PB_LEN)
                 return LK_EPROTO;
             v->kind = f.num == 1   ? AV_STRING
                       : f.num == 5 ? AV_ARRAY
@@ -473,19 +472,19 @@ static int parse_anyv(struct span s, struct anyv *v)
             break;
         case 2:
         case 3:
-            if (f.wt != WT_VARINT)
+            if (f.wt != LK_PB_VARINT)
                 return LK_EPROTO;
             v->kind = f.num == 2 ? AV_BOOL : AV_INT;
             v->u = f.num == 2 ? f.v != 0 : f.v;
             break;
         case 4:
-            if (f.wt != WT_I64)
+            if (f.wt != LK_PB_I64)
                 return LK_EPROTO;
             v->kind = AV_DOUBLE;
             v->u = f.v;
             break;
         case 8: /* string_value_strindex: no dictionary in logs */
-            if (f.wt != WT_VARINT)
+            if (f.wt != LK_PB_VARINT)
                 return LK_EPROTO;
             v->kind = AV_NONE;
             break;
@@ -512,7 +511,7 @@ static int parse_kv(struct span s, struct span *key, struct anyv *v)
         if (rc < 0)
             return rc;
         if (f.num == 1 || f.num == 2) {
-            if (f.wt != WT_LEN)
+            if (f.wt != LK_PB_LEN)
                 return LK_EPROTO;
             if (f.num == 1) {
                 *key = f.s;
@@ -694,7 +693,7 @@ static int json_any(lk_buf *b, const struct anyv *v, unsigned depth)
             rc = rd_field(&r, &f);
             if (rc < 0 || f.num != 1)
                 continue;
-            if (f.wt != WT_LEN)
+            if (f.wt != LK_PB_LEN)
                 return LK_EPROTO;
             if (v->kind == AV_ARRAY)
                 rc = parse_anyv(f.s, &item);
@@ -1273,7 +1272,7 @@ static int walk_record(struct lk_loki_encoder *e,
         switch (f.num) {
         case 1:
         case 11:
-            if (f.wt != WT_I64)
+            if (f.wt != LK_PB_I64)
                 return LK_EPROTO;
             if (f.num == 1)
                 t = f.v;
@@ -1281,7 +1280,7 @@ static int walk_record(struct lk_loki_encoder *e,
                 obs = f.v;
             break;
         case 2:
-            if (f.wt != WT_VARINT)
+            if (f.wt != LK_PB_VARINT)
                 return LK_EPROTO;
             en->sev = f.v >= 1 && f.v <= 24 ? (int)f.v : 0;
             break;
@@ -1290,7 +1289,7 @@ static int walk_record(struct lk_loki_encoder *e,
         case 6:
         case 9:
         case 10:
-            if (f.wt != WT_LEN)
+            if (f.wt != LK_PB_LEN)
                 return LK_EPROTO;
             if (f.num == 3) {
                 en->sevtext = f.s;
@@ -1340,7 +1339,7 @@ static int walk_scope_logs(struct lk_loki_encoder *e,
             return rc;
         if (f.num != 1)
             continue;
-        if (f.wt != WT_LEN)
+        if (f.wt != LK_PB_LEN)
             return LK_EPROTO;
         q = rd_of(f.s);
         while (q.p < q.end) {
@@ -1349,7 +1348,7 @@ static int walk_scope_logs(struct lk_loki_encoder *e,
                 return rc;
             if (g.num != 1)
                 continue;
-            if (g.wt != WT_LEN)
+            if (g.wt != LK_PB_LEN)
                 return LK_EPROTO;
             name = g.s;
         }
@@ -1361,7 +1360,7 @@ static int walk_scope_logs(struct lk_loki_encoder *e,
             return rc;
         if (f.num != 2)
             continue;
-        if (f.wt != WT_LEN)
+        if (f.wt != LK_PB_LEN)
             return LK_EPROTO;
         rc = walk_record(e, o, f.s, name);
         if (rc < 0)
@@ -1386,7 +1385,7 @@ static int walk_resource_logs(struct lk_loki_encoder *e,
             return rc;
         if (f.num != 1)
             continue;
-        if (f.wt != WT_LEN)
+        if (f.wt != LK_PB_LEN)
             return LK_EPROTO;
         q = rd_of(f.s);
         while (q.p < q.end) {
@@ -1395,7 +1394,7 @@ static int walk_resource_logs(struct lk_loki_encoder *e,
                 return rc;
             if (g.num != 1)
                 continue;
-            if (g.wt != WT_LEN)
+            if (g.wt != LK_PB_LEN)
                 return LK_EPROTO;
             rc = add_attr(e, g.s, &idx);
             if (rc < 0)
@@ -1412,7 +1411,7 @@ static int walk_resource_logs(struct lk_loki_encoder *e,
             return rc;
         if (f.num != 2)
             continue;
-        if (f.wt != WT_LEN)
+        if (f.wt != LK_PB_LEN)
             return LK_EPROTO;
         rc = walk_scope_logs(e, o, f.s);
         if (rc < 0)
@@ -1434,7 +1433,7 @@ static int walk_request(struct lk_loki_encoder *e,
             return rc;
         if (f.num != 1)
             continue;
-        if (f.wt != WT_LEN)
+        if (f.wt != LK_PB_LEN)
             return LK_EPROTO;
         rc = walk_resource_logs(e, o, f.s);
         if (rc < 0)
@@ -1618,26 +1617,17 @@ static int gather(struct lk_loki_encoder *e, const struct stream *st,
     return rc;
 }
 
-static inline size_t vlen(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
 
 /* A length-delimited field with a one-byte tag and a body of |n| bytes. */
 static inline size_t ld_size(size_t n)
 {
-    return 1 + vlen(n) + n;
+    return 1 + lk_pb_varint_len(n) + n;
 }
 
 static inline size_t ts_size(uint64_t ts)
 {
     uint64_t sec = ts / 1000000000u, ns = ts % 1000000000u;
-    return (sec ? 1 + vlen(sec) : 0) + (ns ? 1 + vlen(ns) : 0);
+    return (sec ? 1 + lk_pb_varint_len(sec) : 0) + (ns ? 1 + lk_pb_varint_len(ns) : 0);
 }
 
 static inline size_t piece_size(const struct piece *p)
@@ -1666,11 +1656,7 @@ struct pbw {
 
 static inline void w_varint(struct pbw *w, uint64_t v)
 {
-    while (v >= 0x80) {
-        *w->p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *w->p++ = (uint8_t)v;
+    w->p += lk_pb_put_varint(w->p, v);
 }
 
 static inline void w_bytes(struct pbw *w, const uint8_t *p, size_t n)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/pbwire.h"
 
 void lk_grpc_prefix_read(const uint8_t *p, bool *compressed, uint32_t *len)
 {
@@ -53,27 +54,6 @@ int lk_grpc_message_escape(lk_buf *out, const char *msg)
     return 0;
 }
 
-/* Minimal protobuf writer for the few fixed messages built here. */
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t i = 0;
-    while (v >= 0x80) {
-        p[i++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[i++] = (uint8_t)v;
-    return i;
-}
-
-static int put_len_field(lk_buf *b, uint32_t field, const void *data, size_t n)
-{
-    uint8_t hdr[16];
-    size_t h = put_varint(hdr, (uint64_t)field << 3 | 2);
-    h += put_varint(hdr + h, n);
-    int rc = lk_buf_append(b, hdr, h);
-    return rc < 0 ? rc : lk_buf_append(b, data, n);
-}
-
 static int base64_unpadded(lk_buf *out, const uint8_t *p, size_t n)
 {
     static const char tbl[] =
@@ -117,10 +97,10 @@ int lk_grpc_status_details(lk_buf *out, int code, const char *message,
     lk_buf_init(&info, 1024);
     /* google.rpc.Status: code = 1 (int32), message = 2, details = 3 (Any). */
     small[0] = 1 << 3;
-    size_t n = 1 + put_varint(small + 1, (uint64_t)(int64_t)code);
+    size_t n = 1 + lk_pb_put_varint(small + 1, (uint64_t)(int64_t)code);
     rc = lk_buf_append(&status, small, n);
     if (rc == 0 && message != NULL && message[0] != '\0')
-        rc = put_len_field(&status, 2, message, strlen(message));
+        rc = lk_pb_append_len_field(&status, 2, message, strlen(message));
     if (rc == 0 && retry_delay_ms >= 0) {
         /* google.protobuf.Duration: seconds = 1, nanos = 2. */
         uint8_t d[32];
@@ -129,19 +109,19 @@ int lk_grpc_status_details(lk_buf *out, int code, const char *message,
         int64_t nanos = (retry_delay_ms % 1000) * 1000000;
         if (secs != 0) {
             d[dn++] = 1 << 3;
-            dn += put_varint(d + dn, (uint64_t)secs);
+            dn += lk_pb_put_varint(d + dn, (uint64_t)secs);
         }
         if (nanos != 0) {
             d[dn++] = 2 << 3;
-            dn += put_varint(d + dn, (uint64_t)nanos);
+            dn += lk_pb_put_varint(d + dn, (uint64_t)nanos);
         }
-        rc = put_len_field(&info, 1, d, dn); /* RetryInfo.retry_delay */
+        rc = lk_pb_append_len_field(&info, 1, d, dn); /* RetryInfo.retry_delay */
         if (rc == 0)
-            rc = put_len_field(&any, 1, retry_type, sizeof(retry_type) - 1);
+            rc = lk_pb_append_len_field(&any, 1, retry_type, sizeof(retry_type) - 1);
         if (rc == 0)
-            rc = put_len_field(&any, 2, info.data, info.len);
+            rc = lk_pb_append_len_field(&any, 2, info.data, info.len);
         if (rc == 0)
-            rc = put_len_field(&status, 3, any.data, any.len);
+            rc = lk_pb_append_len_field(&status, 3, any.data, any.len);
     }
     if (rc == 0)
         rc = base64_unpadded(out, status.data, status.len);

@@ -23,6 +23,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/pbwire.h"
 #include "core/utf8.h"
 #include "pipeline/item.h"
 
@@ -43,44 +44,23 @@ _Static_assert((int)LK_LINES_AUTO == (int)LK_LINE_AUTO && (int)LK_LINES_JSON == 
 
 /* ---- protobuf writing ---- */
 
-enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2 };
-
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
+/* Pointer-advancing forms of core/pbwire for records written in place. */
 static uint8_t *put_tag(uint8_t *p, uint32_t field, uint32_t wt)
 {
-    return put_varint(p, (uint64_t)field << 3 | wt);
+    return p + lk_pb_put_varint(p, (uint64_t)field << 3 | wt);
 }
 
 static uint8_t *put_len_field(uint8_t *p, uint32_t field, const void *data, size_t n)
 {
-    p = put_tag(p, field, WT_LEN);
-    p = put_varint(p, n);
+    p = put_tag(p, field, LK_PB_LEN);
+    p += lk_pb_put_varint(p, n);
     memcpy(p, data, n);
     return p + n;
 }
 
 static uint8_t *put_fixed64(uint8_t *p, uint32_t field, uint64_t v)
 {
-    p = put_tag(p, field, WT_I64);
+    p = put_tag(p, field, LK_PB_I64);
     for (int i = 0; i < 8; i++)
         *p++ = (uint8_t)(v >> (8 * i));
     return p;
@@ -89,7 +69,7 @@ static uint8_t *put_fixed64(uint8_t *p, uint32_t field, uint64_t v)
 /* Size of a length-delimited field with a one-byte tag (field < 16). */
 static size_t len_field_size(size_t n)
 {
-    return 1 + varint_len(n) + n;
+    return 1 + lk_pb_varint_len(n) + n;
 }
 
 /* Appends a Resource attribute (field 1, KeyValue) with a string value. */
@@ -102,11 +82,11 @@ static int put_kv_string(lk_buf *b, const char *key, const char *val, size_t vle
     if (rc < 0)
         return rc;
     uint8_t *p = b->data + b->len;
-    p = put_tag(p, 1, WT_LEN);
-    p = put_varint(p, kv);
+    p = put_tag(p, 1, LK_PB_LEN);
+    p += lk_pb_put_varint(p, kv);
     p = put_len_field(p, 1, key, klen);
-    p = put_tag(p, 2, WT_LEN);
-    p = put_varint(p, any);
+    p = put_tag(p, 2, LK_PB_LEN);
+    p += lk_pb_put_varint(p, any);
     p = put_len_field(p, 1, val, vlen);
     b->len = (size_t)(p - b->data);
     return 0;
@@ -116,19 +96,19 @@ static int put_kv_string(lk_buf *b, const char *key, const char *val, size_t vle
 static int put_kv_int(lk_buf *b, const char *key, int64_t v)
 {
     size_t klen = strlen(key);
-    size_t any = 1 + varint_len((uint64_t)v);
+    size_t any = 1 + lk_pb_varint_len((uint64_t)v);
     size_t kv = len_field_size(klen) + len_field_size(any);
     int rc = lk_buf_reserve(b, len_field_size(kv));
     if (rc < 0)
         return rc;
     uint8_t *p = b->data + b->len;
-    p = put_tag(p, 1, WT_LEN);
-    p = put_varint(p, kv);
+    p = put_tag(p, 1, LK_PB_LEN);
+    p += lk_pb_put_varint(p, kv);
     p = put_len_field(p, 1, key, klen);
-    p = put_tag(p, 2, WT_LEN);
-    p = put_varint(p, any);
-    p = put_tag(p, 3, WT_VARINT);
-    p = put_varint(p, (uint64_t)v);
+    p = put_tag(p, 2, LK_PB_LEN);
+    p += lk_pb_put_varint(p, any);
+    p = put_tag(p, 3, LK_PB_VARINT);
+    p += lk_pb_put_varint(p, (uint64_t)v);
     b->len = (size_t)(p - b->data);
     return 0;
 }
@@ -260,8 +240,8 @@ static int close_resource(struct lk_lines_encoder *e)
     if (rc < 0)
         return rc;
     uint8_t *p = e->req.data + e->req.len;
-    p = put_tag(p, 1, WT_LEN); /* ExportLogsServiceRequest.resource_logs */
-    p = put_varint(p, rl);
+    p = put_tag(p, 1, LK_PB_LEN); /* ExportLogsServiceRequest.resource_logs */
+    p += lk_pb_put_varint(p, rl);
     p = put_len_field(p, 1, res->data, res->len);
     p = put_len_field(p, 2, e->recs.data, e->recs.len);
     e->req.len = (size_t)(p - e->req.data);
@@ -379,7 +359,7 @@ int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origi
     if (f.time_ns != 0)
         rec += 9;
     if (f.severity_number != 0)
-        rec += 1 + varint_len((uint64_t)f.severity_number);
+        rec += 1 + lk_pb_varint_len((uint64_t)f.severity_number);
     if (f.level_len != 0)
         rec += len_field_size(f.level_len);
     if (f.has_trace_id)
@@ -390,18 +370,18 @@ int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origi
     if (rc < 0)
         return rc;
     uint8_t *p = e->recs.data + e->recs.len;
-    p = put_tag(p, 2, WT_LEN); /* ScopeLogs.log_records */
-    p = put_varint(p, rec);
+    p = put_tag(p, 2, LK_PB_LEN); /* ScopeLogs.log_records */
+    p += lk_pb_put_varint(p, rec);
     if (f.time_ns != 0)
         p = put_fixed64(p, 1, f.time_ns);
     if (f.severity_number != 0) {
-        p = put_tag(p, 2, WT_VARINT);
-        p = put_varint(p, (uint64_t)f.severity_number);
+        p = put_tag(p, 2, LK_PB_VARINT);
+        p += lk_pb_put_varint(p, (uint64_t)f.severity_number);
     }
     if (f.level_len != 0)
         p = put_len_field(p, 3, f.level, f.level_len);
-    p = put_tag(p, 5, WT_LEN);
-    p = put_varint(p, any);
+    p = put_tag(p, 5, LK_PB_LEN);
+    p += lk_pb_put_varint(p, any);
     p = put_len_field(p, 1, body, blen);
     if (f.has_trace_id)
         p = put_len_field(p, 9, f.trace_id, 16);

@@ -13,6 +13,7 @@
 #include "core/httpd.h"
 #include "core/json_escape.h"
 #include "core/log.h"
+#include "core/pbwire.h"
 #include "core/utf8.h"
 #include "receivers/otlp_json.h"
 #include "receivers/otlp_salvage.h"
@@ -138,27 +139,6 @@ static enum encoding encoding_of(const char *content_encoding)
 
 /* ---- responses ---------------------------------------------------------- */
 
-static int put_varint(lk_buf *b, uint64_t v)
-{
-    uint8_t tmp[10];
-    size_t n = 0;
-    do {
-        tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (v != 0);
-    return lk_buf_append(b, tmp, n);
-}
-
-static int put_len_field(lk_buf *b, unsigned field, const void *p, size_t n)
-{
-    int rc = put_varint(b, (uint64_t)field << 3 | 2);
-    if (rc == 0)
-        rc = put_varint(b, n);
-    if (rc == 0)
-        rc = lk_buf_append(b, p, n);
-    return rc;
-}
-
 /* google.rpc.Status {code = 1, message = 2, details = 3 (Any)} as protobuf;
  * with |retry_s| >= 0 one detail, a google.rpc.RetryInfo. |msg| must be
  * valid UTF-8 (a proto3 string). */
@@ -167,12 +147,12 @@ static int status_proto(lk_buf *b, int code, const char *msg, int retry_s)
     static const char retry_type[] = "type.googleapis.com/google.rpc.RetryInfo";
     int rc = 0;
     if (code != 0) {
-        rc = put_varint(b, 1 << 3);
+        rc = lk_pb_append_varint(b, 1 << 3);
         if (rc == 0)
-            rc = put_varint(b, (uint64_t)code);
+            rc = lk_pb_append_varint(b, (uint64_t)code);
     }
     if (rc == 0)
-        rc = put_len_field(b, 2, msg, strlen(msg));
+        rc = lk_pb_append_len_field(b, 2, msg, strlen(msg));
     if (rc == 0 && retry_s >= 0) {
         /* Any {type_url = 1, value = 2: RetryInfo {retry_delay = 1:
          * Duration {seconds = 1}}}, built inside out. */
@@ -192,7 +172,7 @@ static int status_proto(lk_buf *b, int code, const char *msg, int retry_s)
         any[an++] = (uint8_t)in;
         memcpy(any + an, info, in);
         an += in;
-        rc = put_len_field(b, 3, any, an);
+        rc = lk_pb_append_len_field(b, 3, any, an);
     }
     return rc;
 }

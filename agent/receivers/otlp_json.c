@@ -44,6 +44,7 @@
 
 #include "core/err.h"
 #include "core/json_escape.h"
+#include "core/pbwire.h"
 #include "core/utf8.h"
 #include "receivers/otlp_schema.h"
 #include "receivers/otlp_validate.h"
@@ -230,18 +231,6 @@ static int fail_out(struct dec *d, int rc)
 
 /* --- protobuf output */
 
-static size_t varint_encode(uint8_t *b, uint64_t v)
-{
-    size_t n = 0;
-
-    while (v >= 0x80) {
-        b[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    b[n++] = (uint8_t)v;
-    return n;
-}
-
 static int put_raw(struct dec *d, const void *p, size_t n)
 {
     int rc = lk_buf_append(d->out, p, n);
@@ -251,7 +240,7 @@ static int put_raw(struct dec *d, const void *p, size_t n)
 static int put_tag(struct dec *d, uint32_t num, unsigned wt)
 {
     uint8_t b[10];
-    return put_raw(d, b, varint_encode(b, ((uint64_t)num << 3) | wt));
+    return put_raw(d, b, lk_pb_put_varint(b, ((uint64_t)num << 3) | wt));
 }
 
 /* The value of a scalar field without its tag, as it goes in a packed list
@@ -273,7 +262,7 @@ static int put_value(struct dec *d, uint8_t type, uint64_t v)
             b[n] = (uint8_t)(v >> (8 * n));
         break;
     default:
-        n = varint_encode(b, v);
+        n = lk_pb_put_varint(b, v);
         break;
     }
     return put_raw(d, b, n);
@@ -312,7 +301,7 @@ static int len_close(lk_buf *b, size_t mark)
     static const uint8_t zeros[9];
     size_t body = b->len - mark - 1;
     uint8_t v[10];
-    size_t k = varint_encode(v, body);
+    size_t k = lk_pb_put_varint(v, body);
 
     if (k > 1) {
         int rc = lk_buf_append(b, zeros, k - 1);
@@ -659,7 +648,7 @@ static int put_base64(struct dec *d, const struct lk_pb_field *f, uint32_t num,
         return 0;
     rc = put_tag(d, num, WT_LEN);
     if (rc == 0)
-        rc = put_raw(d, lenb, varint_encode(lenb, out_len));
+        rc = put_raw(d, lenb, lk_pb_put_varint(lenb, out_len));
     for (size_t i = 0; rc == 0 && i < m; i++) {
         acc = acc << 6 | (uint32_t)b64_value((unsigned char)s[i]);
         bits += 6;
@@ -728,7 +717,7 @@ static int put_single(struct dec *d, const struct lk_pb_field *f, uint32_t num,
             return 0;
         rc = put_tag(d, num, WT_LEN);
         if (rc == 0)
-            rc = put_raw(d, lenb, varint_encode(lenb, n));
+            rc = put_raw(d, lenb, lk_pb_put_varint(lenb, n));
         if (rc == 0)
             rc = put_raw(d, json_string_value(v), n);
         return rc;
@@ -1025,7 +1014,7 @@ int lk_otlp_proto_response(enum lk_signal sig, uint64_t rejected,
         rc = len_open(out, &mark);
     if (rc == 0 && rejected > 0) {
         b[0] = (1 << 3) | WT_VARINT;
-        rc = lk_buf_append(out, b, 1 + varint_encode(b + 1, rejected));
+        rc = lk_buf_append(out, b, 1 + lk_pb_put_varint(b + 1, rejected));
     }
     if (rc == 0 && has_msg) {
         b[0] = (2 << 3) | WT_LEN;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/pbwire.h"
 #include "receivers/otlp_schema.h"
 #include "receivers/otlp_validate.h"
 
@@ -86,18 +87,6 @@ static const uint8_t *get_varint(const uint8_t *p, const uint8_t *end,
         }
     }
     return NULL;
-}
-
-static size_t put_varint(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
 }
 
 /* Reads the field at |*pp|, bounded by |end|, and moves |*pp| past it.
@@ -312,7 +301,7 @@ static enum verdict judge(struct salvage *s, int level, size_t plen)
 
     for (int l = level - 1; l >= 0; l--) {
         uint8_t v[10];
-        size_t k = put_varint(v, len);
+        size_t k = lk_pb_put_varint(v, len);
         h -= k;
         memcpy(h, v, k);
         *--h = (uint8_t)(child_num[l] << 3 | WT_LEN);
@@ -407,7 +396,7 @@ static int salvage_entry(struct salvage *s, int level, const struct field *fe)
         return 0;
     }
     body = s->outlen - (lenpos + 5);
-    k = put_varint(v, body);
+    k = lk_pb_put_varint(v, body);
     memcpy(s->out + lenpos, v, k);
     memmove(s->out + lenpos + k, s->out + lenpos + 5, body);
     s->outlen = lenpos + k + body;
