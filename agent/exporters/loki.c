@@ -20,6 +20,7 @@
 
 #include <snappy-c.h>
 
+#include "core/base64.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/gzip.h"
@@ -113,25 +114,6 @@ const char *lk__loki_refusal(const uint8_t *body, size_t len, uint64_t *ignored)
         }
     }
     return reason;
-}
-
-void lk__loki_base64(const uint8_t *p, size_t n, char *out)
-{
-    static const char a[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
-        out[o++] = a[v >> 18 & 63];
-        out[o++] = a[v >> 12 & 63];
-        out[o++] = i + 1 < n ? a[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? a[v & 63] : '=';
-    }
-    out[o] = '\0';
 }
 
 static void attempt_free(struct attempt *a)
@@ -336,20 +318,24 @@ static int build_headers(struct loki_exporter *x, const struct lk_exporter_confi
         rc = add_header(x, "Authorization", v);
         free(v);
     } else if (rc == 0 && l->username != NULL) {
-        size_t ulen = strlen(l->username), plen = strlen(l->password);
-        char *raw = malloc(ulen + plen + 2);
-        char *v = malloc(6 + 4 * ((ulen + plen + 3) / 3) + 1);
-        if (raw == NULL || v == NULL) {
-            free(raw);
-            free(v);
-            return LK_ENOMEM;
-        }
-        snprintf(raw, ulen + plen + 2, "%s:%s", l->username, l->password);
-        memcpy(v, "Basic ", 6);
-        lk__loki_base64((const uint8_t *)raw, ulen + plen + 1, v + 6);
-        rc = add_header(x, "Authorization", v);
-        free(raw);
-        free(v);
+        lk_buf raw, v;
+        lk_buf_init(&raw, SIZE_MAX);
+        lk_buf_init(&v, SIZE_MAX);
+        rc = lk_buf_append_str(&raw, l->username);
+        if (rc == 0)
+            rc = lk_buf_append(&raw, ":", 1);
+        if (rc == 0)
+            rc = lk_buf_append_str(&raw, l->password);
+        if (rc == 0)
+            rc = lk_buf_append_str(&v, "Basic ");
+        if (rc == 0)
+            rc = lk_base64_append(&v, raw.data, raw.len, true);
+        if (rc == 0)
+            rc = lk_buf_append(&v, "", 1); /* NUL: a C string */
+        if (rc == 0)
+            rc = add_header(x, "Authorization", (const char *)v.data);
+        lk_buf_fini(&raw);
+        lk_buf_fini(&v);
     }
     if (rc == 0)
         rc = lk_http_exporter_add_config_headers(&x->h, cfg, NULL);

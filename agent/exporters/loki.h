@@ -32,8 +32,4 @@ enum lk_export_result lk_loki_classify(int http_status);
  */
 const char *lk__loki_refusal(const uint8_t *body, size_t len, uint64_t *ignored);
 
-/* Internal, exposed for tests: standard padded base64 of |n| bytes at |p|
- * into |out| (room for 4 * ((n + 2) / 3) + 1 bytes), NUL-terminated. */
-void lk__loki_base64(const uint8_t *p, size_t n, char *out);
-
 #endif

@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base64.h"
 #include "core/err.h"
 #include "core/json_escape.h"
 #include "core/pbwire.h"
@@ -583,34 +584,6 @@ static size_t fmt_double(uint64_t bits, char out[32], bool *finite)
     return n > 0 ? (size_t)n : 0;
 }
 
-static int append_base64(lk_buf *b, const uint8_t *p, size_t n)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char chunk[256]; /* a multiple of 4 */
-    size_t k = 0;
-    int rc;
-
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t x = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            x |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            x |= p[i + 2];
-        chunk[k++] = tab[(x >> 18) & 63];
-        chunk[k++] = tab[(x >> 12) & 63];
-        chunk[k++] = i + 1 < n ? tab[(x >> 6) & 63] : '=';
-        chunk[k++] = i + 2 < n ? tab[x & 63] : '=';
-        if (k == sizeof(chunk)) {
-            rc = lk_buf_append(b, chunk, k);
-            if (rc < 0)
-                return rc;
-            k = 0;
-        }
-    }
-    return lk_buf_append(b, chunk, k);
-}
-
 static int append_hex(lk_buf *b, const uint8_t *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -683,7 +656,7 @@ static int json_any(lk_buf *b, const struct anyv *v, unsigned depth)
     case AV_BYTES:
         rc = lk_buf_append(b, "\"", 1);
         if (rc == 0)
-            rc = append_base64(b, v->s.p, v->s.len);
+            rc = lk_base64_append(b, v->s.p, v->s.len, true);
         return rc < 0 ? rc : lk_buf_append(b, "\"", 1);
     case AV_ARRAY:
     case AV_KVLIST:
@@ -748,7 +721,7 @@ static int value_text(lk_buf *a, const struct anyv *v, struct vref *out)
         rc = lk_buf_append(a, t, n);
         break;
     case AV_BYTES:
-        rc = append_base64(a, v->s.p, v->s.len);
+        rc = lk_base64_append(a, v->s.p, v->s.len, true);
         break;
     case AV_ARRAY:
     case AV_KVLIST:

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "core/base64.h"
 #include "core/err.h"
 #include "core/pbwire.h"
 
@@ -54,36 +55,6 @@ int lk_grpc_message_escape(lk_buf *out, const char *msg)
     return 0;
 }
 
-static int base64_unpadded(lk_buf *out, const uint8_t *p, size_t n)
-{
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    int rc = lk_buf_reserve(out, (n + 2) / 3 * 4);
-    if (rc < 0)
-        return rc;
-    char *o = (char *)out->data + out->len;
-    size_t i = 0, k = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        o[k++] = tbl[v >> 18];
-        o[k++] = tbl[(v >> 12) & 63];
-        o[k++] = tbl[(v >> 6) & 63];
-        o[k++] = tbl[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        o[k++] = tbl[v >> 18];
-        o[k++] = tbl[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-        o[k++] = tbl[v >> 18];
-        o[k++] = tbl[(v >> 12) & 63];
-        o[k++] = tbl[(v >> 6) & 63];
-    }
-    out->len += k;
-    return 0;
-}
-
 int lk_grpc_status_details(lk_buf *out, int code, const char *message,
                            int64_t retry_delay_ms)
 {
@@ -124,7 +95,7 @@ int lk_grpc_status_details(lk_buf *out, int code, const char *message,
             rc = lk_pb_append_len_field(&status, 3, any.data, any.len);
     }
     if (rc == 0)
-        rc = base64_unpadded(out, status.data, status.len);
+        rc = lk_base64_append(out, status.data, status.len, false);
     lk_buf_fini(&info);
     lk_buf_fini(&any);
     lk_buf_fini(&status);

@@ -1,6 +1,6 @@
 /*
  * Loki exporter helpers that need no network: how an HTTP status ends a
- * push, how a 400 body is read (reason and refused count), and base64.
+ * push, and how a 400 body is read (reason and refused count).
  *
  * The 400 bodies follow the messages Loki's distributor and ingester write
  * (pkg/validation/validate.go, pkg/ingester/stream.go): "entry with
@@ -215,61 +215,6 @@ START_TEST(refusal_binary_junk)
 }
 END_TEST
 
-/* ---- base64 ---- */
-
-static void assert_b64(const void *in, size_t n, const char *want)
-{
-    size_t outlen = 4 * ((n + 2) / 3) + 1; /* exactly what loki.h asks for */
-    char *out = malloc(outlen);
-    uint8_t *copy = malloc(n ? n : 1);
-    ck_assert_ptr_nonnull(out);
-    ck_assert_ptr_nonnull(copy);
-    memcpy(copy, in, n);
-    memset(out, '#', outlen);
-    lk__loki_base64(copy, n, out);
-    ck_assert_str_eq(out, want);
-    ck_assert_uint_eq(strlen(out), outlen - 1);
-    free(copy);
-    free(out);
-}
-
-START_TEST(base64_rfc4648_vectors)
-{
-    /* RFC 4648 section 10. */
-    assert_b64("", 0, "");
-    assert_b64("f", 1, "Zg==");
-    assert_b64("fo", 2, "Zm8=");
-    assert_b64("foo", 3, "Zm9v");
-    assert_b64("foob", 4, "Zm9vYg==");
-    assert_b64("fooba", 5, "Zm9vYmE=");
-    assert_b64("foobar", 6, "Zm9vYmFy");
-}
-END_TEST
-
-START_TEST(base64_binary)
-{
-    /* The last two letters of the alphabet, and high bytes. */
-    assert_b64("\xfb\xff\xbf", 3, "+/+/");
-    assert_b64("\x00\x00\x00", 3, "AAAA");
-    assert_b64("\xff", 1, "/w==");
-    assert_b64("\x00\xff", 2, "AP8=");
-    /* Basic auth as the exporter builds it. */
-    assert_b64("user:pa\xc3\x9f", 9, "dXNlcjpwYcOf");
-    assert_b64("Aladdin:open sesame", 19, "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
-    /* Every byte value once. */
-    uint8_t all[256];
-    for (int i = 0; i < 256; i++)
-        all[i] = (uint8_t)i;
-    size_t outlen = 4 * ((sizeof(all) + 2) / 3) + 1;
-    char *out = malloc(outlen);
-    ck_assert_ptr_nonnull(out);
-    lk__loki_base64(all, sizeof(all), out);
-    ck_assert_uint_eq(strlen(out), outlen - 1);
-    ck_assert_str_eq(out + strlen(out) - 20, "8/T19vf4+fr7/P3+/w==");
-    free(out);
-}
-END_TEST
-
 static Suite *suite(void)
 {
     Suite *s = suite_create("loki");
@@ -285,7 +230,6 @@ static Suite *suite(void)
         {"refusal_rate_limited", {refusal_rate_limited}},
         {"refusal_unknown", {refusal_without_a_known_reason}},
         {"refusal_junk", {refusal_binary_junk}},
-        {"base64", {base64_rfc4648_vectors, base64_binary}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);
