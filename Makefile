@@ -74,7 +74,7 @@ UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(B)/test/%)
 FUZZ_SRC := $(shell find test/fuzz -maxdepth 1 -name '*_fuzz.c' 2>/dev/null | sort)
 
 .PHONY: all run test unit unit-san proto-check service-check integration interop bench fuzz fuzz-bins deps \
-        clean check-deps format-check
+        clean check-deps format-check fresh-check
 .DEFAULT_GOAL := all
 
 all: check-deps $(B)/lookout
@@ -87,16 +87,24 @@ $(B)/.flags: FORCE
 FORCE:
 
 # Each line: what to test | Debian package | Homebrew formula.
-# Tests: pc:NAME (pkg-config), h:HEADER (compiles), bin:TOOL, py:MODULE (test Python).
+# Tests: pc:NAME (pkg-config), h:HEADER (compiles), bin:TOOL, py:MODULE (test Python),
+# proto:FILE (protoc finds FILE as an import: the well-known types),
+# san:LIST (the C compiler links a program with -fsanitize=LIST).
+CC_DEB := $(if $(findstring clang,$(CC)),clang,gcc)
 DEP_TABLE := \
+  bin:$(firstword $(CC))|$(CC_DEB)|- bin:pkg-config|pkg-config|pkg-config \
   pc:libuv|libuv1-dev|libuv pc:libprotobuf-c|libprotobuf-c-dev|protobuf-c \
   bin:protoc-c|protobuf-c-compiler|protobuf-c pc:grpc|libgrpc-dev|grpc \
   pc:libnghttp2|libnghttp2-dev|nghttp2 pc:jansson|libjansson-dev|jansson \
   pc:yaml-0.1|libyaml-dev|libyaml pc:libcurl|libcurl4-openssl-dev|curl \
   pc:zlib|zlib1g-dev|zlib pc:check|check|check h:snappy-c.h|libsnappy-dev|snappy \
   h:http_parser.h|libhttp-parser-dev|llhttp bin:protoc|protobuf-compiler|protobuf \
+  proto:google/protobuf/timestamp.proto|libprotobuf-dev|protobuf \
   bin:curl|curl|curl pc:openssl|libssl-dev|openssl
-TEST_DEP_TABLE := py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- py:snappy|python3-snappy|- \
+# What only `make test` uses: unit-san, the Python tests and sinks, promtool,
+# the OpenTelemetry JavaScript SDK (installed by npm into build/ on first use).
+TEST_DEP_TABLE := san:address,undefined|$(CC_DEB)|- \
+  py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- py:snappy|python3-snappy|- \
   bin:promtool|prometheus|prometheus bin:node|nodejs|node bin:npm|npm|-
 
 # Prints the missing entries of DEP_TABLE (and TEST_DEP_TABLE) as "deb|brew".
@@ -107,6 +115,10 @@ for e in $(foreach d,$(1),'$(d)'); do \
     pc) $(PKG_CONFIG) --exists $$name 2>/dev/null && ok=1 ;; \
     bin) command -v $$name >/dev/null 2>&1 && ok=1 ;; \
     py) { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $$name" 2>/dev/null; } && ok=1 ;; \
+    proto) d=$$(mktemp -d) && printf 'syntax = "proto3";\nimport "%s";\n' $$name > $$d/t.proto && \
+       protoc -I$$d --descriptor_set_out=$$d/t.pb $$d/t.proto >/dev/null 2>&1 && ok=1; rm -rf "$$d" ;; \
+    san) d=$$(mktemp -d) && echo 'int main(void) { return 0; }' > $$d/t.c && \
+       $(CC) -fsanitize=$$name $$d/t.c -o $$d/t >/dev/null 2>&1 && $$d/t && ok=1; rm -rf "$$d" ;; \
     h) if [ $$name = http_parser.h ] && $(PKG_CONFIG) --exists libllhttp 2>/dev/null; then ok=1; \
        elif printf '#include <%s>\n' $$name | $(CC) $(EXTRA_CFLAGS) -E -x c - >/dev/null 2>&1; then ok=1; fi ;; \
   esac; \
@@ -205,6 +217,11 @@ test: deps
 	@$(MAKE) --no-print-directory service-check
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory interop
+
+# The two README commands on a brand-new Debian 12 (debootstrap + chroot, as
+# root; minutes, downloads packages). Not part of `make test`.
+fresh-check:
+	@sh test/fresh/check.sh
 
 run: deps
 	@$(MAKE) --no-print-directory all
