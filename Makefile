@@ -5,9 +5,18 @@
 #   make bench      benchmarks (see test/bench/)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
 #   make deps       install what pkg-config cannot find (apt-get or brew)
-# Knobs: CC=gcc|clang, SANITIZE=address,undefined (builds into build-san/), O=
+# Knobs: CC=gcc|clang, SANITIZE=address,undefined (builds into build-san/), V=1
 
 PKG_CONFIG ?= pkg-config
+# V=1 shows compiler and linker command lines (and all of `make test`'s output).
+V ?= 0
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-7s %s\n' $(1) $(2)
+endif
 CC ?= cc
 SANITIZE ?=
 FUZZ_SECONDS ?= 20
@@ -148,47 +157,58 @@ deps:
 	elif command -v apt-get >/dev/null 2>&1; then \
 	  pk=$$(echo "$$miss" | cut -d'|' -f1 | sort -u); \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  echo "deps: apt-get install" $$pk; \
-	  $$sudo apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$pk; \
+	  echo "deps: apt-get install" $$pk; mkdir -p build; \
+	  if [ "$(V)" = 1 ]; then log=/dev/stdout; else log=build/deps.log; fi; \
+	  { $$sudo apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$pk; } \
+	    >> $$log 2>&1 || { [ "$(V)" = 1 ] || cat build/deps.log; echo "deps: apt-get failed"; exit 1; }; \
+	  miss=$$($(call missing_deps,$(DEP_TABLE) $(TEST_DEP_TABLE))); \
+	  [ -z "$$miss" ] || { echo "deps: still missing after apt-get:"; echo "$$miss"; exit 1; }; \
 	else echo "deps: install these yourself:"; echo "$$miss"; exit 1; fi
 
 $(B)/proto/%.proto: proto/%.proto
 	@mkdir -p $(dir $@)
-	sed -E 's/^([[:space:]]*)optional[[:space:]]+([A-Za-z0-9_.]+)[[:space:]]+([A-Za-z0-9_]+)[[:space:]]*=[[:space:]]*([0-9]+)[[:space:]]*;/\1oneof _\3 { \2 \3 = \4; }/' $< > $@
+	$(call say,PROTO,$<)
+	$(Q)sed -E 's/^([[:space:]]*)optional[[:space:]]+([A-Za-z0-9_.]+)[[:space:]]+([A-Za-z0-9_]+)[[:space:]]*=[[:space:]]*([0-9]+)[[:space:]]*;/\1oneof _\3 { \2 \3 = \4; }/' $< > $@
 
 $(B)/gen/.stamp: $(PROTO_REWRITTEN)
 	@mkdir -p $(B)/gen
-	protoc-c --proto_path=$(B)/proto --c_out=$(B)/gen $(PROTO_REWRITTEN:$(B)/proto/%=%)
+	$(call say,PROTOC-C,$(B)/gen)
+	$(Q)protoc-c --proto_path=$(B)/proto --c_out=$(B)/gen $(PROTO_REWRITTEN:$(B)/proto/%=%)
 	@touch $@
 
 $(PROTO_C) $(PROTO_H): $(B)/gen/.stamp ;
 
 $(B)/obj/gen/%.o: $(B)/gen/%.c $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $(DEP_CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $(DEP_CFLAGS) -c $< -o $@
 
 $(B)/obj/%.o: %.c $(B)/.flags $(B)/gen/.stamp
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -c $< -o $@
 
 # ar q (append, not r): a member whose base name repeats in another folder
 # must not replace the first one.
 $(LIB): $(AGENT_OBJ)
 	@rm -f $@
-	ar qcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar qcs $@ $^
 
 $(B)/lookout: $(B)/obj/agent/main.o $(LIB)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
 # --- tests
 $(B)/test/%: test/unit/%.c $(LIB) $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) $(TEST_CFLAGS) -Itest/unit -o $@ $< $(LIB) \
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) $(TEST_CFLAGS) -Itest/unit -o $@ $< $(LIB) \
 	  $(LDFLAGS_ALL) $(LIBS_ALL) $(TEST_LIBS)
 
 unit: check-deps $(UNIT_BIN)
-	@sh test/unit/run.sh $(UNIT_BIN)
+	@UNIT_NAME=$(if $(SANITIZE),unit-san,unit) sh test/unit/run.sh $(UNIT_BIN)
 
 unit-san:
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit
@@ -209,14 +229,20 @@ service-check:
 	@sh compose/check.sh
 	@sh launchd/check.sh
 
+# Each stage prints its summary lines only (its whole output when it fails,
+# everything with V=1); the logs are in build/test-logs/.
+STAGE = @V=$(V) sh test/stage.sh
 test: deps
-	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory unit-san
-	@$(MAKE) --no-print-directory proto-check
-	@$(MAKE) --no-print-directory service-check
-	@$(MAKE) --no-print-directory integration
-	@$(MAKE) --no-print-directory interop
+	@echo "test: started $$(date -u +%FT%TZ) ($(CC), $(UNAME_S))"; date +%s > build/.test-start 2>/dev/null || \
+	  { mkdir -p build && date +%s > build/.test-start; }
+	$(STAGE) build $(MAKE) --no-print-directory all
+	$(STAGE) unit $(MAKE) --no-print-directory unit
+	$(STAGE) unit-san $(MAKE) --no-print-directory unit-san
+	$(STAGE) proto $(MAKE) --no-print-directory proto-check
+	$(STAGE) service $(MAKE) --no-print-directory service-check
+	$(STAGE) integration $(MAKE) --no-print-directory integration
+	$(STAGE) interop $(MAKE) --no-print-directory interop
+	@echo "test: all stages passed in $$(( $$(date +%s) - $$(cat build/.test-start) ))s"
 
 # The two README commands on a brand-new Debian 12 (debootstrap + chroot, as
 # root; minutes, downloads packages). Not part of `make test`.
@@ -231,12 +257,14 @@ run: deps
 # own receivers, counting) for the benchmarks in test/bench/.
 $(B)/bench/loadgen: test/bench/loadgen.c $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(shell $(PKG_CONFIG) --cflags libnghttp2) -o $@ $< \
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) $(shell $(PKG_CONFIG) --cflags libnghttp2) -o $@ $< \
 	  $(LDFLAGS_ALL) $(shell $(PKG_CONFIG) --libs libnghttp2)
 
 $(B)/bench/sink: test/bench/sink.c $(LIB) $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS_ALL) $(LIBS_ALL)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS_ALL) $(LIBS_ALL)
 
 # Throughput, agent CPU per item and RSS, median of 3 runs (test/bench/bench.py);
 # the table is printed and written to build/bench/results.json.
@@ -249,7 +277,8 @@ bench: deps
 FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(B)/fuzz/%)
 $(B)/fuzz/%: test/fuzz/%.c $(LIB) $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) \
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) \
 	  $(LDFLAGS_ALL) $(LIBS_ALL)
 
 fuzz-bins: check-deps $(FUZZ_BIN)

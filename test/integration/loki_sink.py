@@ -6,7 +6,9 @@ nothing with lookout's C encoder:
 
 - Content-Type application/x-protobuf: snappy block format (python3-snappy) around
   a logproto.PushRequest, decoded with classes that protoc --python_out generates
-  from the reference schema ../shared/reference/loki/push.proto (not proto/);
+  from the reference schema ../shared/reference/loki/push.proto (not proto/); on a
+  clone without the reference copies, from the project's own proto/loki/push.proto
+  (which test/proto/check.sh keeps wire-identical to the reference where it exists);
 - Content-Type application/json: {"streams":[{"stream":{...},"values":[[ns, line,
   {metadata}]]}]}, gunzipped first when Content-Encoding is gzip.
 
@@ -20,7 +22,10 @@ are used in the order they were given. A push the sink cannot decode is answered
 are kept apart from the delivered ones (rejected()).
 
 Env: LOOKOUT_PYGEN (default build/pytest-gen) is where the Python module is
-generated, in loki_ref/; LOOKOUT_LOKI_REF_PROTO overrides the reference schema.
+generated, in loki_ref/ (or loki_own/); LOOKOUT_REF_DIR (default ../shared/reference
+beside the repository) holds the reference copies, LOOKOUT_LOKI_REF_PROTO overrides
+the reference schema itself; LOOKOUT_REQUIRE_REF=1 (set by .ci/run) makes a missing
+reference schema an error instead of a fallback.
 """
 
 import gzip
@@ -39,30 +44,46 @@ import snappy
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 PYGEN = os.environ.get("LOOKOUT_PYGEN", os.path.join(REPO, "build", "pytest-gen"))
+REF_DIR = os.path.abspath(os.environ.get("LOOKOUT_REF_DIR") or
+                          os.path.join(os.path.dirname(REPO), "shared", "reference"))
 REF_PROTO = os.environ.get("LOOKOUT_LOKI_REF_PROTO",
-                           os.path.join(os.path.dirname(REPO), "shared", "reference", "loki",
-                                        "push.proto"))
+                           os.path.join(REF_DIR, "loki", "push.proto"))
+OWN_PROTO = os.path.join(REPO, "proto", "loki", "push.proto")
 PUSH_PATH = "/loki/api/v1/push"
 
 
+def _schema():
+    """(path of the push.proto to decode with, name of its generated package)."""
+    if os.path.exists(REF_PROTO):
+        return REF_PROTO, "loki_ref"
+    if os.environ.get("LOOKOUT_REQUIRE_REF") == "1":
+        raise RuntimeError("loki sink: no reference schema at %s (LOOKOUT_REQUIRE_REF=1)"
+                           % REF_PROTO)
+    sys.stderr.write("loki sink: no reference copies at %s; decoding with %s\n"
+                     % (REF_PROTO, os.path.relpath(OWN_PROTO, REPO)))
+    return OWN_PROTO, "loki_own"
+
+
 def _load_push_pb2():
-    """Generates (once) and imports push_pb2 from the reference schema, under a
-    module name of its own so it cannot clash with anything generated from proto/."""
-    out_dir = os.path.join(PYGEN, "loki_ref")
+    """Generates (once) and imports push_pb2 from the reference schema (or, without
+    one, proto/'s), under a module name of its own so it cannot clash with anything
+    generated from proto/opentelemetry."""
+    schema, name = _schema()
+    out_dir = os.path.join(PYGEN, name)
     module_path = os.path.join(out_dir, "push_pb2.py")
     if (not os.path.exists(module_path)
-            or os.path.getmtime(module_path) < os.path.getmtime(REF_PROTO)):
+            or os.path.getmtime(module_path) < os.path.getmtime(schema)):
         os.makedirs(out_dir, exist_ok=True)
         # google/protobuf/timestamp.proto: protoc finds it in its own include dir
         # (/usr/include on Debian); name it explicitly in case it does not.
-        includes = ["-I" + os.path.dirname(REF_PROTO)]
+        includes = ["-I" + os.path.dirname(schema)]
         for d in ("/usr/include", "/usr/local/include", "/opt/homebrew/include"):
             if os.path.exists(os.path.join(d, "google", "protobuf", "timestamp.proto")):
                 includes.append("-I" + d)
                 break
         subprocess.run(["protoc", "--python_out=" + out_dir] + includes
-                       + [os.path.basename(REF_PROTO)], check=True)
-    spec = importlib.util.spec_from_file_location("loki_ref_push_pb2", module_path)
+                       + [os.path.basename(schema)], check=True)
+    spec = importlib.util.spec_from_file_location(name + "_push_pb2", module_path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

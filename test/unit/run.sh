@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs each Check binary given and prints one "unit: N passed, N failed" line.
+# Runs each Check binary given and prints one "unit: N passed, N failed" line
+# ($UNIT_NAME instead of "unit" when set: unit-san for the sanitizer build).
 # CK_FORK=no keeps sanitizers attached to the test process itself.
 passed=0
 failed=0
@@ -20,5 +21,5 @@ for t in "$@"; do
         [ -n "$summary" ] && [ $((fails + errs)) -gt 0 ] || failed=$((failed + 1))
     fi
 done
-echo "unit: $passed passed, $failed failed"
+echo "${UNIT_NAME:-unit}: $passed passed, $failed failed"
 [ $failed -eq 0 ]

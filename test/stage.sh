@@ -1,0 +1,37 @@
+#!/bin/sh
+# One stage of `make test`: test/stage.sh NAME COMMAND...
+#
+# Runs COMMAND with its output kept in build/test-logs/NAME.log and prints only
+# its summary lines ("unit: 367 passed, 0 failed", "proto: skipped, ..."), or
+# "NAME: ok (Ns)" for a stage that has none (the build). When COMMAND fails, the
+# whole log is shown, then "NAME: FAILED (exit N, Ns; log: FILE)".
+# V=1 streams the output as it comes (compiler command lines included).
+set -u
+
+name=$1
+shift
+dir=build/test-logs
+mkdir -p "$dir" || exit 1
+log=$dir/$name.log
+start=$(date +%s)
+
+if [ "${V:-0}" = 1 ]; then
+    { "$@"; echo $? > "$log.rc"; } 2>&1 | tee "$log"
+else
+    "$@" > "$log" 2>&1
+    echo $? > "$log.rc"
+fi
+rc=$(cat "$log.rc")
+rm -f "$log.rc"
+took=$(($(date +%s) - start))
+
+if [ "$rc" -ne 0 ]; then
+    [ "${V:-0}" = 1 ] || cat "$log"
+    echo "$name: FAILED (exit $rc, ${took}s; log: $log)"
+    exit "$rc"
+fi
+if [ "${V:-0}" != 1 ]; then
+    grep -E '^[A-Za-z0-9_-]+: ([0-9]+ passed, [0-9]+ failed|skipped)' "$log" ||
+        echo "$name: ok (${took}s)"
+fi
+exit 0
