@@ -82,7 +82,7 @@ UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(B)/test/%)
 
 FUZZ_SRC := $(shell find test/fuzz -maxdepth 1 -name '*_fuzz.c' 2>/dev/null | sort)
 
-.PHONY: all run test unit unit-san proto-check service-check integration interop bench fuzz fuzz-bins deps \
+.PHONY: all run test unit unit-san proto-check service-check integration interop bench fuzz fuzz-bins deps deps-build \
         clean check-deps format-check fresh-check
 .DEFAULT_GOAL := all
 
@@ -141,30 +141,38 @@ check-deps:
 	  echo "missing build dependencies (run 'make deps'):"; \
 	  echo "$$miss" | sed 's/^/  apt: /; s/|/   brew: /'; exit 1; fi
 
+# Installs the missing entries of a table (apt-get or brew), then checks again.
+# Without pkg-config every pc: check fails, so pkg-config comes in the same
+# install as the libraries; a bare Debian needs nothing but make beforehand.
+define install_deps
+miss=$$($(call missing_deps,$(1))); \
+[ -z "$$miss" ] && exit 0; \
+if [ "$(UNAME_S)" = Darwin ]; then \
+  pk=$$(echo "$$miss" | cut -d'|' -f2 | grep -v '^-$$' | sort -u); \
+  [ -z "$$pk" ] || { echo "deps: brew install" $$pk; brew install $$pk || exit 1; }; \
+  echo "$$miss" | grep -q '^python3-' && \
+    echo "deps: the tests need Python modules: python3 -m pip install grpcio protobuf pyyaml python-snappy"; \
+  exit 0; \
+elif command -v apt-get >/dev/null 2>&1; then \
+  pk=$$(echo "$$miss" | cut -d'|' -f1 | sort -u); \
+  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+  echo "deps: apt-get install" $$pk; mkdir -p build; \
+  if [ "$(V)" = 1 ]; then log=/dev/stdout; else log=build/deps.log; fi; \
+  { $$sudo apt-get update -q && \
+    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$pk; } \
+    >> $$log 2>&1 || { [ "$(V)" = 1 ] || cat build/deps.log; echo "deps: apt-get failed"; exit 1; }; \
+  miss=$$($(call missing_deps,$(1))); \
+  [ -z "$$miss" ] || { echo "deps: still missing after apt-get:"; echo "$$miss"; exit 1; }; \
+else echo "deps: install these yourself:"; echo "$$miss"; exit 1; fi
+endef
+
+# Everything: the build and the tests.
 deps:
-	@command -v $(PKG_CONFIG) >/dev/null 2>&1 || command -v brew >/dev/null 2>&1 || \
-	  { echo "deps: installing pkg-config"; \
-	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && \
-	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q pkg-config make gcc; }
-	@miss=$$($(call missing_deps,$(DEP_TABLE) $(TEST_DEP_TABLE))); \
-	[ -z "$$miss" ] && exit 0; \
-	if [ "$(UNAME_S)" = Darwin ]; then \
-	  pk=$$(echo "$$miss" | cut -d'|' -f2 | grep -v '^-$$' | sort -u); \
-	  echo "deps: brew install" $$pk; brew install $$pk || exit 1; \
-	  echo "$$miss" | grep -q 'python3-grpcio\|python3-protobuf' && \
-	    echo "deps: tests need Python grpcio and protobuf: python3 -m pip install grpcio protobuf python-snappy"; \
-	  exit 0; \
-	elif command -v apt-get >/dev/null 2>&1; then \
-	  pk=$$(echo "$$miss" | cut -d'|' -f1 | sort -u); \
-	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  echo "deps: apt-get install" $$pk; mkdir -p build; \
-	  if [ "$(V)" = 1 ]; then log=/dev/stdout; else log=build/deps.log; fi; \
-	  { $$sudo apt-get update -q && \
-	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$pk; } \
-	    >> $$log 2>&1 || { [ "$(V)" = 1 ] || cat build/deps.log; echo "deps: apt-get failed"; exit 1; }; \
-	  miss=$$($(call missing_deps,$(DEP_TABLE) $(TEST_DEP_TABLE))); \
-	  [ -z "$$miss" ] || { echo "deps: still missing after apt-get:"; echo "$$miss"; exit 1; }; \
-	else echo "deps: install these yourself:"; echo "$$miss"; exit 1; fi
+	@$(call install_deps,$(DEP_TABLE) $(TEST_DEP_TABLE))
+
+# What `make run` needs: the build only.
+deps-build:
+	@$(call install_deps,$(DEP_TABLE))
 
 $(B)/proto/%.proto: proto/%.proto
 	@mkdir -p $(dir $@)
@@ -233,8 +241,7 @@ service-check:
 # everything with V=1); the logs are in build/test-logs/.
 STAGE = @V=$(V) sh test/stage.sh
 test: deps
-	@echo "test: started $$(date -u +%FT%TZ) ($(CC), $(UNAME_S))"; date +%s > build/.test-start 2>/dev/null || \
-	  { mkdir -p build && date +%s > build/.test-start; }
+	@mkdir -p build && date +%s > build/.test-start
 	$(STAGE) build $(MAKE) --no-print-directory all
 	$(STAGE) unit $(MAKE) --no-print-directory unit
 	$(STAGE) unit-san $(MAKE) --no-print-directory unit-san
@@ -249,7 +256,7 @@ test: deps
 fresh-check:
 	@sh test/fresh/check.sh
 
-run: deps
+run: deps-build
 	@$(MAKE) --no-print-directory all
 	$(B)/lookout -c config/lookout.yaml
 
