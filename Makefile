@@ -83,7 +83,7 @@ UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(B)/test/%)
 FUZZ_SRC := $(shell find test/fuzz -maxdepth 1 -name '*_fuzz.c' 2>/dev/null | sort)
 
 .PHONY: all run test unit unit-san proto-check service-check integration interop bench fuzz fuzz-bins deps deps-build \
-        clean check-deps format-check fresh-check
+        clean check-deps check-test-deps format-check fresh-check
 .DEFAULT_GOAL := all
 
 all: check-deps $(B)/lookout
@@ -106,13 +106,17 @@ DEP_TABLE := \
   bin:protoc-c|protobuf-c-compiler|protobuf-c pc:grpc|libgrpc-dev|grpc \
   pc:libnghttp2|libnghttp2-dev|nghttp2 pc:jansson|libjansson-dev|jansson \
   pc:yaml-0.1|libyaml-dev|libyaml pc:libcurl|libcurl4-openssl-dev|curl \
-  pc:zlib|zlib1g-dev|zlib pc:check|check|check h:snappy-c.h|libsnappy-dev|snappy \
-  h:http_parser.h|libhttp-parser-dev|llhttp bin:protoc|protobuf-compiler|protobuf \
+  pc:zlib|zlib1g-dev|zlib h:snappy-c.h|libsnappy-dev|snappy \
+  h:http_parser.h|libhttp-parser-dev|llhttp \
+  bin:curl|curl|curl
+# What only `make test` uses: Check and OpenSSL (a TLS peer in the unit tests),
+# the sanitizer runtime for unit-san, protoc for the Python modules and the
+# proto check (with the well-known types the Loki schema imports), the Python
+# tests and sinks, promtool, node and npm for the OpenTelemetry JavaScript SDK
+# (which test/interop/run.sh installs into build/ with npm ci on first use).
+TEST_DEP_TABLE := pc:check|check|check pc:openssl|libssl-dev|openssl \
+  san:address,undefined|$(CC_DEB)|- bin:protoc|protobuf-compiler|protobuf \
   proto:google/protobuf/timestamp.proto|libprotobuf-dev|protobuf \
-  bin:curl|curl|curl pc:openssl|libssl-dev|openssl
-# What only `make test` uses: unit-san, the Python tests and sinks, promtool,
-# the OpenTelemetry JavaScript SDK (installed by npm into build/ on first use).
-TEST_DEP_TABLE := san:address,undefined|$(CC_DEB)|- \
   py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- py:snappy|python3-snappy|- \
   bin:promtool|prometheus|prometheus bin:node|nodejs|node bin:npm|npm|-
 
@@ -135,11 +139,18 @@ for e in $(foreach d,$(1),'$(d)'); do \
 done
 endef
 
+define check_deps
+@miss=$$($(call missing_deps,$(1))); \
+if [ -n "$$miss" ]; then \
+  echo "missing $(2) dependencies (run 'make deps'):"; \
+  echo "$$miss" | sed 's/^/  apt: /; s/|/   brew: /'; exit 1; fi
+endef
+
 check-deps:
-	@miss=$$($(call missing_deps,$(DEP_TABLE))); \
-	if [ -n "$$miss" ]; then \
-	  echo "missing build dependencies (run 'make deps'):"; \
-	  echo "$$miss" | sed 's/^/  apt: /; s/|/   brew: /'; exit 1; fi
+	$(call check_deps,$(DEP_TABLE),build)
+
+check-test-deps:
+	$(call check_deps,$(DEP_TABLE) $(TEST_DEP_TABLE),build or test)
 
 # Installs the missing entries of a table (apt-get or brew), then checks again.
 # Without pkg-config every pc: check fails, so pkg-config comes in the same
@@ -215,21 +226,21 @@ $(B)/test/%: test/unit/%.c $(LIB) $(B)/.flags
 	$(Q)$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) $(TEST_CFLAGS) -Itest/unit -o $@ $< $(LIB) \
 	  $(LDFLAGS_ALL) $(LIBS_ALL) $(TEST_LIBS)
 
-unit: check-deps $(UNIT_BIN)
+unit: check-test-deps $(UNIT_BIN)
 	@UNIT_NAME=$(if $(SANITIZE),unit-san,unit) sh test/unit/run.sh $(UNIT_BIN)
 
 unit-san:
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit
 
-proto-check: check-deps
+proto-check: check-test-deps
 	@sh test/proto/check.sh
 
-integration: check-deps $(B)/lookout
+integration: check-test-deps $(B)/lookout
 	@sh test/integration/run.sh
 
 # The official OpenTelemetry JavaScript SDK against build/lookout (npm install
 # into build/interop-node on first use).
-interop: check-deps $(B)/lookout
+interop: check-test-deps $(B)/lookout
 	@sh test/interop/run.sh
 
 # Offline checks of compose/ and launchd/ (no Docker engine or launchd needed).
@@ -304,7 +315,10 @@ fuzz:
 format-check:
 	clang-format --dry-run --Werror $(AGENT_SRC) agent/main.c
 
+# Never while a fresh-check chroot has the host's /dev or /sys mounted in build/.
 clean:
+	@! grep -q ' $(CURDIR)/build/fresh/root/' /proc/self/mounts 2>/dev/null || \
+	  { echo "clean: a fresh-check chroot is mounted under build/fresh/root; not removing build/"; exit 1; }
 	rm -rf build build-san build-fuzz
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -23,6 +23,9 @@
 #      FRESH_KEEP=1 leaves build/fresh/root in place for a look afterwards.
 set -u
 
+# The whole script is one compound command, read before any of it runs, so that
+# editing this file during a run (minutes) cannot change what the run does.
+{
 cd "$(dirname "$0")/../.." || exit 1
 REPO=$PWD
 
@@ -108,6 +111,8 @@ mkdir -p "$FRESH" || fail "cannot create $FRESH"
 grep -o " $ROOT/[^ ]*" /proc/self/mounts 2>/dev/null | sort -r | while read -r m; do
     umount -R -l "$m" 2>/dev/null
 done
+# rm -rf must never descend into a bind mount of the host's /dev or /sys.
+! grep -q " $ROOT/" /proc/self/mounts || fail "mounts remain under $ROOT; unmount them first"
 rm -rf "$ROOT" "$FRESH/base"
 
 # --- the bare Debian 12, once
@@ -234,3 +239,5 @@ rc=$(cat "$LOG.test.rc" 2>/dev/null)
 [ "$rc" = 0 ] || fail "make test exit status ${rc:-unknown} (log: $LOG.test)"
 grep -q '^test: all stages passed' "$LOG.test" || fail "make test printed no final line (log: $LOG.test)"
 echo "fresh-check: passed in $(($(date +%s) - START))s"
+exit 0
+}
