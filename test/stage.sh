@@ -2,7 +2,8 @@
 # One stage of `make test`: test/stage.sh NAME COMMAND...
 #
 # Runs COMMAND with its output kept in build/test-logs/NAME.log and prints only
-# its summary lines ("unit: 367 passed, 0 failed", "proto: skipped, ..."), or
+# its summary lines ("unit: 367 passed, 0 failed", "proto: skipped, ...": the
+# last one of each name), or
 # "NAME: ok (Ns)" for a stage that has none (the build). When COMMAND fails, the
 # whole log is shown, then "NAME: FAILED (exit N, Ns; log: FILE)".
 # V=1 streams the output as it comes (compiler command lines included).
@@ -31,7 +32,17 @@ if [ "$rc" -ne 0 ]; then
     exit "$rc"
 fi
 if [ "${V:-0}" != 1 ]; then
-    grep -E '^[A-Za-z0-9_-]+: ([0-9]+ passed, [0-9]+ failed|skipped)' "$log" ||
-        echo "$name: ok (${took}s)"
+    # The last summary line of each name, in the order the names first appear
+    # (a checker may print an intermediate one of the same name).
+    awk -v ok="$name: ok (${took}s)" '
+        /^[A-Za-z0-9_-]+: ([0-9]+ passed, [0-9]+ failed|skipped)/ {
+            k = substr($0, 1, index($0, ":"))
+            if (!(k in last)) order[n++] = k
+            last[k] = $0
+        }
+        END {
+            if (n == 0) print ok
+            for (i = 0; i < n; i++) print last[order[i]]
+        }' "$log"
 fi
 exit 0
