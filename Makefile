@@ -177,9 +177,11 @@ elif command -v apt-get >/dev/null 2>&1; then \
 else echo "deps: install these yourself:"; echo "$$miss"; exit 1; fi
 endef
 
-# Everything: the build and the tests.
+# Everything: the build and the tests, and the npm packages of the interop
+# test (locked versions, into build/interop-node).
 deps:
 	@$(call install_deps,$(DEP_TABLE) $(TEST_DEP_TABLE))
+	@sh test/interop/install.sh
 
 # What `make run` needs: the build only.
 deps-build:

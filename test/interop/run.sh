@@ -3,8 +3,8 @@
 # in-process gRPC sink, for traces, metrics and logs over each SDK exporter protocol
 # (grpc, http/protobuf, http/json). Run from the repo root (make interop) after
 # build/lookout is built. Installs the pinned packages of test/interop/package.json +
-# package-lock.json into build/interop-node with `npm ci` (skipped when that lock is
-# already installed there), then runs test_node_sdk.py (or the unittest names given as
+# package-lock.json into build/interop-node (install.sh; nothing to do when make deps
+# did it), then runs test_node_sdk.py (or the unittest names given as
 # arguments, e.g. NodeSdkInteropTest.test_logs_grpc) and ends with one line
 # "interop: N passed, N failed". Exit status is non-zero on any failure.
 # Env: LOOKOUT_BIN (default build/lookout), LOOKOUT_PROTO_DIR (default proto).
@@ -26,12 +26,6 @@ summary_fail() {
 
 # --- prerequisites
 
-command -v node >/dev/null 2>&1 || summary_fail "node not found on PATH (Debian: apt-get install nodejs npm)"
-command -v npm >/dev/null 2>&1 || summary_fail "npm not found on PATH (Debian: apt-get install npm)"
-# The pinned SDK line supports node ^18.19 || >=20.6.
-node -e 'const [a,b]=process.versions.node.split(".").map(Number);
-process.exit(a>20||(a===20&&b>=6)||(a===18&&b>=19)?0:1)' ||
-    summary_fail "node $(node --version) too old: the pinned OpenTelemetry SDK needs ^18.19 or >=20.6"
 [ -x "${LOOKOUT_BIN:-build/lookout}" ] || summary_fail "${LOOKOUT_BIN:-build/lookout} not built (run make)"
 command -v protoc >/dev/null 2>&1 || summary_fail "protoc not found (make deps)"
 PY=
@@ -46,22 +40,11 @@ tmo() {
     if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi
 }
 
-# --- npm packages (exact versions from the committed lock)
+# --- npm packages (exact versions from the committed lock; make deps has
+# usually installed them already)
 
-want=$(cat "$SRC/package.json" "$SRC/package-lock.json" | cksum)
-have=$(cat "$NODE_DIR/.installed" 2>/dev/null)
-if [ "$want" != "$have" ] || [ ! -d "$NODE_DIR/node_modules/@opentelemetry" ]; then
-    echo "interop: installing the OpenTelemetry JavaScript packages into $NODE_DIR"
-    rm -rf "$NODE_DIR"
-    mkdir -p "$NODE_DIR" || summary_fail "cannot create $NODE_DIR"
-    cp "$SRC/package.json" "$SRC/package-lock.json" "$NODE_DIR/" || summary_fail "cannot copy package files"
-    # --ignore-scripts: no package here needs an install script to work.
-    if ! (cd "$NODE_DIR" && tmo 600 npm ci --no-audit --no-fund --ignore-scripts) > "$NODE_DIR/npm-ci.log" 2>&1; then
-        tail -n 30 "$NODE_DIR/npm-ci.log"
-        summary_fail "npm ci failed (log: $NODE_DIR/npm-ci.log)"
-    fi
-    echo "$want" > "$NODE_DIR/.installed"
-fi
+out=$(sh "$SRC/install.sh" 2>&1) || { printf '%s\n' "$out"; summary_fail "the SDK packages are not installed"; }
+[ -z "$out" ] || printf '%s\n' "$out"
 
 # --- Python modules from proto/ (own directory: the integration suite may be
 # regenerating its own at the same time)
