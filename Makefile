@@ -1,10 +1,11 @@
 # lookout: one plain Makefile, pkg-config for every dependency.
 #   make            build build/lookout
 #   make run        start the agent on config/lookout.yaml
-#   make test       unit tests, the same under ASan+UBSan, proto check, integration
+#   make test       unit tests, the same under ASan+UBSan, proto check, integration, interop
 #   make bench      benchmarks (see test/bench/)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
-#   make deps       install what pkg-config cannot find (apt-get or brew)
+#   make deps       install what the build and the tests lack (apt-get or brew, npm)
+#   make fresh-check  make run and make test on a brand-new Debian 12 (chroot, root)
 # Knobs: CC=gcc|clang, SANITIZE=address,undefined (builds into build-san/), V=1
 
 PKG_CONFIG ?= pkg-config
