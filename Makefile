@@ -114,12 +114,15 @@ DEP_TABLE := \
 # the sanitizer runtime for unit-san, protoc for the Python modules and the
 # proto check (with the well-known types the Loki schema imports), the Python
 # tests and sinks, promtool, node and npm for the OpenTelemetry JavaScript SDK
-# (which test/interop/run.sh installs into build/ with npm ci on first use).
+# (installed into build/ by test/interop/install.sh), and the checkers of the
+# service stage: shellcheck, xmllint (the plist), systemd-analyze (the unit;
+# Linux only, as the brew "-" says).
 TEST_DEP_TABLE := pc:check|check|check pc:openssl|libssl-dev|openssl \
   san:address,undefined|$(CC_DEB)|- bin:protoc|protobuf-compiler|protobuf \
   proto:google/protobuf/timestamp.proto|libprotobuf-dev|protobuf \
   py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- py:snappy|python3-snappy|- \
-  bin:promtool|prometheus|prometheus bin:node|nodejs|node bin:npm|npm|-
+  bin:promtool|prometheus|prometheus bin:node|nodejs|node bin:npm|npm|- \
+  bin:shellcheck|shellcheck|shellcheck bin:xmllint|libxml2-utils|- bin:systemd-analyze|systemd|-
 
 # Prints the missing entries of DEP_TABLE (and TEST_DEP_TABLE) as "deb|brew".
 define missing_deps
