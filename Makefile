@@ -116,13 +116,15 @@ DEP_TABLE := \
 # tests and sinks, promtool, node and npm for the OpenTelemetry JavaScript SDK
 # (installed into build/ by test/interop/install.sh), and the checkers of the
 # service stage: shellcheck, xmllint (the plist), systemd-analyze (the unit;
-# Linux only, as the brew "-" says).
+# Linux only, as the brew "-" says), which wants the unit's ExecReload command,
+# /bin/kill, to exist.
 TEST_DEP_TABLE := pc:check|check|check pc:openssl|libssl-dev|openssl \
   san:address,undefined|$(CC_DEB)|- bin:protoc|protobuf-compiler|protobuf \
   proto:google/protobuf/timestamp.proto|libprotobuf-dev|protobuf \
   py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- py:snappy|python3-snappy|- \
   bin:promtool|prometheus|prometheus bin:node|nodejs|node bin:npm|npm|- \
-  bin:shellcheck|shellcheck|shellcheck bin:xmllint|libxml2-utils|- bin:systemd-analyze|systemd|-
+  bin:shellcheck|shellcheck|shellcheck bin:xmllint|libxml2-utils|- bin:systemd-analyze|systemd|- \
+  bin:/bin/kill|procps|-
 
 # Prints the missing entries of DEP_TABLE (and TEST_DEP_TABLE) as "deb|brew".
 define missing_deps
