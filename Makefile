@@ -97,10 +97,13 @@ $(B)/.flags: FORCE
 FORCE:
 
 # Each line: what to test | Debian package | Homebrew formula.
-# Tests: pc:NAME (pkg-config), h:HEADER (compiles), bin:TOOL, py:MODULE (test Python),
-# proto:FILE (protoc finds FILE as an import: the well-known types),
-# san:LIST (the C compiler links a program with -fsanitize=LIST).
+# Tests: pc:NAME (pkg-config), h:HEADER (compiles), bin:TOOL, py:MODULE (test Python:
+# /usr/bin/python3, where Debian's modules load, or python3), proto:FILE (protoc
+# finds FILE as an import: the well-known types), san:LIST (the C compiler links
+# and runs a program with -fsanitize=LIST). A "-" formula means "not on macOS":
+# there the entry is not required (py: entries come from pip instead).
 CC_DEB := $(if $(findstring clang,$(CC)),clang,gcc)
+SAN_DEB := $(if $(findstring clang,$(CC)),libclang-rt-dev,gcc)
 DEP_TABLE := \
   bin:$(firstword $(CC))|$(CC_DEB)|- bin:pkg-config|pkg-config|pkg-config \
   pc:libuv|libuv1-dev|libuv pc:libprotobuf-c|libprotobuf-c-dev|protobuf-c \
@@ -119,7 +122,7 @@ DEP_TABLE := \
 # Linux only, as the brew "-" says), which wants the unit's ExecReload command,
 # /bin/kill, to exist.
 TEST_DEP_TABLE := pc:check|check|check pc:openssl|libssl-dev|openssl \
-  san:address,undefined|$(CC_DEB)|- bin:protoc|protobuf-compiler|protobuf \
+  san:address,undefined|$(SAN_DEB)|- bin:protoc|protobuf-compiler|protobuf \
   proto:google/protobuf/timestamp.proto|libprotobuf-dev|protobuf \
   py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- py:snappy|python3-snappy|- \
   bin:promtool|prometheus|prometheus bin:node|nodejs|node bin:npm|npm|- \
@@ -133,14 +136,16 @@ for e in $(foreach d,$(1),'$(d)'); do \
   case $$kind in \
     pc) $(PKG_CONFIG) --exists $$name 2>/dev/null && ok=1 ;; \
     bin) command -v $$name >/dev/null 2>&1 && ok=1 ;; \
-    py) { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $$name" 2>/dev/null; } && ok=1 ;; \
+    py) for p in /usr/bin/python3 python3; do \
+          "$$p" -c "import $$name" >/dev/null 2>&1 && { ok=1; break; }; done ;; \
     proto) d=$$(mktemp -d) && printf 'syntax = "proto3";\nimport "%s";\n' $$name > $$d/t.proto && \
        protoc -I$$d --descriptor_set_out=$$d/t.pb $$d/t.proto >/dev/null 2>&1 && ok=1; rm -rf "$$d" ;; \
-    san) d=$$(mktemp -d) && echo 'int main(void) { return 0; }' > $$d/t.c && \
+    san) d=build/.depcheck && mkdir -p $$d && echo 'int main(void) { return 0; }' > $$d/t.c && \
        $(CC) -fsanitize=$$name $$d/t.c -o $$d/t >/dev/null 2>&1 && $$d/t && ok=1; rm -rf "$$d" ;; \
     h) if [ $$name = http_parser.h ] && $(PKG_CONFIG) --exists libllhttp 2>/dev/null; then ok=1; \
        elif printf '#include <%s>\n' $$name | $(CC) $(EXTRA_CFLAGS) -E -x c - >/dev/null 2>&1; then ok=1; fi ;; \
   esac; \
+  [ "$(UNAME_S)" = Darwin ] && [ "$${rest#*|}" = - ] && [ $$kind != py ] && ok=1; \
   [ -n "$$ok" ] || echo "$$rest"; \
 done
 endef
@@ -164,23 +169,24 @@ check-test-deps:
 define install_deps
 miss=$$($(call missing_deps,$(1))); \
 [ -z "$$miss" ] && exit 0; \
+mkdir -p build; : > build/deps.log; \
+if [ "$(V)" = 1 ]; then log=/dev/stdout; else log=build/deps.log; fi; \
 if [ "$(UNAME_S)" = Darwin ]; then \
   pk=$$(echo "$$miss" | cut -d'|' -f2 | grep -v '^-$$' | sort -u); \
-  [ -z "$$pk" ] || { echo "deps: brew install" $$pk; brew install $$pk || exit 1; }; \
+  [ -z "$$pk" ] || { echo "deps: brew install" $$pk; brew install $$pk >> $$log 2>&1 || \
+    { [ "$(V)" = 1 ] || cat build/deps.log; echo "deps: brew install failed"; exit 1; }; }; \
   echo "$$miss" | grep -q '^python3-' && \
     echo "deps: the tests need Python modules: python3 -m pip install grpcio protobuf pyyaml python-snappy"; \
-  exit 0; \
 elif command -v apt-get >/dev/null 2>&1; then \
   pk=$$(echo "$$miss" | cut -d'|' -f1 | sort -u); \
   sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-  echo "deps: apt-get install" $$pk; mkdir -p build; \
-  if [ "$(V)" = 1 ]; then log=/dev/stdout; else log=build/deps.log; fi; \
+  echo "deps: apt-get install" $$pk; \
   { $$sudo apt-get update -q && \
-    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$pk; } \
-    >> $$log 2>&1 || { [ "$(V)" = 1 ] || cat build/deps.log; echo "deps: apt-get failed"; exit 1; }; \
-  miss=$$($(call missing_deps,$(1))); \
-  [ -z "$$miss" ] || { echo "deps: still missing after apt-get:"; echo "$$miss"; exit 1; }; \
-else echo "deps: install these yourself:"; echo "$$miss"; exit 1; fi
+    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$pk; } \
+    < /dev/null >> $$log 2>&1 || { [ "$(V)" = 1 ] || cat build/deps.log; echo "deps: apt-get failed"; exit 1; }; \
+else echo "deps: install these yourself (Debian package | Homebrew formula):"; echo "$$miss"; exit 1; fi; \
+miss=$$($(call missing_deps,$(1))); \
+[ -z "$$miss" ] || { echo "deps: still missing (Debian package | Homebrew formula):"; echo "$$miss"; exit 1; }
 endef
 
 # Everything: the build and the tests, and the npm packages of the interop

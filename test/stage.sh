@@ -22,7 +22,9 @@ else
     "$@" > "$log" 2>&1
     echo $? > "$log.rc"
 fi
-rc=$(cat "$log.rc")
+# No status recorded (disk full, build/ removed meanwhile) is a failure.
+rc=$(cat "$log.rc" 2>/dev/null)
+case $rc in '' | *[!0-9]*) rc=1 ;; esac
 rm -f "$log.rc"
 took=$(($(date +%s) - start))
 

@@ -27,12 +27,22 @@ set -u
 # editing this file during a run (minutes) cannot change what the run does.
 {
 cd "$(dirname "$0")/../.." || exit 1
-REPO=$PWD
+# The physical path: /proc/self/mounts and /proc/N/root name mounts and roots by
+# it, and the safety checks below compare against them.
+REPO=$(pwd -P)
 
 if [ "$(id -u)" != 0 ]; then
     command -v sudo >/dev/null 2>&1 || { echo "fresh-check: needs root (or sudo)"; exit 1; }
-    exec sudo -E sh "$0" "$@"
+    exec sudo -E sh "$REPO/test/fresh/check.sh" "$@"
 fi
+case $REPO in
+*[[:space:]]*)
+    # /proc/self/mounts escapes blanks, so the checks that keep rm -rf out of the
+    # mounted /dev and /sys could not see the mounts.
+    echo "fresh-check: the repository path must not contain blanks: $REPO"
+    exit 1
+    ;;
+esac
 
 FRESH=$REPO/build/fresh
 BASE=$FRESH/bookworm-minbase.tar
