@@ -17,6 +17,7 @@
 #include "exporters/loki.h"
 #include "exporters/otlp.h"
 #include "exporters/otlphttp.h"
+#include "exporters/prometheus.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/queue.h"
 #include "receivers/lines.h"
@@ -94,6 +95,8 @@ static void step_shutdown(void)
         one_closed(NULL);
     } else if (A.stage == 3) {
         uv_timer_stop(&A.deadline);
+        if (A.admin != NULL) /* a scrape must not render a closed exporter */
+            lk_admin_set_renderer(A.admin, NULL, NULL);
         A.pending = 1;
         for (size_t i = 0; i < A.cfg->nexporters; i++) {
             if (A.exporters[i] != NULL) {
@@ -132,6 +135,8 @@ static void deadline_cb(uv_timer_t *t)
         lk_queue_abort(A.queues[i]);
     /* Batches still in flight end when their exporter closes. */
     if (A.stage == 2) {
+        if (A.admin != NULL)
+            lk_admin_set_renderer(A.admin, NULL, NULL);
         for (size_t i = 0; i < A.cfg->nexporters; i++) {
             if (A.exporters[i] != NULL) {
                 A.pending++;
@@ -234,7 +239,13 @@ static int build_pipelines(void)
                              ? lk_otlphttp_exporter_create(&A.exporters[idx], &A.loop, ec)
                          : ec->type == LK_EXPORTER_LOKI
                              ? lk_loki_exporter_create(&A.exporters[idx], &A.loop, ec)
+                         : ec->type == LK_EXPORTER_PROMETHEUS
+                             ? lk_prometheus_exporter_create(&A.exporters[idx], &A.loop, ec,
+                                                             A.metrics)
                              : lk_otlp_exporter_create(&A.exporters[idx], &A.loop, ec);
+                if (rc == 0 && ec->type == LK_EXPORTER_PROMETHEUS)
+                    lk_admin_set_renderer(A.admin, lk_prometheus_exporter_render,
+                                          A.exporters[idx]);
                 if (rc < 0) {
                     lk_log(LK_LOG_ERROR, "cannot create exporter",
                            LK_S("exporter", ec->name) LK_S("error", lk_strerror(rc)));

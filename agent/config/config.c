@@ -947,7 +947,7 @@ static void check_listeners(struct ctx *c)
 /* Indexed by enum lk_receiver_type. */
 static const char *const receiver_types[] = {"otlp", "lines", NULL};
 /* Indexed by enum lk_exporter_type. */
-static const char *const exporter_types[] = {"otlp", "otlphttp", "loki", NULL};
+static const char *const exporter_types[] = {"otlp", "otlphttp", "loki", "prometheus", NULL};
 
 /* Checks "<type>" or "<type>/<suffix>" with a type from |types| (NULL-
  * terminated). |kind| is "receiver" or "exporter". Returns the index of the
@@ -1317,19 +1317,25 @@ static const char *const overflow_names[] = {"refuse", "drop", NULL};
 /* Exporter keys that only one type knows carry its bit in .flags. */
 #define EX_OTLPHTTP 2u
 #define EX_LOKI 4u
+#define EX_PROM 16u
+/* Keys of exporters that send somewhere, which a prometheus exporter (it is
+ * scraped) does not have. */
+#define EX_SENDS 32u
 static const char *const loki_format_names[] = {"protobuf", "json", NULL};
 
 static const struct field exporter_fields[] = {
-    F_NODE("endpoint"),
-    F_INT("timeout", FT_DURATION, struct lk_exporter_config, timeout_ms, 1, DUR_MAX),
-    F_ENUM("compression", struct lk_exporter_config, compression, compression_names),
-    F_NODE("headers"),
-    F_NODE("tls"),
-    F_NODE("retry"),
+    {.key = "endpoint", .type = FT_NODE, .flags = EX_SENDS},
+    {.key = "timeout", .type = FT_DURATION, .flags = EX_SENDS, .min = 1, .max = DUR_MAX,
+     .off = offsetof(struct lk_exporter_config, timeout_ms)},
+    {.key = "compression", .type = FT_ENUM, .flags = EX_SENDS, .names = compression_names,
+     .off = offsetof(struct lk_exporter_config, compression)},
+    {.key = "headers", .type = FT_NODE, .flags = EX_SENDS},
+    {.key = "tls", .type = FT_NODE, .flags = EX_SENDS},
+    {.key = "retry", .type = FT_NODE, .flags = EX_SENDS},
     F_NODE("queue"),
     F_NODE("batch"),
-    F_INT("max_concurrency", FT_U32, struct lk_exporter_config, max_concurrency, 1,
-          1024),
+    {.key = "max_concurrency", .type = FT_U32, .flags = EX_SENDS, .min = 1, .max = 1024,
+     .off = offsetof(struct lk_exporter_config, max_concurrency)},
     {.key = "traces_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
     {.key = "metrics_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
     {.key = "logs_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
@@ -1341,21 +1347,39 @@ static const struct field exporter_fields[] = {
      .off = offsetof(struct lk_exporter_config, loki.bearer_token)},
     {.key = "auth", .type = FT_NODE, .flags = EX_LOKI},
     {.key = "labels", .type = FT_NODE, .flags = EX_LOKI},
+    {.key = "add_metric_suffixes", .type = FT_BOOL, .flags = EX_PROM,
+     .off = offsetof(struct lk_exporter_config, prometheus.add_metric_suffixes)},
+    {.key = "promote_resource_attributes", .type = FT_NODE, .flags = EX_PROM},
+    {.key = "metric_expiration", .type = FT_DURATION, .flags = EX_PROM, .min = 0,
+     .max = DUR_MAX, .off = offsetof(struct lk_exporter_config, prometheus.metric_expiration_ms)},
+    {.key = "max_series", .type = FT_U64, .flags = EX_PROM, .min = 0, .max = 100000000,
+     .off = offsetof(struct lk_exporter_config, prometheus.max_series)},
 };
 
 /* Reports keys of |es| that exporters of |type| do not know. */
 static void check_type_keys(struct ctx *c, const char *path, enum lk_exporter_type type,
                             const struct seen *es)
 {
-    unsigned mine = type == LK_EXPORTER_OTLPHTTP ? EX_OTLPHTTP
-                    : type == LK_EXPORTER_LOKI   ? EX_LOKI
-                                                 : 0;
+    unsigned mine = type == LK_EXPORTER_OTLPHTTP     ? EX_OTLPHTTP
+                    : type == LK_EXPORTER_LOKI       ? EX_LOKI
+                    : type == LK_EXPORTER_PROMETHEUS ? EX_PROM
+                                                     : 0;
     for (size_t i = 0; i < NF(exporter_fields); i++) {
-        unsigned only = exporter_fields[i].flags & (EX_OTLPHTTP | EX_LOKI);
-        if (es[i].key == NULL || only == 0 || (only & mine) != 0)
+        unsigned f = exporter_fields[i].flags;
+        if (es[i].key == NULL)
+            continue;
+        if ((f & EX_SENDS) && type == LK_EXPORTER_PROMETHEUS) {
+            ERR(c, es[i].key, "unknown key '%s' in %s (a prometheus exporter is scraped "
+                              "on the admin listener; it sends nothing)",
+                exporter_fields[i].key, path);
+            continue;
+        }
+        unsigned only = f & (EX_OTLPHTTP | EX_LOKI | EX_PROM);
+        if (only == 0 || (only & mine) != 0)
             continue;
         ERR(c, es[i].key, "unknown key '%s' in %s (only %s exporters have it)",
-            exporter_fields[i].key, path, only == EX_LOKI ? "loki" : "otlphttp");
+            exporter_fields[i].key, path,
+            only == EX_LOKI ? "loki" : only == EX_PROM ? "prometheus" : "otlphttp");
     }
 }
 
@@ -1729,6 +1753,46 @@ static void do_tls(struct ctx *c, const lk__ynode *node, const char *path,
     }
 }
 
+/* ---- prometheus ---- */
+
+static void prometheus_defaults(struct lk_exporter_config *e)
+{
+    e->prometheus.add_metric_suffixes = true;
+    e->prometheus.metric_expiration_ms = 5 * MS_M;
+    e->prometheus.max_series = 100000;
+}
+
+static void do_promote(struct ctx *c, const lk__ynode *node, const char *path,
+                       struct lk_prometheus_config *p)
+{
+    if (node == NULL || lk__config_ynode_is_null(node) || node->kind == LK_YNODE_BAD)
+        return;
+    if (node->kind != LK_YNODE_SEQ) {
+        ERR(c, node, "%s: expected a list of resource attribute keys like "
+                     "[deployment.environment], got %s",
+            path, lk__config_ynode_kind_name(node));
+        return;
+    }
+    if (node->nkids == 0)
+        return;
+    p->promote_resource_attributes = calloc(node->nkids, sizeof(char *));
+    if (p->promote_resource_attributes == NULL) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < node->nkids; i++) {
+        char *k = scalar_value(c, node->kids[i], path, "an attribute key");
+        if (k == NULL)
+            continue;
+        if (k[0] == '\0') {
+            ERR(c, node->kids[i], "%s: an empty attribute key", path);
+            free(k);
+            continue;
+        }
+        p->promote_resource_attributes[p->npromote++] = k;
+    }
+}
+
 /* ---- loki ---- */
 
 /* Loki keeps entries of a stream in order only if one push at a time is in
@@ -1894,7 +1958,11 @@ static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *va
     check_type_keys(c, path, e->type, es);
 
     const struct seen *ep = SEEN(exporter_fields, es, "endpoint");
-    if (e->type == LK_EXPORTER_OTLPHTTP) {
+    if (e->type == LK_EXPORTER_PROMETHEUS) {
+        join(sub, path, "promote_resource_attributes");
+        do_promote(c, SEEN(exporter_fields, es, "promote_resource_attributes")->val, sub,
+                   &e->prometheus);
+    } else if (e->type == LK_EXPORTER_OTLPHTTP) {
         do_http_endpoints(c, key, path, es, e, &scheme_tls);
     } else if (e->type == LK_EXPORTER_LOKI) {
         do_loki(c, key, path, es, e, &scheme_tls);
@@ -1996,7 +2064,20 @@ static void do_exporters(struct ctx *c, const lk__ynode *map)
         e->type = (enum lk_exporter_type)type;
         if (e->type == LK_EXPORTER_LOKI)
             loki_defaults(c, e);
+        if (e->type == LK_EXPORTER_PROMETHEUS)
+            prometheus_defaults(e);
         do_exporter(c, key, val, e);
+    }
+    /* Every prometheus exporter renders on the admin listener's one /metrics. */
+    const char *first = NULL;
+    for (size_t i = 0; i < cfg->nexporters; i++) {
+        if (cfg->exporters[i].type != LK_EXPORTER_PROMETHEUS)
+            continue;
+        if (first != NULL)
+            ERR(c, map, "exporters: '%s' and '%s': one prometheus exporter at most (both "
+                        "would be served on the admin listener's /metrics)",
+                SHOW(c, first), SHOW(c, cfg->exporters[i].name));
+        first = cfg->exporters[i].name;
     }
 }
 
@@ -2084,13 +2165,14 @@ static void do_name_list(struct ctx *c, const lk__ynode *node, const char *path,
     }
 }
 
-/* lines receivers produce logs only and loki exporters take logs only. */
-static void check_logs_only(struct ctx *c, const struct lk_pipeline_config *p,
-                            const lk__ynode *rnode, const lk__ynode *xnode,
-                            const char *path)
+/* lines receivers produce logs only and loki exporters take logs only;
+ * prometheus exporters take metrics only. */
+static void check_signal_only(struct ctx *c, const struct lk_pipeline_config *p,
+                              const lk__ynode *rnode, const lk__ynode *xnode,
+                              const char *path)
 {
     const lk_config *cfg = c->cfg;
-    for (size_t i = 0; i < p->nreceivers; i++)
+    for (size_t i = 0; p->signal != LK_SIGNAL_LOGS && i < p->nreceivers; i++)
         for (size_t j = 0; j < cfg->nreceivers; j++)
             if (cfg->receivers[j].type == LK_RECEIVER_LINES &&
                 strcmp(cfg->receivers[j].name, p->receivers[i]) == 0)
@@ -2098,9 +2180,15 @@ static void check_logs_only(struct ctx *c, const struct lk_pipeline_config *p,
                     path, SHOW(c, p->receivers[i]));
     for (size_t i = 0; i < p->nexporters; i++)
         for (size_t j = 0; j < cfg->nexporters; j++)
-            if (cfg->exporters[j].type == LK_EXPORTER_LOKI &&
+            if (p->signal != LK_SIGNAL_LOGS && cfg->exporters[j].type == LK_EXPORTER_LOKI &&
                 strcmp(cfg->exporters[j].name, p->exporters[i]) == 0)
                 ERR(c, xnode, "%s.exporters: '%s' sends to Loki, which takes logs only",
+                    path, SHOW(c, p->exporters[i]));
+            else if (p->signal != LK_SIGNAL_METRICS &&
+                     cfg->exporters[j].type == LK_EXPORTER_PROMETHEUS &&
+                     strcmp(cfg->exporters[j].name, p->exporters[i]) == 0)
+                ERR(c, xnode, "%s.exporters: '%s' exposes metrics for Prometheus; list it "
+                              "in the metrics pipeline",
                     path, SHOW(c, p->exporters[i]));
 }
 
@@ -2166,8 +2254,7 @@ static void do_pipelines(struct ctx *c, const lk__ynode *pkey, const lk__ynode *
             do_name_list(c, xs->val, sub, "exporter", c->exporters, &p->exporters,
                          &p->nexporters);
         }
-        if (p->signal != LK_SIGNAL_LOGS)
-            check_logs_only(c, p, rs->val, xs->val, path);
+        check_signal_only(c, p, rs->val, xs->val, path);
     }
 }
 
@@ -2259,6 +2346,7 @@ void lk_config_destroy(lk_config *c)
         free(e->loki.password);
         free(e->loki.bearer_token);
         free_strv(e->loki.labels, e->loki.nlabels);
+        free_strv(e->prometheus.promote_resource_attributes, e->prometheus.npromote);
     }
     free(c->exporters);
     for (size_t i = 0; i < c->npipelines; i++) {

@@ -115,6 +115,16 @@ enum lk_exporter_type {
     LK_EXPORTER_OTLP,     /* OTLP over gRPC: "otlp" or "otlp/<suffix>" */
     LK_EXPORTER_OTLPHTTP, /* OTLP over HTTP (protobuf): "otlphttp" or "otlphttp/<suffix>" */
     LK_EXPORTER_LOKI,     /* Loki push API: "loki" or "loki/<suffix>" */
+    LK_EXPORTER_PROMETHEUS, /* series on the admin /metrics: "prometheus[/<suffix>]" */
+};
+
+/* prometheus only */
+struct lk_prometheus_config {
+    bool add_metric_suffixes;            /* unit suffixes and _total */
+    char **promote_resource_attributes;  /* resource attribute keys put on every series */
+    size_t npromote;
+    uint64_t metric_expiration_ms;       /* series not updated for this long go; 0: never */
+    uint64_t max_series;                 /* new series beyond are dropped; 0: no limit */
 };
 
 /* loki only */
@@ -145,6 +155,7 @@ struct lk_exporter_config {
     struct lk_batch_config batch;
     uint32_t max_concurrency; /* requests in flight */
     struct lk_loki_config loki;
+    struct lk_prometheus_config prometheus;
 };
 
 struct lk_pipeline_config {

@@ -16,7 +16,8 @@
     XX(ECANCELED, -10, "canceled")                                             \
     XX(ECLOSED, -11, "closed")                                                 \
     XX(ESYS, -12, "system call failed")                                        \
-    XX(EUNSUPPORTED, -13, "not supported")
+    XX(EUNSUPPORTED, -13, "not supported")                                     \
+    XX(EEXIST, -14, "already exists")
 
 enum lk_err {
     LK_OK = 0,

@@ -117,7 +117,13 @@ START_TEST(default_file_parses)
     ck_assert(c->receivers[0].http.enabled);
     ck_assert_str_eq(c->receivers[0].http.endpoint, "127.0.0.1:4318");
 
-    ck_assert_uint_eq(c->nexporters, 2);
+    ck_assert_uint_eq(c->nexporters, 3);
+    ck_assert_str_eq(c->exporters[2].name, "prometheus");
+    ck_assert_int_eq(c->exporters[2].type, LK_EXPORTER_PROMETHEUS);
+    ck_assert(c->exporters[2].prometheus.add_metric_suffixes);
+    ck_assert_uint_eq(c->exporters[2].prometheus.metric_expiration_ms, 300000);
+    ck_assert_uint_eq(c->exporters[2].prometheus.max_series, 100000);
+    ck_assert_uint_eq(c->exporters[2].prometheus.npromote, 0);
     ck_assert_str_eq(c->exporters[1].name, "loki");
     ck_assert_int_eq(c->exporters[1].type, LK_EXPORTER_LOKI);
     ck_assert_str_eq(c->exporters[1].endpoint, "http://127.0.0.1:3100/loki/api/v1/push");
@@ -129,11 +135,14 @@ START_TEST(default_file_parses)
     ck_assert(!x->tls.enabled);
     ck_assert_uint_eq(x->nheaders, 0);
 
-    ck_assert_uint_eq(c->npipelines, 2);
-    ck_assert_int_eq(c->pipelines[1].signal, LK_SIGNAL_LOGS);
-    ck_assert_uint_eq(c->pipelines[1].nreceivers, 2);
-    ck_assert_str_eq(c->pipelines[1].receivers[1], "lines");
-    ck_assert_str_eq(c->pipelines[1].exporters[0], "loki");
+    ck_assert_uint_eq(c->npipelines, 3);
+    ck_assert_int_eq(c->pipelines[1].signal, LK_SIGNAL_METRICS);
+    ck_assert_str_eq(c->pipelines[1].receivers[0], "otlp");
+    ck_assert_str_eq(c->pipelines[1].exporters[0], "prometheus");
+    ck_assert_int_eq(c->pipelines[2].signal, LK_SIGNAL_LOGS);
+    ck_assert_uint_eq(c->pipelines[2].nreceivers, 2);
+    ck_assert_str_eq(c->pipelines[2].receivers[1], "lines");
+    ck_assert_str_eq(c->pipelines[2].exporters[0], "loki");
     ck_assert_int_eq(c->pipelines[0].signal, LK_SIGNAL_TRACES);
     ck_assert_uint_eq(c->pipelines[0].nreceivers, 1);
     ck_assert_str_eq(c->pipelines[0].receivers[0], "otlp");
@@ -456,9 +465,9 @@ END_TEST
 START_TEST(unknown_component_types)
 {
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  zipkin: {}\n" TAIL),
-                NAME ":3:3: unknown exporter type 'zipkin' (known: otlp, otlphttp, loki)");
+                NAME ":3:3: unknown exporter type 'zipkin' (known: otlp, otlphttp, loki, prometheus)");
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otpl/x: {}\n" TAIL),
-                NAME ":3:3: unknown exporter type 'otpl' (known: otlp, otlphttp, loki); did you mean 'otlp'?");
+                NAME ":3:3: unknown exporter type 'otpl' (known: otlp, otlphttp, loki, prometheus); did you mean 'otlp'?");
     assert_only(errors_of("receivers: {loki: {}}\n"
                           "exporters: {otlp: {endpoint: \"h:1\"}}\n"
                           "pipelines: {traces: {receivers: [loki], exporters: [otlp]}}\n"),
@@ -1079,7 +1088,7 @@ START_TEST(pipeline_suggestions)
                         "pipelines:\n"
                         "  trace: {receivers: [otlp], exporters: [otlp/jaeger]}\n"
                         "  logs: {receivers: [otpl], exporters: [zipkin]}\n");
-    ASSERT_LINE(e, NAME ":2:45: unknown exporter type 'zipkin' (known: otlp, otlphttp, loki)");
+    ASSERT_LINE(e, NAME ":2:45: unknown exporter type 'zipkin' (known: otlp, otlphttp, loki, prometheus)");
     ASSERT_LINE(e, NAME ":4:3: unknown pipeline 'trace' (known: traces, metrics, logs); "
                        "did you mean 'traces'?");
     ASSERT_LINE(e, NAME ":5:22: pipelines.logs.receivers: unknown receiver 'otpl'; did you "
@@ -1544,7 +1553,7 @@ START_TEST(otlphttp_exporter_checks)
     free(e);
     /* Type names: otlphttp/<suffix> follows the same rules. */
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlphtp/x: {}\n" TAIL),
-                NAME ":3:3: unknown exporter type 'otlphtp' (known: otlp, otlphttp, loki); did you mean "
+                NAME ":3:3: unknown exporter type 'otlphtp' (known: otlp, otlphttp, loki, prometheus); did you mean "
                      "'otlphttp'?");
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlphttp/: {}\n" TAIL),
                 NAME ":3:3: exporter name 'otlphttp/' needs a name after the '/'");
@@ -2048,6 +2057,64 @@ START_TEST(lines_and_loki_unset_and_reserved)
 }
 END_TEST
 
+/* prometheus exporter: defaults, its own keys, and what it refuses. */
+START_TEST(prometheus_exporter_keys)
+{
+    lk_config *c = config_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                             "exporters: {prometheus: {}}\n"
+                             "pipelines: {metrics: {receivers: [otlp], exporters: [prometheus]}}\n");
+    const struct lk_prometheus_config *p = &c->exporters[0].prometheus;
+    ck_assert_int_eq(c->exporters[0].type, LK_EXPORTER_PROMETHEUS);
+    ck_assert(p->add_metric_suffixes);
+    ck_assert_uint_eq(p->metric_expiration_ms, 300000);
+    ck_assert_uint_eq(p->max_series, 100000);
+    ck_assert_uint_eq(p->npromote, 0);
+    lk_config_destroy(c);
+
+    c = config_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                  "exporters:\n"
+                  "  prometheus/app:\n"
+                  "    add_metric_suffixes: false\n"
+                  "    promote_resource_attributes: [deployment.environment, k8s.pod.name]\n"
+                  "    metric_expiration: 0s\n"
+                  "    max_series: 10\n"
+                  "pipelines: {metrics: {receivers: [otlp], exporters: [prometheus/app]}}\n");
+    p = &c->exporters[0].prometheus;
+    ck_assert(!p->add_metric_suffixes);
+    ck_assert_uint_eq(p->npromote, 2);
+    ck_assert_str_eq(p->promote_resource_attributes[1], "k8s.pod.name");
+    ck_assert_uint_eq(p->metric_expiration_ms, 0);
+    ck_assert_uint_eq(p->max_series, 10);
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(prometheus_exporter_errors)
+{
+    char *e = errors_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                        "exporters:\n"
+                        "  prometheus: {tls: {enabled: true}, labels: [a], promote_resource_attributes: x}\n"
+                        "  prometheus/2: {}\n"
+                        "  otlp: {endpoint: \"h:1\", max_series: 3}\n"
+                        "pipelines:\n"
+                        "  metrics: {receivers: [otlp], exporters: [prometheus]}\n"
+                        "  traces: {receivers: [otlp], exporters: [prometheus/2, otlp]}\n");
+    ASSERT_LINE(e, NAME ":3:16: unknown key 'tls' in exporters.prometheus (a prometheus exporter "
+                   "is scraped on the admin listener; it sends nothing)");
+    ASSERT_LINE(e, NAME ":3:38: unknown key 'labels' in exporters.prometheus (only loki "
+                   "exporters have it)");
+    ASSERT_LINE(e, NAME ":3:80: exporters.prometheus.promote_resource_attributes: expected a "
+                   "list of resource attribute keys like [deployment.environment], got a string");
+    ASSERT_LINE(e, NAME ":3:3: exporters: 'prometheus' and 'prometheus/2': one prometheus "
+                   "exporter at most (both would be served on the admin listener's /metrics)");
+    ASSERT_LINE(e, NAME ":5:27: unknown key 'max_series' in exporters.otlp (only prometheus "
+                   "exporters have it)");
+    ASSERT_LINE(e, NAME ":8:42: pipelines.traces.exporters: 'prometheus/2' exposes metrics for "
+                   "Prometheus; list it in the metrics pipeline");
+    free(e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("config");
@@ -2080,6 +2147,7 @@ static Suite *suite(void)
                              lines_receiver_errors, loki_exporter_defaults, loki_exporter_keys,
                              loki_exporter_errors, logs_only_components, lines_socket_clashes}},
         {"logs_unset_reserved", {lines_and_loki_unset_and_reserved}},
+        {"prometheus_exporter", {prometheus_exporter_keys, prometheus_exporter_errors}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);

@@ -1,0 +1,916 @@
+/*
+ * OTLP metrics → series store (see prom_otlp.h).
+ *
+ * Labels of a point are gathered as (name, value) entries in one scratch
+ * buffer: first those the resource and the scope give (job, instance,
+ * promoted attributes, otel_scope_*), then the point's attributes. They are
+ * sorted by name; point attributes whose names sanitise alike are joined
+ * with ';' in the order of their original keys; a point attribute named like
+ * a resource or scope label loses to it. The sorted entries are rendered as
+ * `a="x",b="y"`, which is the series key.
+ */
+#include "exporters/prom_otlp.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "core/base64.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/json_escape.h"
+#include "core/selfmetrics.h"
+#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
+
+typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
+typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
+typedef Opentelemetry__Proto__Metrics__V1__Metric Metric;
+typedef Opentelemetry__Proto__Metrics__V1__NumberDataPoint NumberPoint;
+typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint HistPoint;
+typedef Opentelemetry__Proto__Metrics__V1__ExponentialHistogramDataPoint ExpPoint;
+typedef Opentelemetry__Proto__Metrics__V1__SummaryDataPoint SummaryPoint;
+
+#define ARENA_CHUNK (64 * 1024)
+#define MAX_EXP_BUCKETS 160 /* classic buckets an exponential histogram becomes at most */
+#define DELTA (OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA)
+
+/* ---- arena for protobuf-c: bump allocation, freed once per request ---- */
+
+struct chunk {
+    struct chunk *next;
+    size_t size, used;
+    unsigned char data[];
+};
+
+struct arena {
+    struct chunk *head;
+};
+
+static void *arena_alloc(void *data, size_t size)
+{
+    struct arena *a = data;
+    size = (size + 15) & ~(size_t)15;
+    struct chunk *c = a->head;
+    if (c == NULL || c->size - c->used < size) {
+        size_t sz = size > ARENA_CHUNK ? size : ARENA_CHUNK;
+        c = malloc(sizeof(*c) + sz);
+        if (c == NULL)
+            return NULL;
+        c->size = sz;
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = c->data + c->used;
+    c->used += size;
+    return p;
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+/* Frees every chunk but the last one allocated (the one most likely large
+ * enough next time), which is emptied. */
+static void arena_reset(struct arena *a)
+{
+    if (a->head == NULL)
+        return;
+    struct chunk *keep = a->head, *c = keep->next;
+    while (c != NULL) {
+        struct chunk *nx = c->next;
+        free(c);
+        c = nx;
+    }
+    keep->next = NULL;
+    keep->used = 0;
+}
+
+static void arena_fini(struct arena *a)
+{
+    arena_reset(a);
+    free(a->head);
+    a->head = NULL;
+}
+
+/* ---- labels ---- */
+
+struct label {
+    size_t name_off, name_len; /* sanitised name, in m->text */
+    size_t val_off, val_len;   /* escaped value, in m->text */
+    const char *key;           /* original key (ordering of joined values) */
+    int prio;                  /* 0: resource/scope (wins), 1: point attribute */
+};
+
+struct lk_prom_mapper {
+    struct lk_prom_map_opts o;
+    lk_prom_store *store;
+    struct arena arena;
+    ProtobufCAllocator alloc;
+    lk_buf text;   /* label names and values of the current point */
+    lk_buf key;    /* the rendered label set */
+    lk_buf name;   /* the family name */
+    lk_buf tmp;    /* one value before escaping */
+    struct label *labels;
+    struct label *sorted; /* render_key's copy: labels keeps its order */
+    size_t nlabels, caplabels;
+    size_t nfixed; /* labels from resource and scope, kept between points */
+    uint64_t *counts; /* histogram bucket scratch */
+    double *bounds;
+    size_t capb;
+};
+
+const char *lk_prom_drop_reason(enum lk_prom_drop d)
+{
+    static const char *const names[LK_PROM_DROP_COUNT] = {
+        "series_limit", "type_conflict", "out_of_order", "invalid_point"};
+    return d < LK_PROM_DROP_COUNT ? names[d] : "unknown";
+}
+
+lk_prom_mapper *lk_prom_mapper_create(const struct lk_prom_map_opts *o, lk_prom_store *s)
+{
+    lk_prom_mapper *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    m->o = *o;
+    m->o.promote = NULL;
+    if (o->npromote > 0) {
+        char **p = calloc(o->npromote, sizeof(*p));
+        if (p == NULL) {
+            free(m);
+            return NULL;
+        }
+        for (size_t i = 0; i < o->npromote; i++)
+            p[i] = strdup(o->promote[i]);
+        m->o.promote = p;
+        for (size_t i = 0; i < o->npromote; i++)
+            if (p[i] == NULL) {
+                lk_prom_mapper_destroy(m);
+                return NULL;
+            }
+    }
+    m->store = s;
+    m->alloc.alloc = arena_alloc;
+    m->alloc.free = arena_free;
+    m->alloc.allocator_data = &m->arena;
+    lk_buf_init(&m->text, 64 * 1024 * 1024);
+    lk_buf_init(&m->key, 64 * 1024 * 1024);
+    lk_buf_init(&m->name, 64 * 1024);
+    lk_buf_init(&m->tmp, 64 * 1024 * 1024);
+    return m;
+}
+
+void lk_prom_mapper_destroy(lk_prom_mapper *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; m->o.promote != NULL && i < m->o.npromote; i++)
+        free(m->o.promote[i]);
+    free((void *)m->o.promote);
+    arena_fini(&m->arena);
+    lk_buf_fini(&m->text);
+    lk_buf_fini(&m->key);
+    lk_buf_fini(&m->name);
+    lk_buf_fini(&m->tmp);
+    free(m->labels);
+    free(m->sorted);
+    free(m->counts);
+    free(m->bounds);
+    free(m);
+}
+
+static int append_i64(lk_buf *b, int64_t v)
+{
+    char t[24];
+    int n = snprintf(t, sizeof(t), "%" PRId64, v);
+    return lk_buf_append(b, t, (size_t)n);
+}
+
+static int append_double(lk_buf *b, double v)
+{
+    char t[40];
+    int n = lk_metrics_format_double(t, sizeof(t), v);
+    if (n < 0 || (size_t)n >= sizeof(t))
+        return LK_EINVAL;
+    return lk_buf_append(b, t, (size_t)n);
+}
+
+/* An AnyValue as text: strings as they are, arrays and maps as JSON. */
+static int any_text(lk_buf *b, const AnyValue *v, bool json)
+{
+    if (v == NULL)
+        return 0;
+    int rc = 0;
+    switch (v->value_case) {
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
+        if (!json)
+            return lk_buf_append_str(b, v->string_value);
+        rc = lk_buf_append(b, "\"", 1);
+        if (rc == 0)
+            rc = lk_json_escape(b, v->string_value, strlen(v->string_value));
+        return rc ? rc : lk_buf_append(b, "\"", 1);
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
+        return lk_buf_append_str(b, v->bool_value ? "true" : "false");
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
+        return append_i64(b, v->int_value);
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
+        if (json && !isfinite(v->double_value)) {
+            rc = lk_buf_append(b, "\"", 1);
+            if (rc == 0)
+                rc = append_double(b, v->double_value);
+            return rc ? rc : lk_buf_append(b, "\"", 1);
+        }
+        return append_double(b, v->double_value);
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
+        if (json)
+            rc = lk_buf_append(b, "\"", 1);
+        if (rc == 0)
+            rc = lk_base64_append(b, v->bytes_value.data, v->bytes_value.len, true);
+        return rc == 0 && json ? lk_buf_append(b, "\"", 1) : rc;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
+        rc = lk_buf_append(b, "[", 1);
+        for (size_t i = 0; rc == 0 && v->array_value && i < v->array_value->n_values; i++) {
+            if (i > 0)
+                rc = lk_buf_append(b, ",", 1);
+            if (rc == 0)
+                rc = any_text(b, v->array_value->values[i], true);
+        }
+        return rc ? rc : lk_buf_append(b, "]", 1);
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE:
+        rc = lk_buf_append(b, "{", 1);
+        for (size_t i = 0; rc == 0 && v->kvlist_value && i < v->kvlist_value->n_values; i++) {
+            const KeyValue *kv = v->kvlist_value->values[i];
+            if (i > 0)
+                rc = lk_buf_append(b, ",", 1);
+            if (rc == 0)
+                rc = lk_buf_append(b, "\"", 1);
+            if (rc == 0)
+                rc = lk_json_escape(b, kv->key, strlen(kv->key));
+            if (rc == 0)
+                rc = lk_buf_append(b, "\":", 2);
+            if (rc == 0)
+                rc = kv->value ? any_text(b, kv->value, true) : lk_buf_append(b, "null", 4);
+        }
+        return rc ? rc : lk_buf_append(b, "}", 1);
+    default:
+        return json ? lk_buf_append(b, "null", 4) : 0;
+    }
+}
+
+/* Appends |s| escaped for a label value (backslash, quote, newline). */
+static int escape_value(lk_buf *b, const char *s, size_t n)
+{
+    int rc = 0;
+    size_t run = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *esc = s[i] == '\\' ? "\\\\" : s[i] == '"' ? "\\\"" : s[i] == '\n' ? "\\n" : NULL;
+        if (esc == NULL)
+            continue;
+        rc = lk_buf_append(b, s + run, i - run);
+        if (rc == 0)
+            rc = lk_buf_append(b, esc, 2);
+        run = i + 1;
+    }
+    return rc ? rc : lk_buf_append(b, s + run, n - run);
+}
+
+static int push_label(lk_prom_mapper *m, struct label **out)
+{
+    if (m->nlabels == m->caplabels) {
+        size_t cap = m->caplabels ? m->caplabels * 2 : 32;
+        struct label *l = realloc(m->labels, cap * sizeof(*l));
+        if (l == NULL)
+            return LK_ENOMEM;
+        m->labels = l;
+        l = realloc(m->sorted, cap * sizeof(*l));
+        if (l == NULL)
+            return LK_ENOMEM;
+        m->sorted = l;
+        m->caplabels = cap;
+    }
+    *out = &m->labels[m->nlabels++];
+    return 0;
+}
+
+/* Adds a label with an already sanitised |name| and a raw value. */
+static int add_label_raw(lk_prom_mapper *m, const char *name, const char *val, size_t vlen,
+                         const char *key, int prio)
+{
+    struct label *l;
+    int rc = push_label(m, &l);
+    if (rc < 0)
+        return rc;
+    l->key = key;
+    l->prio = prio;
+    l->name_off = m->text.len;
+    rc = lk_buf_append_str(&m->text, name);
+    l->name_len = m->text.len - l->name_off;
+    l->val_off = m->text.len;
+    if (rc == 0)
+        rc = escape_value(&m->text, val, vlen);
+    l->val_len = m->text.len - l->val_off;
+    return rc;
+}
+
+/* Adds attribute |kv| as a label with a sanitised name. */
+static int add_label_kv(lk_prom_mapper *m, const KeyValue *kv, int prio)
+{
+    struct label *l;
+    int rc = push_label(m, &l);
+    if (rc < 0)
+        return rc;
+    l->key = kv->key;
+    l->prio = prio;
+    l->name_off = m->text.len;
+    rc = lk_prom_label_name(&m->text, kv->key, strlen(kv->key));
+    l->name_len = m->text.len - l->name_off;
+    lk_buf_reset(&m->tmp);
+    if (rc == 0)
+        rc = any_text(&m->tmp, kv->value, false);
+    l->val_off = m->text.len;
+    if (rc == 0)
+        rc = escape_value(&m->text, (const char *)m->tmp.data, m->tmp.len);
+    l->val_len = m->text.len - l->val_off;
+    return rc;
+}
+
+static const char *text_at(const lk_prom_mapper *m, size_t off)
+{
+    return (const char *)m->text.data + off;
+}
+
+static int label_cmp(const lk_prom_mapper *m, const struct label *a, const struct label *b)
+{
+    size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+    int c = memcmp(text_at(m, a->name_off), text_at(m, b->name_off), n);
+    if (c != 0)
+        return c;
+    if (a->name_len != b->name_len)
+        return a->name_len < b->name_len ? -1 : 1;
+    if (a->prio != b->prio)
+        return a->prio - b->prio;
+    return strcmp(a->key, b->key);
+}
+
+/* Sorts a copy of the labels (insertion sort: a handful per point) and
+ * renders the series key into m->key. */
+static int render_key(lk_prom_mapper *m)
+{
+    struct label *l = m->sorted;
+    if (m->nlabels > 0)
+        memcpy(l, m->labels, m->nlabels * sizeof(*l));
+    for (size_t i = 1; i < m->nlabels; i++) {
+        struct label t = l[i];
+        size_t j = i;
+        while (j > 0 && label_cmp(m, &l[j - 1], &t) > 0) {
+            l[j] = l[j - 1];
+            j--;
+        }
+        l[j] = t;
+    }
+    lk_buf_reset(&m->key);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < m->nlabels; i++) {
+        const struct label *a = &l[i];
+        bool same = i > 0 && l[i - 1].name_len == a->name_len &&
+                    memcmp(text_at(m, l[i - 1].name_off), text_at(m, a->name_off),
+                           a->name_len) == 0;
+        if (same) {
+            /* A resource or scope label wins over an attribute; attributes
+             * that sanitise alike are joined. */
+            if (a->prio == 0 || l[i - 1].prio == 0)
+                continue;
+            m->key.len--; /* the closing quote */
+            rc = lk_buf_append(&m->key, ";", 1);
+            if (rc == 0)
+                rc = lk_buf_append(&m->key, text_at(m, a->val_off), a->val_len);
+            if (rc == 0)
+                rc = lk_buf_append(&m->key, "\"", 1);
+            continue;
+        }
+        if (m->key.len > 0)
+            rc = lk_buf_append(&m->key, ",", 1);
+        if (rc == 0)
+            rc = lk_buf_append(&m->key, text_at(m, a->name_off), a->name_len);
+        if (rc == 0)
+            rc = lk_buf_append(&m->key, "=\"", 2);
+        if (rc == 0)
+            rc = lk_buf_append(&m->key, text_at(m, a->val_off), a->val_len);
+        if (rc == 0)
+            rc = lk_buf_append(&m->key, "\"", 1);
+    }
+    return rc;
+}
+
+/* Drops the point labels, keeping the resource and scope ones. */
+static void reset_point_labels(lk_prom_mapper *m)
+{
+    m->nlabels = m->nfixed;
+    if (m->nfixed == 0)
+        lk_buf_reset(&m->text);
+    else
+        m->text.len = m->labels[m->nfixed - 1].val_off + m->labels[m->nfixed - 1].val_len;
+}
+
+static const AnyValue *resource_attr(const Opentelemetry__Proto__Resource__V1__Resource *r,
+                                     const char *key)
+{
+    for (size_t i = 0; r != NULL && i < r->n_attributes; i++)
+        if (strcmp(r->attributes[i]->key, key) == 0)
+            return r->attributes[i]->value;
+    return NULL;
+}
+
+/* job and instance of a resource, into |out| as raw text; false when absent. */
+static bool resource_job(lk_buf *out, const Opentelemetry__Proto__Resource__V1__Resource *r)
+{
+    const AnyValue *name = resource_attr(r, "service.name");
+    const AnyValue *ns = resource_attr(r, "service.namespace");
+    lk_buf_reset(out);
+    if (name == NULL)
+        return false;
+    if (ns != NULL) {
+        any_text(out, ns, false);
+        lk_buf_append(out, "/", 1);
+    }
+    return any_text(out, name, false) == 0;
+}
+
+/* ---- series updates ---- */
+
+static lk_prom_series *series_for(lk_prom_mapper *m, lk_prom_family *f, uint64_t now_ms,
+                                  struct lk_prom_map_stats *st, bool *created)
+{
+    int err = 0;
+    if (render_key(m) < 0) {
+        st->dropped[LK_PROM_DROP_INVALID]++;
+        return NULL;
+    }
+    lk_prom_series *se = lk_prom_series_get(m->store, f, (const char *)m->key.data,
+                                            m->key.len, now_ms, created, &err);
+    if (se == NULL)
+        st->dropped[err == LK_E2BIG ? LK_PROM_DROP_SERIES_LIMIT : LK_PROM_DROP_INVALID]++;
+    else if (*created)
+        st->new_series++;
+    return se;
+}
+
+/* Decides what a point does to its series: 1 take it as it is (cumulative, or
+ * the first of a series), 2 add it (delta), 0 drop it (counted). A
+ * cumulative point with another start time begins the series anew. */
+static int order_point(struct lk_prom_times *t, bool created, bool delta, uint64_t start,
+                       uint64_t time, struct lk_prom_map_stats *st)
+{
+    if (created) {
+        t->start_ns = start;
+        t->time_ns = time;
+        return 1;
+    }
+    if (delta) {
+        /* Deltas must follow each other: a start before the last end
+         * overlaps (or is a replay); without start times, order by time. */
+        bool ok = start != 0 ? start >= t->time_ns : time > t->time_ns;
+        if (!ok) {
+            st->dropped[LK_PROM_DROP_OUT_OF_ORDER]++;
+            return 0;
+        }
+        t->start_ns = start;
+        t->time_ns = time;
+        return 2;
+    }
+    if (start != t->start_ns && start > t->start_ns) { /* restarted */
+        t->start_ns = start;
+        t->time_ns = time;
+        return 1;
+    }
+    if (time < t->time_ns) {
+        st->dropped[LK_PROM_DROP_OUT_OF_ORDER]++;
+        return 0;
+    }
+    t->time_ns = time;
+    return 1;
+}
+
+#define FLAG_NO_RECORDED_VALUE 1u
+
+static int add_point_attrs(lk_prom_mapper *m, KeyValue **attrs, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = add_label_kv(m, attrs[i], 1);
+    return rc;
+}
+
+static void number_points(lk_prom_mapper *m, lk_prom_family *f, NumberPoint **pts, size_t n,
+                          bool delta, uint64_t now_ms, struct lk_prom_map_stats *st)
+{
+    for (size_t i = 0; i < n; i++) {
+        const NumberPoint *p = pts[i];
+        if (p->flags & FLAG_NO_RECORDED_VALUE)
+            continue;
+        double v;
+        if (p->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE)
+            v = p->as_double;
+        else if (p->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_INT)
+            v = (double)p->as_int;
+        else {
+            st->dropped[LK_PROM_DROP_INVALID]++;
+            continue;
+        }
+        reset_point_labels(m);
+        bool created;
+        if (add_point_attrs(m, p->attributes, p->n_attributes) < 0) {
+            st->dropped[LK_PROM_DROP_INVALID]++;
+            continue;
+        }
+        lk_prom_series *se = series_for(m, f, now_ms, st, &created);
+        if (se == NULL)
+            continue;
+        int what = order_point(lk_prom_series_times(se), created, delta,
+                               p->start_time_unix_nano, p->time_unix_nano, st);
+        if (what == 1)
+            lk_prom_series_set(se, v);
+        else if (what == 2)
+            lk_prom_series_add(se, v);
+        if (what != 0)
+            st->points++;
+    }
+}
+
+static int reserve_buckets(lk_prom_mapper *m, size_t n)
+{
+    if (n <= m->capb)
+        return 0;
+    uint64_t *c = realloc(m->counts, (n + 1) * sizeof(*c));
+    if (c == NULL)
+        return LK_ENOMEM;
+    m->counts = c;
+    double *b = realloc(m->bounds, (n + 1) * sizeof(*b));
+    if (b == NULL)
+        return LK_ENOMEM;
+    m->bounds = b;
+    m->capb = n;
+    return 0;
+}
+
+/* Takes a histogram point (bounds, per-bucket counts) into its series. */
+static void hist_update(lk_prom_mapper *m, lk_prom_family *f, KeyValue **attrs, size_t nattrs,
+                        uint64_t start, uint64_t time, const double *bounds, size_t nb,
+                        const uint64_t *counts, double sum, uint64_t count, bool delta,
+                        uint64_t now_ms, struct lk_prom_map_stats *st)
+{
+    reset_point_labels(m);
+    bool created;
+    if (add_point_attrs(m, attrs, nattrs) < 0) {
+        st->dropped[LK_PROM_DROP_INVALID]++;
+        return;
+    }
+    lk_prom_series *se = series_for(m, f, now_ms, st, &created);
+    if (se == NULL)
+        return;
+    int what = order_point(lk_prom_series_times(se), created, delta, start, time, st);
+    int rc = 0;
+    if (what == 1)
+        rc = lk_prom_series_hist_set(se, bounds, nb, counts, sum, count);
+    else if (what == 2 && lk_prom_series_hist_add(se, bounds, nb, counts, sum, count) < 0)
+        rc = lk_prom_series_hist_set(se, bounds, nb, counts, sum, count); /* new bounds */
+    if (rc < 0)
+        st->dropped[LK_PROM_DROP_INVALID]++;
+    else if (what != 0)
+        st->points++;
+}
+
+static void hist_points(lk_prom_mapper *m, lk_prom_family *f, HistPoint **pts, size_t n,
+                        bool delta, uint64_t now_ms, struct lk_prom_map_stats *st)
+{
+    for (size_t i = 0; i < n; i++) {
+        const HistPoint *p = pts[i];
+        if (p->flags & FLAG_NO_RECORDED_VALUE)
+            continue;
+        size_t nb = p->n_explicit_bounds;
+        uint64_t zero = 0;
+        const uint64_t *counts = p->bucket_counts;
+        if (p->n_bucket_counts == 0 && nb == 0) {
+            counts = &p->count; /* only a count: one +Inf bucket */
+        } else if (p->n_bucket_counts != nb + 1) {
+            st->dropped[LK_PROM_DROP_INVALID]++;
+            continue;
+        }
+        bool sorted = true;
+        for (size_t k = 1; k < nb; k++)
+            sorted = sorted && p->explicit_bounds[k - 1] < p->explicit_bounds[k];
+        if (!sorted) {
+            st->dropped[LK_PROM_DROP_INVALID]++;
+            continue;
+        }
+        (void)zero;
+        double sum = p->_sum_case == OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___SUM_SUM
+                         ? p->sum
+                         : 0;
+        hist_update(m, f, p->attributes, p->n_attributes, p->start_time_unix_nano,
+                    p->time_unix_nano, p->explicit_bounds, nb, counts, sum, p->count, delta,
+                    now_ms, st);
+    }
+}
+
+/*
+ * An exponential histogram point as classic buckets in m->bounds/m->counts:
+ * negative buckets (upper bounds -base^index), the zero bucket (upper bound
+ * zero_threshold, or 0), positive buckets (upper bounds base^(index+1)), and
+ * +Inf. Downscaled (pairs of buckets merged, scale - 1) until at most
+ * MAX_EXP_BUCKETS remain. Returns the number of bounds, or < 0.
+ */
+static long exp_to_classic(lk_prom_mapper *m, const ExpPoint *p)
+{
+    const Opentelemetry__Proto__Metrics__V1__ExponentialHistogramDataPoint__Buckets *pos =
+        p->positive, *neg = p->negative;
+    int32_t scale = p->scale;
+    int32_t poff = pos ? pos->offset : 0, noff = neg ? neg->offset : 0;
+    size_t pn = pos ? pos->n_bucket_counts : 0, nn = neg ? neg->n_bucket_counts : 0;
+    if (scale < -10 || scale > 20)
+        return LK_EINVAL;
+    /* Downscale until the index span fits. Each step halves (floor) the indices. */
+    int shift = 0;
+    for (;;) {
+        int64_t plo = (int64_t)poff >> shift, phi = ((int64_t)poff + (int64_t)pn - 1) >> shift;
+        int64_t nlo = (int64_t)noff >> shift, nhi = ((int64_t)noff + (int64_t)nn - 1) >> shift;
+        size_t total = (pn ? (size_t)(phi - plo + 1) : 0) + (nn ? (size_t)(nhi - nlo + 1) : 0);
+        if (total <= MAX_EXP_BUCKETS || scale - shift <= -10)
+            break;
+        shift++;
+    }
+    int32_t s = scale - shift;
+    double base = pow(2.0, pow(2.0, -s));
+    int64_t plo = (int64_t)poff >> shift, phi = pn ? ((int64_t)poff + (int64_t)pn - 1) >> shift : plo - 1;
+    int64_t nlo = (int64_t)noff >> shift, nhi = nn ? ((int64_t)noff + (int64_t)nn - 1) >> shift : nlo - 1;
+    size_t np = (size_t)(phi - plo + 1), nneg = (size_t)(nhi - nlo + 1);
+    size_t nbounds = nneg + 1 + np;
+    if (reserve_buckets(m, nbounds) < 0)
+        return LK_ENOMEM;
+    memset(m->counts, 0, (nbounds + 1) * sizeof(*m->counts));
+    /* negative: from the largest index (most negative values) up */
+    for (size_t k = 0; k < nn; k++) {
+        int64_t idx = ((int64_t)noff + (int64_t)k) >> shift;
+        m->counts[(size_t)(nhi - idx)] += neg->bucket_counts[k];
+    }
+    for (size_t k = 0; k < nneg; k++)
+        m->bounds[k] = -pow(base, (double)(nhi - (int64_t)k));
+    m->bounds[nneg] = p->zero_threshold > 0 ? p->zero_threshold : 0;
+    m->counts[nneg] = p->zero_count;
+    for (size_t k = 0; k < pn; k++) {
+        int64_t idx = ((int64_t)poff + (int64_t)k) >> shift;
+        m->counts[nneg + 1 + (size_t)(idx - plo)] += pos->bucket_counts[k];
+    }
+    for (size_t k = 0; k < np; k++)
+        m->bounds[nneg + 1 + k] = pow(base, (double)(plo + (int64_t)k + 1));
+    /* Bounds must increase: drop a zero bucket that does not sit between. */
+    for (size_t k = 1; k < nbounds; k++)
+        if (!(m->bounds[k - 1] < m->bounds[k]))
+            return LK_EINVAL;
+    return (long)nbounds;
+}
+
+static void exp_points(lk_prom_mapper *m, lk_prom_family *f, ExpPoint **pts, size_t n,
+                       bool delta, uint64_t now_ms, struct lk_prom_map_stats *st)
+{
+    for (size_t i = 0; i < n; i++) {
+        const ExpPoint *p = pts[i];
+        if (p->flags & FLAG_NO_RECORDED_VALUE)
+            continue;
+        long nb = exp_to_classic(m, p);
+        if (nb < 0) {
+            st->dropped[LK_PROM_DROP_INVALID]++;
+            continue;
+        }
+        double sum = p->_sum_case ? p->sum : 0;
+        hist_update(m, f, p->attributes, p->n_attributes, p->start_time_unix_nano,
+                    p->time_unix_nano, m->bounds, (size_t)nb, m->counts, sum, p->count,
+                    delta, now_ms, st);
+    }
+}
+
+static void summary_points(lk_prom_mapper *m, lk_prom_family *f, SummaryPoint **pts,
+                           size_t n, uint64_t now_ms, struct lk_prom_map_stats *st)
+{
+    for (size_t i = 0; i < n; i++) {
+        const SummaryPoint *p = pts[i];
+        if (p->flags & FLAG_NO_RECORDED_VALUE)
+            continue;
+        size_t nq = p->n_quantile_values;
+        if (reserve_buckets(m, nq) < 0) {
+            st->dropped[LK_PROM_DROP_INVALID]++;
+            continue;
+        }
+        double *vals = (double *)m->counts; /* same size as uint64_t */
+        for (size_t k = 0; k < nq; k++) {
+            m->bounds[k] = p->quantile_values[k]->quantile;
+            vals[k] = p->quantile_values[k]->value;
+        }
+        reset_point_labels(m);
+        bool created;
+        if (add_point_attrs(m, p->attributes, p->n_attributes) < 0) {
+            st->dropped[LK_PROM_DROP_INVALID]++;
+            continue;
+        }
+        lk_prom_series *se = series_for(m, f, now_ms, st, &created);
+        if (se == NULL)
+            continue;
+        int what = order_point(lk_prom_series_times(se), created, false,
+                               p->start_time_unix_nano, p->time_unix_nano, st);
+        if (what == 0)
+            continue;
+        if (lk_prom_series_summary_set(se, m->bounds, vals, nq, p->sum, p->count) < 0)
+            st->dropped[LK_PROM_DROP_INVALID]++;
+        else
+            st->points++;
+    }
+}
+
+static size_t metric_points(const Metric *mt)
+{
+    switch (mt->data_case) {
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE:
+        return mt->gauge ? mt->gauge->n_data_points : 0;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM:
+        return mt->sum ? mt->sum->n_data_points : 0;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM:
+        return mt->histogram ? mt->histogram->n_data_points : 0;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM:
+        return mt->exponential_histogram ? mt->exponential_histogram->n_data_points : 0;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY:
+        return mt->summary ? mt->summary->n_data_points : 0;
+    default:
+        return 0;
+    }
+}
+
+static void apply_metric(lk_prom_mapper *m, const Metric *mt, uint64_t now_ms,
+                         struct lk_prom_map_stats *st)
+{
+    enum lk_prom_kind kind;
+    bool delta = false;
+    switch (mt->data_case) {
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE:
+        kind = LK_PROM_GAUGE;
+        break;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM:
+        kind = mt->sum->is_monotonic ? LK_PROM_COUNTER : LK_PROM_GAUGE;
+        delta = mt->sum->aggregation_temporality == DELTA;
+        break;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM:
+        kind = LK_PROM_HISTOGRAM;
+        delta = mt->histogram->aggregation_temporality == DELTA;
+        break;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM:
+        kind = LK_PROM_HISTOGRAM;
+        delta = mt->exponential_histogram->aggregation_temporality == DELTA;
+        break;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY:
+        kind = LK_PROM_SUMMARY;
+        break;
+    default:
+        return;
+    }
+    lk_buf_reset(&m->name);
+    lk_buf_reset(&m->tmp);
+    int err = lk_prom_metric_name(&m->name, mt->name, mt->unit, kind, m->o.add_suffixes);
+    if (err == 0)
+        err = lk_prom_unit(&m->tmp, mt->unit);
+    if (err == 0)
+        err = lk_buf_append(&m->tmp, "", 1);
+    lk_prom_family *f = NULL;
+    if (err == 0)
+        f = lk_prom_family_get(m->store, (const char *)m->name.data, m->name.len, kind,
+                               mt->description, (const char *)m->tmp.data, &err);
+    if (f == NULL) {
+        st->dropped[err == LK_EEXIST ? LK_PROM_DROP_TYPE_CONFLICT : LK_PROM_DROP_INVALID] +=
+            metric_points(mt);
+        return;
+    }
+    switch (mt->data_case) {
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE:
+        number_points(m, f, mt->gauge->data_points, mt->gauge->n_data_points, false, now_ms, st);
+        break;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM:
+        number_points(m, f, mt->sum->data_points, mt->sum->n_data_points, delta, now_ms, st);
+        break;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM:
+        hist_points(m, f, mt->histogram->data_points, mt->histogram->n_data_points, delta,
+                    now_ms, st);
+        break;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM:
+        exp_points(m, f, mt->exponential_histogram->data_points,
+                   mt->exponential_histogram->n_data_points, delta, now_ms, st);
+        break;
+    default:
+        summary_points(m, f, mt->summary->data_points, mt->summary->n_data_points, now_ms, st);
+        break;
+    }
+}
+
+static bool identifying(const char *key)
+{
+    return strcmp(key, "service.name") == 0 || strcmp(key, "service.namespace") == 0 ||
+           strcmp(key, "service.instance.id") == 0;
+}
+
+/* Labels of the resource (job, instance, promoted) as the fixed labels; and
+ * its target_info series. */
+static int resource_labels(lk_prom_mapper *m,
+                           const Opentelemetry__Proto__Resource__V1__Resource *r,
+                           uint64_t now_ms, struct lk_prom_map_stats *st)
+{
+    m->nlabels = 0;
+    m->nfixed = 0;
+    lk_buf_reset(&m->text);
+    int rc = 0;
+    lk_buf job;
+    lk_buf_init(&job, 64 * 1024);
+    if (resource_job(&job, r))
+        rc = add_label_raw(m, "job", (const char *)job.data, job.len, "job", 0);
+    lk_buf_fini(&job);
+    const AnyValue *inst = resource_attr(r, "service.instance.id");
+    if (rc == 0 && inst != NULL) {
+        lk_buf_reset(&m->tmp);
+        rc = any_text(&m->tmp, inst, false);
+        if (rc == 0)
+            rc = add_label_raw(m, "instance", (const char *)m->tmp.data, m->tmp.len,
+                               "instance", 0);
+    }
+    size_t ident = m->nlabels;
+    /* target_info: the other resource attributes, when there are any. */
+    bool others = false;
+    for (size_t i = 0; r != NULL && i < r->n_attributes; i++)
+        others = others || !identifying(r->attributes[i]->key);
+    if (rc == 0 && others) {
+        for (size_t i = 0; rc == 0 && i < r->n_attributes; i++)
+            if (!identifying(r->attributes[i]->key))
+                rc = add_label_kv(m, r->attributes[i], 1);
+        int err = 0;
+        lk_prom_family *f = NULL;
+        if (rc == 0)
+            f = lk_prom_family_get(m->store, "target_info", 11, LK_PROM_GAUGE,
+                                   "Target metadata", "", &err);
+        bool created;
+        lk_prom_series *se = f ? series_for(m, f, now_ms, st, &created) : NULL;
+        if (se != NULL)
+            lk_prom_series_set(se, 1);
+        m->nlabels = ident;
+        m->text.len = ident ? m->labels[ident - 1].val_off + m->labels[ident - 1].val_len : 0;
+    }
+    for (size_t k = 0; rc == 0 && k < m->o.npromote; k++)
+        for (size_t i = 0; rc == 0 && r != NULL && i < r->n_attributes; i++)
+            if (strcmp(r->attributes[i]->key, m->o.promote[k]) == 0 &&
+                !identifying(r->attributes[i]->key))
+                rc = add_label_kv(m, r->attributes[i], 0);
+    m->nfixed = m->nlabels;
+    return rc;
+}
+
+static int scope_labels(lk_prom_mapper *m, size_t resource_n,
+                        const Opentelemetry__Proto__Common__V1__InstrumentationScope *sc)
+{
+    m->nlabels = resource_n;
+    m->nfixed = resource_n;
+    reset_point_labels(m);
+    int rc = 0;
+    if (sc != NULL && sc->name != NULL && sc->name[0] != '\0')
+        rc = add_label_raw(m, "otel_scope_name", sc->name, strlen(sc->name), "otel_scope_name", 0);
+    if (rc == 0 && sc != NULL && sc->version != NULL && sc->version[0] != '\0')
+        rc = add_label_raw(m, "otel_scope_version", sc->version, strlen(sc->version),
+                           "otel_scope_version", 0);
+    m->nfixed = m->nlabels;
+    return rc;
+}
+
+int lk_prom_mapper_apply(lk_prom_mapper *m, const uint8_t *body, size_t len,
+                         uint64_t now_ms, struct lk_prom_map_stats *st)
+{
+    Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest *req =
+        opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__unpack(
+            &m->alloc, len, body);
+    if (req == NULL) {
+        arena_reset(&m->arena);
+        return LK_EPROTO;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < req->n_resource_metrics; i++) {
+        const Opentelemetry__Proto__Metrics__V1__ResourceMetrics *rm = req->resource_metrics[i];
+        rc = resource_labels(m, rm->resource, now_ms, st);
+        size_t rn = m->nlabels;
+        for (size_t j = 0; rc == 0 && j < rm->n_scope_metrics; j++) {
+            const Opentelemetry__Proto__Metrics__V1__ScopeMetrics *sm = rm->scope_metrics[j];
+            rc = scope_labels(m, rn, sm->scope);
+            for (size_t k = 0; rc == 0 && k < sm->n_metrics; k++)
+                apply_metric(m, sm->metrics[k], now_ms, st);
+        }
+    }
+    arena_reset(&m->arena);
+    return rc;
+}

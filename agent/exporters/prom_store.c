@@ -1,0 +1,548 @@
+/*
+ * Series store of the prometheus exporter (see prom_store.h).
+ *
+ * Families live in an array kept sorted by name (there are few; binary
+ * search). Series live in one chained hash table keyed by (family, label
+ * set) and, for rendering, in their family's list in creation order. A
+ * series is one allocation with its label text; histogram and summary
+ * arrays are allocated when a series first gets them and reused after.
+ */
+#include "exporters/prom_store.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/selfmetrics.h"
+
+struct lk_prom_series {
+    lk_prom_series *hnext;      /* hash chain */
+    lk_prom_series *prev, *next; /* family list, creation order */
+    lk_prom_family *fam;
+    uint64_t hash;
+    uint64_t updated_ms;
+    struct lk_prom_times times;
+    double value; /* gauge, counter; sum of histograms and summaries */
+    uint64_t count;
+    size_t n;        /* histogram bounds or summary quantiles */
+    size_t cap;      /* of the arrays below */
+    double *bounds;  /* histogram upper bounds; summary quantiles */
+    uint64_t *counts; /* histogram: n + 1 per-bucket counts */
+    double *qvalues;  /* summary: value per quantile */
+    size_t labels_len;
+    char labels[];
+};
+
+struct lk_prom_family {
+    char *name;
+    char *help;
+    char *unit;
+    enum lk_prom_kind kind;
+    size_t nseries;
+    lk_prom_series *head, *tail;
+};
+
+struct lk_prom_store {
+    struct lk_prom_store_opts o;
+    lk_prom_family **fams; /* sorted by name */
+    size_t nfams, capfams;
+    lk_prom_series **table;
+    size_t nbuckets; /* power of two */
+    size_t nseries;
+};
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static uint64_t series_hash(const lk_prom_family *f, const char *labels, size_t len)
+{
+    uintptr_t fp = (uintptr_t)f;
+    uint64_t h = hash_bytes(0xcbf29ce484222325ull, &fp, sizeof(fp));
+    h = hash_bytes(h, labels, len);
+    return h ^ (h >> 29);
+}
+
+lk_prom_store *lk_prom_store_create(const struct lk_prom_store_opts *o)
+{
+    lk_prom_store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->o = *o;
+    s->nbuckets = 1024;
+    s->table = calloc(s->nbuckets, sizeof(*s->table));
+    if (s->table == NULL) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void series_free(lk_prom_series *se)
+{
+    free(se->bounds);
+    free(se->counts);
+    free(se->qvalues);
+    free(se);
+}
+
+void lk_prom_store_destroy(lk_prom_store *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->nfams; i++) {
+        lk_prom_family *f = s->fams[i];
+        for (lk_prom_series *se = f->head, *nx; se != NULL; se = nx) {
+            nx = se->next;
+            series_free(se);
+        }
+        free(f->name);
+        free(f->help);
+        free(f->unit);
+        free(f);
+    }
+    free(s->fams);
+    free(s->table);
+    free(s);
+}
+
+/* Index of the first family whose name is >= |name|. */
+static size_t family_pos(const lk_prom_store *s, const char *name, size_t nlen, bool *found)
+{
+    size_t lo = 0, hi = s->nfams;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *m = s->fams[mid]->name;
+        size_t mlen = strlen(m);
+        int c = memcmp(m, name, mlen < nlen ? mlen : nlen);
+        if (c == 0)
+            c = mlen < nlen ? -1 : mlen > nlen ? 1 : 0;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < s->nfams && strlen(s->fams[lo]->name) == nlen &&
+             memcmp(s->fams[lo]->name, name, nlen) == 0;
+    return lo;
+}
+
+static char *dup_str(const char *p, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d != NULL) {
+        memcpy(d, p, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+lk_prom_family *lk_prom_family_get(lk_prom_store *s, const char *name, size_t nlen,
+                                   enum lk_prom_kind kind, const char *help,
+                                   const char *unit, int *err)
+{
+    bool found;
+    size_t pos = family_pos(s, name, nlen, &found);
+    if (found) {
+        lk_prom_family *f = s->fams[pos];
+        if (f->kind != kind) {
+            *err = LK_EEXIST;
+            return NULL;
+        }
+        return f;
+    }
+    if (s->nfams == s->capfams) {
+        size_t cap = s->capfams ? s->capfams * 2 : 16;
+        lk_prom_family **nf = realloc(s->fams, cap * sizeof(*nf));
+        if (nf == NULL) {
+            *err = LK_ENOMEM;
+            return NULL;
+        }
+        s->fams = nf;
+        s->capfams = cap;
+    }
+    lk_prom_family *f = calloc(1, sizeof(*f));
+    if (f != NULL) {
+        f->name = dup_str(name, nlen);
+        f->help = dup_str(help ? help : "", help ? strlen(help) : 0);
+        f->unit = dup_str(unit ? unit : "", unit ? strlen(unit) : 0);
+    }
+    if (f == NULL || f->name == NULL || f->help == NULL || f->unit == NULL) {
+        if (f != NULL) {
+            free(f->name);
+            free(f->help);
+            free(f->unit);
+            free(f);
+        }
+        *err = LK_ENOMEM;
+        return NULL;
+    }
+    f->kind = kind;
+    memmove(s->fams + pos + 1, s->fams + pos, (s->nfams - pos) * sizeof(*s->fams));
+    s->fams[pos] = f;
+    s->nfams++;
+    return f;
+}
+
+/* Doubles the hash table; on allocation failure it just stays as it is. */
+static void grow_table(lk_prom_store *s)
+{
+    size_t nb = s->nbuckets * 2;
+    lk_prom_series **t = calloc(nb, sizeof(*t));
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        for (lk_prom_series *se = s->table[i], *nx; se != NULL; se = nx) {
+            nx = se->hnext;
+            size_t b = se->hash & (nb - 1);
+            se->hnext = t[b];
+            t[b] = se;
+        }
+    }
+    free(s->table);
+    s->table = t;
+    s->nbuckets = nb;
+}
+
+lk_prom_series *lk_prom_series_get(lk_prom_store *s, lk_prom_family *f,
+                                   const char *labels, size_t len, uint64_t now_ms,
+                                   bool *created, int *err)
+{
+    uint64_t h = series_hash(f, labels, len);
+    *created = false;
+    for (lk_prom_series *se = s->table[h & (s->nbuckets - 1)]; se != NULL;
+         se = se->hnext) {
+        if (se->hash == h && se->fam == f && se->labels_len == len &&
+            memcmp(se->labels, labels, len) == 0) {
+            se->updated_ms = now_ms;
+            return se;
+        }
+    }
+    if (s->o.max_series != 0 && s->nseries >= s->o.max_series) {
+        *err = LK_E2BIG;
+        return NULL;
+    }
+    lk_prom_series *se = calloc(1, sizeof(*se) + len + 1);
+    if (se == NULL) {
+        *err = LK_ENOMEM;
+        return NULL;
+    }
+    se->fam = f;
+    se->hash = h;
+    se->updated_ms = now_ms;
+    se->labels_len = len;
+    memcpy(se->labels, labels, len);
+    size_t b = h & (s->nbuckets - 1);
+    se->hnext = s->table[b];
+    s->table[b] = se;
+    se->prev = f->tail;
+    if (f->tail != NULL)
+        f->tail->next = se;
+    else
+        f->head = se;
+    f->tail = se;
+    f->nseries++;
+    s->nseries++;
+    if (s->nseries > s->nbuckets)
+        grow_table(s);
+    *created = true;
+    return se;
+}
+
+struct lk_prom_times *lk_prom_series_times(lk_prom_series *se)
+{
+    return &se->times;
+}
+
+void lk_prom_series_set(lk_prom_series *se, double v)
+{
+    se->value = v;
+}
+
+void lk_prom_series_add(lk_prom_series *se, double v)
+{
+    se->value += v;
+}
+
+double lk_prom_series_value(const lk_prom_series *se)
+{
+    return se->value;
+}
+
+/* Makes room for |n| entries in the arrays this kind uses. */
+static int reserve(lk_prom_series *se, size_t n, bool hist)
+{
+    if (n <= se->cap && (hist ? se->counts != NULL || n == 0 : se->qvalues != NULL || n == 0))
+        return 0;
+    size_t cap = n < 4 ? 4 : n;
+    double *b = realloc(se->bounds, cap * sizeof(*b));
+    if (b == NULL)
+        return LK_ENOMEM;
+    se->bounds = b;
+    if (hist) {
+        uint64_t *c = realloc(se->counts, (cap + 1) * sizeof(*c));
+        if (c == NULL)
+            return LK_ENOMEM;
+        se->counts = c;
+    } else {
+        double *q = realloc(se->qvalues, cap * sizeof(*q));
+        if (q == NULL)
+            return LK_ENOMEM;
+        se->qvalues = q;
+    }
+    se->cap = cap;
+    return 0;
+}
+
+int lk_prom_series_hist_set(lk_prom_series *se, const double *bounds, size_t nbounds,
+                            const uint64_t *counts, double sum, uint64_t count)
+{
+    int rc = reserve(se, nbounds, true);
+    if (rc < 0)
+        return rc;
+    if (se->counts == NULL) { /* nbounds == 0 and never reserved */
+        se->counts = calloc(1, sizeof(*se->counts));
+        if (se->counts == NULL)
+            return LK_ENOMEM;
+    }
+    if (nbounds > 0)
+        memcpy(se->bounds, bounds, nbounds * sizeof(*bounds));
+    memcpy(se->counts, counts, (nbounds + 1) * sizeof(*counts));
+    se->n = nbounds;
+    se->value = sum;
+    se->count = count;
+    return 0;
+}
+
+int lk_prom_series_hist_add(lk_prom_series *se, const double *bounds, size_t nbounds,
+                            const uint64_t *counts, double sum, uint64_t count)
+{
+    if (se->counts == NULL)
+        return lk_prom_series_hist_set(se, bounds, nbounds, counts, sum, count);
+    if (nbounds != se->n ||
+        (nbounds > 0 && memcmp(bounds, se->bounds, nbounds * sizeof(*bounds)) != 0))
+        return LK_EINVAL;
+    for (size_t i = 0; i <= nbounds; i++)
+        se->counts[i] += counts[i];
+    se->value += sum;
+    se->count += count;
+    return 0;
+}
+
+int lk_prom_series_summary_set(lk_prom_series *se, const double *quantiles,
+                               const double *values, size_t n, double sum,
+                               uint64_t count)
+{
+    int rc = reserve(se, n, false);
+    if (rc < 0)
+        return rc;
+    if (n > 0) {
+        memcpy(se->bounds, quantiles, n * sizeof(*quantiles));
+        memcpy(se->qvalues, values, n * sizeof(*values));
+    }
+    se->n = n;
+    se->value = sum;
+    se->count = count;
+    return 0;
+}
+
+static void series_unlink(lk_prom_store *s, lk_prom_series *se)
+{
+    lk_prom_series **pp = &s->table[se->hash & (s->nbuckets - 1)];
+    while (*pp != se)
+        pp = &(*pp)->hnext;
+    *pp = se->hnext;
+    lk_prom_family *f = se->fam;
+    if (se->prev != NULL)
+        se->prev->next = se->next;
+    else
+        f->head = se->next;
+    if (se->next != NULL)
+        se->next->prev = se->prev;
+    else
+        f->tail = se->prev;
+    f->nseries--;
+    s->nseries--;
+}
+
+size_t lk_prom_store_expire(lk_prom_store *s, uint64_t now_ms)
+{
+    if (s->o.expiration_ms == 0 || now_ms < s->o.expiration_ms)
+        return 0;
+    uint64_t cutoff = now_ms - s->o.expiration_ms;
+    size_t gone = 0;
+    for (size_t i = 0; i < s->nfams; i++) {
+        for (lk_prom_series *se = s->fams[i]->head, *nx; se != NULL; se = nx) {
+            nx = se->next;
+            if (se->updated_ms < cutoff) {
+                series_unlink(s, se);
+                series_free(se);
+                gone++;
+            }
+        }
+    }
+    return gone;
+}
+
+size_t lk_prom_store_series_count(const lk_prom_store *s)
+{
+    return s->nseries;
+}
+
+/* ---- rendering ---- */
+
+/* Integral values (most counters) skip the printf search for the shortest form. */
+static int append_value(lk_buf *out, double v)
+{
+    char tmp[40];
+    int n;
+    if (v == floor(v) && fabs(v) < 9007199254740992.0) {
+        char *p = tmp + sizeof(tmp);
+        uint64_t u = (uint64_t)fabs(v);
+        do {
+            *--p = (char)('0' + u % 10);
+            u /= 10;
+        } while (u != 0);
+        if (v < 0)
+            *--p = '-';
+        return lk_buf_append(out, p, (size_t)(tmp + sizeof(tmp) - p));
+    }
+    n = lk_metrics_format_double(tmp, sizeof(tmp), v);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return LK_EINVAL;
+    return lk_buf_append(out, tmp, (size_t)n);
+}
+
+/* HELP text: backslash and newline escaped. */
+static int append_help(lk_buf *out, const char *h)
+{
+    int rc = 0;
+    for (const char *p = h; rc == 0 && *p != '\0'; p++) {
+        if (*p == '\\')
+            rc = lk_buf_append(out, "\\\\", 2);
+        else if (*p == '\n')
+            rc = lk_buf_append(out, "\\n", 2);
+        else
+            rc = lk_buf_append(out, p, 1);
+    }
+    return rc;
+}
+
+/* `name suffix {labels[,extra]} ` */
+static int append_sample_start(lk_buf *out, const lk_prom_family *f, const char *suffix,
+                               const lk_prom_series *se, const char *extra)
+{
+    int rc = lk_buf_append_str(out, f->name);
+    if (rc == 0 && suffix != NULL)
+        rc = lk_buf_append_str(out, suffix);
+    bool any = se->labels_len > 0 || extra != NULL;
+    if (rc == 0 && any) {
+        rc = lk_buf_append(out, "{", 1);
+        if (rc == 0)
+            rc = lk_buf_append(out, se->labels, se->labels_len);
+        if (rc == 0 && extra != NULL) {
+            if (se->labels_len > 0)
+                rc = lk_buf_append(out, ",", 1);
+            if (rc == 0)
+                rc = lk_buf_append_str(out, extra);
+        }
+        if (rc == 0)
+            rc = lk_buf_append(out, "}", 1);
+    }
+    if (rc == 0)
+        rc = lk_buf_append(out, " ", 1);
+    return rc;
+}
+
+static int append_line_value(lk_buf *out, double v)
+{
+    int rc = append_value(out, v);
+    return rc == 0 ? lk_buf_append(out, "\n", 1) : rc;
+}
+
+static int render_series(lk_buf *out, const lk_prom_family *f, const lk_prom_series *se)
+{
+    int rc = 0;
+    char extra[64];
+    switch (f->kind) {
+    case LK_PROM_GAUGE:
+    case LK_PROM_COUNTER:
+        rc = append_sample_start(out, f, NULL, se, NULL);
+        return rc ? rc : append_line_value(out, se->value);
+    case LK_PROM_HISTOGRAM: {
+        if (se->counts == NULL)
+            return 0;
+        uint64_t cum = 0;
+        for (size_t i = 0; rc == 0 && i <= se->n; i++) {
+            cum += se->counts[i];
+            if (i < se->n) {
+                char b[40];
+                int n = lk_metrics_format_double(b, sizeof(b), se->bounds[i]);
+                if (n < 0 || (size_t)n >= sizeof(b))
+                    return LK_EINVAL;
+                snprintf(extra, sizeof(extra), "le=\"%s\"", b);
+            } else {
+                snprintf(extra, sizeof(extra), "le=\"+Inf\"");
+            }
+            rc = append_sample_start(out, f, "_bucket", se, extra);
+            if (rc == 0)
+                rc = append_line_value(out, (double)cum);
+        }
+        break;
+    }
+    case LK_PROM_SUMMARY:
+        for (size_t i = 0; rc == 0 && i < se->n; i++) {
+            char q[40];
+            int n = lk_metrics_format_double(q, sizeof(q), se->bounds[i]);
+            if (n < 0 || (size_t)n >= sizeof(q))
+                return LK_EINVAL;
+            snprintf(extra, sizeof(extra), "quantile=\"%s\"", q);
+            rc = append_sample_start(out, f, NULL, se, extra);
+            if (rc == 0)
+                rc = append_line_value(out, se->qvalues[i]);
+        }
+        break;
+    }
+    if (rc == 0)
+        rc = append_sample_start(out, f, "_sum", se, NULL);
+    if (rc == 0)
+        rc = append_line_value(out, se->value);
+    if (rc == 0)
+        rc = append_sample_start(out, f, "_count", se, NULL);
+    if (rc == 0)
+        rc = append_line_value(out, (double)se->count);
+    return rc;
+}
+
+static const char *const kind_names[] = {"gauge", "counter", "histogram", "summary"};
+
+int lk_prom_store_render(lk_prom_store *s, lk_buf *out)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < s->nfams; i++) {
+        const lk_prom_family *f = s->fams[i];
+        if (f->nseries == 0)
+            continue;
+        if (f->help[0] != '\0') {
+            rc = lk_buf_printf(out, "# HELP %s ", f->name);
+            if (rc == 0)
+                rc = append_help(out, f->help);
+            if (rc == 0)
+                rc = lk_buf_append(out, "\n", 1);
+        }
+        if (rc == 0)
+            rc = lk_buf_printf(out, "# TYPE %s %s\n", f->name, kind_names[f->kind]);
+        for (const lk_prom_series *se = f->head; rc == 0 && se != NULL; se = se->next)
+            rc = render_series(out, f, se);
+    }
+    return rc;
+}

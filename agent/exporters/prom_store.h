@@ -1,0 +1,91 @@
+/*
+ * The series store of the prometheus exporter: metric families (name, type,
+ * help, unit) and their series (a rendered label set and its current value),
+ * updated from OTLP points and rendered as the Prometheus text exposition.
+ *
+ * A series is found by hashing its family and label set, so updating an
+ * existing series allocates nothing. Families render in name order, series in
+ * the order they were created: the exposition is stable between scrapes.
+ * Series not updated for the expiration time disappear; at most max_series
+ * exist (a new one beyond is refused, existing ones keep updating).
+ * Loop thread only.
+ */
+#ifndef LK_EXPORTERS_PROM_STORE_H
+#define LK_EXPORTERS_PROM_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "exporters/prom_translate.h"
+
+typedef struct lk_prom_store lk_prom_store;
+typedef struct lk_prom_family lk_prom_family;
+typedef struct lk_prom_series lk_prom_series;
+
+struct lk_prom_store_opts {
+    uint64_t expiration_ms; /* 0: series never expire */
+    uint64_t max_series;    /* 0: no limit */
+};
+
+lk_prom_store *lk_prom_store_create(const struct lk_prom_store_opts *o);
+void lk_prom_store_destroy(lk_prom_store *s); /* NULL-safe */
+
+/*
+ * The family |name| (|nlen| bytes) of |kind|, created with |help| and |unit|
+ * (both NUL-terminated, copied; the first help wins) when new. NULL with
+ * *err = LK_EEXIST when the name is taken by another kind (the first keeps
+ * it), or LK_ENOMEM.
+ */
+lk_prom_family *lk_prom_family_get(lk_prom_store *s, const char *name, size_t nlen,
+                                   enum lk_prom_kind kind, const char *help,
+                                   const char *unit, int *err);
+
+/*
+ * The series of |f| with the label set |labels| (|len| bytes, rendered as
+ * `a="x",b="y"` in label-name order, "" for none), created empty when new
+ * (*created set). NULL with *err = LK_E2BIG when a new one would pass
+ * max_series, or LK_ENOMEM. Marks the series as updated at |now_ms|.
+ */
+lk_prom_series *lk_prom_series_get(lk_prom_store *s, lk_prom_family *f,
+                                   const char *labels, size_t len, uint64_t now_ms,
+                                   bool *created, int *err);
+
+/* What the last point of a series said about time (for reset and order checks). */
+struct lk_prom_times {
+    uint64_t start_ns; /* start_time_unix_nano of the last point taken */
+    uint64_t time_ns;  /* time_unix_nano of the last point taken */
+};
+struct lk_prom_times *lk_prom_series_times(lk_prom_series *se);
+
+/* Gauges and counters. */
+void lk_prom_series_set(lk_prom_series *se, double v);
+void lk_prom_series_add(lk_prom_series *se, double v);
+double lk_prom_series_value(const lk_prom_series *se);
+
+/*
+ * Histograms: |nbounds| explicit upper bounds and nbounds + 1 per-bucket
+ * counts (not cumulative; the last one is +Inf). set replaces the buckets;
+ * add accumulates them when the bounds are the same, and returns LK_EINVAL
+ * without changing anything when they differ (the caller starts the series
+ * anew with set). LK_ENOMEM.
+ */
+int lk_prom_series_hist_set(lk_prom_series *se, const double *bounds, size_t nbounds,
+                            const uint64_t *counts, double sum, uint64_t count);
+int lk_prom_series_hist_add(lk_prom_series *se, const double *bounds, size_t nbounds,
+                            const uint64_t *counts, double sum, uint64_t count);
+
+/* Summaries: |n| quantiles in [0, 1] with their values. LK_ENOMEM. */
+int lk_prom_series_summary_set(lk_prom_series *se, const double *quantiles,
+                               const double *values, size_t n, double sum,
+                               uint64_t count);
+
+/* Removes the series not updated since |now_ms| - expiration; returns how many. */
+size_t lk_prom_store_expire(lk_prom_store *s, uint64_t now_ms);
+size_t lk_prom_store_series_count(const lk_prom_store *s);
+
+/* Appends the text exposition format 0.0.4 of every family with series. */
+int lk_prom_store_render(lk_prom_store *s, lk_buf *out);
+
+#endif

@@ -1,0 +1,461 @@
+/*
+ * The prometheus exporter's core: OTLP metrics requests (packed by
+ * protobuf-c) applied to a series store, read back as the exposition text.
+ * Covers delta accumulation (sums and histograms) and its ordering rules,
+ * restarts, the series cap, expiry, type conflicts, exponential histograms,
+ * label merging and escaping, job/instance/target_info.
+ */
+#include "exporters/prom_otlp.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
+
+typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest Req;
+typedef Opentelemetry__Proto__Metrics__V1__ResourceMetrics RM;
+typedef Opentelemetry__Proto__Metrics__V1__ScopeMetrics SM;
+typedef Opentelemetry__Proto__Metrics__V1__Metric Metric;
+typedef Opentelemetry__Proto__Metrics__V1__Gauge Gauge;
+typedef Opentelemetry__Proto__Metrics__V1__Sum Sum;
+typedef Opentelemetry__Proto__Metrics__V1__Histogram Hist;
+typedef Opentelemetry__Proto__Metrics__V1__ExponentialHistogram ExpHist;
+typedef Opentelemetry__Proto__Metrics__V1__NumberDataPoint NDP;
+typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint HDP;
+typedef Opentelemetry__Proto__Metrics__V1__ExponentialHistogramDataPoint EDP;
+typedef Opentelemetry__Proto__Metrics__V1__ExponentialHistogramDataPoint__Buckets EB;
+typedef Opentelemetry__Proto__Resource__V1__Resource Res;
+typedef Opentelemetry__Proto__Common__V1__InstrumentationScope Scope;
+typedef Opentelemetry__Proto__Common__V1__KeyValue KV;
+typedef Opentelemetry__Proto__Common__V1__AnyValue AV;
+
+#define CUMULATIVE OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE
+#define DELTA OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA
+
+static lk_prom_store *store;
+static lk_prom_mapper *mapper;
+static struct lk_prom_map_stats st;
+static lk_buf out;
+static uint8_t body[65536];
+
+static void setup_with(uint64_t max_series, uint64_t expiration_ms)
+{
+    struct lk_prom_store_opts so = {.expiration_ms = expiration_ms, .max_series = max_series};
+    static char *promote[] = {"deployment.environment"};
+    struct lk_prom_map_opts mo = {.add_suffixes = true, .promote = promote, .npromote = 1};
+    store = lk_prom_store_create(&so);
+    mapper = lk_prom_mapper_create(&mo, store);
+    ck_assert_ptr_nonnull(mapper);
+    memset(&st, 0, sizeof(st));
+    lk_buf_init(&out, 64 << 20);
+}
+
+static void setup(void)
+{
+    setup_with(0, 0);
+}
+
+static void teardown(void)
+{
+    lk_prom_mapper_destroy(mapper);
+    lk_prom_store_destroy(store);
+    lk_buf_fini(&out);
+}
+
+/* ---- request building: one resource, one scope, one metric ---- */
+
+static AV avs[16];
+static KV kvs[16], *kvp[16];
+static size_t nkv;
+
+static KV *kv_str(const char *k, const char *v)
+{
+    AV *a = &avs[nkv];
+    KV *kv = &kvs[nkv];
+    opentelemetry__proto__common__v1__any_value__init(a);
+    a->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    a->string_value = (char *)v;
+    opentelemetry__proto__common__v1__key_value__init(kv);
+    kv->key = (char *)k;
+    kv->value = a;
+    kvp[nkv] = kv;
+    nkv++;
+    return kv;
+}
+
+/* Packs |mt| under resource {service.name=checkout, service.namespace=shop,
+ * service.instance.id=i-1, host.name=mac, deployment.environment=dev} and
+ * scope lib/1.0; applies it at |now_ms|. */
+static int apply_metric(Metric *mt, uint64_t now_ms)
+{
+    nkv = 0;
+    kv_str("service.name", "checkout");
+    kv_str("service.namespace", "shop");
+    kv_str("service.instance.id", "i-1");
+    kv_str("host.name", "mac");
+    kv_str("deployment.environment", "dev");
+    Res res;
+    opentelemetry__proto__resource__v1__resource__init(&res);
+    res.n_attributes = 5;
+    res.attributes = kvp;
+    Scope sc;
+    opentelemetry__proto__common__v1__instrumentation_scope__init(&sc);
+    sc.name = "lib";
+    sc.version = "1.0";
+    SM sm;
+    opentelemetry__proto__metrics__v1__scope_metrics__init(&sm);
+    sm.scope = &sc;
+    Metric *mts[1] = {mt};
+    sm.n_metrics = 1;
+    sm.metrics = mts;
+    SM *sms[1] = {&sm};
+    RM rm;
+    opentelemetry__proto__metrics__v1__resource_metrics__init(&rm);
+    rm.resource = &res;
+    rm.n_scope_metrics = 1;
+    rm.scope_metrics = sms;
+    RM *rms[1] = {&rm};
+    Req req;
+    opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__init(&req);
+    req.n_resource_metrics = 1;
+    req.resource_metrics = rms;
+    size_t len = opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__pack(
+        &req, body);
+    ck_assert_uint_lt(len, sizeof(body));
+    return lk_prom_mapper_apply(mapper, body, len, now_ms, &st);
+}
+
+/* One number point with attribute |k|=|v| (none when k is NULL). */
+static int apply_number(const char *name, const char *unit, int kind, int temporality,
+                        bool monotonic, const char *k, const char *v, uint64_t start,
+                        uint64_t time, double value)
+{
+    NDP p;
+    opentelemetry__proto__metrics__v1__number_data_point__init(&p);
+    p.start_time_unix_nano = start;
+    p.time_unix_nano = time;
+    p.value_case = OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE;
+    p.as_double = value;
+    AV a;
+    KV kv, *kvpp[1] = {&kv};
+    if (k != NULL) {
+        opentelemetry__proto__common__v1__any_value__init(&a);
+        a.value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+        a.string_value = (char *)v;
+        opentelemetry__proto__common__v1__key_value__init(&kv);
+        kv.key = (char *)k;
+        kv.value = &a;
+        p.n_attributes = 1;
+        p.attributes = kvpp;
+    }
+    NDP *pts[1] = {&p};
+    Metric mt;
+    opentelemetry__proto__metrics__v1__metric__init(&mt);
+    mt.name = (char *)name;
+    mt.unit = (char *)unit;
+    mt.description = "help \\ text\nline two";
+    Gauge g;
+    Sum s;
+    if (kind == 0) {
+        opentelemetry__proto__metrics__v1__gauge__init(&g);
+        g.n_data_points = 1;
+        g.data_points = pts;
+        mt.data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE;
+        mt.gauge = &g;
+    } else {
+        opentelemetry__proto__metrics__v1__sum__init(&s);
+        s.n_data_points = 1;
+        s.data_points = pts;
+        s.aggregation_temporality = temporality;
+        s.is_monotonic = monotonic;
+        mt.data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM;
+        mt.sum = &s;
+    }
+    return apply_metric(&mt, 1000);
+}
+
+static int apply_hist(const char *name, int temporality, uint64_t start, uint64_t time,
+                      double *bounds, size_t nb, uint64_t *counts, double sum, uint64_t count)
+{
+    HDP p;
+    opentelemetry__proto__metrics__v1__histogram_data_point__init(&p);
+    p.start_time_unix_nano = start;
+    p.time_unix_nano = time;
+    p.n_explicit_bounds = nb;
+    p.explicit_bounds = bounds;
+    p.n_bucket_counts = nb + 1;
+    p.bucket_counts = counts;
+    p._sum_case = OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___SUM_SUM;
+    p.sum = sum;
+    p.count = count;
+    HDP *pts[1] = {&p};
+    Hist h;
+    opentelemetry__proto__metrics__v1__histogram__init(&h);
+    h.n_data_points = 1;
+    h.data_points = pts;
+    h.aggregation_temporality = temporality;
+    Metric mt;
+    opentelemetry__proto__metrics__v1__metric__init(&mt);
+    mt.name = (char *)name;
+    mt.unit = "s";
+    mt.data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM;
+    mt.histogram = &h;
+    return apply_metric(&mt, 1000);
+}
+
+static const char *render(void)
+{
+    lk_buf_reset(&out);
+    ck_assert_int_eq(lk_prom_store_render(store, &out), 0);
+    ck_assert_int_eq(lk_buf_append(&out, "", 1), 0);
+    return (const char *)out.data;
+}
+
+#define LBL "instance=\"i-1\",job=\"shop/checkout\",otel_scope_name=\"lib\",otel_scope_version=\"1.0\""
+#define LBLD "deployment_environment=\"dev\"," LBL
+/* The same with one attribute k="VALUE" in its sorted place. */
+#define LBLDK(v)                                                                 \
+    "deployment_environment=\"dev\",instance=\"i-1\",job=\"shop/checkout\",k=\"" v \
+    "\",otel_scope_name=\"lib\",otel_scope_version=\"1.0\""
+
+#define HAS(line)                                                                \
+    do {                                                                         \
+        const char *r_ = render();                                               \
+        ck_assert_msg(strstr(r_, line "\n") != NULL, "missing line\n  %s\nin:\n%s", \
+                      line, r_);                                                 \
+    } while (0)
+
+START_TEST(gauge_and_cumulative_counter)
+{
+    ck_assert_int_eq(apply_number("queue.depth", "1", 0, 0, false, NULL, NULL, 0, 10, 0.25), 0);
+    ck_assert_int_eq(apply_number("orders", "{order}", 1, CUMULATIVE, true, "k", "v", 5, 10, 3), 0);
+    ck_assert_int_eq(apply_number("orders", "{order}", 1, CUMULATIVE, true, "k", "v", 5, 20, 7), 0);
+    HAS("queue_depth_ratio{" LBLD "} 0.25");
+    HAS("orders_total{" LBLDK("v") "} 7");
+    HAS("# TYPE orders_total counter");
+    HAS("# HELP orders_total help \\\\ text\\nline two");
+    HAS("target_info{deployment_environment=\"dev\",host_name=\"mac\",instance=\"i-1\","
+        "job=\"shop/checkout\"} 1");
+    ck_assert_uint_eq(st.points, 3);
+}
+END_TEST
+
+START_TEST(delta_sums_accumulate_in_order)
+{
+    apply_number("hits", "", 1, DELTA, true, NULL, NULL, 0, 10, 3);
+    apply_number("hits", "", 1, DELTA, true, NULL, NULL, 10, 20, 4);
+    apply_number("hits", "", 1, DELTA, true, NULL, NULL, 25, 30, 5);
+    HAS("hits_total{" LBLD "} 12");
+    /* A replay of the second point overlaps what was added: dropped. */
+    apply_number("hits", "", 1, DELTA, true, NULL, NULL, 10, 20, 4);
+    HAS("hits_total{" LBLD "} 12");
+    ck_assert_uint_eq(st.dropped[LK_PROM_DROP_OUT_OF_ORDER], 1);
+    /* Non-monotonic delta (UpDownCounter): a gauge of the running sum. */
+    apply_number("inflight", "", 1, DELTA, false, NULL, NULL, 0, 10, 5);
+    apply_number("inflight", "", 1, DELTA, false, NULL, NULL, 10, 20, -2);
+    HAS("# TYPE inflight gauge");
+    HAS("inflight{" LBLD "} 3");
+}
+END_TEST
+
+START_TEST(cumulative_restart_and_out_of_order)
+{
+    apply_number("reqs", "", 1, CUMULATIVE, true, NULL, NULL, 100, 200, 100);
+    /* An older point of the same run is not taken. */
+    apply_number("reqs", "", 1, CUMULATIVE, true, NULL, NULL, 100, 150, 90);
+    HAS("reqs_total{" LBLD "} 100");
+    ck_assert_uint_eq(st.dropped[LK_PROM_DROP_OUT_OF_ORDER], 1);
+    /* The app restarted: a later start time begins the series anew. */
+    apply_number("reqs", "", 1, CUMULATIVE, true, NULL, NULL, 300, 310, 5);
+    HAS("reqs_total{" LBLD "} 5");
+}
+END_TEST
+
+START_TEST(histograms_cumulative_and_delta)
+{
+    double b[] = {0.1, 0.5, 1};
+    uint64_t c1[] = {1, 2, 3, 0}, c2[] = {0, 1, 1, 2};
+    apply_hist("rt", CUMULATIVE, 1, 10, b, 3, c1, 1.5, 6);
+    HAS("rt_seconds_bucket{" LBLD ",le=\"0.1\"} 1");
+    HAS("rt_seconds_bucket{" LBLD ",le=\"0.5\"} 3");
+    HAS("rt_seconds_bucket{" LBLD ",le=\"1\"} 6");
+    HAS("rt_seconds_bucket{" LBLD ",le=\"+Inf\"} 6");
+    HAS("rt_seconds_sum{" LBLD "} 1.5");
+    HAS("rt_seconds_count{" LBLD "} 6");
+    HAS("# TYPE rt_seconds histogram");
+
+    apply_hist("drt", DELTA, 0, 10, b, 3, c1, 1.5, 6);
+    apply_hist("drt", DELTA, 10, 20, b, 3, c2, 4, 4);
+    HAS("drt_seconds_bucket{" LBLD ",le=\"0.1\"} 1");
+    HAS("drt_seconds_bucket{" LBLD ",le=\"0.5\"} 4");
+    HAS("drt_seconds_bucket{" LBLD ",le=\"1\"} 8");
+    HAS("drt_seconds_bucket{" LBLD ",le=\"+Inf\"} 10");
+    HAS("drt_seconds_sum{" LBLD "} 5.5");
+    HAS("drt_seconds_count{" LBLD "} 10");
+    /* Overlapping delta: not added twice. */
+    apply_hist("drt", DELTA, 10, 20, b, 3, c2, 4, 4);
+    HAS("drt_seconds_count{" LBLD "} 10");
+    /* New bounds: the series starts anew with them. */
+    double b2[] = {2};
+    uint64_t c3[] = {1, 1};
+    apply_hist("drt", DELTA, 20, 30, b2, 1, c3, 3, 2);
+    HAS("drt_seconds_bucket{" LBLD ",le=\"2\"} 1");
+    HAS("drt_seconds_count{" LBLD "} 2");
+    /* Bounds that do not increase make the point invalid. */
+    double unsorted[] = {1, 0.5, 2};
+    apply_hist("bad", CUMULATIVE, 1, 10, unsorted, 3, c1, 1, 6);
+    ck_assert_uint_eq(st.dropped[LK_PROM_DROP_INVALID], 1);
+    ck_assert_ptr_null(strstr(render(), "bad_seconds"));
+}
+END_TEST
+
+START_TEST(exponential_histogram_as_classic_buckets)
+{
+    uint64_t pos[] = {1, 2, 1};
+    EB eb;
+    opentelemetry__proto__metrics__v1__exponential_histogram_data_point__buckets__init(&eb);
+    eb.offset = 5; /* scale 0: buckets (32,64], (64,128], (128,256] */
+    eb.n_bucket_counts = 3;
+    eb.bucket_counts = pos;
+    EDP p;
+    opentelemetry__proto__metrics__v1__exponential_histogram_data_point__init(&p);
+    p.time_unix_nano = 10;
+    p.scale = 0;
+    p.zero_count = 1;
+    p.count = 5;
+    p._sum_case = OPENTELEMETRY__PROTO__METRICS__V1__EXPONENTIAL_HISTOGRAM_DATA_POINT___SUM_SUM;
+    p.sum = 300;
+    p.positive = &eb;
+    EDP *pts[1] = {&p};
+    ExpHist h;
+    opentelemetry__proto__metrics__v1__exponential_histogram__init(&h);
+    h.n_data_points = 1;
+    h.data_points = pts;
+    h.aggregation_temporality = CUMULATIVE;
+    Metric mt;
+    opentelemetry__proto__metrics__v1__metric__init(&mt);
+    mt.name = "payload.size";
+    mt.unit = "By";
+    mt.data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM;
+    mt.exponential_histogram = &h;
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+    HAS("payload_size_bytes_bucket{" LBLD ",le=\"0\"} 1");
+    HAS("payload_size_bytes_bucket{" LBLD ",le=\"64\"} 2");
+    HAS("payload_size_bytes_bucket{" LBLD ",le=\"128\"} 4");
+    HAS("payload_size_bytes_bucket{" LBLD ",le=\"256\"} 5");
+    HAS("payload_size_bytes_bucket{" LBLD ",le=\"+Inf\"} 5");
+    HAS("payload_size_bytes_count{" LBLD "} 5");
+
+    /* Many buckets at a fine scale are merged down to at most 160. */
+    static uint64_t many[1000];
+    for (size_t i = 0; i < 1000; i++)
+        many[i] = 1;
+    eb.offset = -500;
+    eb.n_bucket_counts = 1000;
+    eb.bucket_counts = many;
+    p.scale = 4;
+    p.zero_count = 0;
+    p.count = 1000;
+    p.time_unix_nano = 20;
+    mt.name = "fine";
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+    const char *r = render();
+    size_t buckets = 0;
+    for (const char *q = r; (q = strstr(q, "fine_bytes_bucket{")) != NULL; q++)
+        buckets++;
+    ck_assert_uint_le(buckets, 160 + 2);
+    ck_assert_uint_ge(buckets, 20);
+    HAS("fine_bytes_bucket{" LBLD ",le=\"+Inf\"} 1000");
+}
+END_TEST
+
+START_TEST(series_limit_and_expiry)
+{
+    teardown();
+    setup_with(2, 60000); /* target_info takes one */
+    apply_number("g", "", 0, 0, false, "k", "a", 0, 10, 1);
+    apply_number("g", "", 0, 0, false, "k", "b", 0, 10, 2);
+    ck_assert_uint_eq(st.dropped[LK_PROM_DROP_SERIES_LIMIT], 1);
+    apply_number("g", "", 0, 0, false, "k", "a", 0, 20, 5); /* existing keeps updating */
+    HAS("g{" LBLDK("a") "} 5");
+    ck_assert_ptr_null(strstr(render(), "k=\"b\""));
+    ck_assert_uint_eq(lk_prom_store_series_count(store), 2);
+    ck_assert_uint_eq(lk_prom_store_expire(store, 1000 + 59999), 0);
+    ck_assert_uint_eq(lk_prom_store_expire(store, 1000 + 60001), 2);
+    ck_assert_uint_eq(lk_prom_store_series_count(store), 0);
+    ck_assert_str_eq(render(), "");
+}
+END_TEST
+
+START_TEST(type_conflict_first_wins)
+{
+    apply_number("temp", "", 0, 0, false, NULL, NULL, 0, 10, 21);
+    /* A non-monotonic sum maps to the same gauge name: same type, fine. */
+    apply_number("temp", "", 1, CUMULATIVE, false, NULL, NULL, 0, 20, 22);
+    HAS("temp{" LBLD "} 22");
+    /* A histogram named temp_seconds... no: a counter named temp_total and a
+     * gauge named temp_total collide. */
+    apply_number("temp_total", "", 1, CUMULATIVE, true, NULL, NULL, 0, 10, 1);
+    apply_number("temp_total", "", 0, 0, false, NULL, NULL, 0, 10, 2);
+    ck_assert_uint_eq(st.dropped[LK_PROM_DROP_TYPE_CONFLICT], 1);
+    HAS("# TYPE temp_total counter");
+    HAS("temp_total{" LBLD "} 1");
+}
+END_TEST
+
+START_TEST(labels_sanitised_merged_escaped)
+{
+    apply_number("m", "", 0, 0, false, "http.method", "GE\"T\n\\", 0, 10, 1);
+    HAS("m{deployment_environment=\"dev\",http_method=\"GE\\\"T\\n\\\\\","
+        LBL "} 1");
+    /* An attribute named job loses to the resource's job. */
+    apply_number("n", "", 0, 0, false, "job", "mine", 0, 10, 1);
+    HAS("n{" LBLD "} 1");
+}
+END_TEST
+
+START_TEST(garbage_is_refused)
+{
+    static const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f};
+    ck_assert_int_eq(lk_prom_mapper_apply(mapper, junk, sizeof(junk), 0, &st), LK_EPROTO);
+    ck_assert_uint_eq(lk_prom_store_series_count(store), 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("prom_otlp");
+    struct {
+        const char *name;
+        const TTest *t;
+    } cases[] = {
+        {"gauge_counter", gauge_and_cumulative_counter},
+        {"delta_sums", delta_sums_accumulate_in_order},
+        {"restart", cumulative_restart_and_out_of_order},
+        {"histograms", histograms_cumulative_and_delta},
+        {"exponential", exponential_histogram_as_classic_buckets},
+        {"limit_expiry", series_limit_and_expiry},
+        {"type_conflict", type_conflict_first_wins},
+        {"labels", labels_sanitised_merged_escaped},
+        {"garbage", garbage_is_refused},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, cases[i].t);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
