@@ -298,11 +298,17 @@ $(B)/bench/sink: test/bench/sink.c $(LIB) $(B)/.flags
 	$(call say,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS_ALL) $(LIBS_ALL)
 
+# The prometheus exporter's ingest and render costs, in process.
+$(B)/bench/prom_bench: test/bench/prom_bench.c $(LIB) $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS_ALL) $(LIBS_ALL)
+
 # Throughput, agent CPU per item and RSS, median of 3 runs (test/bench/bench.py);
 # the table is printed and written to build/bench/results.json.
 BENCH_ARGS ?=
 bench: deps
-	@$(MAKE) --no-print-directory all $(B)/bench/loadgen $(B)/bench/sink
+	@$(MAKE) --no-print-directory all $(B)/bench/loadgen $(B)/bench/sink $(B)/bench/prom_bench
 	@PY=/usr/bin/python3; [ -x $$PY ] || PY=python3; $$PY test/bench/bench.py $(BENCH_ARGS)
 
 # --- fuzzing (clang only): test/fuzz/NAME_fuzz.c with corpus test/fuzz/corpus/NAME/

@@ -106,3 +106,9 @@ void lk_buf_fini(lk_buf *b)
     b->len = 0;
     b->cap = 0;
 }
+
+void lk_buf_truncate(lk_buf *b, size_t n)
+{
+    if (n < b->len)
+        b->len = n;
+}

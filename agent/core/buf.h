@@ -24,6 +24,8 @@ int lk_buf_printf(lk_buf *b, const char *fmt, ...)
 /* Drops the first |n| bytes (n <= len). */
 void lk_buf_consume(lk_buf *b, size_t n);
 void lk_buf_reset(lk_buf *b);
+/* Keeps the first |n| bytes (n <= len); the memory stays. */
+void lk_buf_truncate(lk_buf *b, size_t n);
 /* Transfers ownership of the bytes to the caller (free() them); |b| becomes empty. */
 uint8_t *lk_buf_detach(lk_buf *b, size_t *len);
 void lk_buf_fini(lk_buf *b);

@@ -35,7 +35,6 @@ typedef Opentelemetry__Proto__Metrics__V1__ExponentialHistogramDataPoint ExpPoin
 typedef Opentelemetry__Proto__Metrics__V1__SummaryDataPoint SummaryPoint;
 
 #define ARENA_CHUNK (64 * 1024)
-#define MAX_EXP_BUCKETS 160 /* classic buckets an exponential histogram becomes at most */
 #define DELTA (OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA)
 
 /* ---- arena for protobuf-c: bump allocation, freed once per request ---- */
@@ -266,6 +265,8 @@ static int any_text(lk_buf *b, const AnyValue *v, bool json)
 /* Appends |s| escaped for a label value (backslash, quote, newline). */
 static int escape_value(lk_buf *b, const char *s, size_t n)
 {
+    if (n == 0)
+        return 0;
     int rc = 0;
     size_t run = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -318,6 +319,35 @@ static int add_label_raw(lk_prom_mapper *m, const char *name, const char *val, s
     return rc;
 }
 
+/*
+ * Label name of |key|: the common shape of semantic-convention keys (ASCII
+ * letters, digits, '_' and single '.' between them, starting with a letter)
+ * only needs '.' turned into '_'; anything else goes through
+ * lk_prom_label_name.
+ */
+static int label_name(lk_buf *out, const char *key)
+{
+    size_t n = 0;
+    bool simple = (key[0] >= 'a' && key[0] <= 'z') || (key[0] >= 'A' && key[0] <= 'Z');
+    for (; simple && key[n] != '\0'; n++) {
+        unsigned char ch = (unsigned char)key[n];
+        bool word = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9');
+        if (!word && ch != '_' && ch != '.')
+            simple = false;
+        else if (!word && (key[n + 1] == '_' || key[n + 1] == '.' || key[n + 1] == '\0'))
+            simple = false; /* runs collapse, trailing separators: the full rules */
+    }
+    if (!simple)
+        return lk_prom_label_name(out, key, strlen(key));
+    size_t at = out->len;
+    int rc = lk_buf_append(out, key, n);
+    for (size_t i = at; rc == 0 && i < out->len; i++)
+        if (out->data[i] == '.')
+            out->data[i] = '_';
+    return rc;
+}
+
 /* Adds attribute |kv| as a label with a sanitised name. */
 static int add_label_kv(lk_prom_mapper *m, const KeyValue *kv, int prio)
 {
@@ -328,7 +358,7 @@ static int add_label_kv(lk_prom_mapper *m, const KeyValue *kv, int prio)
     l->key = kv->key;
     l->prio = prio;
     l->name_off = m->text.len;
-    rc = lk_prom_label_name(&m->text, kv->key, strlen(kv->key));
+    rc = label_name(&m->text, kv->key);
     l->name_len = m->text.len - l->name_off;
     lk_buf_reset(&m->tmp);
     if (rc == 0)
@@ -386,7 +416,7 @@ static int render_key(lk_prom_mapper *m)
              * that sanitise alike are joined. */
             if (a->prio == 0 || l[i - 1].prio == 0)
                 continue;
-            m->key.len--; /* the closing quote */
+            lk_buf_truncate(&m->key, m->key.len - 1); /* the closing quote */
             rc = lk_buf_append(&m->key, ";", 1);
             if (rc == 0)
                 rc = lk_buf_append(&m->key, text_at(m, a->val_off), a->val_len);
@@ -415,7 +445,8 @@ static void reset_point_labels(lk_prom_mapper *m)
     if (m->nfixed == 0)
         lk_buf_reset(&m->text);
     else
-        m->text.len = m->labels[m->nfixed - 1].val_off + m->labels[m->nfixed - 1].val_len;
+        lk_buf_truncate(&m->text,
+                        m->labels[m->nfixed - 1].val_off + m->labels[m->nfixed - 1].val_len);
 }
 
 static const AnyValue *resource_attr(const Opentelemetry__Proto__Resource__V1__Resource *r,
@@ -619,63 +650,6 @@ static void hist_points(lk_prom_mapper *m, lk_prom_family *f, HistPoint **pts, s
     }
 }
 
-/*
- * An exponential histogram point as classic buckets in m->bounds/m->counts:
- * negative buckets (upper bounds -base^index), the zero bucket (upper bound
- * zero_threshold, or 0), positive buckets (upper bounds base^(index+1)), and
- * +Inf. Downscaled (pairs of buckets merged, scale - 1) until at most
- * MAX_EXP_BUCKETS remain. Returns the number of bounds, or < 0.
- */
-static long exp_to_classic(lk_prom_mapper *m, const ExpPoint *p)
-{
-    const Opentelemetry__Proto__Metrics__V1__ExponentialHistogramDataPoint__Buckets *pos =
-        p->positive, *neg = p->negative;
-    int32_t scale = p->scale;
-    int32_t poff = pos ? pos->offset : 0, noff = neg ? neg->offset : 0;
-    size_t pn = pos ? pos->n_bucket_counts : 0, nn = neg ? neg->n_bucket_counts : 0;
-    if (scale < -10 || scale > 20)
-        return LK_EINVAL;
-    /* Downscale until the index span fits. Each step halves (floor) the indices. */
-    int shift = 0;
-    for (;;) {
-        int64_t plo = (int64_t)poff >> shift, phi = ((int64_t)poff + (int64_t)pn - 1) >> shift;
-        int64_t nlo = (int64_t)noff >> shift, nhi = ((int64_t)noff + (int64_t)nn - 1) >> shift;
-        size_t total = (pn ? (size_t)(phi - plo + 1) : 0) + (nn ? (size_t)(nhi - nlo + 1) : 0);
-        if (total <= MAX_EXP_BUCKETS || scale - shift <= -10)
-            break;
-        shift++;
-    }
-    int32_t s = scale - shift;
-    double base = pow(2.0, pow(2.0, -s));
-    int64_t plo = (int64_t)poff >> shift, phi = pn ? ((int64_t)poff + (int64_t)pn - 1) >> shift : plo - 1;
-    int64_t nlo = (int64_t)noff >> shift, nhi = nn ? ((int64_t)noff + (int64_t)nn - 1) >> shift : nlo - 1;
-    size_t np = (size_t)(phi - plo + 1), nneg = (size_t)(nhi - nlo + 1);
-    size_t nbounds = nneg + 1 + np;
-    if (reserve_buckets(m, nbounds) < 0)
-        return LK_ENOMEM;
-    memset(m->counts, 0, (nbounds + 1) * sizeof(*m->counts));
-    /* negative: from the largest index (most negative values) up */
-    for (size_t k = 0; k < nn; k++) {
-        int64_t idx = ((int64_t)noff + (int64_t)k) >> shift;
-        m->counts[(size_t)(nhi - idx)] += neg->bucket_counts[k];
-    }
-    for (size_t k = 0; k < nneg; k++)
-        m->bounds[k] = -pow(base, (double)(nhi - (int64_t)k));
-    m->bounds[nneg] = p->zero_threshold > 0 ? p->zero_threshold : 0;
-    m->counts[nneg] = p->zero_count;
-    for (size_t k = 0; k < pn; k++) {
-        int64_t idx = ((int64_t)poff + (int64_t)k) >> shift;
-        m->counts[nneg + 1 + (size_t)(idx - plo)] += pos->bucket_counts[k];
-    }
-    for (size_t k = 0; k < np; k++)
-        m->bounds[nneg + 1 + k] = pow(base, (double)(plo + (int64_t)k + 1));
-    /* Bounds must increase: drop a zero bucket that does not sit between. */
-    for (size_t k = 1; k < nbounds; k++)
-        if (!(m->bounds[k - 1] < m->bounds[k]))
-            return LK_EINVAL;
-    return (long)nbounds;
-}
-
 static void exp_points(lk_prom_mapper *m, lk_prom_family *f, ExpPoint **pts, size_t n,
                        bool delta, uint64_t now_ms, struct lk_prom_map_stats *st)
 {
@@ -683,15 +657,47 @@ static void exp_points(lk_prom_mapper *m, lk_prom_family *f, ExpPoint **pts, siz
         const ExpPoint *p = pts[i];
         if (p->flags & FLAG_NO_RECORDED_VALUE)
             continue;
-        long nb = exp_to_classic(m, p);
-        if (nb < 0) {
+        struct lk_prom_exp e = {
+            .scale = p->scale,
+            .zero_threshold = p->zero_threshold,
+            .zero_count = p->zero_count,
+            .offset = {p->positive ? p->positive->offset : 0,
+                       p->negative ? p->negative->offset : 0},
+            .n = {p->positive ? p->positive->n_bucket_counts : 0,
+                  p->negative ? p->negative->n_bucket_counts : 0},
+            .counts = {p->positive ? p->positive->bucket_counts : NULL,
+                       p->negative ? p->negative->bucket_counts : NULL},
+        };
+        /* Offsets near the int32 limits would overflow the index arithmetic. */
+        bool ok = e.scale >= -10 && e.scale <= 20;
+        for (int k = 0; k < 2; k++)
+            ok = ok && e.offset[k] > INT32_MIN / 2 && e.offset[k] < INT32_MAX / 2 &&
+                 e.n[k] < (size_t)1 << 24;
+        if (!ok) {
             st->dropped[LK_PROM_DROP_INVALID]++;
             continue;
         }
+        reset_point_labels(m);
+        bool created;
+        if (add_point_attrs(m, p->attributes, p->n_attributes) < 0) {
+            st->dropped[LK_PROM_DROP_INVALID]++;
+            continue;
+        }
+        lk_prom_series *se = series_for(m, f, now_ms, st, &created);
+        if (se == NULL)
+            continue;
+        int what = order_point(lk_prom_series_times(se), created, delta,
+                               p->start_time_unix_nano, p->time_unix_nano, st);
         double sum = p->_sum_case ? p->sum : 0;
-        hist_update(m, f, p->attributes, p->n_attributes, p->start_time_unix_nano,
-                    p->time_unix_nano, m->bounds, (size_t)nb, m->counts, sum, p->count,
-                    delta, now_ms, st);
+        int rc = 0;
+        if (what == 1)
+            rc = lk_prom_series_exp_set(se, &e, sum, p->count);
+        else if (what == 2)
+            rc = lk_prom_series_exp_add(se, &e, sum, p->count);
+        if (rc < 0)
+            st->dropped[LK_PROM_DROP_INVALID]++;
+        else if (what != 0)
+            st->points++;
     }
 }
 
@@ -862,7 +868,8 @@ static int resource_labels(lk_prom_mapper *m,
         if (se != NULL)
             lk_prom_series_set(se, 1);
         m->nlabels = ident;
-        m->text.len = ident ? m->labels[ident - 1].val_off + m->labels[ident - 1].val_len : 0;
+        lk_buf_truncate(&m->text,
+                        ident ? m->labels[ident - 1].val_off + m->labels[ident - 1].val_len : 0);
     }
     for (size_t k = 0; rc == 0 && k < m->o.npromote; k++)
         for (size_t i = 0; rc == 0 && r != NULL && i < r->n_attributes; i++)

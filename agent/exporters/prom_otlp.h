@@ -12,8 +12,8 @@
  *   delta point that starts before the previous one ended (out of order,
  *   overlapping) is dropped and counted, never added twice; a cumulative
  *   point with a new start time starts the series anew;
- * - exponential histograms become classic buckets (boundaries base^i,
- *   downscaled until at most 160 buckets remain).
+ * - exponential histograms are kept as such in the store (deltas with other
+ *   bucket ranges add up) and render as classic buckets.
  *
  * A request is decoded with protobuf-c into an arena that is reset after it:
  * points of existing series allocate nothing. Loop thread only.

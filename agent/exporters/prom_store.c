@@ -18,6 +18,16 @@
 #include "core/err.h"
 #include "core/selfmetrics.h"
 
+/* An exponential histogram's buckets at one scale: [0] positive, [1] negative. */
+struct expstate {
+    int32_t scale;
+    double zero_threshold;
+    uint64_t zero_count;
+    int64_t off[2];
+    size_t n[2];
+    uint64_t *c[2];
+};
+
 struct lk_prom_series {
     lk_prom_series *hnext;      /* hash chain */
     lk_prom_series *prev, *next; /* family list, creation order */
@@ -32,6 +42,7 @@ struct lk_prom_series {
     double *bounds;  /* histogram upper bounds; summary quantiles */
     uint64_t *counts; /* histogram: n + 1 per-bucket counts */
     double *qvalues;  /* summary: value per quantile */
+    struct expstate *exp; /* exponential histograms; then bounds/counts are unused */
     size_t labels_len;
     char labels[];
 };
@@ -52,15 +63,23 @@ struct lk_prom_store {
     lk_prom_series **table;
     size_t nbuckets; /* power of two */
     size_t nseries;
+    double *xb;      /* render scratch: an exponential histogram's classic bounds */
+    uint64_t *xc;    /* and counts */
+    size_t capx;
 };
 
+/* Eight bytes per multiply: label sets are a few hundred bytes long. */
 static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ull;
+    for (; n >= 8; s += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 32;
     }
+    for (; n > 0; s++, n--)
+        h = (h ^ *s) * 0x100000001b3ull;
     return h;
 }
 
@@ -87,8 +106,18 @@ lk_prom_store *lk_prom_store_create(const struct lk_prom_store_opts *o)
     return s;
 }
 
+static void exp_free(struct expstate *x)
+{
+    if (x != NULL) {
+        free(x->c[0]);
+        free(x->c[1]);
+        free(x);
+    }
+}
+
 static void series_free(lk_prom_series *se)
 {
+    exp_free(se->exp);
     free(se->bounds);
     free(se->counts);
     free(se->qvalues);
@@ -112,6 +141,8 @@ void lk_prom_store_destroy(lk_prom_store *s)
     }
     free(s->fams);
     free(s->table);
+    free(s->xb);
+    free(s->xc);
     free(s);
 }
 
@@ -222,7 +253,7 @@ lk_prom_series *lk_prom_series_get(lk_prom_store *s, lk_prom_family *f,
     for (lk_prom_series *se = s->table[h & (s->nbuckets - 1)]; se != NULL;
          se = se->hnext) {
         if (se->hash == h && se->fam == f && se->labels_len == len &&
-            memcmp(se->labels, labels, len) == 0) {
+            (len == 0 || memcmp(se->labels, labels, len) == 0)) {
             se->updated_ms = now_ms;
             return se;
         }
@@ -240,7 +271,8 @@ lk_prom_series *lk_prom_series_get(lk_prom_store *s, lk_prom_family *f,
     se->hash = h;
     se->updated_ms = now_ms;
     se->labels_len = len;
-    memcpy(se->labels, labels, len);
+    if (len > 0)
+        memcpy(se->labels, labels, len);
     size_t b = h & (s->nbuckets - 1);
     se->hnext = s->table[b];
     s->table[b] = se;
@@ -309,6 +341,8 @@ int lk_prom_series_hist_set(lk_prom_series *se, const double *bounds, size_t nbo
     int rc = reserve(se, nbounds, true);
     if (rc < 0)
         return rc;
+    exp_free(se->exp); /* a classic point replaces an exponential state */
+    se->exp = NULL;
     if (se->counts == NULL) { /* nbounds == 0 and never reserved */
         se->counts = calloc(1, sizeof(*se->counts));
         if (se->counts == NULL)
@@ -326,9 +360,9 @@ int lk_prom_series_hist_set(lk_prom_series *se, const double *bounds, size_t nbo
 int lk_prom_series_hist_add(lk_prom_series *se, const double *bounds, size_t nbounds,
                             const uint64_t *counts, double sum, uint64_t count)
 {
-    if (se->counts == NULL)
+    if (se->counts == NULL && se->exp == NULL)
         return lk_prom_series_hist_set(se, bounds, nbounds, counts, sum, count);
-    if (nbounds != se->n ||
+    if (se->exp != NULL || nbounds != se->n ||
         (nbounds > 0 && memcmp(bounds, se->bounds, nbounds * sizeof(*bounds)) != 0))
         return LK_EINVAL;
     for (size_t i = 0; i <= nbounds; i++)
@@ -336,6 +370,97 @@ int lk_prom_series_hist_add(lk_prom_series *se, const double *bounds, size_t nbo
     se->value += sum;
     se->count += count;
     return 0;
+}
+
+/* floor(v / 2^d), whatever the sign. */
+static int64_t shr(int64_t v, int d)
+{
+    return v >= 0 ? v >> d : -((-v - 1) >> d) - 1;
+}
+
+/* Bucket index range [lo, hi] of one side after downscaling by |d|; false when empty. */
+static bool side_range(int64_t off, size_t n, int d, int64_t *lo, int64_t *hi)
+{
+    if (n == 0)
+        return false;
+    *lo = shr(off, d);
+    *hi = shr(off + (int64_t)n - 1, d);
+    return true;
+}
+
+/* Adds |e| to |x| at the coarser of both scales, lowered further until the
+ * buckets fit LK_PROM_EXP_MAX_BUCKETS. */
+static int exp_merge(struct expstate *x, const struct lk_prom_exp *e)
+{
+    int32_t sc = x->scale < e->scale ? x->scale : e->scale;
+    int64_t lo[2], hi[2];
+    bool any[2];
+    for (;;) {
+        size_t total = 0;
+        for (int k = 0; k < 2; k++) {
+            int64_t l1 = 0, h1 = 0, l2 = 0, h2 = 0;
+            bool a = side_range(x->off[k], x->n[k], x->scale - sc, &l1, &h1);
+            bool b = side_range(e->offset[k], e->n[k], e->scale - sc, &l2, &h2);
+            any[k] = a || b;
+            lo[k] = a && b ? (l1 < l2 ? l1 : l2) : a ? l1 : l2;
+            hi[k] = a && b ? (h1 > h2 ? h1 : h2) : a ? h1 : h2;
+            if (any[k])
+                total += (size_t)(hi[k] - lo[k] + 1);
+        }
+        if (total <= LK_PROM_EXP_MAX_BUCKETS || sc <= -10)
+            break;
+        sc--;
+    }
+    for (int k = 0; k < 2; k++) {
+        uint64_t *c = NULL;
+        size_t n = any[k] ? (size_t)(hi[k] - lo[k] + 1) : 0;
+        if (n > 0 && (c = calloc(n, sizeof(*c))) == NULL)
+            return LK_ENOMEM;
+        for (size_t i = 0; i < x->n[k]; i++)
+            c[shr(x->off[k] + (int64_t)i, x->scale - sc) - lo[k]] += x->c[k][i];
+        for (size_t i = 0; i < e->n[k]; i++)
+            c[shr(e->offset[k] + (int64_t)i, e->scale - sc) - lo[k]] += e->counts[k][i];
+        free(x->c[k]);
+        x->c[k] = c;
+        x->n[k] = n;
+        x->off[k] = n > 0 ? lo[k] : 0;
+    }
+    x->scale = sc;
+    x->zero_count += e->zero_count;
+    if (e->zero_threshold > x->zero_threshold)
+        x->zero_threshold = e->zero_threshold;
+    return 0;
+}
+
+int lk_prom_series_exp_add(lk_prom_series *se, const struct lk_prom_exp *e, double sum,
+                           uint64_t count)
+{
+    if (e->scale < -10 || e->scale > 20)
+        return LK_EINVAL;
+    if (se->exp == NULL) {
+        se->exp = calloc(1, sizeof(*se->exp));
+        if (se->exp == NULL)
+            return LK_ENOMEM;
+        se->exp->scale = e->scale;
+        se->value = 0;
+        se->count = 0;
+    }
+    int rc = exp_merge(se->exp, e);
+    if (rc == 0) {
+        se->value += sum;
+        se->count += count;
+    }
+    return rc;
+}
+
+int lk_prom_series_exp_set(lk_prom_series *se, const struct lk_prom_exp *e, double sum,
+                           uint64_t count)
+{
+    if (e->scale < -10 || e->scale > 20)
+        return LK_EINVAL;
+    exp_free(se->exp);
+    se->exp = NULL;
+    return lk_prom_series_exp_add(se, e, sum, count);
 }
 
 int lk_prom_series_summary_set(lk_prom_series *se, const double *quantiles,
@@ -469,7 +594,47 @@ static int append_line_value(lk_buf *out, double v)
     return rc == 0 ? lk_buf_append(out, "\n", 1) : rc;
 }
 
-static int render_series(lk_buf *out, const lk_prom_family *f, const lk_prom_series *se)
+/*
+ * |x| as classic buckets in s->xb (*nb bounds) and s->xc (*nb + 1 counts):
+ * negative buckets (upper bounds -base^index, most negative first), the zero
+ * bucket (upper bound zero_threshold, or 0 when that does not fit below the
+ * first positive bound), positive buckets (upper bounds base^(index+1)), +Inf
+ * (empty).
+ */
+static int exp_classic(lk_prom_store *s, const struct expstate *x, size_t *nb)
+{
+    size_t n = x->n[1] + 1 + x->n[0];
+    if (n + 1 > s->capx) {
+        double *b = realloc(s->xb, (n + 1) * sizeof(*b));
+        if (b == NULL)
+            return LK_ENOMEM;
+        s->xb = b;
+        uint64_t *c = realloc(s->xc, (n + 1) * sizeof(*c));
+        if (c == NULL)
+            return LK_ENOMEM;
+        s->xc = c;
+        s->capx = n + 1;
+    }
+    double base = pow(2.0, pow(2.0, -x->scale));
+    size_t k = 0;
+    for (size_t i = x->n[1]; i-- > 0;) {
+        s->xb[k] = -pow(base, (double)(x->off[1] + (int64_t)i));
+        s->xc[k++] = x->c[1][i];
+    }
+    double first_pos = x->n[0] > 0 ? pow(base, (double)(x->off[0] + 1)) : INFINITY;
+    s->xb[k] = x->zero_threshold > 0 && x->zero_threshold < first_pos ? x->zero_threshold : 0;
+    s->xc[k++] = x->zero_count;
+    for (size_t i = 0; i < x->n[0]; i++) {
+        s->xb[k] = pow(base, (double)(x->off[0] + (int64_t)i + 1));
+        s->xc[k++] = x->c[0][i];
+    }
+    s->xc[k] = 0;
+    *nb = n;
+    return 0;
+}
+
+static int render_series(lk_prom_store *s, lk_buf *out, const lk_prom_family *f,
+                         const lk_prom_series *se)
 {
     int rc = 0;
     char extra[64];
@@ -479,14 +644,22 @@ static int render_series(lk_buf *out, const lk_prom_family *f, const lk_prom_ser
         rc = append_sample_start(out, f, NULL, se, NULL);
         return rc ? rc : append_line_value(out, se->value);
     case LK_PROM_HISTOGRAM: {
-        if (se->counts == NULL)
-            return 0;
+        const double *bounds = se->bounds;
+        const uint64_t *counts = se->counts;
+        size_t nb = se->n;
+        if (se->exp != NULL) {
+            rc = exp_classic(s, se->exp, &nb);
+            bounds = s->xb;
+            counts = s->xc;
+        }
+        if (rc < 0 || counts == NULL)
+            return rc;
         uint64_t cum = 0;
-        for (size_t i = 0; rc == 0 && i <= se->n; i++) {
-            cum += se->counts[i];
-            if (i < se->n) {
+        for (size_t i = 0; rc == 0 && i <= nb; i++) {
+            cum += counts[i];
+            if (i < nb) {
                 char b[40];
-                int n = lk_metrics_format_double(b, sizeof(b), se->bounds[i]);
+                int n = lk_metrics_format_double(b, sizeof(b), bounds[i]);
                 if (n < 0 || (size_t)n >= sizeof(b))
                     return LK_EINVAL;
                 snprintf(extra, sizeof(extra), "le=\"%s\"", b);
@@ -542,7 +715,7 @@ int lk_prom_store_render(lk_prom_store *s, lk_buf *out)
         if (rc == 0)
             rc = lk_buf_printf(out, "# TYPE %s %s\n", f->name, kind_names[f->kind]);
         for (const lk_prom_series *se = f->head; rc == 0 && se != NULL; se = se->next)
-            rc = render_series(out, f, se);
+            rc = render_series(s, out, f, se);
     }
     return rc;
 }

@@ -76,6 +76,28 @@ int lk_prom_series_hist_set(lk_prom_series *se, const double *bounds, size_t nbo
 int lk_prom_series_hist_add(lk_prom_series *se, const double *bounds, size_t nbounds,
                             const uint64_t *counts, double sum, uint64_t count);
 
+/*
+ * Exponential histograms are kept as such, so that deltas whose bucket
+ * ranges or scales differ still add up (the finer one is downscaled); at
+ * most LK_PROM_EXP_MAX_BUCKETS buckets are held (the scale is lowered until
+ * they fit). They render as classic buckets: bounds base^i of the scale,
+ * negative buckets, the zero bucket, positive buckets. LK_ENOMEM, LK_EINVAL
+ * (a scale outside -10..20).
+ */
+#define LK_PROM_EXP_MAX_BUCKETS 160
+struct lk_prom_exp {
+    int32_t scale;
+    double zero_threshold;
+    uint64_t zero_count;
+    int32_t offset[2]; /* [0] positive, [1] negative buckets */
+    size_t n[2];
+    const uint64_t *counts[2];
+};
+int lk_prom_series_exp_set(lk_prom_series *se, const struct lk_prom_exp *e, double sum,
+                           uint64_t count);
+int lk_prom_series_exp_add(lk_prom_series *se, const struct lk_prom_exp *e, double sum,
+                           uint64_t count);
+
 /* Summaries: |n| quantiles in [0, 1] with their values. LK_ENOMEM. */
 int lk_prom_series_summary_set(lk_prom_series *se, const double *quantiles,
                                const double *values, size_t n, double sum,

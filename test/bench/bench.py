@@ -279,6 +279,21 @@ def idle_rss(tmp_scale):
         agent.stop()
 
 
+def prom_bench(runs):
+    """build/bench/prom_bench (test/bench/prom_bench.c): the prometheus exporter's
+    ingest CPU per point and render time of 100k series; the median of |runs|."""
+    exe = os.path.join(BUILD, "bench", "prom_bench")
+    if not os.access(exe, os.X_OK):
+        return None
+    got = []
+    for _ in range(runs):
+        out = subprocess.run([exe], capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError("prom_bench failed: %s" % out.stderr.strip())
+        got.append(json.loads(out.stdout))
+    return {k: statistics.median(g[k] for g in got) for k in got[0]}
+
+
 SCENARIOS = [
     {"name": "traces-grpc", "title": "OTLP/gRPC traces -> OTLP/gRPC sink (512-span requests)",
      "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",
@@ -348,6 +363,8 @@ def main(argv):
         results["scenarios"].append({"name": s["name"], "title": s["title"], "unit": s["unit"],
                                      "target_cpu_us_per_item": s["target_us"], "median": med,
                                      "runs": runs})
+    if not only or "prometheus" in only:
+        results["prometheus"] = prom_bench(a.runs)
     if not only or "idle" in only:
         results["idle"] = idle_rss(a.scale)
     results["seconds"] = time.time() - started
@@ -366,6 +383,13 @@ def main(argv):
               % (sc["name"], m["sent"], m["delivered"], m["cpu_us_per_item"],
                  "<= %.1f" % sc["target_cpu_us_per_item"], m["items_per_s"],
                  m["peak_rss_kib"] / 1024))
+    if results.get("prometheus"):
+        p = results["prometheus"]
+        print("prometheus exporter (in process, median of %d): ingest %.3f us/point "
+              "(1,000 series x 8 attributes, steady state; target <= 0.5); render %d series "
+              "%.1f ms (%.1f MiB of text; target <= 30 ms); %.0f bytes RSS per series"
+              % (a.runs, p["ingest_cpu_us_per_point"], p["render_series"], p["render_ms"],
+                 p["render_bytes"] / 1048576, p["rss_bytes_per_series"]))
     if "idle" in results:
         i = results["idle"]
         print("idle RSS: %.1f MiB (anonymous memory %s; the rest are shared library pages)"

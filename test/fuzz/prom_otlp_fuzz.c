@@ -1,0 +1,101 @@
+/*
+ * libFuzzer target for the prometheus exporter's core: the input is one
+ * ExportMetricsServiceRequest body, applied twice (the second time every
+ * series exists: the update paths) to a series store with a small series
+ * cap, then rendered.
+ *
+ * Besides "never crash": every rendered line is a comment or a sample of the
+ * text format (`name{...} value`), with balanced label quotes; the series
+ * count never passes the cap; a body protobuf-c cannot unpack is LK_EPROTO
+ * and leaves the store empty.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "exporters/prom_otlp.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define MAX_SERIES 64
+
+/* A sample line: name, optional {labels} with every value quoted, a space,
+ * a value without spaces. */
+static int sample_ok(const char *l, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (l[i] == '_' || l[i] == ':' || (l[i] >= 'a' && l[i] <= 'z') ||
+                     (l[i] >= 'A' && l[i] <= 'Z') || (l[i] >= '0' && l[i] <= '9')))
+        i++;
+    if (i == 0)
+        return 0;
+    if (i < n && l[i] == '{') {
+        int inq = 0;
+        for (i++; i < n; i++) {
+            if (inq && l[i] == '\\') {
+                i++;
+                continue;
+            }
+            if (l[i] == '"')
+                inq = !inq;
+            else if (!inq && l[i] == '}')
+                break;
+            else if (l[i] == '\n')
+                return 0;
+        }
+        if (i >= n || inq)
+            return 0;
+        i++;
+    }
+    if (i >= n || l[i] != ' ')
+        return 0;
+    for (i++; i < n; i++)
+        if (l[i] == ' ')
+            return 0;
+    return 1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct lk_prom_store_opts so = {.expiration_ms = 0, .max_series = MAX_SERIES};
+    static char *promote[] = {"deployment.environment"};
+    struct lk_prom_map_opts mo = {.add_suffixes = (size & 1) == 0, .promote = promote,
+                                  .npromote = 1};
+    lk_prom_store *s = lk_prom_store_create(&so);
+    lk_prom_mapper *m = lk_prom_mapper_create(&mo, s);
+    struct lk_prom_map_stats st = {0};
+    if (m == NULL)
+        abort();
+    int rc = lk_prom_mapper_apply(m, data, size, 1000, &st);
+    if (rc == LK_EPROTO && lk_prom_store_series_count(s) != 0)
+        abort();
+    if (rc == 0)
+        rc = lk_prom_mapper_apply(m, data, size, 2000, &st);
+    if (rc != 0 && rc != LK_EPROTO)
+        abort();
+    if (lk_prom_store_series_count(s) > MAX_SERIES)
+        abort();
+    lk_buf out;
+    lk_buf_init(&out, 256 << 20);
+    if (lk_prom_store_render(s, &out) != 0)
+        abort();
+    const char *p = (const char *)out.data, *end = p == NULL ? NULL : p + out.len;
+    while (p != NULL && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL) {
+            fprintf(stderr, "exposition does not end with a newline\n");
+            abort();
+        }
+        if (*p != '#' && !sample_ok(p, (size_t)(nl - p))) {
+            fprintf(stderr, "bad line: %.*s\n", (int)(nl - p), p);
+            abort();
+        }
+        p = nl + 1;
+    }
+    lk_buf_fini(&out);
+    lk_prom_mapper_destroy(m);
+    lk_prom_store_destroy(s);
+    return 0;
+}
