@@ -1,6 +1,7 @@
 /*
  * The admin HTTP endpoint: GET (or HEAD) /metrics (self-metrics in the
- * Prometheus text format 0.0.4), /healthz (200 while the loop runs) and
+ * Prometheus text format 0.0.4, or OpenMetrics 1.0 when Accept asks for it;
+ * gzip when Accept-Encoding allows), /healthz (200 while the loop runs) and
  * /readyz (200 once lk_admin_set_ready(true), else 503). Other paths get 404;
  * other methods on these paths 405 with an Allow header.
  */
@@ -28,12 +29,18 @@ void lk_admin_set_ready(lk_admin *a, bool ready);
 /*
  * Appends more exposition text after the self-metrics on every GET /metrics
  * (for the Prometheus exporter, which serves the pipeline's metrics on the
- * same endpoint). |render| appends to |out| and returns 0 or a negative
- * LK_E* code (the scrape then fails with 500). One renderer at a time: a new
- * call replaces it; NULL removes it. |arg| is not owned.
+ * same endpoint). |render| appends to |out| in the text format 0.0.4, or in
+ * OpenMetrics 1.0 when |openmetrics| (the scraper's Accept asked for it; the
+ * admin adds `# EOF`), and returns 0 or a negative LK_E* code (the scrape
+ * then fails with 500). One renderer at a time: a new call replaces it; NULL
+ * removes it. |arg| is not owned.
  */
-typedef int (*lk_admin_render_cb)(lk_buf *out, void *arg);
+typedef int (*lk_admin_render_cb)(lk_buf *out, bool openmetrics, void *arg);
 void lk_admin_set_renderer(lk_admin *a, lk_admin_render_cb render, void *arg);
+/* Internal, exposed for tests: whether the Accept or Accept-Encoding value
+ * |h| (may be NULL) lists |what| with a q-value above 0. */
+bool lk__admin_accepts(const char *h, const char *what);
+
 /* The bound TCP port (for endpoints with port 0), or -1. */
 int lk_admin_port(const lk_admin *a);
 /* Stops listening, closes connections, frees |a|, then calls |done| (may be

@@ -514,13 +514,23 @@ static int render_histogram(lk_buf *out, const char *name,
     return rc;
 }
 
-static int render_family(lk_buf *out, const struct family *f)
+/* OpenMetrics names a counter family without the _total of its samples. */
+static int render_family(lk_buf *out, const struct family *f, bool openmetrics)
 {
-    int rc = lk_buf_printf(out, "# HELP %s ", f->name);
+    const char *type = kind_type(f->kind);
+    int nlen = (int)strlen(f->name);
+    bool counter = f->kind == KIND_COUNTER || f->kind == KIND_FLOAT_COUNTER;
+    if (openmetrics && counter) {
+        if (nlen > 6 && strcmp(f->name + nlen - 6, "_total") == 0)
+            nlen -= 6;
+        else
+            type = "unknown";
+    }
+    int rc = lk_buf_printf(out, "# HELP %.*s ", nlen, f->name);
     if (rc == 0)
         rc = append_help(out, f->help);
     if (rc == 0)
-        rc = lk_buf_printf(out, "\n# TYPE %s %s\n", f->name, kind_type(f->kind));
+        rc = lk_buf_printf(out, "\n# TYPE %.*s %s\n", nlen, f->name, type);
     for (const struct series *s = f->first; s != NULL && rc == 0; s = s->next) {
         if (f->kind == KIND_HISTOGRAM) {
             rc = render_histogram(out, f->name, s);
@@ -540,12 +550,17 @@ static int render_family(lk_buf *out, const struct family *f)
 
 int lk_metrics_render(lk_metrics *m, lk_buf *out)
 {
+    return lk_metrics_render_format(m, out, false);
+}
+
+int lk_metrics_render_format(lk_metrics *m, lk_buf *out, bool openmetrics)
+{
     if (m == NULL || out == NULL)
         return LK_EINVAL;
     for (size_t i = 0; i < m->ncollectors; i++)
         m->collectors[i].cb(m, m->collectors[i].arg);
     for (const struct family *f = m->first; f != NULL; f = f->next) {
-        int rc = render_family(out, f);
+        int rc = render_family(out, f, openmetrics);
         if (rc < 0)
             return rc;
     }

@@ -3,6 +3,7 @@
 #ifndef LK_CORE_SELFMETRICS_H
 #define LK_CORE_SELFMETRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,5 +73,9 @@ int lk_metrics_format_double(char *dst, size_t size, double v);
 
 /* Appends the exposition (families in registration order, one HELP/TYPE each). */
 int lk_metrics_render(lk_metrics *m, lk_buf *out);
+/* The same, or with |openmetrics| as OpenMetrics 1.0 metric families: a
+ * counter family is named without its samples' _total (one whose name lacks
+ * it is declared `unknown`). The caller appends `# EOF`. */
+int lk_metrics_render_format(lk_metrics *m, lk_buf *out, bool openmetrics);
 
 #endif

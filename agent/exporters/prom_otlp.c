@@ -530,6 +530,41 @@ static int order_point(struct lk_prom_times *t, bool created, bool delta, uint64
 
 #define FLAG_NO_RECORDED_VALUE 1u
 
+typedef Opentelemetry__Proto__Metrics__V1__Exemplar Exemplar;
+
+/* An OTLP exemplar as the store keeps it (ids only when they have the right length). */
+static struct lk_prom_exemplar exemplar_of(const Exemplar *x)
+{
+    struct lk_prom_exemplar e = {
+        .value = x->value_case == OPENTELEMETRY__PROTO__METRICS__V1__EXEMPLAR__VALUE_AS_INT
+                     ? (double)x->as_int
+                     : x->as_double,
+        .time_ns = x->time_unix_nano,
+    };
+    if (x->trace_id.len == 16 && x->span_id.len == 8) {
+        e.trace_id = x->trace_id.data;
+        e.span_id = x->span_id.data;
+    }
+    return e;
+}
+
+/* Counters keep their newest exemplar; histograms one per bucket (the
+ * bucket its value falls in). Exemplars without a value are skipped. */
+static void take_exemplars(lk_prom_series *se, Exemplar **xs, size_t n, const double *bounds,
+                           size_t nb, bool histogram)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (xs[i]->value_case == OPENTELEMETRY__PROTO__METRICS__V1__EXEMPLAR__VALUE__NOT_SET)
+            continue;
+        struct lk_prom_exemplar e = exemplar_of(xs[i]);
+        size_t b = 0;
+        if (histogram)
+            while (b < nb && !(e.value <= bounds[b]))
+                b++;
+        (void)lk_prom_series_exemplar(se, b, &e);
+    }
+}
+
 static int add_point_attrs(lk_prom_mapper *m, KeyValue **attrs, size_t n)
 {
     int rc = 0;
@@ -539,7 +574,8 @@ static int add_point_attrs(lk_prom_mapper *m, KeyValue **attrs, size_t n)
 }
 
 static void number_points(lk_prom_mapper *m, lk_prom_family *f, NumberPoint **pts, size_t n,
-                          bool delta, uint64_t now_ms, struct lk_prom_map_stats *st)
+                          bool delta, bool counter, uint64_t now_ms,
+                          struct lk_prom_map_stats *st)
 {
     for (size_t i = 0; i < n; i++) {
         const NumberPoint *p = pts[i];
@@ -569,8 +605,11 @@ static void number_points(lk_prom_mapper *m, lk_prom_family *f, NumberPoint **pt
             lk_prom_series_set(se, v);
         else if (what == 2)
             lk_prom_series_add(se, v);
-        if (what != 0)
+        if (what != 0) {
             st->points++;
+            if (counter && p->n_exemplars > 0)
+                take_exemplars(se, p->exemplars, p->n_exemplars, NULL, 0, false);
+        }
     }
 }
 
@@ -594,7 +633,8 @@ static int reserve_buckets(lk_prom_mapper *m, size_t n)
 static void hist_update(lk_prom_mapper *m, lk_prom_family *f, KeyValue **attrs, size_t nattrs,
                         uint64_t start, uint64_t time, const double *bounds, size_t nb,
                         const uint64_t *counts, double sum, uint64_t count, bool delta,
-                        uint64_t now_ms, struct lk_prom_map_stats *st)
+                        Exemplar **xs, size_t nxs, uint64_t now_ms,
+                        struct lk_prom_map_stats *st)
 {
     reset_point_labels(m);
     bool created;
@@ -611,10 +651,12 @@ static void hist_update(lk_prom_mapper *m, lk_prom_family *f, KeyValue **attrs, 
         rc = lk_prom_series_hist_set(se, bounds, nb, counts, sum, count);
     else if (what == 2 && lk_prom_series_hist_add(se, bounds, nb, counts, sum, count) < 0)
         rc = lk_prom_series_hist_set(se, bounds, nb, counts, sum, count); /* new bounds */
-    if (rc < 0)
+    if (rc < 0) {
         st->dropped[LK_PROM_DROP_INVALID]++;
-    else if (what != 0)
+    } else if (what != 0) {
         st->points++;
+        take_exemplars(se, xs, nxs, bounds, nb, true);
+    }
 }
 
 static void hist_points(lk_prom_mapper *m, lk_prom_family *f, HistPoint **pts, size_t n,
@@ -646,7 +688,7 @@ static void hist_points(lk_prom_mapper *m, lk_prom_family *f, HistPoint **pts, s
                          : 0;
         hist_update(m, f, p->attributes, p->n_attributes, p->start_time_unix_nano,
                     p->time_unix_nano, p->explicit_bounds, nb, counts, sum, p->count, delta,
-                    now_ms, st);
+                    p->exemplars, p->n_exemplars, now_ms, st);
     }
 }
 
@@ -801,10 +843,12 @@ static void apply_metric(lk_prom_mapper *m, const Metric *mt, uint64_t now_ms,
     }
     switch (mt->data_case) {
     case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE:
-        number_points(m, f, mt->gauge->data_points, mt->gauge->n_data_points, false, now_ms, st);
+        number_points(m, f, mt->gauge->data_points, mt->gauge->n_data_points, false, false,
+                      now_ms, st);
         break;
     case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM:
-        number_points(m, f, mt->sum->data_points, mt->sum->n_data_points, delta, now_ms, st);
+        number_points(m, f, mt->sum->data_points, mt->sum->n_data_points, delta,
+                      kind == LK_PROM_COUNTER, now_ms, st);
         break;
     case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM:
         hist_points(m, f, mt->histogram->data_points, mt->histogram->n_data_points, delta,

@@ -28,6 +28,15 @@ struct expstate {
     uint64_t *c[2];
 };
 
+struct exemplar {
+    double value;
+    uint64_t time_ns;
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    bool ids;
+    bool set;
+};
+
 struct lk_prom_series {
     lk_prom_series *hnext;      /* hash chain */
     lk_prom_series *prev, *next; /* family list, creation order */
@@ -43,6 +52,8 @@ struct lk_prom_series {
     uint64_t *counts; /* histogram: n + 1 per-bucket counts */
     double *qvalues;  /* summary: value per quantile */
     struct expstate *exp; /* exponential histograms; then bounds/counts are unused */
+    struct exemplar *ex;  /* per bucket (histograms) or one (counters); NULL: none yet */
+    size_t nex;
     size_t labels_len;
     char labels[];
 };
@@ -118,6 +129,7 @@ static void exp_free(struct expstate *x)
 static void series_free(lk_prom_series *se)
 {
     exp_free(se->exp);
+    free(se->ex);
     free(se->bounds);
     free(se->counts);
     free(se->qvalues);
@@ -343,6 +355,11 @@ int lk_prom_series_hist_set(lk_prom_series *se, const double *bounds, size_t nbo
         return rc;
     exp_free(se->exp); /* a classic point replaces an exponential state */
     se->exp = NULL;
+    if (nbounds != se->n) { /* bucket indices change meaning */
+        free(se->ex);
+        se->ex = NULL;
+        se->nex = 0;
+    }
     if (se->counts == NULL) { /* nbounds == 0 and never reserved */
         se->counts = calloc(1, sizeof(*se->counts));
         if (se->counts == NULL)
@@ -369,6 +386,30 @@ int lk_prom_series_hist_add(lk_prom_series *se, const double *bounds, size_t nbo
         se->counts[i] += counts[i];
     se->value += sum;
     se->count += count;
+    return 0;
+}
+
+int lk_prom_series_exemplar(lk_prom_series *se, size_t i, const struct lk_prom_exemplar *x)
+{
+    if (i >= se->nex) {
+        struct exemplar *e = realloc(se->ex, (i + 1) * sizeof(*e));
+        if (e == NULL)
+            return LK_ENOMEM;
+        memset(e + se->nex, 0, (i + 1 - se->nex) * sizeof(*e));
+        se->ex = e;
+        se->nex = i + 1;
+    }
+    struct exemplar *e = &se->ex[i];
+    if (e->set && x->time_ns < e->time_ns)
+        return 0;
+    e->set = true;
+    e->value = x->value;
+    e->time_ns = x->time_ns;
+    e->ids = x->trace_id != NULL && x->span_id != NULL;
+    if (e->ids) {
+        memcpy(e->trace_id, x->trace_id, 16);
+        memcpy(e->span_id, x->span_id, 8);
+    }
     return 0;
 }
 
@@ -594,6 +635,51 @@ static int append_line_value(lk_buf *out, double v)
     return rc == 0 ? lk_buf_append(out, "\n", 1) : rc;
 }
 
+static int append_hex(lk_buf *out, const uint8_t *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char t[32];
+    for (size_t i = 0; i < n; i++) {
+        t[2 * i] = hex[p[i] >> 4];
+        t[2 * i + 1] = hex[p[i] & 15];
+    }
+    return lk_buf_append(out, t, 2 * n);
+}
+
+/* A sample's value, then (OpenMetrics) ` # {trace_id="..",span_id=".."} value ts`. */
+static int append_value_exemplar(lk_buf *out, double v, const struct exemplar *e)
+{
+    int rc = append_value(out, v);
+    if (rc == 0 && e != NULL && e->set) {
+        rc = lk_buf_append_str(out, " # {");
+        if (rc == 0 && e->ids) {
+            rc = lk_buf_append_str(out, "trace_id=\"");
+            if (rc == 0)
+                rc = append_hex(out, e->trace_id, 16);
+            if (rc == 0)
+                rc = lk_buf_append_str(out, "\",span_id=\"");
+            if (rc == 0)
+                rc = append_hex(out, e->span_id, 8);
+            if (rc == 0)
+                rc = lk_buf_append(out, "\"", 1);
+        }
+        if (rc == 0)
+            rc = lk_buf_append_str(out, "} ");
+        if (rc == 0)
+            rc = append_value(out, e->value);
+        if (rc == 0 && e->time_ns != 0)
+            rc = lk_buf_printf(out, " %llu.%09llu",
+                               (unsigned long long)(e->time_ns / 1000000000u),
+                               (unsigned long long)(e->time_ns % 1000000000u));
+    }
+    return rc == 0 ? lk_buf_append(out, "\n", 1) : rc;
+}
+
+static const struct exemplar *exemplar_at(const lk_prom_series *se, size_t i, bool om)
+{
+    return om && i < se->nex ? &se->ex[i] : NULL;
+}
+
 /*
  * |x| as classic buckets in s->xb (*nb bounds) and s->xc (*nb + 1 counts):
  * negative buckets (upper bounds -base^index, most negative first), the zero
@@ -633,16 +719,20 @@ static int exp_classic(lk_prom_store *s, const struct expstate *x, size_t *nb)
     return 0;
 }
 
+/* |counter_suffix|: what OpenMetrics adds to a counter family's name for its
+ * samples ("_total", or "" when the name already ends with it). */
 static int render_series(lk_prom_store *s, lk_buf *out, const lk_prom_family *f,
-                         const lk_prom_series *se)
+                         const lk_prom_series *se, bool om, const char *counter_suffix)
 {
     int rc = 0;
     char extra[64];
     switch (f->kind) {
     case LK_PROM_GAUGE:
-    case LK_PROM_COUNTER:
         rc = append_sample_start(out, f, NULL, se, NULL);
         return rc ? rc : append_line_value(out, se->value);
+    case LK_PROM_COUNTER:
+        rc = append_sample_start(out, f, om ? counter_suffix : NULL, se, NULL);
+        return rc ? rc : append_value_exemplar(out, se->value, exemplar_at(se, 0, om));
     case LK_PROM_HISTOGRAM: {
         const double *bounds = se->bounds;
         const uint64_t *counts = se->counts;
@@ -668,7 +758,8 @@ static int render_series(lk_prom_store *s, lk_buf *out, const lk_prom_family *f,
             }
             rc = append_sample_start(out, f, "_bucket", se, extra);
             if (rc == 0)
-                rc = append_line_value(out, (double)cum);
+                rc = append_value_exemplar(out, (double)cum,
+                                           se->exp ? NULL : exemplar_at(se, i, om));
         }
         break;
     }
@@ -698,24 +789,54 @@ static int render_series(lk_prom_store *s, lk_buf *out, const lk_prom_family *f,
 
 static const char *const kind_names[] = {"gauge", "counter", "histogram", "summary"};
 
-int lk_prom_store_render(lk_prom_store *s, lk_buf *out)
+static bool ends_with(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+int lk_prom_store_render(lk_prom_store *s, lk_buf *out, bool om)
 {
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < s->nfams; i++) {
         const lk_prom_family *f = s->fams[i];
         if (f->nseries == 0)
             continue;
+        /* OpenMetrics: a counter family's name lacks the _total of its samples;
+         * target_info is the sample of the info family "target". */
+        int nlen = (int)strlen(f->name);
+        const char *type = kind_names[f->kind], *csuffix = "";
+        if (om && f->kind == LK_PROM_COUNTER) {
+            if (ends_with(f->name, (size_t)nlen, "_total"))
+                nlen -= 6;
+            csuffix = "_total";
+        } else if (om && strcmp(f->name, "target_info") == 0) {
+            nlen -= 5;
+            type = "info";
+        }
         if (f->help[0] != '\0') {
-            rc = lk_buf_printf(out, "# HELP %s ", f->name);
+            rc = lk_buf_printf(out, "# HELP %.*s ", nlen, f->name);
             if (rc == 0)
                 rc = append_help(out, f->help);
             if (rc == 0)
                 rc = lk_buf_append(out, "\n", 1);
         }
         if (rc == 0)
-            rc = lk_buf_printf(out, "# TYPE %s %s\n", f->name, kind_names[f->kind]);
+            rc = lk_buf_printf(out, "# TYPE %.*s %s\n", nlen, f->name, type);
+        if (rc == 0 && om && f->unit[0] != '\0') {
+            char suffix[128];
+            snprintf(suffix, sizeof(suffix), "_%s", f->unit);
+            if (ends_with(f->name, (size_t)nlen, suffix))
+                rc = lk_buf_printf(out, "# UNIT %.*s %s\n", nlen, f->name, f->unit);
+        }
+        /* Counter samples: the family name (text) or the OpenMetrics family name
+         * plus _total, which is the same string when the name had it. */
+        const char *cs = om && f->kind == LK_PROM_COUNTER &&
+                                 !ends_with(f->name, strlen(f->name), "_total")
+                             ? csuffix
+                             : "";
         for (const lk_prom_series *se = f->head; rc == 0 && se != NULL; se = se->next)
-            rc = render_series(s, out, f, se);
+            rc = render_series(s, out, f, se, om, cs);
     }
     return rc;
 }

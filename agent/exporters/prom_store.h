@@ -103,11 +103,30 @@ int lk_prom_series_summary_set(lk_prom_series *se, const double *quantiles,
                                const double *values, size_t n, double sum,
                                uint64_t count);
 
+/*
+ * Exemplars (rendered in OpenMetrics only): |i| is the bucket of a
+ * histogram (0..nbounds, the last one +Inf) or 0 for a counter. The newest
+ * exemplar of each wins. A histogram whose bounds change loses its exemplars.
+ * LK_ENOMEM.
+ */
+struct lk_prom_exemplar {
+    double value;
+    uint64_t time_ns;         /* 0: none */
+    const uint8_t *trace_id;  /* 16 bytes, or NULL */
+    const uint8_t *span_id;   /* 8 bytes, or NULL */
+};
+int lk_prom_series_exemplar(lk_prom_series *se, size_t i, const struct lk_prom_exemplar *x);
+
 /* Removes the series not updated since |now_ms| - expiration; returns how many. */
 size_t lk_prom_store_expire(lk_prom_store *s, uint64_t now_ms);
 size_t lk_prom_store_series_count(const lk_prom_store *s);
 
-/* Appends the text exposition format 0.0.4 of every family with series. */
-int lk_prom_store_render(lk_prom_store *s, lk_buf *out);
+/*
+ * Appends every family with series in the text format 0.0.4, or, with
+ * |openmetrics|, as OpenMetrics 1.0 families (counters named without
+ * _total, # UNIT where the name ends with the unit, target_info as an info
+ * metric, exemplars on counters and buckets; no # EOF).
+ */
+int lk_prom_store_render(lk_prom_store *s, lk_buf *out, bool openmetrics);
 
 #endif

@@ -71,11 +71,11 @@ static int prom_send(lk_exporter *e, lk_batch *b)
     return 0;
 }
 
-int lk_prometheus_exporter_render(lk_buf *out, void *arg)
+int lk_prometheus_exporter_render(lk_buf *out, bool openmetrics, void *arg)
 {
     struct prom_exporter *x = arg;
     sweep(x, true);
-    return lk_prom_store_render(x->store, out);
+    return lk_prom_store_render(x->store, out, openmetrics);
 }
 
 static void prom_close(lk_exporter *e, void (*done)(void *arg), void *arg)

@@ -8,6 +8,8 @@
 #ifndef LK_EXPORTERS_PROMETHEUS_H
 #define LK_EXPORTERS_PROMETHEUS_H
 
+#include <stdbool.h>
+
 #include <uv.h>
 
 #include "config/config.h"
@@ -23,6 +25,6 @@ int lk_prometheus_exporter_create(lk_exporter **out, uv_loop_t *loop,
                                   const struct lk_exporter_config *cfg, lk_metrics *m);
 
 /* An lk_admin_render_cb: appends the store's exposition (|arg| is the exporter). */
-int lk_prometheus_exporter_render(lk_buf *out, void *arg);
+int lk_prometheus_exporter_render(lk_buf *out, bool openmetrics, void *arg);
 
 #endif

@@ -191,7 +191,7 @@ int main(int argc, char **argv)
     double w0 = wall_now();
     for (int r = 0; r < renders; r++) {
         lk_buf_reset(&out);
-        lk_prom_store_render(s, &out);
+        lk_prom_store_render(s, &out, false);
     }
     double render_s = (wall_now() - w0) / renders;
     printf("{\"ingest_points\": %llu, \"ingest_cpu_us_per_point\": %.4f, "

@@ -500,7 +500,9 @@ class PrometheusTest(unittest.TestCase):
         self.wait_series('{__name__=~"orders.*",job="counter-svc"}',
                          [(self.labels("counter-svc", "counter-1", __name__="orders_total",
                                        order_kind="web"), 25.0)], "cumulative counter", "orders")
-        self.wait_metadata("orders_total", "counter", "Orders placed.")
+        # Prometheus asks for OpenMetrics, where a counter family is named
+        # without the _total of its samples: its metadata is under "orders".
+        self.wait_metadata("orders", "counter", "Orders placed.")
 
     def test_delta_counter_accumulates(self):
         """A delta monotonic sum sent 3 times (HTTP, gRPC, HTTP) with contiguous

@@ -17,10 +17,11 @@
 #include <uv.h>
 
 #include "admin/admin.h"
+#include "core/gzip.h"
 #include "core/platform.h"
 #include "core/selfmetrics.h"
 
-#define NREQ 9
+#define NREQ 11
 
 static uv_loop_t loop;
 static lk_admin *admin;
@@ -64,6 +65,14 @@ static void *client(void *arg)
     replies[6] = exchange("GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n");
     replies[7] = exchange("GET /healthz?verbose=1 HTTP/1.0\r\n\r\n");
     replies[8] = exchange("DELETE /readyz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    /* What Prometheus 2.x sends. */
+    replies[9] = exchange("GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;"
+                          "version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                          "text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n"
+                          "Accept-Encoding: gzip\r\nConnection: close\r\n\r\n");
+    replies[10] = exchange("GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;q=0,"
+                           "text/plain\r\nAccept-Encoding: gzip;q=0, identity\r\n"
+                           "Connection: close\r\n\r\n");
     uv_async_send(&done_async);
     return NULL;
 }
@@ -86,8 +95,11 @@ static void on_ready(uv_async_t *a)
     uv_sem_post(&ready_sem);
 }
 
-static int extra_render(lk_buf *out, void *arg)
+static int extra_render(lk_buf *out, bool openmetrics, void *arg)
 {
+    if (openmetrics)
+        return lk_buf_append_str(out, "# TYPE app_requests counter\n"
+                                      "app_requests_total{job=\"x\"} 9\n");
     return lk_buf_append_str(out, (const char *)arg);
 }
 
@@ -159,9 +171,48 @@ START_TEST(endpoints)
     ck_assert_str_eq(body_of(replies[7]), "ok\n");
     ck_assert_ptr_nonnull(strstr(replies[8], "HTTP/1.1 405 Method Not Allowed\r\n"));
 
+    /* OpenMetrics, gzipped. */
+    ck_assert_ptr_nonnull(strstr(replies[9], "\r\nContent-Type: application/openmetrics-text; "
+                                             "version=1.0.0; charset=utf-8\r\n"));
+    ck_assert_ptr_nonnull(strstr(replies[9], "\r\nContent-Encoding: gzip\r\n"));
+    const char *gz = body_of(replies[9]);
+    const char *clen = strstr(replies[9], "\r\nContent-Length: ");
+    ck_assert_ptr_nonnull(clen);
+    lk_buf plain;
+    lk_buf_init(&plain, 1 << 24);
+    ck_assert_int_eq(lk_gzip_inflate((const uint8_t *)gz, (size_t)atoi(clen + 18), 1 << 24, 0,
+                                     &plain), 0);
+    ck_assert_int_eq(lk_buf_append(&plain, "", 1), 0);
+    const char *omx = (const char *)plain.data;
+    ck_assert_ptr_nonnull(strstr(omx, "# TYPE lookout_test counter\n"));
+    ck_assert_ptr_nonnull(strstr(omx, "\nlookout_test_total 5\n"));
+    ck_assert_ptr_null(strstr(omx, "# TYPE lookout_test_total"));
+    ck_assert_ptr_nonnull(strstr(omx, "app_requests_total{job=\"x\"} 9\n# EOF\n"));
+    ck_assert_str_eq(omx + strlen(omx) - 6, "# EOF\n");
+    lk_buf_fini(&plain);
+    /* Refused with q=0: text 0.0.4, not compressed. */
+    ck_assert_ptr_nonnull(strstr(replies[10], "\r\nContent-Type: text/plain; version=0.0.4"));
+    ck_assert_ptr_null(strstr(replies[10], "Content-Encoding"));
+    ck_assert_ptr_null(strstr(body_of(replies[10]), "# EOF"));
+
     for (int i = 0; i < NREQ; i++)
         free(replies[i]);
     lk_metrics_destroy(m);
+}
+END_TEST
+
+START_TEST(accept_headers)
+{
+    ck_assert(lk__admin_accepts("application/openmetrics-text;version=1.0.0",
+                                "application/openmetrics-text"));
+    ck_assert(lk__admin_accepts("text/plain, Application/OpenMetrics-Text; q=0.5",
+                                "application/openmetrics-text"));
+    ck_assert(!lk__admin_accepts("application/openmetrics-text;q=0", "application/openmetrics-text"));
+    ck_assert(!lk__admin_accepts("application/openmetrics-textual", "application/openmetrics-text"));
+    ck_assert(!lk__admin_accepts(NULL, "gzip"));
+    ck_assert(lk__admin_accepts("deflate, gzip", "gzip"));
+    ck_assert(!lk__admin_accepts("gzip;q=0.0", "gzip"));
+    ck_assert(!lk__admin_accepts("xgzip", "gzip"));
 }
 END_TEST
 
@@ -186,6 +237,9 @@ int main(void)
     TCase *tc = tcase_create("endpoints");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, endpoints);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("accept");
+    tcase_add_test(tc, accept_headers);
     suite_add_tcase(s, tc);
     tc = tcase_create("bad_endpoint");
     tcase_add_test(tc, bad_endpoint);

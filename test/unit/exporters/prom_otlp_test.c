@@ -31,6 +31,7 @@ typedef Opentelemetry__Proto__Resource__V1__Resource Res;
 typedef Opentelemetry__Proto__Common__V1__InstrumentationScope Scope;
 typedef Opentelemetry__Proto__Common__V1__KeyValue KV;
 typedef Opentelemetry__Proto__Common__V1__AnyValue AV;
+typedef Opentelemetry__Proto__Metrics__V1__Exemplar Exemplar;
 
 #define CUMULATIVE OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE
 #define DELTA OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA
@@ -206,12 +207,17 @@ static int apply_hist(const char *name, int temporality, uint64_t start, uint64_
     return apply_metric(&mt, 1000);
 }
 
-static const char *render(void)
+static const char *render_as(bool om)
 {
     lk_buf_reset(&out);
-    ck_assert_int_eq(lk_prom_store_render(store, &out), 0);
+    ck_assert_int_eq(lk_prom_store_render(store, &out, om), 0);
     ck_assert_int_eq(lk_buf_append(&out, "", 1), 0);
     return (const char *)out.data;
+}
+
+static const char *render(void)
+{
+    return render_as(false);
 }
 
 #define LBL "instance=\"i-1\",job=\"shop/checkout\",otel_scope_name=\"lib\",otel_scope_version=\"1.0\""
@@ -417,6 +423,77 @@ START_TEST(labels_sanitised_merged_escaped)
 }
 END_TEST
 
+#define HAS_OM(line)                                                             \
+    do {                                                                         \
+        const char *r_ = render_as(true);                                        \
+        ck_assert_msg(strstr(r_, line "\n") != NULL, "missing line\n  %s\nin:\n%s", \
+                      line, r_);                                                 \
+    } while (0)
+
+START_TEST(openmetrics_with_exemplars)
+{
+    static uint8_t trace[16] = {0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6,
+                                0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36};
+    static uint8_t span[8] = {0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7};
+    Exemplar ex[2], *exs[2] = {&ex[0], &ex[1]};
+    for (int i = 0; i < 2; i++) {
+        opentelemetry__proto__metrics__v1__exemplar__init(&ex[i]);
+        ex[i].trace_id.data = trace;
+        ex[i].trace_id.len = 16;
+        ex[i].span_id.data = span;
+        ex[i].span_id.len = 8;
+        ex[i].value_case = OPENTELEMETRY__PROTO__METRICS__V1__EXEMPLAR__VALUE_AS_DOUBLE;
+    }
+    ex[0].as_double = 0.3;
+    ex[0].time_unix_nano = 1700000000123000000ull;
+    ex[1].as_double = 7;
+    ex[1].time_unix_nano = 1700000001000000000ull;
+
+    double b[] = {0.1, 0.5, 1};
+    uint64_t c[] = {1, 2, 3, 1};
+    HDP p;
+    opentelemetry__proto__metrics__v1__histogram_data_point__init(&p);
+    p.time_unix_nano = 10;
+    p.n_explicit_bounds = 3;
+    p.explicit_bounds = b;
+    p.n_bucket_counts = 4;
+    p.bucket_counts = c;
+    p.count = 7;
+    p.n_exemplars = 2;
+    p.exemplars = exs;
+    HDP *pts[1] = {&p};
+    Hist h;
+    opentelemetry__proto__metrics__v1__histogram__init(&h);
+    h.n_data_points = 1;
+    h.data_points = pts;
+    h.aggregation_temporality = CUMULATIVE;
+    Metric mt;
+    opentelemetry__proto__metrics__v1__metric__init(&mt);
+    mt.name = "rt";
+    mt.unit = "s";
+    mt.description = "Response time.";
+    mt.data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM;
+    mt.histogram = &h;
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+    apply_number("orders", "{order}", 1, CUMULATIVE, true, NULL, NULL, 5, 10, 3);
+
+    HAS_OM("# TYPE rt_seconds histogram");
+    HAS_OM("# UNIT rt_seconds seconds");
+    HAS_OM("rt_seconds_bucket{" LBLD ",le=\"0.5\"} 3 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\","
+           "span_id=\"00f067aa0ba902b7\"} 0.3 1700000000.123000000");
+    HAS_OM("rt_seconds_bucket{" LBLD ",le=\"+Inf\"} 7 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\","
+           "span_id=\"00f067aa0ba902b7\"} 7 1700000001.000000000");
+    HAS_OM("rt_seconds_bucket{" LBLD ",le=\"1\"} 6");
+    HAS_OM("# TYPE orders counter");
+    HAS_OM("orders_total{" LBLD "} 3");
+    HAS_OM("# TYPE target info");
+    /* The text format has no exemplars and names the counter family with _total. */
+    HAS("rt_seconds_bucket{" LBLD ",le=\"0.5\"} 3");
+    HAS("# TYPE orders_total counter");
+    ck_assert_ptr_null(strstr(render(), "trace_id"));
+}
+END_TEST
+
 START_TEST(garbage_is_refused)
 {
     static const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f};
@@ -440,6 +517,7 @@ static Suite *suite(void)
         {"limit_expiry", series_limit_and_expiry},
         {"type_conflict", type_conflict_first_wins},
         {"labels", labels_sanitised_merged_escaped},
+        {"openmetrics", openmetrics_with_exemplars},
         {"garbage", garbage_is_refused},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
