@@ -233,6 +233,7 @@ class Prometheus:
                 [PROMETHEUS, "--config.file=" + self.config_path,
                  "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
                  "--web.listen-address=127.0.0.1:%d" % self.port,
+                 "--enable-feature=exemplar-storage",
                  "--log.level=warn"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         return self
@@ -581,6 +582,49 @@ class PrometheusTest(unittest.TestCase):
                             {0.1: 2, 0.5: 5, 1.0: 9, INF: 10}, 7.25, 10, "cumulative histogram")
         self.wait_metadata("http_server_request_duration_seconds", "histogram",
                            "Duration of HTTP requests.")
+
+    def test_exemplars_reach_prometheus(self):
+        """Exemplars of a histogram's points (trace_id, span_id) reach Prometheus
+        through the OpenMetrics scrape, on the bucket their value falls in; a
+        counter's newest exemplar too."""
+        t = self.t0
+        trace = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
+        span = bytes.fromhex("00f067aa0ba902b7")
+        req, sm = metrics_request("ex-svc", instance="ex-1")
+        m = add_histogram(sm, "checkout.duration", "s", "Checkout time.", CUMULATIVE,
+                          [0.1, 0.5, 1.0], [1, 1, 0, 0], 0.35, t, t + SEC)
+        ex = m.histogram.data_points[0].exemplars.add()
+        ex.as_double = 0.3
+        ex.time_unix_nano = time.time_ns()  # exemplars are recent, unlike t0
+        ex.trace_id = trace
+        ex.span_id = span
+        c = add_sum(sm, "checkouts", "", "Checkouts.", True, CUMULATIVE, [(2, t, t + SEC)])
+        cx = c.sum.data_points[0].exemplars.add()
+        cx.as_int = 1
+        cx.time_unix_nano = time.time_ns()
+        cx.trace_id = trace
+        cx.span_id = span
+        self.post(req)
+        want_ids = {"trace_id": trace.hex(), "span_id": span.hex()}
+        found = {}
+
+        def match():
+            now = time.time()
+            for q in ('checkout_duration_seconds_bucket{job="ex-svc"}',
+                      'checkouts_total{job="ex-svc"}'):
+                data = self.prom.api("query_exemplars", query=q, start=str(now - 600),
+                                     end=str(now + 60))
+                for series in data:
+                    for e in series.get("exemplars", []):
+                        found[(series["seriesLabels"].get("__name__"),
+                               series["seriesLabels"].get("le"))] = (e["labels"],
+                                                                     float(e["value"]))
+            return len(found) >= 2
+        if not wait_until(match, SEEN_TIMEOUT, interval=0.3):
+            self.fail("exemplars in Prometheus: %r\n%s" % (found, self.exposition("checkout")))
+        self.assertEqual(found.get(("checkout_duration_seconds_bucket", "0.5")),
+                         (want_ids, 0.3), found)
+        self.assertEqual(found.get(("checkouts_total", None)), (want_ids, 1.0), found)
 
     def test_delta_histogram_accumulates(self):
         """A delta histogram sent twice (contiguous): bucket counts, sum and count

@@ -1,11 +1,15 @@
 #!/bin/sh
 # Interop test: the official OpenTelemetry JavaScript SDK (npm) -> build/lookout ->
 # in-process gRPC sink, for traces, metrics and logs over each SDK exporter protocol
-# (grpc, http/protobuf, http/json). Run from the repo root (make interop) after
+# (grpc, http/protobuf, http/json) (test_node_sdk.py, 9 cases); and the SDK's metric
+# instruments -> build/lookout's prometheus exporter -> /metrics, over each protocol
+# with cumulative and with delta temporality (test_node_prometheus.py, 6 cases, run
+# by test_node_sdk.py in the same suite). Run from the repo root (make interop) after
 # build/lookout is built. Installs the pinned packages of test/interop/package.json +
 # package-lock.json into build/interop-node (install.sh; nothing to do when make deps
-# did it), then runs test_node_sdk.py (or the unittest names given as
-# arguments, e.g. NodeSdkInteropTest.test_logs_grpc) and ends with one line
+# did it), then runs test_node_sdk.py (or the unittest names given as arguments,
+# e.g. NodeSdkInteropTest.test_logs_grpc or
+# NodeSdkPrometheusTest.test_prometheus_grpc_delta) and ends with one line
 # "interop: N passed, N failed". Exit status is non-zero on any failure.
 # Env: LOOKOUT_BIN (default build/lookout), LOOKOUT_PROTO_DIR (default proto).
 
@@ -16,7 +20,7 @@ NODE_DIR=build/interop-node
 GEN=build/interop-pygen
 RESULT=build/interop-result
 PROTO_DIR=${LOOKOUT_PROTO_DIR:-proto}
-NCOMBOS=9
+NCOMBOS=15   # 9 in NodeSdkInteropTest + 6 in NodeSdkPrometheusTest
 
 summary_fail() {
     echo "interop: $1"

@@ -8,7 +8,8 @@ compares it field by field, then checks lookout's /metrics counted the items for
 transport they came in on. One sink and one agent serve the whole class; each run is
 told apart by the resource attribute interop.run = "<signal>-<protocol>".
 
-Run all: sh test/interop/run.sh (from the repo root, after `make`).
+Run all: sh test/interop/run.sh (from the repo root, after `make`); the suite also
+runs NodeSdkPrometheusTest of test_node_prometheus.py (the prometheus exporter).
 Run one: /usr/bin/python3 test/interop/test_node_sdk.py NodeSdkInteropTest.test_logs_grpc
 Env: LOOKOUT_BIN, LOOKOUT_PYGEN (as in test/integration), INTEROP_NODE_DIR (where
 run.sh installed the npm packages, default build/interop-node), INTEROP_KEEP=1 keeps
@@ -33,6 +34,10 @@ sys.path.insert(0, os.path.join(REPO, "test", "integration"))
 
 import helpers  # noqa: E402  (puts the generated *_pb2 modules on sys.path)
 import otlp_sink  # noqa: E402
+
+# The prometheus exporter's interop class (test_node_prometheus.py) runs in the same
+# suite (main below), and run.sh's test names reach it through this module.
+from test_node_prometheus import NodeSdkPrometheusTest  # noqa: E402
 
 NODE_DIR = os.environ.get("INTEROP_NODE_DIR", os.path.join(REPO, "build", "interop-node"))
 EMIT = os.path.join(HERE, "emit.mjs")
@@ -592,26 +597,24 @@ def main(argv):
     if argv:
         suite = loader.loadTestsFromNames(argv, module)
     else:
-        suite = loader.loadTestsFromModule(module)
+        suite = unittest.TestSuite([loader.loadTestsFromTestCase(NodeSdkInteropTest),
+                                    loader.loadTestsFromTestCase(NodeSdkPrometheusTest)])
+    total = suite.countTestCases()
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
     failed_ids = set()
-    class_error = False
+    class_errors = 0
     for test, _ in result.failures + result.errors:
         if isinstance(test, unittest.TestCase):
             failed_ids.add(test.id())
-        else:   # setUpClass / tearDownClass: an _ErrorHolder
-            class_error = True
+        elif not str(test).startswith("setUpClass "):
+            # tearDownClass (unclean agent exit) and the like: one more failure.
+            # A failed setUpClass runs none of its class's tests: counted below.
+            class_errors += 1
     for test in result.unexpectedSuccesses:
         failed_ids.add(test.id())
-    failed = len(failed_ids)
-    passed = max(result.testsRun - failed - len(result.skipped), 0)
-    if class_error:
-        # setUpClass failing runs no test: count the whole class as failed; a
-        # tearDownClass failure (unclean agent exit) counts as one more failure.
-        if result.testsRun == 0:
-            failed = len(SIGNALS) * len(PROTOCOLS)
-        else:
-            failed += 1
+    passed = max(result.testsRun - len(failed_ids) - len(result.skipped), 0)
+    # Tests that never ran (their class's setUpClass failed) count as failed.
+    failed = len(failed_ids) + (total - result.testsRun) + class_errors
     out = os.environ.get("LOOKOUT_RESULT")
     if out:
         with open(out, "w") as f:
