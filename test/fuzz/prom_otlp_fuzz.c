@@ -2,7 +2,7 @@
  * libFuzzer target for the prometheus exporter's core: the input is one
  * ExportMetricsServiceRequest body, applied twice (the second time every
  * series exists: the update paths) to a series store with a small series
- * cap, then rendered.
+ * cap, then rendered as text 0.0.4 and as OpenMetrics.
  *
  * Besides "never crash": every rendered line is a comment or a sample of the
  * text format (`name{...} value`), with balanced label quotes; the series
@@ -79,20 +79,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     lk_buf out;
     lk_buf_init(&out, 256 << 20);
-    if (lk_prom_store_render(s, &out) != 0)
-        abort();
-    const char *p = (const char *)out.data, *end = p == NULL ? NULL : p + out.len;
-    while (p != NULL && p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL) {
-            fprintf(stderr, "exposition does not end with a newline\n");
+    for (int om = 0; om <= 1; om++) {
+        lk_buf_reset(&out);
+        if (lk_prom_store_render(s, &out, om) != 0)
             abort();
+        const char *p = (const char *)out.data, *end = p == NULL ? NULL : p + out.len;
+        while (p != NULL && p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            if (nl == NULL) {
+                fprintf(stderr, "exposition does not end with a newline\n");
+                abort();
+            }
+            /* OpenMetrics: an exemplar after the value (` # {...} v [ts]`). */
+            size_t n = (size_t)(nl - p);
+            const char *ex = om ? memmem(p, n, " # {", 4) : NULL;
+            if (*p != '#' && !sample_ok(p, ex != NULL ? (size_t)(ex - p) : n)) {
+                fprintf(stderr, "bad line: %.*s\n", (int)n, p);
+                abort();
+            }
+            p = nl + 1;
         }
-        if (*p != '#' && !sample_ok(p, (size_t)(nl - p))) {
-            fprintf(stderr, "bad line: %.*s\n", (int)(nl - p), p);
-            abort();
-        }
-        p = nl + 1;
     }
     lk_buf_fini(&out);
     lk_prom_mapper_destroy(m);
