@@ -158,8 +158,10 @@ def agent_config(s, ports):
         "otlphttp": "  otlphttp/sink:\n    endpoint: http://127.0.0.1:{sink_http}\n"
                     "    compression: none\n",
         "loki": "  loki:\n    endpoint: http://127.0.0.1:{sink_loki}/loki/api/v1/push\n",
+        "prometheus": "  prometheus: {{}}\n",
     }[s["exporter"]].format(**ports)
-    xname = {"otlp": "otlp/sink", "otlphttp": "otlphttp/sink", "loki": "loki"}[s["exporter"]]
+    xname = {"otlp": "otlp/sink", "otlphttp": "otlphttp/sink", "loki": "loki",
+             "prometheus": "prometheus"}[s["exporter"]]
     rname = "lines" if s["receiver"] == "lines" else "otlp"
     return (AGENT_COMMON.format(**ports) + "receivers:\n" + receivers + "exporters:\n" + exporter
             + "pipelines:\n  %s:\n    receivers: [%s]\n    exporters: [%s]\n"
@@ -184,8 +186,11 @@ def start_pair(s, tmp, ports):
     return sink, agent
 
 
-def delivered(s, sink_admin):
-    _, text = http_get(sink_admin, "/metrics")
+def delivered(s, sink_admin, agent_admin):
+    """Items the sink counted, or for the prometheus exporter (no sink: the
+    store is the end) the points the agent counts as taken into it."""
+    port = agent_admin if s.get("delivered_at") == "agent" else sink_admin
+    _, text = http_get(port, "/metrics")
     return int(metric_sum(text, s["delivered_metric"]))
 
 
@@ -223,7 +228,7 @@ def one_run(s, scale):
         got = 0
         rss_peak = 0
         while time.time() < deadline:
-            got = delivered(s, ports["sink_admin"])
+            got = delivered(s, ports["sink_admin"], ports["admin"])
             rss_peak = max(rss_peak, proc_rss_kib(agent.p.pid))
             if got >= sent:
                 break
@@ -310,6 +315,13 @@ SCENARIOS = [
      "receiver": "lines", "exporter": "loki", "signal": "logs", "target": "lines",
      "mode": "lines", "count": 2000000, "args": ["--connections", "4", "--line-bytes", "150"],
      "delivered_metric": "bench_sink_loki_entries_total", "unit": "line", "target_us": 0.5},
+    {"name": "metrics-prom", "title": "OTLP/gRPC metrics -> prometheus exporter series store "
+     "(512 points of 8 attributes per request, 512 series updated again and again)",
+     "receiver": "otlp", "exporter": "prometheus", "signal": "metrics", "target": "grpc",
+     "mode": "grpc-metrics", "count": 2000, "args": ["--items", "512", "--connections", "2",
+                                                     "--streams", "4"],
+     "delivered_metric": "lookout_exporter_sent_metric_points_total", "delivered_at": "agent",
+     "unit": "point", "target_us": 0.5},
     {"name": "logs-grpc-loki", "title": "OTLP/gRPC logs -> Loki protobuf+snappy",
      "receiver": "otlp", "exporter": "loki", "signal": "logs", "target": "grpc",
      "mode": "grpc-logs", "count": 2000, "args": ["--items", "512", "--connections", "2",

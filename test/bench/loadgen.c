@@ -8,12 +8,12 @@
  *      $(pkg-config --cflags --libs libnghttp2) -o build/bench/loadgen
  *
  * Usage:
- *   loadgen --mode grpc-traces|grpc-logs|http-traces|http-logs|lines
+ *   loadgen --mode grpc-traces|grpc-logs|grpc-metrics|http-traces|http-logs|lines
  *           --target ADDR   grpc-*: host:port or unix:///path; http-*: host:port
  *                           (or unix:///path); lines: /path/to/socket
  *           --requests N    requests to get accepted (grpc-*, http-*); default 200
  *           --lines N       lines to write (lines); default 200000
- *           --items K       spans / log records per request; default 512
+ *           --items K       spans / log records / metric points per request; default 512
  *           --connections C default 2
  *           --streams S     grpc-*: requests in flight per connection; default 4
  *           --rate R        new requests/s (lines: lines/s) overall; 0 (default):
@@ -102,10 +102,17 @@ typedef nghttp2_data_provider h2_data_provider;
 #define OUTQ_HIGH_BYTES (1u << 20) /* queued for the socket before pushing back */
 #define IOV_BATCH 128
 
-enum mode { MODE_GRPC_TRACES, MODE_GRPC_LOGS, MODE_HTTP_TRACES, MODE_HTTP_LOGS, MODE_LINES };
+enum mode {
+    MODE_GRPC_TRACES,
+    MODE_GRPC_LOGS,
+    MODE_HTTP_TRACES,
+    MODE_HTTP_LOGS,
+    MODE_LINES,
+    MODE_GRPC_METRICS
+};
 
 static const char *const mode_names[] = {"grpc-traces", "grpc-logs", "http-traces", "http-logs",
-                                         "lines"};
+                                         "lines", "grpc-metrics"};
 
 struct opts {
     enum mode mode;
@@ -519,12 +526,51 @@ static void put_log(struct pb *b, uint64_t i, uint64_t t0, const struct line_tpl
 }
 
 /*
+ * The fields of a Metric "http.server.requests" (a cumulative monotonic Sum)
+ * with |k| data points of 8 attributes each, point i in series i: sent again
+ * and again, the same k series are updated (a steady state).
+ */
+static void put_metric(struct pb *b, uint64_t k, uint64_t t0)
+{
+    pb_str(b, 1, "http.server.requests");
+    pb_str(b, 2, "Requests served.");
+    pb_str(b, 3, "{request}");
+    size_t sum = pb_open(b, 7);
+    static const char *const routes[] = {"/api/v1/items/{id}", "/api/v1/cart", "/healthz",
+                                         "/api/v1/orders/{id}"};
+    char shard[24];
+    for (uint64_t i = 0; i < k; i++) {
+        size_t dp = pb_open(b, 1); /* data_points */
+        kv_str(b, 7, "http.request.method", i % 3 == 0 ? "POST" : "GET");
+        kv_str(b, 7, "http.route", routes[i % 4]);
+        kv_int(b, 7, "http.response.status_code", i % 5 == 0 ? 500 : 200);
+        kv_str(b, 7, "server.address", "api.internal");
+        kv_str(b, 7, "network.protocol.version", "1.1");
+        kv_str(b, 7, "url.scheme", "http");
+        kv_str(b, 7, "deployment.environment", "bench");
+        snprintf(shard, sizeof(shard), "s%" PRIu64, i);
+        kv_str(b, 7, "shard", shard);
+        pb_fixed64(b, 2, t0 - 60000000000ull); /* start_time_unix_nano */
+        pb_fixed64(b, 3, t0);                  /* time_unix_nano */
+        pb_key(b, 6, 1);                       /* as_int (sfixed64) */
+        pb_need(b, 8);
+        for (int j = 0; j < 8; j++)
+            b->p[b->len++] = (uint8_t)((1000 + i) >> (8 * j));
+        pb_close(b, dp);
+    }
+    pb_uint(b, 2, 2); /* AGGREGATION_TEMPORALITY_CUMULATIVE */
+    pb_uint(b, 3, 1); /* is_monotonic */
+    pb_close(b, sum);
+}
+
+/*
  * Builds the Export request of |k| items into a buffer that starts with the
  * 5-byte gRPC message prefix: the gRPC body is the whole buffer, the HTTP
  * body starts 5 bytes in. The caller frees b->p.
  */
-static void build_payload(struct pb *b, bool logs, uint64_t k, uint64_t line_bytes)
+static void build_payload(struct pb *b, enum mode mode, uint64_t k, uint64_t line_bytes)
 {
+    bool logs = mode == MODE_GRPC_LOGS || mode == MODE_HTTP_LOGS;
     uint64_t t0 = wall_ns();
     pb_need(b, 5);
     b->len = 5;
@@ -532,7 +578,11 @@ static void build_payload(struct pb *b, bool logs, uint64_t k, uint64_t line_byt
     put_resource(b);
     size_t s = pb_open(b, 2); /* scope_spans / scope_logs */
     put_scope(b);
-    if (logs) {
+    if (mode == MODE_GRPC_METRICS) {
+        size_t mt = pb_open(b, 2); /* metrics */
+        put_metric(b, k, t0);
+        pb_close(b, mt);
+    } else if (logs) {
         struct line_tpl tpl;
         line_tpl_init(&tpl, line_bytes, k - 1, false);
         char *line = xmalloc(tpl.len + 1);
@@ -970,9 +1020,11 @@ static void gen_init_h2(struct gen *g)
     nghttp2_session_callbacks_set_on_frame_recv_callback(g->cbs, h2_frame_recv_cb);
     nghttp2_session_callbacks_set_on_stream_close_callback(g->cbs, h2_stream_close_cb);
 
-    const char *path = g->o.mode == MODE_GRPC_LOGS
-                           ? "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-                           : "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    const char *path =
+        g->o.mode == MODE_GRPC_LOGS ? "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+        : g->o.mode == MODE_GRPC_METRICS
+            ? "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+            : "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
     const char *nv[][2] = {
         {":method", "POST"},
         {":scheme", "http"},
@@ -1693,7 +1745,7 @@ static void run_lines(const struct opts *o, const struct target *t, struct lines
 
 static void usage(FILE *f)
 {
-    fputs("usage: loadgen --mode grpc-traces|grpc-logs|http-traces|http-logs|lines\n"
+    fputs("usage: loadgen --mode grpc-traces|grpc-logs|grpc-metrics|http-traces|http-logs|lines\n"
           "               --target ADDR [--requests N] [--lines N] [--items K]\n"
           "               [--connections C] [--streams S] [--rate R] [--line-bytes B]\n"
           "  grpc-*: ADDR is host:port or unix:///path; http-*: host:port;\n"
@@ -1815,9 +1867,8 @@ int main(int argc, char **argv)
 
     static struct gen g;
     g.o = o;
-    bool logs = o.mode == MODE_GRPC_LOGS || o.mode == MODE_HTTP_LOGS;
     struct pb payload = {0};
-    build_payload(&payload, logs, o.items, o.line_bytes);
+    build_payload(&payload, o.mode, o.items, o.line_bytes);
     g.body = payload.p;
     g.body_len = payload.len;
     g.msg_len = payload.len - 5;
@@ -1833,7 +1884,7 @@ int main(int argc, char **argv)
     }
     resolve_target(&g.t, o.target, false);
 
-    if (o.mode == MODE_GRPC_TRACES || o.mode == MODE_GRPC_LOGS)
+    if (o.mode == MODE_GRPC_TRACES || o.mode == MODE_GRPC_LOGS || o.mode == MODE_GRPC_METRICS)
         run_grpc(&g);
     else
         run_http(&g);

@@ -21,9 +21,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_SERIES 64
 
-/* A sample line: name, optional {labels} with every value quoted, a space,
- * a value without spaces. */
-static int sample_ok(const char *l, size_t n)
+/* Skips a {label set} at l[i] (quote-aware); returns the index after '}', or 0. */
+static size_t skip_labels(const char *l, size_t n, size_t i)
+{
+    int inq = 0;
+    for (i++; i < n; i++) {
+        if (inq && l[i] == '\\') {
+            i++;
+            continue;
+        }
+        if (l[i] == '"')
+            inq = !inq;
+        else if (!inq && l[i] == '}')
+            return i + 1;
+        else if (l[i] == '\n')
+            return 0;
+    }
+    return 0;
+}
+
+/* A sample line: name, optional {labels} with every value quoted, a space, a
+ * value without spaces; with |om|, optionally ` # {labels} value[ ts]`. */
+static int sample_ok(const char *l, size_t n, int om)
 {
     size_t i = 0;
     while (i < n && (l[i] == '_' || l[i] == ':' || (l[i] >= 'a' && l[i] <= 'z') ||
@@ -31,30 +50,22 @@ static int sample_ok(const char *l, size_t n)
         i++;
     if (i == 0)
         return 0;
-    if (i < n && l[i] == '{') {
-        int inq = 0;
-        for (i++; i < n; i++) {
-            if (inq && l[i] == '\\') {
-                i++;
-                continue;
-            }
-            if (l[i] == '"')
-                inq = !inq;
-            else if (!inq && l[i] == '}')
-                break;
-            else if (l[i] == '\n')
-                return 0;
-        }
-        if (i >= n || inq)
-            return 0;
-        i++;
-    }
+    if (i < n && l[i] == '{' && (i = skip_labels(l, n, i)) == 0)
+        return 0;
     if (i >= n || l[i] != ' ')
         return 0;
+    for (i++; i < n && l[i] != ' '; i++)
+        ;
+    if (i == n)
+        return 1;
+    if (!om || n - i < 4 || memcmp(l + i, " # {", 4) != 0)
+        return 0;
+    if ((i = skip_labels(l, n, i + 3)) == 0 || i >= n || l[i] != ' ')
+        return 0;
+    int spaces = 0;
     for (i++; i < n; i++)
-        if (l[i] == ' ')
-            return 0;
-    return 1;
+        spaces += l[i] == ' ';
+    return spaces <= 1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -90,10 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 fprintf(stderr, "exposition does not end with a newline\n");
                 abort();
             }
-            /* OpenMetrics: an exemplar after the value (` # {...} v [ts]`). */
             size_t n = (size_t)(nl - p);
-            const char *ex = om ? memmem(p, n, " # {", 4) : NULL;
-            if (*p != '#' && !sample_ok(p, ex != NULL ? (size_t)(ex - p) : n)) {
+            if (*p != '#' && !sample_ok(p, n, om)) {
                 fprintf(stderr, "bad line: %.*s\n", (int)n, p);
                 abort();
             }
