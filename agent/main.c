@@ -243,7 +243,7 @@ static int build_pipelines(void)
                              ? lk_prometheus_exporter_create(&A.exporters[idx], &A.loop, ec,
                                                              A.metrics)
                              : lk_otlp_exporter_create(&A.exporters[idx], &A.loop, ec);
-                if (rc == 0 && ec->type == LK_EXPORTER_PROMETHEUS)
+                if (rc == 0 && ec->type == LK_EXPORTER_PROMETHEUS && ec->endpoint == NULL)
                     lk_admin_set_renderer(A.admin, lk_prometheus_exporter_render,
                                           A.exporters[idx]);
                 if (rc < 0) {

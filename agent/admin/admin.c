@@ -2,11 +2,10 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "core/buf.h"
 #include "core/err.h"
-#include "core/gzip.h"
+#include "core/exposition.h"
 #include "core/httpd.h"
 #include "core/log.h"
 
@@ -16,12 +15,8 @@
 #define ADMIN_MAX_BODY_BYTES (16 * 1024)
 #define ADMIN_IDLE_TIMEOUT_MS 60000 /* longer than a usual scrape interval */
 #define ADMIN_REQUEST_TIMEOUT_MS 10000
-#define ADMIN_MAX_EXPOSITION_BYTES (64 * 1024 * 1024)
 
 #define TEXT_PLAIN "text/plain; charset=utf-8"
-#define EXPOSITION_TYPE "text/plain; version=0.0.4; charset=utf-8"
-#define OPENMETRICS_TYPE "application/openmetrics-text; version=1.0.0; charset=utf-8"
-#define GZIP_MIN_BYTES 1024 /* smaller expositions go as they are */
 
 struct lk_admin {
     lk_httpd *httpd;
@@ -29,8 +24,7 @@ struct lk_admin {
     bool ready;
     lk_admin_render_cb render; /* extra exposition, may be NULL */
     void *render_arg;
-    lk_buf scratch; /* the exposition, reused between scrapes */
-    lk_buf gz;      /* its gzip form, when the scraper accepts it */
+    lk_exposition expo; /* the /metrics bodies, reused between scrapes */
     void (*done)(void *arg);
     void *done_arg;
 };
@@ -41,70 +35,19 @@ static void respond_text(lk_httpd_req *req, int status, const char *extra,
     (void)lk_httpd_respond(req, status, TEXT_PLAIN, extra, text, strlen(text));
 }
 
-/*
- * Whether the header value |h| (Accept, Accept-Encoding) lists |what| with a
- * q-value above 0. Media type parameters other than q are not looked at.
- */
-bool lk__admin_accepts(const char *h, const char *what)
+/* The self-metrics, then the extra renderer's exposition. */
+static int render_all(lk_buf *out, bool openmetrics, void *arg)
 {
-    size_t wl = strlen(what);
-    for (const char *p = h; p != NULL && *p != '\0';) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (n >= wl && strncasecmp(p, what, wl) == 0 &&
-            (n == wl || p[wl] == ';' || p[wl] == ' ')) {
-            const char *q = p + wl;
-            bool zero = false;
-            for (; q < p + n; q++) {
-                if ((q[0] == 'q' || q[0] == 'Q') && q[1] == '=') {
-                    double v = strtod(q + 2, NULL);
-                    zero = v <= 0;
-                    break;
-                }
-            }
-            if (!zero)
-                return true;
-        }
-        p = end;
-    }
-    return false;
+    lk_admin *a = arg;
+    int rc = lk_metrics_render_format(a->metrics, out, openmetrics);
+    if (rc == 0 && a->render != NULL)
+        rc = a->render(out, openmetrics, a->render_arg);
+    return rc;
 }
 
 static void serve_metrics(lk_admin *a, lk_httpd_req *req)
 {
-    bool om = lk__admin_accepts(lk_httpd_req_header(req, "accept"),
-                                "application/openmetrics-text");
-    lk_buf_reset(&a->scratch);
-    int rc = lk_metrics_render_format(a->metrics, &a->scratch, om);
-    if (rc == 0 && a->render != NULL)
-        rc = a->render(&a->scratch, om, a->render_arg);
-    if (rc == 0 && om)
-        rc = lk_buf_append_str(&a->scratch, "# EOF\n");
-    if (rc < 0) {
-        lk_log(LK_LOG_ERROR, "cannot render metrics",
-               LK_S("error", lk_strerror(rc)));
-        respond_text(req, 500, NULL, "cannot render metrics\n");
-        return;
-    }
-    const lk_buf *body = &a->scratch;
-    const char *extra = "Vary: Accept, Accept-Encoding\r\n";
-    if (a->scratch.len >= GZIP_MIN_BYTES &&
-        lk__admin_accepts(lk_httpd_req_header(req, "accept-encoding"), "gzip")) {
-        lk_buf_reset(&a->gz);
-        if (lk_gzip_deflate(a->scratch.data, a->scratch.len, &a->gz) == 0) {
-            body = &a->gz;
-            extra = "Content-Encoding: gzip\r\nVary: Accept, Accept-Encoding\r\n";
-        }
-    }
-    (void)lk_httpd_respond(req, 200, om ? OPENMETRICS_TYPE : EXPOSITION_TYPE, extra,
-                           body->data, body->len);
-    /* An unusually large exposition should not stay allocated. */
-    if (a->scratch.cap > 1024 * 1024)
-        lk_buf_fini(&a->scratch);
-    if (a->gz.cap > 1024 * 1024)
-        lk_buf_fini(&a->gz);
+    lk_exposition_serve(&a->expo, req, render_all, a);
 }
 
 static void handle(lk_httpd_req *req, void *arg)
@@ -139,8 +82,7 @@ int lk_admin_start(lk_admin **out, uv_loop_t *loop, const char *endpoint,
     if (a == NULL)
         return LK_ENOMEM;
     a->metrics = m;
-    lk_buf_init(&a->scratch, ADMIN_MAX_EXPOSITION_BYTES);
-    lk_buf_init(&a->gz, ADMIN_MAX_EXPOSITION_BYTES);
+    lk_exposition_init(&a->expo);
     const struct lk_httpd_opts o = {
         .endpoint = endpoint,
         .name = "admin",
@@ -181,8 +123,7 @@ static void on_httpd_closed(void *arg)
     lk_admin *a = arg;
     void (*done)(void *) = a->done;
     void *done_arg = a->done_arg;
-    lk_buf_fini(&a->scratch);
-    lk_buf_fini(&a->gz);
+    lk_exposition_fini(&a->expo);
     free(a);
     if (done != NULL)
         done(done_arg);

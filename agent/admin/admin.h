@@ -37,10 +37,6 @@ void lk_admin_set_ready(lk_admin *a, bool ready);
  */
 typedef int (*lk_admin_render_cb)(lk_buf *out, bool openmetrics, void *arg);
 void lk_admin_set_renderer(lk_admin *a, lk_admin_render_cb render, void *arg);
-/* Internal, exposed for tests: whether the Accept or Accept-Encoding value
- * |h| (may be NULL) lists |what| with a q-value above 0. */
-bool lk__admin_accepts(const char *h, const char *what);
-
 /* The bound TCP port (for endpoints with port 0), or -1. */
 int lk_admin_port(const lk_admin *a);
 /* Stops listening, closes connections, frees |a|, then calls |done| (may be

@@ -1368,7 +1368,8 @@ static void check_type_keys(struct ctx *c, const char *path, enum lk_exporter_ty
         unsigned f = exporter_fields[i].flags;
         if (es[i].key == NULL)
             continue;
-        if ((f & EX_SENDS) && type == LK_EXPORTER_PROMETHEUS) {
+        if ((f & EX_SENDS) && type == LK_EXPORTER_PROMETHEUS &&
+            strcmp(exporter_fields[i].key, "endpoint") != 0) {
             ERR(c, es[i].key, "unknown key '%s' in %s (a prometheus exporter is scraped "
                               "on the admin listener; it sends nothing)",
                 exporter_fields[i].key, path);
@@ -1962,6 +1963,15 @@ static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *va
         join(sub, path, "promote_resource_attributes");
         do_promote(c, SEEN(exporter_fields, es, "promote_resource_attributes")->val, sub,
                    &e->prometheus);
+        if (ep->key != NULL && !lk__config_ynode_is_null(ep->val)) {
+            /* A listener of its own, as the admin one. */
+            static const struct field listen = {
+                .key = "endpoint", .type = FT_ENDPOINT, .flags = EP_UNIX,
+                .off = offsetof(struct lk_exporter_config, endpoint)};
+            join(sub, path, "endpoint");
+            if (set_field(c, &listen, ep->val, sub, e))
+                add_listener(c, e->endpoint, e->name, ep->val);
+        }
     } else if (e->type == LK_EXPORTER_OTLPHTTP) {
         do_http_endpoints(c, key, path, es, e, &scheme_tls);
     } else if (e->type == LK_EXPORTER_LOKI) {
@@ -2068,14 +2078,16 @@ static void do_exporters(struct ctx *c, const lk__ynode *map)
             prometheus_defaults(e);
         do_exporter(c, key, val, e);
     }
-    /* Every prometheus exporter renders on the admin listener's one /metrics. */
+    /* A prometheus exporter without an endpoint renders on the admin
+     * listener's one /metrics: one of them at most. */
     const char *first = NULL;
     for (size_t i = 0; i < cfg->nexporters; i++) {
-        if (cfg->exporters[i].type != LK_EXPORTER_PROMETHEUS)
+        if (cfg->exporters[i].type != LK_EXPORTER_PROMETHEUS || cfg->exporters[i].endpoint)
             continue;
         if (first != NULL)
-            ERR(c, map, "exporters: '%s' and '%s': one prometheus exporter at most (both "
-                        "would be served on the admin listener's /metrics)",
+            ERR(c, map, "exporters: '%s' and '%s': one prometheus exporter without an "
+                        "endpoint at most (both would be served on the admin listener's "
+                        "/metrics)",
                 SHOW(c, first), SHOW(c, cfg->exporters[i].name));
         first = cfg->exporters[i].name;
     }

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/exposition.h"
+#include "core/httpd.h"
 #include "core/log.h"
 #include "exporters/prom_otlp.h"
 #include "exporters/prom_store.h"
@@ -27,6 +29,10 @@ struct prom_exporter {
     lk_counter *expired;
     uint64_t last_sweep_ms;
     uint64_t last_conflict_log_ms;
+    lk_httpd *httpd;    /* its own listener (endpoint set), else NULL */
+    lk_exposition expo; /* that listener's bodies */
+    void (*done)(void *arg);
+    void *done_arg;
 };
 
 static void sweep(struct prom_exporter *x, bool force)
@@ -78,15 +84,55 @@ int lk_prometheus_exporter_render(lk_buf *out, bool openmetrics, void *arg)
     return lk_prom_store_render(x->store, out, openmetrics);
 }
 
-static void prom_close(lk_exporter *e, void (*done)(void *arg), void *arg)
+static void prom_free(void *arg)
 {
-    struct prom_exporter *x = (struct prom_exporter *)e;
+    struct prom_exporter *x = arg;
+    void (*done)(void *) = x->done;
+    void *done_arg = x->done_arg;
+    lk_exposition_fini(&x->expo);
     lk_prom_mapper_destroy(x->mapper);
     lk_prom_store_destroy(x->store);
     free(x->base.name);
     free(x);
     if (done != NULL)
-        done(arg);
+        done(done_arg);
+}
+
+/* The listener goes first (its scrapes render the store), then the store. */
+static void prom_close(lk_exporter *e, void (*done)(void *arg), void *arg)
+{
+    struct prom_exporter *x = (struct prom_exporter *)e;
+    x->done = done;
+    x->done_arg = arg;
+    if (x->httpd != NULL) {
+        lk_httpd *h = x->httpd;
+        x->httpd = NULL;
+        lk_httpd_close(h, prom_free, x);
+    } else {
+        prom_free(x);
+    }
+}
+
+/* The own listener: GET/HEAD /metrics, the store alone. */
+static void handle(lk_httpd_req *req, void *arg)
+{
+    struct prom_exporter *x = arg;
+    const char *method = lk_httpd_req_method(req);
+    static const char text[] = "text/plain; charset=utf-8";
+    if (strcmp(lk_httpd_req_path(req), "/metrics") != 0) {
+        (void)lk_httpd_respond(req, 404, text, NULL, "not found\n", 10);
+        return;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        (void)lk_httpd_respond(req, 405, text, "Allow: GET, HEAD\r\n", "method not allowed\n",
+                               19);
+        return;
+    }
+    if (x->store == NULL) { /* closing */
+        (void)lk_httpd_respond(req, 503, text, NULL, "closing\n", 8);
+        return;
+    }
+    lk_exposition_serve(&x->expo, req, lk_prometheus_exporter_render, x);
 }
 
 const struct lk_exporter_ops lk_prometheus_exporter_ops = {
@@ -114,11 +160,31 @@ int lk_prometheus_exporter_create(lk_exporter **out, uv_loop_t *loop,
         .promote = cfg->prometheus.promote_resource_attributes,
         .npromote = cfg->prometheus.npromote,
     };
+    lk_exposition_init(&x->expo);
     x->store = lk_prom_store_create(&so);
     x->mapper = x->store ? lk_prom_mapper_create(&mo, x->store) : NULL;
     if (x->base.name == NULL || x->mapper == NULL) {
         prom_close(&x->base, NULL, NULL);
         return LK_ENOMEM;
+    }
+    if (cfg->endpoint != NULL) {
+        const struct lk_httpd_opts o = {
+            .endpoint = cfg->endpoint,
+            .name = cfg->name,
+            .max_connections = 32,
+            .max_header_bytes = 16 * 1024,
+            .max_body_bytes = 16 * 1024,
+            .idle_timeout_ms = 60000,
+            .request_timeout_ms = 10000,
+        };
+        int rc = lk_httpd_create(&x->httpd, loop, &o, handle, x);
+        if (rc < 0) {
+            x->httpd = NULL;
+            prom_close(&x->base, NULL, NULL);
+            return rc;
+        }
+        lk_log(LK_LOG_INFO, "prometheus exporter listening", LK_S("exporter", cfg->name)
+               LK_S("endpoint", cfg->endpoint));
     }
     char labels[512];
     snprintf(labels, sizeof(labels), "exporter=\"%s\"", cfg->name);

@@ -1,9 +1,10 @@
 /*
  * The prometheus exporter: a metrics pipeline's batches go into a series
  * store (prom_otlp, prom_store) instead of a backend; the store is rendered
- * on the admin listener's /metrics, after the self-metrics, for Prometheus
- * to scrape. Sending a batch always succeeds at once; points the store
- * cannot take are counted in lookout_dropped_items_total by reason.
+ * for Prometheus to scrape on the admin listener's /metrics, after the
+ * self-metrics, or, with an endpoint, alone on a listener of its own.
+ * Sending a batch always succeeds at once; points the store cannot take are
+ * counted in lookout_dropped_items_total by reason.
  */
 #ifndef LK_EXPORTERS_PROMETHEUS_H
 #define LK_EXPORTERS_PROMETHEUS_H

@@ -67,7 +67,7 @@ receivers:
       http:
         endpoint: 127.0.0.1:@HTTP_PORT@
 exporters:
-  prometheus:
+  prometheus:{endpoint}
     metric_expiration: {expiration}
     max_series: 100000
     add_metric_suffixes: true
@@ -308,11 +308,16 @@ class PrometheusTest(unittest.TestCase):
                                      "make deps)" % tool)
         cls.agent = cls.expiry_agent = cls.prom = cls.client = None
         try:
-            cls.agent = YamlAgent(AGENT_BODY.format(expiration="5m")).start()
-            cls.expiry_agent = YamlAgent(AGENT_BODY.format(expiration="1s")).start()
+            cls.agent = YamlAgent(AGENT_BODY.format(expiration="5m", endpoint="")).start()
+            # The expiry agent serves its series on a listener of its own
+            # (exporter endpoint), which is what Prometheus scrapes there.
+            cls.expiry_port = free_ports(1)[0]
+            cls.expiry_agent = YamlAgent(AGENT_BODY.format(
+                expiration="1s",
+                endpoint="\n    endpoint: 127.0.0.1:%d" % cls.expiry_port)).start()
             cls.agent.wait_ready()
             cls.expiry_agent.wait_ready()
-            cls.prom = Prometheus(cls.agent.admin_port, cls.expiry_agent.admin_port).start()
+            cls.prom = Prometheus(cls.agent.admin_port, cls.expiry_port).start()
             cls.client = Client(cls.agent.grpc_endpoint)
             cls._wait_targets_up()
         except BaseException:
@@ -747,8 +752,9 @@ class PrometheusTest(unittest.TestCase):
         self.assertEqual(self.prom.scalar('max_over_time(%s[5m])' % query), 100.0)
 
     def test_series_expire(self):
-        """Agent "expiry" (metric_expiration 1s): a gauge reaches Prometheus, is
-        not updated, disappears from lookout's /metrics (counted in
+        """Agent "expiry" (metric_expiration 1s, its exporter on an endpoint of
+        its own): a gauge reaches Prometheus, is
+        not updated, disappears from that /metrics (counted in
         lookout_prometheus_series_expired_total) and so goes stale in
         Prometheus; the target stays up."""
         req, sm = metrics_request("expiry-svc", instance="expiry-1")
@@ -757,9 +763,21 @@ class PrometheusTest(unittest.TestCase):
         self.wait_series('short_lived{job="expiry-svc"}',
                          [(self.labels("expiry-svc", "expiry-1", __name__="short_lived"), 42.0)],
                          "before expiry")
-        self.assertTrue(wait_until(
-            lambda: "short_lived" not in self.expiry_agent.http_get("/metrics")[1].decode(),
-            10.0), "series still on /metrics after metric_expiration 1s")
+        own = "http://127.0.0.1:%d/metrics" % self.expiry_port
+
+        def own_metrics():
+            with urllib.request.urlopen(own, timeout=HTTP_TIMEOUT) as r:
+                return r.read().decode()
+        # Its own listener carries the series and nothing of lookout's own;
+        # the admin /metrics carries lookout's own and not the series.
+        body = own_metrics()
+        self.assertIn("short_lived{", body)
+        self.assertNotIn("lookout_", body)
+        admin = self.expiry_agent.http_get("/metrics")[1].decode()
+        self.assertNotIn("short_lived", admin)
+        self.assertIn("lookout_prometheus_series", admin)
+        self.assertTrue(wait_until(lambda: "short_lived" not in own_metrics(), 10.0),
+                        "series still on /metrics after metric_expiration 1s")
         self.assertGreaterEqual(self.expiry_agent.metric(
             "lookout_prometheus_series_expired_total") or 0, 1)
         self.wait_series('short_lived{job="expiry-svc"}', [], "stale after expiry")

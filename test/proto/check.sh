@@ -1,6 +1,7 @@
 #!/bin/sh
 # Keeps lookout's proto/ wire-compatible with the reference .proto copies
-# (OTLP and Loki push). Run from the repository root (`make proto-check`).
+# (OTLP, Loki push, Prometheus remote write/read and protobuf exposition).
+# Run from the repository root (`make proto-check`).
 #
 #   sh test/proto/check.sh         compare proto/, compare it as rewritten for
 #                                  protoc-c, then prove the comparison can fail
@@ -14,7 +15,14 @@
 # Without reference copies (a clone with no ../shared) there is nothing to
 # compare with: the one line is `proto: skipped, no reference copies at DIR`
 # and the exit status 0, unless LOOKOUT_REQUIRE_REF=1 (CI sets it), which
-# makes their absence a failure.
+# makes their absence a failure. A partial set (say OTLP and Loki but no
+# Prometheus) is always a failure naming what is missing: skipping would
+# silently drop the comparison of the parts that are there.
+#
+# File names: the reference's Prometheus schemas are named prompb/*.proto and
+# io/prometheus/client/metrics.proto (include root DIR/prometheus); lookout
+# keeps them under proto/prometheus/, so compare.py maps those prefixes
+# before it checks that each item is defined in the file of the same name.
 #
 # Environment: LOOKOUT_REF_DIR (default ../shared/reference), PROTOC (protoc),
 # PYTHON (/usr/bin/python3 when it has google.protobuf, else python3),
@@ -44,7 +52,27 @@ die() {
   exit 1
 }
 
-if [ ! -d "$REF_DIR/opentelemetry-proto/opentelemetry" ] || [ ! -f "$REF_DIR/loki/push.proto" ]; then
+ref_prom=$REF_DIR/prometheus
+PROM_REF_FILES="prompb/types.proto prompb/remote.proto io/prometheus/client/metrics.proto"
+# Reference file-name prefix = ours, for compare.py (see above).
+FILE_MAPS="prompb/=prometheus/prompb/ io/prometheus/=prometheus/io/prometheus/"
+
+# ref_missing: prints the reference parts that are absent, one per line.
+ref_missing() {
+  [ -d "$REF_DIR/opentelemetry-proto/opentelemetry" ] || echo "opentelemetry-proto/opentelemetry"
+  [ -f "$REF_DIR/loki/push.proto" ] || echo "loki/push.proto"
+  for f in $PROM_REF_FILES; do
+    [ -f "$ref_prom/$f" ] || echo "prometheus/$f"
+  done
+}
+
+missing=$(ref_missing)
+# shellcheck disable=SC2086  # counting the words of the list
+all_parts=$((2 + $(echo $PROM_REF_FILES | wc -w)))
+if [ -n "$missing" ] && [ "$(echo "$missing" | wc -l)" -lt "$all_parts" ]; then
+  die "incomplete reference copies under $REF_DIR, missing: $(echo "$missing" | paste -s -d ' ' -)"
+fi
+if [ -n "$missing" ]; then
   if [ "${LOOKOUT_REQUIRE_REF:-0}" = 1 ]; then
     die "reference protos not found under $REF_DIR (set LOOKOUT_REF_DIR; LOOKOUT_REQUIRE_REF=1)"
   fi
@@ -53,12 +81,13 @@ if [ ! -d "$REF_DIR/opentelemetry-proto/opentelemetry" ] || [ ! -f "$REF_DIR/lok
 fi
 command -v "$PROTOC" >/dev/null 2>&1 || die "$PROTOC not found"
 
-# Reference set, built once: OTLP files named as in proto/, plus loki/push.proto.
+# Reference set, built once: OTLP files named as in proto/, loki/push.proto,
+# and the Prometheus files named as upstream names them (prompb/..., mapped).
 ref_otlp=$REF_DIR/opentelemetry-proto
 ref_files=$(cd "$ref_otlp" && find opentelemetry -name '*.proto' | sort)
-# shellcheck disable=SC2086  # word splitting of the file list is intended
-"$PROTOC" -I "$ref_otlp" -I "$REF_DIR" --include_imports \
-  --descriptor_set_out="$TMP/ref.pb" $ref_files loki/push.proto ||
+# shellcheck disable=SC2086  # word splitting of the file lists is intended
+"$PROTOC" -I "$ref_otlp" -I "$REF_DIR" -I "$ref_prom" --include_imports \
+  --descriptor_set_out="$TMP/ref.pb" $ref_files loki/push.proto $PROM_REF_FILES ||
   die "protoc failed on the reference protos"
 
 # compare_root ROOT OUT: build ROOT's descriptor set and compare it with the
@@ -74,7 +103,8 @@ compare_root() {
   # shellcheck disable=SC2086
   (cd "$root" && "$PROTOC" -I . --include_imports \
     --descriptor_set_out="$TMP/ours.pb" $files) > "$out" 2>&1 || return 3
-  "$PYTHON" "$HERE/compare.py" "$TMP/ours.pb" "$TMP/ref.pb" > "$out" 2>&1
+  # shellcheck disable=SC2086  # FILE_MAPS is a list
+  "$PYTHON" "$HERE/compare.py" "$TMP/ours.pb" "$TMP/ref.pb" $FILE_MAPS > "$out" 2>&1
 }
 
 # count WHAT OUT: the passed/failed number from OUT's closing line (0 if none).
@@ -181,6 +211,42 @@ message LookoutExtra {}' \
 selfcheck "missing file" $T/collector/logs/v1/logs_service.proto "" \
   "FAIL service opentelemetry.proto.collector.logs.v1.LogsService: missing in ours" ||
   failed=$((failed + 1))
+
+P=prometheus/prompb
+C=prometheus/io/prometheus/client
+selfcheck "prometheus field number" $P/types.proto \
+  's/^\([[:space:]]*int64[[:space:]]*timestamp[[:space:]]*=[[:space:]]*\)2;/\13;/' \
+  "FAIL message prometheus.Sample: field 2 'timestamp' missing in ours" ||
+  failed=$((failed + 1))
+selfcheck "prometheus enum value" $P/types.proto \
+  '/^[[:space:]]*STATESET[[:space:]]*=[[:space:]]*7;/d' \
+  "FAIL enum prometheus.MetricMetadata.MetricType: value STATESET = 7 missing in ours" ||
+  failed=$((failed + 1))
+selfcheck "prometheus oneof" $P/types.proto \
+  's/^\([[:space:]]*oneof[[:space:]]*\)count[[:space:]]*{/\1counts {/' \
+  "FAIL message prometheus.Histogram: field 1 'count_int': presence 'oneof count' in reference, 'oneof counts' in ours" ||
+  failed=$((failed + 1))
+selfcheck "prometheus reserved" $P/remote.proto \
+  '/^[[:space:]]*reserved[[:space:]]*2;/d' \
+  "FAIL message prometheus.WriteRequest: reserved ranges [(2, 3)] in reference, [] in ours" ||
+  failed=$((failed + 1))
+selfcheck "exposition native histogram" $C/metrics.proto \
+  's/^\([[:space:]]*\)sint32\([[:space:]]*schema[[:space:]]*=[[:space:]]*5;\)/\1int32\2/' \
+  "FAIL message io.prometheus.client.Histogram: field 5 'schema': type 'sint32' in reference, 'int32' in ours" ||
+  failed=$((failed + 1))
+selfcheck "exposition local Timestamp" $C/metrics.proto \
+  's/^\([[:space:]]*\)int32\([[:space:]]*nanos[[:space:]]*=[[:space:]]*2;\)/\1int64\2/' \
+  "FAIL message google.protobuf.Timestamp (ours io.prometheus.client.Timestamp): field 2 'nanos': type 'int32' in reference, 'int64' in ours" ||
+  failed=$((failed + 1))
+# The file-name check is live for the mapped files: without the mapping the
+# schema-identical tree (a comment appended) must fail on it.
+saved_maps=$FILE_MAPS FILE_MAPS=
+# shellcheck disable=SC2016  # '$a' is sed's "append after the last line"
+selfcheck "file-name mapping" $P/types.proto '$a\
+// self-check: comment only' \
+  "FAIL message prometheus.Sample: defined in prompb/types.proto in reference, prometheus/prompb/types.proto in ours" ||
+  failed=$((failed + 1))
+FILE_MAPS=$saved_maps
 
 echo "proto: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,20 +1,30 @@
 #!/usr/bin/python3
 """Compare two FileDescriptorSets (ours vs reference) for wire compatibility.
 
-Usage: compare.py OURS.pb REF.pb
+Usage: compare.py OURS.pb REF.pb [REF_PREFIX=OURS_PREFIX ...]
 
 Both sets are built by test/proto/check.sh with
 `protoc --include_imports --descriptor_set_out`. Every message (nested ones
 too), enum and service of the reference must exist in ours with identical
 wire-relevant shape, and ours must define nothing the reference lacks.
 
-One deliberate exception: proto/loki/push.proto defines logproto.Timestamp
-instead of importing google/protobuf/timestamp.proto (protoc-c would need a
-generated timestamp.pb-c.c that libprotobuf-c does not ship). When ours has
-logproto.Timestamp and no google.protobuf.Timestamp, the two are paired:
-logproto.Timestamp is compared field by field against the reference's
-google.protobuf.Timestamp, and a field typed .google.protobuf.Timestamp in
-the reference matches a field typed .logproto.Timestamp in ours.
+One deliberate exception: proto/loki/push.proto and
+proto/prometheus/io/prometheus/client/metrics.proto define a local Timestamp
+(logproto.Timestamp, io.prometheus.client.Timestamp) instead of importing
+google/protobuf/timestamp.proto (protoc-c would need a generated
+timestamp.pb-c.c that libprotobuf-c does not ship). When ours has such local
+copies and no google.protobuf.Timestamp, each is paired with it: each local
+copy is compared field by field against the reference's
+google.protobuf.Timestamp (one comparison per copy), and a field typed
+.google.protobuf.Timestamp in the reference matches a field typed with a
+local copy in ours.
+
+File names: an item must be defined in the file of the same name in ours
+and in the reference (generated C include paths follow it), after mapping
+the reference's name with REF_PREFIX=OURS_PREFIX arguments (first match):
+check.sh passes prompb/=prometheus/prompb/ and
+io/prometheus/=prometheus/io/prometheus/ because lookout keeps the
+Prometheus schemas under proto/prometheus/.
 
 Presence: a proto3 `optional` field (synthetic oneof) and a field that is
 the only member of a real oneof named `_<field>` (what the Makefile's
@@ -37,7 +47,7 @@ except ImportError:
 
 FDP = descriptor_pb2.FieldDescriptorProto
 
-LOCAL_TS = "logproto.Timestamp"
+LOCAL_TS = ("logproto.Timestamp", "io.prometheus.client.Timestamp")
 WKT_TS = "google.protobuf.Timestamp"
 
 # Scalar types that proto3 packs by default when repeated.
@@ -240,9 +250,33 @@ COMPARE = {"message": compare_message, "enum": compare_enum,
            "service": compare_service}
 
 
+def parse_maps(args):
+    """REF_PREFIX=OURS_PREFIX arguments -> [(ref_prefix, ours_prefix)]."""
+    maps = []
+    for a in args:
+        ref_prefix, sep, ours_prefix = a.partition("=")
+        if not sep or not ref_prefix:
+            raise ValueError(a)
+        maps.append((ref_prefix, ours_prefix))
+    return maps
+
+
+def map_file(name, maps):
+    for ref_prefix, ours_prefix in maps:
+        if name.startswith(ref_prefix):
+            return ours_prefix + name[len(ref_prefix):]
+    return name
+
+
 def main(argv):
-    if len(argv) != 3:
-        sys.stderr.write("usage: compare.py OURS.pb REF.pb\n")
+    usage = "usage: compare.py OURS.pb REF.pb [REF_PREFIX=OURS_PREFIX ...]\n"
+    if len(argv) < 3:
+        sys.stderr.write(usage)
+        return 2
+    try:
+        maps = parse_maps(argv[3:])
+    except ValueError as e:
+        sys.stderr.write("compare.py: bad file-name mapping %r\n%s" % (str(e), usage))
         return 2
     try:
         ours_set, ref_set = load(argv[1]), load(argv[2])
@@ -253,39 +287,46 @@ def main(argv):
 
     # ours name -> reference name, for items compared under another name.
     pairs = {}
-    if LOCAL_TS in ours and WKT_TS not in ours and WKT_TS in ref:
-        pairs[LOCAL_TS] = WKT_TS
-        print("note: ours %s is compared as %s (local copy for protoc-c)"
-              % (LOCAL_TS, WKT_TS))
+    if WKT_TS not in ours and WKT_TS in ref:
+        for local in LOCAL_TS:
+            if local in ours:
+                pairs[local] = WKT_TS
+                print("note: ours %s is compared as %s (local copy for protoc-c)"
+                      % (local, WKT_TS))
     norm = Normaliser(pairs)
-    ref_to_ours = {v: k for k, v in pairs.items()}
+    # reference name -> the names in ours compared with it (sorted).
+    ref_to_ours = {}
+    for oname, rname in sorted(pairs.items()):
+        ref_to_ours.setdefault(rname, []).append(oname)
 
     passed = failed = 0
     for rname in sorted(ref):
         kind, rdesc, rfd = ref[rname]
-        oname = ref_to_ours.get(rname, rname)
-        if oname not in ours:
-            print("FAIL %s %s: missing in ours (reference %s)"
-                  % (kind, rname, rfd.name))
-            failed += 1
-            continue
-        okind, odesc, ofd = ours[oname]
-        problems = []
-        if okind != kind:
-            problems.append("is a %s in reference, a %s in ours" % (kind, okind))
-        else:
-            COMPARE[kind](rname, rdesc, rfd, odesc, ofd, norm, problems)
-            # Generated C include paths depend on the file name.
-            if oname == rname and rfd.name != ofd.name:
-                problems.append("defined in %s in reference, %s in ours"
-                                % (rfd.name, ofd.name))
-        if problems:
-            failed += 1
-            label = rname if oname == rname else "%s (ours %s)" % (rname, oname)
-            for p in problems:
-                print("FAIL %s %s: %s" % (kind, label, p))
-        else:
-            passed += 1
+        for oname in ref_to_ours.get(rname, [rname]):
+            if oname not in ours:
+                print("FAIL %s %s: missing in ours (reference %s)"
+                      % (kind, rname, rfd.name))
+                failed += 1
+                continue
+            okind, odesc, ofd = ours[oname]
+            problems = []
+            if okind != kind:
+                problems.append("is a %s in reference, a %s in ours" % (kind, okind))
+            else:
+                COMPARE[kind](rname, rdesc, rfd, odesc, ofd, norm, problems)
+                # Generated C include paths depend on the file name.
+                want = map_file(rfd.name, maps)
+                if oname == rname and want != ofd.name:
+                    shown = rfd.name if want == rfd.name else "%s (as %s)" % (rfd.name, want)
+                    problems.append("defined in %s in reference, %s in ours"
+                                    % (shown, ofd.name))
+            if problems:
+                failed += 1
+                label = rname if oname == rname else "%s (ours %s)" % (rname, oname)
+                for p in problems:
+                    print("FAIL %s %s: %s" % (kind, label, p))
+            else:
+                passed += 1
     for oname in sorted(ours):
         if oname in pairs or oname in ref:
             continue

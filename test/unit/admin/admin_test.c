@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "admin/admin.h"
+#include "core/exposition.h"
 #include "core/gzip.h"
 #include "core/platform.h"
 #include "core/selfmetrics.h"
@@ -203,16 +204,16 @@ END_TEST
 
 START_TEST(accept_headers)
 {
-    ck_assert(lk__admin_accepts("application/openmetrics-text;version=1.0.0",
+    ck_assert(lk_exposition_accepts("application/openmetrics-text;version=1.0.0",
                                 "application/openmetrics-text"));
-    ck_assert(lk__admin_accepts("text/plain, Application/OpenMetrics-Text; q=0.5",
+    ck_assert(lk_exposition_accepts("text/plain, Application/OpenMetrics-Text; q=0.5",
                                 "application/openmetrics-text"));
-    ck_assert(!lk__admin_accepts("application/openmetrics-text;q=0", "application/openmetrics-text"));
-    ck_assert(!lk__admin_accepts("application/openmetrics-textual", "application/openmetrics-text"));
-    ck_assert(!lk__admin_accepts(NULL, "gzip"));
-    ck_assert(lk__admin_accepts("deflate, gzip", "gzip"));
-    ck_assert(!lk__admin_accepts("gzip;q=0.0", "gzip"));
-    ck_assert(!lk__admin_accepts("xgzip", "gzip"));
+    ck_assert(!lk_exposition_accepts("application/openmetrics-text;q=0", "application/openmetrics-text"));
+    ck_assert(!lk_exposition_accepts("application/openmetrics-textual", "application/openmetrics-text"));
+    ck_assert(!lk_exposition_accepts(NULL, "gzip"));
+    ck_assert(lk_exposition_accepts("deflate, gzip", "gzip"));
+    ck_assert(!lk_exposition_accepts("gzip;q=0.0", "gzip"));
+    ck_assert(!lk_exposition_accepts("xgzip", "gzip"));
 }
 END_TEST
 

@@ -2085,6 +2085,20 @@ START_TEST(prometheus_exporter_keys)
     ck_assert_str_eq(p->promote_resource_attributes[1], "k8s.pod.name");
     ck_assert_uint_eq(p->metric_expiration_ms, 0);
     ck_assert_uint_eq(p->max_series, 10);
+    ck_assert_ptr_null(c->exporters[0].endpoint); /* served on the admin listener */
+    lk_config_destroy(c);
+
+    /* With endpoints of their own, several may exist. */
+    c = config_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                  "exporters:\n"
+                  "  prometheus/a: {endpoint: \"127.0.0.1:9100\"}\n"
+                  "  prometheus/b: {endpoint: \"unix:///tmp/b.sock\"}\n"
+                  "  prometheus: {}\n"
+                  "pipelines: {metrics: {receivers: [otlp], exporters: [prometheus/a, "
+                  "prometheus/b, prometheus]}}\n");
+    ck_assert_str_eq(c->exporters[0].endpoint, "127.0.0.1:9100");
+    ck_assert_str_eq(c->exporters[1].endpoint, "unix:///tmp/b.sock");
+    ck_assert_ptr_null(c->exporters[2].endpoint);
     lk_config_destroy(c);
 }
 END_TEST
@@ -2106,11 +2120,23 @@ START_TEST(prometheus_exporter_errors)
     ASSERT_LINE(e, NAME ":3:80: exporters.prometheus.promote_resource_attributes: expected a "
                    "list of resource attribute keys like [deployment.environment], got a string");
     ASSERT_LINE(e, NAME ":3:3: exporters: 'prometheus' and 'prometheus/2': one prometheus "
-                   "exporter at most (both would be served on the admin listener's /metrics)");
+                   "exporter without an endpoint at most (both would be served on the admin "
+                   "listener's /metrics)");
     ASSERT_LINE(e, NAME ":5:27: unknown key 'max_series' in exporters.otlp (only prometheus "
                    "exporters have it)");
     ASSERT_LINE(e, NAME ":8:42: pipelines.traces.exporters: 'prometheus/2' exposes metrics for "
                    "Prometheus; list it in the metrics pipeline");
+    free(e);
+
+    e = errors_of("admin: {endpoint: \"127.0.0.1:9464\"}\n"
+                  "receivers: {otlp: {protocols: {grpc: }}}\n"
+                  "exporters:\n"
+                  "  prometheus: {endpoint: \"127.0.0.1:9464\"}\n"
+                  "  prometheus/x: {endpoint: \"nope\"}\n"
+                  "pipelines: {metrics: {receivers: [otlp], exporters: [prometheus]}}\n");
+    ASSERT_LINE(e, NAME ":4:26: prometheus: endpoint '127.0.0.1:9464' is already used by admin");
+    ASSERT_LINE(e, NAME ":5:28: exporters.prometheus/x.endpoint: invalid endpoint 'nope': "
+                   "missing ':port'");
     free(e);
 }
 END_TEST
