@@ -360,12 +360,18 @@ static int add_label_kv(lk_prom_mapper *m, const KeyValue *kv, int prio)
     l->name_off = m->text.len;
     rc = label_name(&m->text, kv->key);
     l->name_len = m->text.len - l->name_off;
-    lk_buf_reset(&m->tmp);
-    if (rc == 0)
-        rc = any_text(&m->tmp, kv->value, false);
     l->val_off = m->text.len;
-    if (rc == 0)
-        rc = escape_value(&m->text, (const char *)m->tmp.data, m->tmp.len);
+    const AnyValue *v = kv->value;
+    if (rc == 0 && v != NULL &&
+        v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE) {
+        /* Most values: escaped straight from the string. */
+        rc = escape_value(&m->text, v->string_value, strlen(v->string_value));
+    } else if (rc == 0) {
+        lk_buf_reset(&m->tmp);
+        rc = any_text(&m->tmp, v, false);
+        if (rc == 0)
+            rc = escape_value(&m->text, (const char *)m->tmp.data, m->tmp.len);
+    }
     l->val_len = m->text.len - l->val_off;
     return rc;
 }
