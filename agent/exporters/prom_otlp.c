@@ -35,6 +35,8 @@ typedef Opentelemetry__Proto__Metrics__V1__ExponentialHistogramDataPoint ExpPoin
 typedef Opentelemetry__Proto__Metrics__V1__SummaryDataPoint SummaryPoint;
 
 #define ARENA_CHUNK (64 * 1024)
+#define MAX_POINT_ATTRS 128        /* attributes of one point */
+#define MAX_KEY_BYTES (32 * 1024)   /* a series' rendered label set */
 #define DELTA (OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA)
 
 /* ---- arena for protobuf-c: bump allocation, freed once per request ---- */
@@ -412,15 +414,18 @@ static int render_key(lk_prom_mapper *m)
     }
     lk_buf_reset(&m->key);
     int rc = 0;
+    int run_prio = 1; /* of the first label of the current run of one name */
     for (size_t i = 0; rc == 0 && i < m->nlabels; i++) {
         const struct label *a = &l[i];
         bool same = i > 0 && l[i - 1].name_len == a->name_len &&
                     memcmp(text_at(m, l[i - 1].name_off), text_at(m, a->name_off),
                            a->name_len) == 0;
+        if (!same)
+            run_prio = a->prio;
         if (same) {
-            /* A resource or scope label wins over an attribute; attributes
-             * that sanitise alike are joined. */
-            if (a->prio == 0 || l[i - 1].prio == 0)
+            /* A resource or scope label (sorted first) wins over attributes;
+             * attributes that sanitise alike are joined. */
+            if (run_prio == 0)
                 continue;
             lk_buf_truncate(&m->key, m->key.len - 1); /* the closing quote */
             rc = lk_buf_append(&m->key, ";", 1);
@@ -441,7 +446,7 @@ static int render_key(lk_prom_mapper *m)
         if (rc == 0)
             rc = lk_buf_append(&m->key, "\"", 1);
     }
-    return rc;
+    return rc == 0 && m->key.len > MAX_KEY_BYTES ? LK_E2BIG : rc;
 }
 
 /* Drops the point labels, keeping the resource and scope ones. */
@@ -571,11 +576,58 @@ static void take_exemplars(lk_prom_series *se, Exemplar **xs, size_t n, const do
     }
 }
 
-static int add_point_attrs(lk_prom_mapper *m, KeyValue **attrs, size_t n)
+/*
+ * After add_label_kv (the text was |mark| bytes long before it): a label
+ * with an empty value is taken back, as Prometheus treats it as absent; a
+ * name the series format reserves (`__...`, or |reserved|: `le` of
+ * histograms, `quantile` of summaries) gets the prefix `key_` instead of
+ * clashing.
+ */
+static int settle_label(lk_prom_mapper *m, size_t mark, const char *reserved)
 {
+    struct label *l = &m->labels[m->nlabels - 1];
+    const char *name = text_at(m, l->name_off);
+    bool clash = (l->name_len >= 2 && name[0] == '_' && name[1] == '_') ||
+                 (reserved != NULL && l->name_len == strlen(reserved) &&
+                  memcmp(name, reserved, l->name_len) == 0);
+    if (l->val_len == 0) {
+        m->nlabels--;
+        lk_buf_truncate(&m->text, mark);
+        return 0;
+    }
+    if (!clash)
+        return 0;
+    size_t name_off = l->name_off, name_len = l->name_len;
+    size_t val_off = l->val_off, val_len = l->val_len;
+    size_t no = m->text.len;
+    int rc = lk_buf_append(&m->text, "key_", 4);
+    if (rc == 0)
+        rc = lk_buf_append(&m->text, text_at(m, name_off), name_len);
+    size_t vo = m->text.len;
+    if (rc == 0)
+        rc = lk_buf_append(&m->text, text_at(m, val_off), val_len);
+    l = &m->labels[m->nlabels - 1];
+    l->name_off = no;
+    l->name_len = name_len + 4;
+    l->val_off = vo;
+    return rc;
+}
+
+/* The point's attributes as labels (settled as above). More than
+ * MAX_POINT_ATTRS is refused (LK_E2BIG: the point is invalid), which also
+ * bounds the label sort. */
+static int add_point_attrs(lk_prom_mapper *m, KeyValue **attrs, size_t n,
+                           const char *reserved)
+{
+    if (n > MAX_POINT_ATTRS)
+        return LK_E2BIG;
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++)
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t mark = m->text.len;
         rc = add_label_kv(m, attrs[i], 1);
+        if (rc == 0)
+            rc = settle_label(m, mark, reserved);
+    }
     return rc;
 }
 
@@ -598,7 +650,7 @@ static void number_points(lk_prom_mapper *m, lk_prom_family *f, NumberPoint **pt
         }
         reset_point_labels(m);
         bool created;
-        if (add_point_attrs(m, p->attributes, p->n_attributes) < 0) {
+        if (add_point_attrs(m, p->attributes, p->n_attributes, NULL) < 0) {
             st->dropped[LK_PROM_DROP_INVALID]++;
             continue;
         }
@@ -644,7 +696,7 @@ static void hist_update(lk_prom_mapper *m, lk_prom_family *f, KeyValue **attrs, 
 {
     reset_point_labels(m);
     bool created;
-    if (add_point_attrs(m, attrs, nattrs) < 0) {
+    if (add_point_attrs(m, attrs, nattrs, "le") < 0) {
         st->dropped[LK_PROM_DROP_INVALID]++;
         return;
     }
@@ -659,6 +711,8 @@ static void hist_update(lk_prom_mapper *m, lk_prom_family *f, KeyValue **attrs, 
         rc = lk_prom_series_hist_set(se, bounds, nb, counts, sum, count); /* new bounds */
     if (rc < 0) {
         st->dropped[LK_PROM_DROP_INVALID]++;
+        if (created)
+            lk_prom_store_remove(m->store, se);
     } else if (what != 0) {
         st->points++;
         take_exemplars(se, xs, nxs, bounds, nb, true);
@@ -681,9 +735,12 @@ static void hist_points(lk_prom_mapper *m, lk_prom_family *f, HistPoint **pts, s
             st->dropped[LK_PROM_DROP_INVALID]++;
             continue;
         }
+        /* Finite and increasing: +Inf is the implicit last bucket, and a
+         * second le="+Inf" (or NaN) would make the exposition invalid. */
         bool sorted = true;
-        for (size_t k = 1; k < nb; k++)
-            sorted = sorted && p->explicit_bounds[k - 1] < p->explicit_bounds[k];
+        for (size_t k = 0; k < nb; k++)
+            sorted = sorted && isfinite(p->explicit_bounds[k]) &&
+                     (k == 0 || p->explicit_bounds[k - 1] < p->explicit_bounds[k]);
         if (!sorted) {
             st->dropped[LK_PROM_DROP_INVALID]++;
             continue;
@@ -727,7 +784,7 @@ static void exp_points(lk_prom_mapper *m, lk_prom_family *f, ExpPoint **pts, siz
         }
         reset_point_labels(m);
         bool created;
-        if (add_point_attrs(m, p->attributes, p->n_attributes) < 0) {
+        if (add_point_attrs(m, p->attributes, p->n_attributes, "le") < 0) {
             st->dropped[LK_PROM_DROP_INVALID]++;
             continue;
         }
@@ -742,10 +799,13 @@ static void exp_points(lk_prom_mapper *m, lk_prom_family *f, ExpPoint **pts, siz
             rc = lk_prom_series_exp_set(se, &e, sum, p->count);
         else if (what == 2)
             rc = lk_prom_series_exp_add(se, &e, sum, p->count);
-        if (rc < 0)
+        if (rc < 0) {
             st->dropped[LK_PROM_DROP_INVALID]++;
-        else if (what != 0)
+            if (created)
+                lk_prom_store_remove(m->store, se);
+        } else if (what != 0) {
             st->points++;
+        }
     }
 }
 
@@ -768,7 +828,7 @@ static void summary_points(lk_prom_mapper *m, lk_prom_family *f, SummaryPoint **
         }
         reset_point_labels(m);
         bool created;
-        if (add_point_attrs(m, p->attributes, p->n_attributes) < 0) {
+        if (add_point_attrs(m, p->attributes, p->n_attributes, "quantile") < 0) {
             st->dropped[LK_PROM_DROP_INVALID]++;
             continue;
         }
@@ -779,10 +839,13 @@ static void summary_points(lk_prom_mapper *m, lk_prom_family *f, SummaryPoint **
                                p->start_time_unix_nano, p->time_unix_nano, st);
         if (what == 0)
             continue;
-        if (lk_prom_series_summary_set(se, m->bounds, vals, nq, p->sum, p->count) < 0)
+        if (lk_prom_series_summary_set(se, m->bounds, vals, nq, p->sum, p->count) < 0) {
             st->dropped[LK_PROM_DROP_INVALID]++;
-        else
+            if (created)
+                lk_prom_store_remove(m->store, se);
+        } else {
             st->points++;
+        }
     }
 }
 
@@ -834,6 +897,12 @@ static void apply_metric(lk_prom_mapper *m, const Metric *mt, uint64_t now_ms,
     lk_buf_reset(&m->name);
     lk_buf_reset(&m->tmp);
     int err = lk_prom_metric_name(&m->name, mt->name, mt->unit, kind, m->o.add_suffixes);
+    /* target_info (and "target", its OpenMetrics family) are lookout's. */
+    if (err == 0 && ((m->name.len == 11 && memcmp(m->name.data, "target_info", 11) == 0) ||
+                     (m->name.len == 6 && memcmp(m->name.data, "target", 6) == 0))) {
+        st->dropped[LK_PROM_DROP_TYPE_CONFLICT] += metric_points(mt);
+        return;
+    }
     if (err == 0)
         err = lk_prom_unit(&m->tmp, mt->unit);
     if (err == 0)
@@ -843,8 +912,9 @@ static void apply_metric(lk_prom_mapper *m, const Metric *mt, uint64_t now_ms,
         f = lk_prom_family_get(m->store, (const char *)m->name.data, m->name.len, kind,
                                mt->description, (const char *)m->tmp.data, &err);
     if (f == NULL) {
-        st->dropped[err == LK_EEXIST ? LK_PROM_DROP_TYPE_CONFLICT : LK_PROM_DROP_INVALID] +=
-            metric_points(mt);
+        st->dropped[err == LK_EEXIST  ? LK_PROM_DROP_TYPE_CONFLICT
+                    : err == LK_E2BIG ? LK_PROM_DROP_SERIES_LIMIT
+                                      : LK_PROM_DROP_INVALID] += metric_points(mt);
         return;
     }
     switch (mt->data_case) {
@@ -904,10 +974,17 @@ static int resource_labels(lk_prom_mapper *m,
     bool others = false;
     for (size_t i = 0; r != NULL && i < r->n_attributes; i++)
         others = others || !identifying(r->attributes[i]->key);
+    if (rc == 0 && others && r->n_attributes > MAX_POINT_ATTRS)
+        others = false; /* no target_info for an absurd resource */
     if (rc == 0 && others) {
-        for (size_t i = 0; rc == 0 && i < r->n_attributes; i++)
-            if (!identifying(r->attributes[i]->key))
-                rc = add_label_kv(m, r->attributes[i], 1);
+        for (size_t i = 0; rc == 0 && i < r->n_attributes; i++) {
+            if (identifying(r->attributes[i]->key))
+                continue;
+            size_t mark = m->text.len;
+            rc = add_label_kv(m, r->attributes[i], 1);
+            if (rc == 0)
+                rc = settle_label(m, mark, NULL);
+        }
         int err = 0;
         lk_prom_family *f = NULL;
         if (rc == 0)
@@ -924,8 +1001,12 @@ static int resource_labels(lk_prom_mapper *m,
     for (size_t k = 0; rc == 0 && k < m->o.npromote; k++)
         for (size_t i = 0; rc == 0 && r != NULL && i < r->n_attributes; i++)
             if (strcmp(r->attributes[i]->key, m->o.promote[k]) == 0 &&
-                !identifying(r->attributes[i]->key))
+                !identifying(r->attributes[i]->key)) {
+                size_t mark = m->text.len;
                 rc = add_label_kv(m, r->attributes[i], 0);
+                if (rc == 0)
+                    rc = settle_label(m, mark, NULL);
+            }
     m->nfixed = m->nlabels;
     return rc;
 }

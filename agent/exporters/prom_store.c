@@ -18,6 +18,8 @@
 #include "core/err.h"
 #include "core/selfmetrics.h"
 
+#define MAX_HELP_BYTES 1024 /* of a family's HELP text (the metric's description) */
+
 /* An exponential histogram's buckets at one scale: [0] positive, [1] negative. */
 struct expstate {
     int32_t scale;
@@ -126,6 +128,8 @@ static void exp_free(struct expstate *x)
     }
 }
 
+static void family_free(lk_prom_family *f);
+
 static void series_free(lk_prom_series *se)
 {
     exp_free(se->exp);
@@ -146,10 +150,7 @@ void lk_prom_store_destroy(lk_prom_store *s)
             nx = se->next;
             series_free(se);
         }
-        free(f->name);
-        free(f->help);
-        free(f->unit);
-        free(f);
+        family_free(f);
     }
     free(s->fams);
     free(s->table);
@@ -203,6 +204,38 @@ lk_prom_family *lk_prom_family_get(lk_prom_store *s, const char *name, size_t nl
         }
         return f;
     }
+    /* OpenMetrics names a counter family without _total: a counter x_total
+     * and another family x would render as two families x. */
+    char other[256];
+    bool check = false;
+    if (kind == LK_PROM_COUNTER && nlen > 6 && nlen - 6 < sizeof(other) &&
+        memcmp(name + nlen - 6, "_total", 6) == 0) {
+        memcpy(other, name, nlen - 6);
+        other[nlen - 6] = '\0';
+        check = true;
+    } else if (kind != LK_PROM_COUNTER && nlen + 7 <= sizeof(other)) {
+        memcpy(other, name, nlen);
+        memcpy(other + nlen, "_total", 7);
+        check = true;
+    }
+    bool clash = false;
+    if (check)
+        (void)family_pos(s, other, strlen(other), &clash);
+    if (clash) {
+        *err = LK_EEXIST;
+        return NULL;
+    }
+    /* A new family would hold a new series: past max_series it never will. */
+    if (s->o.max_series != 0 && s->nseries >= s->o.max_series) {
+        *err = LK_E2BIG;
+        return NULL;
+    }
+    size_t hlen = help ? strlen(help) : 0;
+    if (hlen > MAX_HELP_BYTES) { /* cut at a UTF-8 boundary */
+        hlen = MAX_HELP_BYTES;
+        while (hlen > 0 && ((unsigned char)help[hlen] & 0xc0) == 0x80)
+            hlen--;
+    }
     if (s->nfams == s->capfams) {
         size_t cap = s->capfams ? s->capfams * 2 : 16;
         lk_prom_family **nf = realloc(s->fams, cap * sizeof(*nf));
@@ -216,7 +249,7 @@ lk_prom_family *lk_prom_family_get(lk_prom_store *s, const char *name, size_t nl
     lk_prom_family *f = calloc(1, sizeof(*f));
     if (f != NULL) {
         f->name = dup_str(name, nlen);
-        f->help = dup_str(help ? help : "", help ? strlen(help) : 0);
+        f->help = dup_str(help ? help : "", hlen);
         f->unit = dup_str(unit ? unit : "", unit ? strlen(unit) : 0);
     }
     if (f == NULL || f->name == NULL || f->help == NULL || f->unit == NULL) {
@@ -355,7 +388,9 @@ int lk_prom_series_hist_set(lk_prom_series *se, const double *bounds, size_t nbo
         return rc;
     exp_free(se->exp); /* a classic point replaces an exponential state */
     se->exp = NULL;
-    if (nbounds != se->n) { /* bucket indices change meaning */
+    if (nbounds != se->n || (nbounds > 0 && se->bounds != NULL &&
+                             memcmp(se->bounds, bounds, nbounds * sizeof(*bounds)) != 0)) {
+        /* bucket indices change meaning */
         free(se->ex);
         se->ex = NULL;
         se->nex = 0;
@@ -448,9 +483,20 @@ static int exp_merge(struct expstate *x, const struct lk_prom_exp *e)
             if (any[k])
                 total += (size_t)(hi[k] - lo[k] + 1);
         }
-        if (total <= LK_PROM_EXP_MAX_BUCKETS || sc <= -10)
+        if (total <= LK_PROM_EXP_MAX_BUCKETS)
             break;
+        if (sc <= -10)
+            return LK_EINVAL; /* buckets too far apart even at the coarsest scale */
         sc--;
+    }
+    /* Every bound base^index (and base^(index+1)) must be a finite, normal
+     * double: |index| * 2^-scale within the exponent range. */
+    for (int k = 0; k < 2; k++) {
+        if (!any[k])
+            continue;
+        double e_lo = ldexp((double)lo[k], -sc), e_hi = ldexp((double)hi[k] + 1, -sc);
+        if (e_lo <= -1021 || e_hi >= 1023)
+            return LK_EINVAL;
     }
     for (int k = 0; k < 2; k++) {
         uint64_t *c = NULL;
@@ -478,18 +524,24 @@ int lk_prom_series_exp_add(lk_prom_series *se, const struct lk_prom_exp *e, doub
 {
     if (e->scale < -10 || e->scale > 20)
         return LK_EINVAL;
-    if (se->exp == NULL) {
+    bool fresh = se->exp == NULL;
+    if (fresh) {
         se->exp = calloc(1, sizeof(*se->exp));
         if (se->exp == NULL)
             return LK_ENOMEM;
         se->exp->scale = e->scale;
+    }
+    int rc = exp_merge(se->exp, e);
+    if (rc == 0 && fresh) {
         se->value = 0;
         se->count = 0;
     }
-    int rc = exp_merge(se->exp, e);
     if (rc == 0) {
         se->value += sum;
         se->count += count;
+    } else if (fresh) { /* nothing taken: no state either */
+        exp_free(se->exp);
+        se->exp = NULL;
     }
     return rc;
 }
@@ -540,14 +592,23 @@ static void series_unlink(lk_prom_store *s, lk_prom_series *se)
     s->nseries--;
 }
 
+static void family_free(lk_prom_family *f)
+{
+    free(f->name);
+    free(f->help);
+    free(f->unit);
+    free(f);
+}
+
 size_t lk_prom_store_expire(lk_prom_store *s, uint64_t now_ms)
 {
-    if (s->o.expiration_ms == 0 || now_ms < s->o.expiration_ms)
-        return 0;
-    uint64_t cutoff = now_ms - s->o.expiration_ms;
-    size_t gone = 0;
+    uint64_t cutoff = s->o.expiration_ms == 0 || now_ms < s->o.expiration_ms
+                          ? 0
+                          : now_ms - s->o.expiration_ms;
+    size_t gone = 0, kept = 0;
     for (size_t i = 0; i < s->nfams; i++) {
-        for (lk_prom_series *se = s->fams[i]->head, *nx; se != NULL; se = nx) {
+        lk_prom_family *f = s->fams[i];
+        for (lk_prom_series *se = f->head, *nx; cutoff != 0 && se != NULL; se = nx) {
             nx = se->next;
             if (se->updated_ms < cutoff) {
                 series_unlink(s, se);
@@ -555,8 +616,20 @@ size_t lk_prom_store_expire(lk_prom_store *s, uint64_t now_ms)
                 gone++;
             }
         }
+        /* Families without series go too (names that churn, points refused). */
+        if (f->nseries == 0)
+            family_free(f);
+        else
+            s->fams[kept++] = f;
     }
+    s->nfams = kept;
     return gone;
+}
+
+void lk_prom_store_remove(lk_prom_store *s, lk_prom_series *se)
+{
+    series_unlink(s, se);
+    series_free(se);
 }
 
 size_t lk_prom_store_series_count(const lk_prom_store *s)
@@ -588,8 +661,8 @@ static int append_value(lk_buf *out, double v)
     return lk_buf_append(out, tmp, (size_t)n);
 }
 
-/* HELP text: backslash and newline escaped. */
-static int append_help(lk_buf *out, const char *h)
+/* HELP text: backslash and newline escaped, and in OpenMetrics the double quote. */
+static int append_help(lk_buf *out, const char *h, bool om)
 {
     int rc = 0;
     for (const char *p = h; rc == 0 && *p != '\0'; p++) {
@@ -597,6 +670,8 @@ static int append_help(lk_buf *out, const char *h)
             rc = lk_buf_append(out, "\\\\", 2);
         else if (*p == '\n')
             rc = lk_buf_append(out, "\\n", 2);
+        else if (*p == '"' && om)
+            rc = lk_buf_append(out, "\\\"", 2);
         else
             rc = lk_buf_append(out, p, 1);
     }
@@ -817,7 +892,7 @@ int lk_prom_store_render(lk_prom_store *s, lk_buf *out, bool om)
         if (f->help[0] != '\0') {
             rc = lk_buf_printf(out, "# HELP %.*s ", nlen, f->name);
             if (rc == 0)
-                rc = append_help(out, f->help);
+                rc = append_help(out, f->help, om);
             if (rc == 0)
                 rc = lk_buf_append(out, "\n", 1);
         }

@@ -117,7 +117,11 @@ struct lk_prom_exemplar {
 };
 int lk_prom_series_exemplar(lk_prom_series *se, size_t i, const struct lk_prom_exemplar *x);
 
-/* Removes the series not updated since |now_ms| - expiration; returns how many. */
+/* Removes |se| (e.g. one just created for a point that turned out invalid). */
+void lk_prom_store_remove(lk_prom_store *s, lk_prom_series *se);
+
+/* Removes the series not updated since |now_ms| - expiration, and the
+ * families left without series; returns how many series went. */
 size_t lk_prom_store_expire(lk_prom_store *s, uint64_t now_ms);
 size_t lk_prom_store_series_count(const lk_prom_store *s);
 

@@ -8,6 +8,7 @@
 #include "exporters/prom_otlp.h"
 
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,6 +376,26 @@ START_TEST(exponential_histogram_as_classic_buckets)
     ck_assert_uint_le(buckets, 160 + 2);
     ck_assert_uint_ge(buckets, 20);
     HAS("fine_bytes_bucket{" LBLD ",le=\"+Inf\"} 1000");
+
+    /* Buckets too far apart for 160 even at scale -10: refused, not 2M kept. */
+    uint64_t one[] = {1};
+    eb.offset = -(1 << 30) + 2;
+    eb.n_bucket_counts = 1;
+    eb.bucket_counts = one;
+    EB eb2;
+    opentelemetry__proto__metrics__v1__exponential_histogram_data_point__buckets__init(&eb2);
+    eb2.offset = (1 << 30) - 2;
+    eb2.n_bucket_counts = 1;
+    eb2.bucket_counts = one;
+    p.negative = &eb2;
+    p.scale = 0;
+    p.count = 2;
+    p.time_unix_nano = 30;
+    mt.name = "wide";
+    uint64_t before = st.dropped[LK_PROM_DROP_INVALID];
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+    ck_assert_uint_eq(st.dropped[LK_PROM_DROP_INVALID], before + 1);
+    ck_assert_ptr_null(strstr(render(), "wide_bytes_bucket"));
 }
 END_TEST
 
@@ -393,6 +414,10 @@ START_TEST(series_limit_and_expiry)
     ck_assert_uint_eq(lk_prom_store_expire(store, 1000 + 60001), 2);
     ck_assert_uint_eq(lk_prom_store_series_count(store), 0);
     ck_assert_str_eq(render(), "");
+    /* The families went with their series: the name is free for another type. */
+    apply_number("g", "", 1, CUMULATIVE, true, NULL, NULL, 0, 10, 1);
+    ck_assert_uint_eq(st.dropped[LK_PROM_DROP_TYPE_CONFLICT], 0);
+    HAS("# TYPE g_total counter");
 }
 END_TEST
 
@@ -402,13 +427,94 @@ START_TEST(type_conflict_first_wins)
     /* A non-monotonic sum maps to the same gauge name: same type, fine. */
     apply_number("temp", "", 1, CUMULATIVE, false, NULL, NULL, 0, 20, 22);
     HAS("temp{" LBLD "} 22");
-    /* A histogram named temp_seconds... no: a counter named temp_total and a
-     * gauge named temp_total collide. */
-    apply_number("temp_total", "", 1, CUMULATIVE, true, NULL, NULL, 0, 10, 1);
-    apply_number("temp_total", "", 0, 0, false, NULL, NULL, 0, 10, 2);
+    /* A counter temp_total would be the OpenMetrics family "temp" too. */
+    apply_number("temp", "", 1, CUMULATIVE, true, NULL, NULL, 0, 10, 1);
     ck_assert_uint_eq(st.dropped[LK_PROM_DROP_TYPE_CONFLICT], 1);
-    HAS("# TYPE temp_total counter");
-    HAS("temp_total{" LBLD "} 1");
+    /* A counter reqs_total and a gauge named reqs_total collide. */
+    apply_number("reqs", "", 1, CUMULATIVE, true, NULL, NULL, 0, 10, 1);
+    apply_number("reqs_total", "", 0, 0, false, NULL, NULL, 0, 10, 2);
+    ck_assert_uint_eq(st.dropped[LK_PROM_DROP_TYPE_CONFLICT], 2);
+    HAS("# TYPE reqs_total counter");
+    HAS("reqs_total{" LBLD "} 1");
+    /* target_info is lookout's own. */
+    apply_number("target_info", "", 0, 0, false, NULL, NULL, 0, 10, 5);
+    ck_assert_uint_eq(st.dropped[LK_PROM_DROP_TYPE_CONFLICT], 3);
+    ck_assert_ptr_null(strstr(render(), "target_info{} 5"));
+}
+END_TEST
+
+START_TEST(reserved_empty_and_joined_labels)
+{
+    double b[] = {1};
+    uint64_t c[] = {1, 1};
+    /* A histogram attribute named le would repeat the bucket label. */
+    HDP p;
+    opentelemetry__proto__metrics__v1__histogram_data_point__init(&p);
+    p.time_unix_nano = 10;
+    p.n_explicit_bounds = 1;
+    p.explicit_bounds = b;
+    p.n_bucket_counts = 2;
+    p.bucket_counts = c;
+    p.count = 2;
+    AV a[3];
+    KV kv[3], *kvpp[3] = {&kv[0], &kv[1], &kv[2]};
+    const char *keys[3] = {"le", "__name__", "empty"};
+    const char *vals[3] = {"x", "y", ""};
+    for (int i = 0; i < 3; i++) {
+        opentelemetry__proto__common__v1__any_value__init(&a[i]);
+        a[i].value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+        a[i].string_value = (char *)vals[i];
+        opentelemetry__proto__common__v1__key_value__init(&kv[i]);
+        kv[i].key = (char *)keys[i];
+        kv[i].value = &a[i];
+    }
+    p.n_attributes = 3;
+    p.attributes = kvpp;
+    HDP *pts[1] = {&p};
+    Hist h;
+    opentelemetry__proto__metrics__v1__histogram__init(&h);
+    h.n_data_points = 1;
+    h.data_points = pts;
+    h.aggregation_temporality = CUMULATIVE;
+    Metric mt;
+    opentelemetry__proto__metrics__v1__metric__init(&mt);
+    mt.name = "h";
+    mt.data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM;
+    mt.histogram = &h;
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+    HAS("h_bucket{deployment_environment=\"dev\",instance=\"i-1\",job=\"shop/checkout\","
+        "key___name__=\"y\",key_le=\"x\",otel_scope_name=\"lib\",otel_scope_version=\"1.0\","
+        "le=\"1\"} 1");
+
+    /* Two attributes that sanitise to a scope label's name both lose to it. */
+    kv[0].key = "otel.scope.name";
+    kv[1].key = "otel_scope_name";
+    vals[0] = "A";
+    a[0].string_value = "A";
+    a[1].string_value = "B";
+    NDP np;
+    opentelemetry__proto__metrics__v1__number_data_point__init(&np);
+    np.time_unix_nano = 10;
+    np.value_case = OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE;
+    np.as_double = 4;
+    np.n_attributes = 2;
+    np.attributes = kvpp;
+    NDP *npts[1] = {&np};
+    Gauge g;
+    opentelemetry__proto__metrics__v1__gauge__init(&g);
+    g.n_data_points = 1;
+    g.data_points = npts;
+    mt.name = "g";
+    mt.data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE;
+    mt.gauge = &g;
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+    HAS("g{" LBLD "} 4");
+
+    /* An explicit +Inf bound is invalid (the last bucket is +Inf already). */
+    double inf_b[] = {1, INFINITY};
+    uint64_t c3[] = {1, 1, 0};
+    apply_hist("inf", CUMULATIVE, 1, 10, inf_b, 2, c3, 1, 2);
+    ck_assert_uint_eq(st.dropped[LK_PROM_DROP_INVALID], 1);
 }
 END_TEST
 
@@ -516,6 +622,7 @@ static Suite *suite(void)
         {"exponential", exponential_histogram_as_classic_buckets},
         {"limit_expiry", series_limit_and_expiry},
         {"type_conflict", type_conflict_first_wins},
+        {"reserved", reserved_empty_and_joined_labels},
         {"labels", labels_sanitised_merged_escaped},
         {"openmetrics", openmetrics_with_exemplars},
         {"garbage", garbage_is_refused},
