@@ -631,6 +631,27 @@ static int add_point_attrs(lk_prom_mapper *m, KeyValue **attrs, size_t n,
     return rc;
 }
 
+/*
+ * The series of a point with attributes |attrs| (|reserved| as for
+ * settle_label) and what its times decide (order_point: 1 set, 2 add, 0
+ * drop). NULL when the point can have no series (counted in |st|).
+ */
+static lk_prom_series *point_series(lk_prom_mapper *m, lk_prom_family *f, KeyValue **attrs,
+                                    size_t nattrs, const char *reserved, uint64_t start,
+                                    uint64_t time, bool delta, uint64_t now_ms,
+                                    struct lk_prom_map_stats *st, bool *created, int *what)
+{
+    reset_point_labels(m);
+    if (add_point_attrs(m, attrs, nattrs, reserved) < 0) {
+        st->dropped[LK_PROM_DROP_INVALID]++;
+        return NULL;
+    }
+    lk_prom_series *se = series_for(m, f, now_ms, st, created);
+    if (se != NULL)
+        *what = order_point(lk_prom_series_times(se), *created, delta, start, time, st);
+    return se;
+}
+
 static void number_points(lk_prom_mapper *m, lk_prom_family *f, NumberPoint **pts, size_t n,
                           bool delta, bool counter, uint64_t now_ms,
                           struct lk_prom_map_stats *st)
@@ -648,17 +669,13 @@ static void number_points(lk_prom_mapper *m, lk_prom_family *f, NumberPoint **pt
             st->dropped[LK_PROM_DROP_INVALID]++;
             continue;
         }
-        reset_point_labels(m);
         bool created;
-        if (add_point_attrs(m, p->attributes, p->n_attributes, NULL) < 0) {
-            st->dropped[LK_PROM_DROP_INVALID]++;
-            continue;
-        }
-        lk_prom_series *se = series_for(m, f, now_ms, st, &created);
+        int what = 0;
+        lk_prom_series *se = point_series(m, f, p->attributes, p->n_attributes, NULL,
+                                          p->start_time_unix_nano, p->time_unix_nano, delta,
+                                          now_ms, st, &created, &what);
         if (se == NULL)
             continue;
-        int what = order_point(lk_prom_series_times(se), created, delta,
-                               p->start_time_unix_nano, p->time_unix_nano, st);
         if (what == 1)
             lk_prom_series_set(se, v);
         else if (what == 2)
@@ -694,16 +711,12 @@ static void hist_update(lk_prom_mapper *m, lk_prom_family *f, KeyValue **attrs, 
                         Exemplar **xs, size_t nxs, uint64_t now_ms,
                         struct lk_prom_map_stats *st)
 {
-    reset_point_labels(m);
     bool created;
-    if (add_point_attrs(m, attrs, nattrs, "le") < 0) {
-        st->dropped[LK_PROM_DROP_INVALID]++;
-        return;
-    }
-    lk_prom_series *se = series_for(m, f, now_ms, st, &created);
+    int what = 0;
+    lk_prom_series *se = point_series(m, f, attrs, nattrs, "le", start, time, delta, now_ms,
+                                      st, &created, &what);
     if (se == NULL)
         return;
-    int what = order_point(lk_prom_series_times(se), created, delta, start, time, st);
     int rc = 0;
     if (what == 1)
         rc = lk_prom_series_hist_set(se, bounds, nb, counts, sum, count);
@@ -782,17 +795,13 @@ static void exp_points(lk_prom_mapper *m, lk_prom_family *f, ExpPoint **pts, siz
             st->dropped[LK_PROM_DROP_INVALID]++;
             continue;
         }
-        reset_point_labels(m);
         bool created;
-        if (add_point_attrs(m, p->attributes, p->n_attributes, "le") < 0) {
-            st->dropped[LK_PROM_DROP_INVALID]++;
-            continue;
-        }
-        lk_prom_series *se = series_for(m, f, now_ms, st, &created);
+        int what = 0;
+        lk_prom_series *se = point_series(m, f, p->attributes, p->n_attributes, "le",
+                                          p->start_time_unix_nano, p->time_unix_nano, delta,
+                                          now_ms, st, &created, &what);
         if (se == NULL)
             continue;
-        int what = order_point(lk_prom_series_times(se), created, delta,
-                               p->start_time_unix_nano, p->time_unix_nano, st);
         double sum = p->_sum_case ? p->sum : 0;
         int rc = 0;
         if (what == 1)
@@ -826,18 +835,12 @@ static void summary_points(lk_prom_mapper *m, lk_prom_family *f, SummaryPoint **
             m->bounds[k] = p->quantile_values[k]->quantile;
             vals[k] = p->quantile_values[k]->value;
         }
-        reset_point_labels(m);
         bool created;
-        if (add_point_attrs(m, p->attributes, p->n_attributes, "quantile") < 0) {
-            st->dropped[LK_PROM_DROP_INVALID]++;
-            continue;
-        }
-        lk_prom_series *se = series_for(m, f, now_ms, st, &created);
-        if (se == NULL)
-            continue;
-        int what = order_point(lk_prom_series_times(se), created, false,
-                               p->start_time_unix_nano, p->time_unix_nano, st);
-        if (what == 0)
+        int what = 0;
+        lk_prom_series *se = point_series(m, f, p->attributes, p->n_attributes, "quantile",
+                                          p->start_time_unix_nano, p->time_unix_nano, false,
+                                          now_ms, st, &created, &what);
+        if (se == NULL || what == 0)
             continue;
         if (lk_prom_series_summary_set(se, m->bounds, vals, nq, p->sum, p->count) < 0) {
             st->dropped[LK_PROM_DROP_INVALID]++;
