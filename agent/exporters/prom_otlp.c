@@ -649,6 +649,8 @@ static lk_prom_series *point_series(lk_prom_mapper *m, lk_prom_family *f, KeyVal
     lk_prom_series *se = series_for(m, f, now_ms, st, created);
     if (se != NULL)
         *what = order_point(lk_prom_series_times(se), *created, delta, start, time, st);
+    if (se != NULL && *what != 0) /* a dropped point does not keep a series alive */
+        lk_prom_series_touch(se, now_ms);
     return se;
 }
 
@@ -995,8 +997,10 @@ static int resource_labels(lk_prom_mapper *m,
                                    "Target metadata", "", &err);
         bool created;
         lk_prom_series *se = f ? series_for(m, f, now_ms, st, &created) : NULL;
-        if (se != NULL)
+        if (se != NULL) {
             lk_prom_series_set(se, 1);
+            lk_prom_series_touch(se, now_ms);
+        }
         m->nlabels = ident;
         lk_buf_truncate(&m->text,
                         ident ? m->labels[ident - 1].val_off + m->labels[ident - 1].val_len : 0);

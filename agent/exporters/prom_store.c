@@ -298,10 +298,8 @@ lk_prom_series *lk_prom_series_get(lk_prom_store *s, lk_prom_family *f,
     for (lk_prom_series *se = s->table[h & (s->nbuckets - 1)]; se != NULL;
          se = se->hnext) {
         if (se->hash == h && se->fam == f && se->labels_len == len &&
-            (len == 0 || memcmp(se->labels, labels, len) == 0)) {
-            se->updated_ms = now_ms;
+            (len == 0 || memcmp(se->labels, labels, len) == 0))
             return se;
-        }
     }
     if (s->o.max_series != 0 && s->nseries >= s->o.max_series) {
         *err = LK_E2BIG;
@@ -333,6 +331,11 @@ lk_prom_series *lk_prom_series_get(lk_prom_store *s, lk_prom_family *f,
         grow_table(s);
     *created = true;
     return se;
+}
+
+void lk_prom_series_touch(lk_prom_series *se, uint64_t now_ms)
+{
+    se->updated_ms = now_ms;
 }
 
 struct lk_prom_times *lk_prom_series_times(lk_prom_series *se)
@@ -851,10 +854,15 @@ static int render_series(lk_prom_store *s, lk_buf *out, const lk_prom_family *f,
         }
         break;
     }
-    if (rc == 0)
+    /* OpenMetrics: a histogram with negative observations has no _sum. */
+    bool negative = f->kind == LK_PROM_HISTOGRAM &&
+                    ((se->exp != NULL && se->exp->n[1] > 0) ||
+                     (se->exp == NULL && se->n > 0 && se->bounds[0] < 0 && se->counts[0] > 0));
+    if (rc == 0 && !(om && negative)) {
         rc = append_sample_start(out, f, "_sum", se, NULL);
-    if (rc == 0)
-        rc = append_line_value(out, se->value);
+        if (rc == 0)
+            rc = append_line_value(out, se->value);
+    }
     if (rc == 0)
         rc = append_sample_start(out, f, "_count", se, NULL);
     if (rc == 0)

@@ -45,12 +45,15 @@ lk_prom_family *lk_prom_family_get(lk_prom_store *s, const char *name, size_t nl
 /*
  * The series of |f| with the label set |labels| (|len| bytes, rendered as
  * `a="x",b="y"` in label-name order, "" for none), created empty when new
- * (*created set). NULL with *err = LK_E2BIG when a new one would pass
- * max_series, or LK_ENOMEM. Marks the series as updated at |now_ms|.
+ * (*created set; a new series counts as updated at |now_ms|). NULL with
+ * *err = LK_E2BIG when a new one would pass max_series, or LK_ENOMEM.
  */
 lk_prom_series *lk_prom_series_get(lk_prom_store *s, lk_prom_family *f,
                                    const char *labels, size_t len, uint64_t now_ms,
                                    bool *created, int *err);
+
+/* Marks |se| as updated at |now_ms| (expiry counts from the last point taken). */
+void lk_prom_series_touch(lk_prom_series *se, uint64_t now_ms);
 
 /* What the last point of a series said about time (for reset and order checks). */
 struct lk_prom_times {
