@@ -412,9 +412,29 @@ static int render_key(lk_prom_mapper *m)
         }
         l[j] = t;
     }
+    /* Written into a stack buffer and appended once (small appends
+     * dominated); a label set that does not fit goes straight to the buffer. */
+    char stack[2048];
+    size_t n = 0;
+    bool fits = true;
     lk_buf_reset(&m->key);
     int rc = 0;
     int run_prio = 1; /* of the first label of the current run of one name */
+#define KEY_PUT(p, len)                                                          \
+    do {                                                                         \
+        size_t len_ = (len);                                                     \
+        if (fits && n + len_ <= sizeof(stack)) {                                 \
+            memcpy(stack + n, (p), len_);                                        \
+            n += len_;                                                           \
+        } else {                                                                 \
+            if (fits) {                                                          \
+                fits = false;                                                    \
+                rc = lk_buf_append(&m->key, stack, n);                           \
+            }                                                                    \
+            if (rc == 0)                                                         \
+                rc = lk_buf_append(&m->key, (p), len_);                          \
+        }                                                                        \
+    } while (0)
     for (size_t i = 0; rc == 0 && i < m->nlabels; i++) {
         const struct label *a = &l[i];
         bool same = i > 0 && l[i - 1].name_len == a->name_len &&
@@ -424,28 +444,29 @@ static int render_key(lk_prom_mapper *m)
             run_prio = a->prio;
         if (same) {
             /* A resource or scope label (sorted first) wins over attributes;
-             * attributes that sanitise alike are joined. */
+             * attributes that sanitise alike are joined: the closing quote
+             * written last becomes ';' and the value follows. */
             if (run_prio == 0)
                 continue;
-            lk_buf_truncate(&m->key, m->key.len - 1); /* the closing quote */
-            rc = lk_buf_append(&m->key, ";", 1);
-            if (rc == 0)
-                rc = lk_buf_append(&m->key, text_at(m, a->val_off), a->val_len);
-            if (rc == 0)
-                rc = lk_buf_append(&m->key, "\"", 1);
+            if (fits)
+                n--;
+            else
+                lk_buf_truncate(&m->key, m->key.len - 1);
+            KEY_PUT(";", 1);
+            KEY_PUT(text_at(m, a->val_off), a->val_len);
+            KEY_PUT("\"", 1);
             continue;
         }
-        if (m->key.len > 0)
-            rc = lk_buf_append(&m->key, ",", 1);
-        if (rc == 0)
-            rc = lk_buf_append(&m->key, text_at(m, a->name_off), a->name_len);
-        if (rc == 0)
-            rc = lk_buf_append(&m->key, "=\"", 2);
-        if (rc == 0)
-            rc = lk_buf_append(&m->key, text_at(m, a->val_off), a->val_len);
-        if (rc == 0)
-            rc = lk_buf_append(&m->key, "\"", 1);
+        if (i > 0 && (n > 0 || !fits))
+            KEY_PUT(",", 1);
+        KEY_PUT(text_at(m, a->name_off), a->name_len);
+        KEY_PUT("=\"", 2);
+        KEY_PUT(text_at(m, a->val_off), a->val_len);
+        KEY_PUT("\"", 1);
     }
+#undef KEY_PUT
+    if (rc == 0 && fits)
+        rc = lk_buf_append(&m->key, stack, n);
     return rc == 0 && m->key.len > MAX_KEY_BYTES ? LK_E2BIG : rc;
 }
 

@@ -510,6 +510,26 @@ START_TEST(reserved_empty_and_joined_labels)
     ck_assert_int_eq(apply_metric(&mt, 1000), 0);
     HAS("g{" LBLD "} 4");
 
+    /* Attributes that sanitise alike are joined in the order of their keys. */
+    kv[0].key = "a_b";
+    kv[1].key = "a.b";
+    a[0].string_value = "2";
+    a[1].string_value = "1";
+    mt.name = "j";
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+    HAS("j{a_b=\"1;2\"," LBLD "} 4");
+
+    /* A label set longer than the key's stack buffer, joined past it too. */
+    static char big[3001];
+    memset(big, 'x', 3000);
+    a[0].string_value = big;
+    mt.name = "big";
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+    const char *r = render();
+    const char *at = strstr(r, "big{a_b=\"1;xxx");
+    ck_assert_ptr_nonnull(at);
+    ck_assert_ptr_nonnull(strstr(at, "xxx\",deployment_environment=\"dev\""));
+
     /* An explicit +Inf bound is invalid (the last bucket is +Inf already). */
     double inf_b[] = {1, INFINITY};
     uint64_t c3[] = {1, 1, 0};
