@@ -38,7 +38,9 @@ bool lk_exposition_accepts(const char *h, const char *what)
             (n == wl || p[wl] == ';' || p[wl] == ' ')) {
             bool zero = false;
             for (const char *q = p + wl; q < p + n; q++) {
-                if ((q[0] == 'q' || q[0] == 'Q') && q[1] == '=') {
+                /* the parameter q itself, not one whose name ends in q */
+                if ((q[0] == 'q' || q[0] == 'Q') && q[1] == '=' &&
+                    (q[-1] == ';' || q[-1] == ' ' || q[-1] == '\t')) {
                     zero = strtod(q + 2, NULL) <= 0;
                     break;
                 }

@@ -618,15 +618,18 @@ static int settle_label(lk_prom_mapper *m, size_t mark, const char *reserved)
     }
     if (!clash)
         return 0;
-    size_t name_off = l->name_off, name_len = l->name_len;
-    size_t val_off = l->val_off, val_len = l->val_len;
+    size_t name_len = l->name_len;
+    /* Through m->tmp: appending to m->text may move it. */
+    lk_buf_reset(&m->tmp);
+    int rc = lk_buf_append(&m->tmp, text_at(m, l->name_off), name_len);
+    if (rc == 0)
+        rc = lk_buf_append(&m->tmp, text_at(m, l->val_off), l->val_len);
     size_t no = m->text.len;
-    int rc = lk_buf_append(&m->text, "key_", 4);
     if (rc == 0)
-        rc = lk_buf_append(&m->text, text_at(m, name_off), name_len);
-    size_t vo = m->text.len;
+        rc = lk_buf_append(&m->text, "key_", 4);
+    size_t vo = no + 4 + name_len;
     if (rc == 0)
-        rc = lk_buf_append(&m->text, text_at(m, val_off), val_len);
+        rc = lk_buf_append(&m->text, m->tmp.data, m->tmp.len);
     l = &m->labels[m->nlabels - 1];
     l->name_off = no;
     l->name_len = name_len + 4;
@@ -660,7 +663,8 @@ static int add_point_attrs(lk_prom_mapper *m, KeyValue **attrs, size_t n,
 static lk_prom_series *point_series(lk_prom_mapper *m, lk_prom_family *f, KeyValue **attrs,
                                     size_t nattrs, const char *reserved, uint64_t start,
                                     uint64_t time, bool delta, uint64_t now_ms,
-                                    struct lk_prom_map_stats *st, bool *created, int *what)
+                                    struct lk_prom_map_stats *st, bool *created, int *what,
+                                    struct lk_prom_times *prev)
 {
     reset_point_labels(m);
     if (add_point_attrs(m, attrs, nattrs, reserved) < 0) {
@@ -668,11 +672,30 @@ static lk_prom_series *point_series(lk_prom_mapper *m, lk_prom_family *f, KeyVal
         return NULL;
     }
     lk_prom_series *se = series_for(m, f, now_ms, st, created);
-    if (se != NULL)
+    if (se != NULL) {
+        *prev = *lk_prom_series_times(se);
         *what = order_point(lk_prom_series_times(se), *created, delta, start, time, st);
-    if (se != NULL && *what != 0) /* a dropped point does not keep a series alive */
-        lk_prom_series_touch(se, now_ms);
+    }
     return se;
+}
+
+/* After a point's value went into |se| or not (|rc| < 0: refused as invalid,
+ * counted): a taken point keeps the series alive; a refused one leaves it as
+ * it was (times restored; a series made for it removed). */
+static void point_done(lk_prom_mapper *m, lk_prom_series *se, bool created,
+                       const struct lk_prom_times *prev, int what, int rc, uint64_t now_ms,
+                       struct lk_prom_map_stats *st)
+{
+    if (rc < 0) {
+        st->dropped[LK_PROM_DROP_INVALID]++;
+        if (created)
+            lk_prom_store_remove(m->store, se);
+        else
+            *lk_prom_series_times(se) = *prev;
+    } else if (what != 0) {
+        lk_prom_series_touch(se, now_ms);
+        st->points++;
+    }
 }
 
 static void number_points(lk_prom_mapper *m, lk_prom_family *f, NumberPoint **pts, size_t n,
@@ -694,20 +717,19 @@ static void number_points(lk_prom_mapper *m, lk_prom_family *f, NumberPoint **pt
         }
         bool created;
         int what = 0;
+        struct lk_prom_times prev;
         lk_prom_series *se = point_series(m, f, p->attributes, p->n_attributes, NULL,
                                           p->start_time_unix_nano, p->time_unix_nano, delta,
-                                          now_ms, st, &created, &what);
+                                          now_ms, st, &created, &what, &prev);
         if (se == NULL)
             continue;
         if (what == 1)
             lk_prom_series_set(se, v);
         else if (what == 2)
             lk_prom_series_add(se, v);
-        if (what != 0) {
-            st->points++;
-            if (counter && p->n_exemplars > 0)
-                take_exemplars(se, p->exemplars, p->n_exemplars, NULL, 0, false);
-        }
+        point_done(m, se, created, &prev, what, 0, now_ms, st);
+        if (what != 0 && counter && p->n_exemplars > 0)
+            take_exemplars(se, p->exemplars, p->n_exemplars, NULL, 0, false);
     }
 }
 
@@ -736,8 +758,9 @@ static void hist_update(lk_prom_mapper *m, lk_prom_family *f, KeyValue **attrs, 
 {
     bool created;
     int what = 0;
+    struct lk_prom_times prev;
     lk_prom_series *se = point_series(m, f, attrs, nattrs, "le", start, time, delta, now_ms,
-                                      st, &created, &what);
+                                      st, &created, &what, &prev);
     if (se == NULL)
         return;
     int rc = 0;
@@ -745,14 +768,9 @@ static void hist_update(lk_prom_mapper *m, lk_prom_family *f, KeyValue **attrs, 
         rc = lk_prom_series_hist_set(se, bounds, nb, counts, sum, count);
     else if (what == 2 && lk_prom_series_hist_add(se, bounds, nb, counts, sum, count) < 0)
         rc = lk_prom_series_hist_set(se, bounds, nb, counts, sum, count); /* new bounds */
-    if (rc < 0) {
-        st->dropped[LK_PROM_DROP_INVALID]++;
-        if (created)
-            lk_prom_store_remove(m->store, se);
-    } else if (what != 0) {
-        st->points++;
+    point_done(m, se, created, &prev, what, rc, now_ms, st);
+    if (rc == 0 && what != 0)
         take_exemplars(se, xs, nxs, bounds, nb, true);
-    }
 }
 
 static void hist_points(lk_prom_mapper *m, lk_prom_family *f, HistPoint **pts, size_t n,
@@ -820,9 +838,10 @@ static void exp_points(lk_prom_mapper *m, lk_prom_family *f, ExpPoint **pts, siz
         }
         bool created;
         int what = 0;
+        struct lk_prom_times prev;
         lk_prom_series *se = point_series(m, f, p->attributes, p->n_attributes, "le",
                                           p->start_time_unix_nano, p->time_unix_nano, delta,
-                                          now_ms, st, &created, &what);
+                                          now_ms, st, &created, &what, &prev);
         if (se == NULL)
             continue;
         double sum = p->_sum_case ? p->sum : 0;
@@ -831,13 +850,7 @@ static void exp_points(lk_prom_mapper *m, lk_prom_family *f, ExpPoint **pts, siz
             rc = lk_prom_series_exp_set(se, &e, sum, p->count);
         else if (what == 2)
             rc = lk_prom_series_exp_add(se, &e, sum, p->count);
-        if (rc < 0) {
-            st->dropped[LK_PROM_DROP_INVALID]++;
-            if (created)
-                lk_prom_store_remove(m->store, se);
-        } else if (what != 0) {
-            st->points++;
-        }
+        point_done(m, se, created, &prev, what, rc, now_ms, st);
     }
 }
 
@@ -860,18 +873,14 @@ static void summary_points(lk_prom_mapper *m, lk_prom_family *f, SummaryPoint **
         }
         bool created;
         int what = 0;
+        struct lk_prom_times prev;
         lk_prom_series *se = point_series(m, f, p->attributes, p->n_attributes, "quantile",
                                           p->start_time_unix_nano, p->time_unix_nano, false,
-                                          now_ms, st, &created, &what);
+                                          now_ms, st, &created, &what, &prev);
         if (se == NULL || what == 0)
             continue;
-        if (lk_prom_series_summary_set(se, m->bounds, vals, nq, p->sum, p->count) < 0) {
-            st->dropped[LK_PROM_DROP_INVALID]++;
-            if (created)
-                lk_prom_store_remove(m->store, se);
-        } else {
-            st->points++;
-        }
+        int rc = lk_prom_series_summary_set(se, m->bounds, vals, nq, p->sum, p->count);
+        point_done(m, se, created, &prev, what, rc, now_ms, st);
     }
 }
 

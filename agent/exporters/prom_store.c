@@ -190,6 +190,40 @@ static char *dup_str(const char *p, size_t n)
     return d;
 }
 
+/* The family named |p| (|n| bytes), or NULL. */
+static const lk_prom_family *family_find(const lk_prom_store *s, const char *p, size_t n)
+{
+    bool found;
+    size_t pos = family_pos(s, p, n, &found);
+    return found ? s->fams[pos] : NULL;
+}
+
+/*
+ * Whether a new family |name| of |kind| would collide in OpenMetrics, where
+ * a counter family is named without _total and its samples always end with
+ * it: counter x_total and any x; counter x and any x_total; a gauge (etc.) x
+ * and counter x_total; a gauge x_total and counter x.
+ */
+static bool om_clash(const lk_prom_store *s, const char *name, size_t nlen,
+                     enum lk_prom_kind kind)
+{
+    char other[512];
+    bool total = nlen > 6 && memcmp(name + nlen - 6, "_total", 6) == 0;
+    const lk_prom_family *o = NULL;
+    if (total) /* x_total: look at x */
+        o = family_find(s, name, nlen - 6);
+    if (o != NULL && (kind == LK_PROM_COUNTER || o->kind == LK_PROM_COUNTER))
+        return true;
+    if (nlen + 6 <= sizeof(other)) { /* x: look at x_total */
+        memcpy(other, name, nlen);
+        memcpy(other + nlen, "_total", 6);
+        o = family_find(s, other, nlen + 6);
+        if (o != NULL && (kind == LK_PROM_COUNTER || o->kind == LK_PROM_COUNTER))
+            return true;
+    }
+    return false;
+}
+
 lk_prom_family *lk_prom_family_get(lk_prom_store *s, const char *name, size_t nlen,
                                    enum lk_prom_kind kind, const char *help,
                                    const char *unit, int *err)
@@ -204,24 +238,7 @@ lk_prom_family *lk_prom_family_get(lk_prom_store *s, const char *name, size_t nl
         }
         return f;
     }
-    /* OpenMetrics names a counter family without _total: a counter x_total
-     * and another family x would render as two families x. */
-    char other[256];
-    bool check = false;
-    if (kind == LK_PROM_COUNTER && nlen > 6 && nlen - 6 < sizeof(other) &&
-        memcmp(name + nlen - 6, "_total", 6) == 0) {
-        memcpy(other, name, nlen - 6);
-        other[nlen - 6] = '\0';
-        check = true;
-    } else if (kind != LK_PROM_COUNTER && nlen + 7 <= sizeof(other)) {
-        memcpy(other, name, nlen);
-        memcpy(other + nlen, "_total", 7);
-        check = true;
-    }
-    bool clash = false;
-    if (check)
-        (void)family_pos(s, other, strlen(other), &clash);
-    if (clash) {
+    if (om_clash(s, name, nlen, kind)) {
         *err = LK_EEXIST;
         return NULL;
     }
@@ -554,9 +571,20 @@ int lk_prom_series_exp_set(lk_prom_series *se, const struct lk_prom_exp *e, doub
 {
     if (e->scale < -10 || e->scale > 20)
         return LK_EINVAL;
-    exp_free(se->exp);
+    /* Into a fresh state first: a refused point leaves the series as it was. */
+    struct expstate *old = se->exp;
+    double old_value = se->value;
+    uint64_t old_count = se->count;
     se->exp = NULL;
-    return lk_prom_series_exp_add(se, e, sum, count);
+    int rc = lk_prom_series_exp_add(se, e, sum, count);
+    if (rc < 0) {
+        se->exp = old;
+        se->value = old_value;
+        se->count = old_count;
+        return rc;
+    }
+    exp_free(old);
+    return 0;
 }
 
 int lk_prom_series_summary_set(lk_prom_series *se, const double *quantiles,

@@ -214,6 +214,8 @@ START_TEST(accept_headers)
     ck_assert(lk_exposition_accepts("deflate, gzip", "gzip"));
     ck_assert(!lk_exposition_accepts("gzip;q=0.0", "gzip"));
     ck_assert(!lk_exposition_accepts("xgzip", "gzip"));
+    ck_assert(lk_exposition_accepts("application/openmetrics-text;seq=0",
+                                    "application/openmetrics-text"));
 }
 END_TEST
 

@@ -620,6 +620,83 @@ START_TEST(openmetrics_with_exemplars)
 }
 END_TEST
 
+/* OpenMetrics family and sample names must stay unique, in both directions. */
+START_TEST(openmetrics_name_clashes)
+{
+    int err = 0;
+    ck_assert_ptr_nonnull(lk_prom_family_get(store, "zz_total", 8, LK_PROM_COUNTER, "", "", &err));
+    ck_assert_ptr_null(lk_prom_family_get(store, "zz", 2, LK_PROM_COUNTER, "", "", &err));
+    ck_assert_int_eq(err, LK_EEXIST);
+    ck_assert_ptr_null(lk_prom_family_get(store, "zz", 2, LK_PROM_GAUGE, "", "", &err));
+    ck_assert_ptr_nonnull(lk_prom_family_get(store, "x_total", 7, LK_PROM_GAUGE, "", "", &err));
+    ck_assert_ptr_null(lk_prom_family_get(store, "x", 1, LK_PROM_COUNTER, "", "", &err));
+    /* Two gauges g and g_total render g and g_total: no clash. */
+    ck_assert_ptr_nonnull(lk_prom_family_get(store, "g_total", 7, LK_PROM_GAUGE, "", "", &err));
+    ck_assert_ptr_nonnull(lk_prom_family_get(store, "g", 1, LK_PROM_GAUGE, "", "", &err));
+    /* A counter c (no _total) and a gauge c_total share the sample name c_total. */
+    ck_assert_ptr_nonnull(lk_prom_family_get(store, "c", 1, LK_PROM_COUNTER, "", "", &err));
+    ck_assert_ptr_null(lk_prom_family_get(store, "c_total", 7, LK_PROM_GAUGE, "", "", &err));
+}
+END_TEST
+
+/* A refused exponential point leaves the series as it was. */
+START_TEST(refused_exponential_point_keeps_series)
+{
+    uint64_t pos[] = {1, 2};
+    EB eb;
+    opentelemetry__proto__metrics__v1__exponential_histogram_data_point__buckets__init(&eb);
+    eb.offset = 0;
+    eb.n_bucket_counts = 2;
+    eb.bucket_counts = pos;
+    EDP p;
+    opentelemetry__proto__metrics__v1__exponential_histogram_data_point__init(&p);
+    p.start_time_unix_nano = 1;
+    p.time_unix_nano = 10;
+    p.count = 3;
+    p.positive = &eb;
+    EDP *pts[1] = {&p};
+    ExpHist h;
+    opentelemetry__proto__metrics__v1__exponential_histogram__init(&h);
+    h.n_data_points = 1;
+    h.data_points = pts;
+    h.aggregation_temporality = CUMULATIVE;
+    Metric mt;
+    opentelemetry__proto__metrics__v1__metric__init(&mt);
+    mt.name = "e";
+    mt.data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM;
+    mt.exponential_histogram = &h;
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+    HAS("e_count{" LBLD "} 3");
+    eb.offset = -1021; /* 2^-1021: out of the double's normal range */
+    p.time_unix_nano = 20;
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+    ck_assert_uint_eq(st.dropped[LK_PROM_DROP_INVALID], 1);
+    HAS("e_count{" LBLD "} 3");
+    HAS("e_bucket{" LBLD ",le=\"2\"} 1");
+    /* Its times did not move: a point at time 15 of the same run is still taken. */
+    eb.offset = 0;
+    p.time_unix_nano = 15;
+    p.count = 4;
+    pos[1] = 3;
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+    HAS("e_count{" LBLD "} 4");
+}
+END_TEST
+
+/* A reserved attribute name with a long value: the key_ rewrite copies the
+ * label while the text buffer grows (ASan checks the copy). */
+START_TEST(reserved_name_long_value)
+{
+    static char v[5000];
+    memset(v, 'v', sizeof(v) - 1);
+    apply_number("r", "", 0, 0, false, "__x", v, 0, 10, 1);
+    const char *r = render();
+    const char *at = strstr(r, "key___x=\"vvvv");
+    ck_assert_ptr_nonnull(at);
+    ck_assert_ptr_nonnull(strstr(at, "vvvv\",otel_scope_name"));
+}
+END_TEST
+
 START_TEST(garbage_is_refused)
 {
     static const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f};
@@ -645,6 +722,9 @@ static Suite *suite(void)
         {"reserved", reserved_empty_and_joined_labels},
         {"labels", labels_sanitised_merged_escaped},
         {"openmetrics", openmetrics_with_exemplars},
+        {"om_clashes", openmetrics_name_clashes},
+        {"exp_refused", refused_exponential_point_keeps_series},
+        {"reserved_long", reserved_name_long_value},
         {"garbage", garbage_is_refused},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
