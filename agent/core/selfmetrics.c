@@ -363,12 +363,12 @@ void lk_metrics_on_collect(lk_metrics *m, lk_metrics_collect_cb cb, void *arg)
     m->ncollectors++;
 }
 
-int lk_metrics_label_escape(lk_buf *out, const char *value)
+int lk_metrics_label_escape_n(lk_buf *out, const char *value, size_t n)
 {
-    const char *run = value;
-    const char *p = value;
-    int rc;
-    for (; *p != '\0'; p++) {
+    if (n == 0)
+        return 0;
+    const char *run = value, *end = value + n;
+    for (const char *p = value; p < end; p++) {
         const char *esc;
         switch (*p) {
         case '\\':
@@ -383,30 +383,35 @@ int lk_metrics_label_escape(lk_buf *out, const char *value)
         default:
             continue;
         }
-        rc = lk_buf_append(out, run, (size_t)(p - run));
-        if (rc < 0)
-            return rc;
-        rc = lk_buf_append(out, esc, 2);
+        int rc = lk_buf_append(out, run, (size_t)(p - run));
+        if (rc == 0)
+            rc = lk_buf_append(out, esc, 2);
         if (rc < 0)
             return rc;
         run = p + 1;
     }
-    return lk_buf_append(out, run, (size_t)(p - run));
+    return lk_buf_append(out, run, (size_t)(end - run));
 }
 
-/* HELP text escapes only backslash and newline (text format 0.0.4). */
-static int append_help(lk_buf *out, const char *help)
+int lk_metrics_label_escape(lk_buf *out, const char *value)
+{
+    return lk_metrics_label_escape_n(out, value, strlen(value));
+}
+
+int lk_metrics_help_escape(lk_buf *out, const char *help, bool openmetrics)
 {
     const char *run = help;
     const char *p = help;
-    int rc;
     for (; *p != '\0'; p++) {
-        if (*p != '\\' && *p != '\n')
+        const char *esc = *p == '\\'                 ? "\\\\"
+                          : *p == '\n'                ? "\\n"
+                          : *p == '"' && openmetrics ? "\\\""
+                                                     : NULL;
+        if (esc == NULL)
             continue;
-        rc = lk_buf_append(out, run, (size_t)(p - run));
-        if (rc < 0)
-            return rc;
-        rc = lk_buf_append(out, *p == '\\' ? "\\\\" : "\\n", 2);
+        int rc = lk_buf_append(out, run, (size_t)(p - run));
+        if (rc == 0)
+            rc = lk_buf_append(out, esc, 2);
         if (rc < 0)
             return rc;
         run = p + 1;
@@ -528,7 +533,7 @@ static int render_family(lk_buf *out, const struct family *f, bool openmetrics)
     }
     int rc = lk_buf_printf(out, "# HELP %.*s ", nlen, f->name);
     if (rc == 0)
-        rc = append_help(out, f->help);
+        rc = lk_metrics_help_escape(out, f->help, openmetrics);
     if (rc == 0)
         rc = lk_buf_printf(out, "\n# TYPE %.*s %s\n", nlen, f->name, type);
     for (const struct series *s = f->first; s != NULL && rc == 0; s = s->next) {

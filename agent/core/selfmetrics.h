@@ -65,6 +65,11 @@ void lk_metrics_on_collect(lk_metrics *m, lk_metrics_collect_cb cb, void *arg);
  * Returns 0 or the lk_buf error (LK_E2BIG, LK_ENOMEM).
  */
 int lk_metrics_label_escape(lk_buf *out, const char *value);
+/* The same for |n| bytes at |value| (not NUL-terminated; NULL when n is 0). */
+int lk_metrics_label_escape_n(lk_buf *out, const char *value, size_t n);
+/* Appends HELP text escaped: backslash and newline, and with |openmetrics|
+ * also the double quote, as OpenMetrics requires. 0 or the lk_buf error. */
+int lk_metrics_help_escape(lk_buf *out, const char *help, bool openmetrics);
 
 /* Formats |v| as the exposition writes sample values: the shortest %g form
  * that reads back as the same double, or NaN, +Inf, -Inf. Returns what

@@ -264,25 +264,6 @@ static int any_text(lk_buf *b, const AnyValue *v, bool json)
     }
 }
 
-/* Appends |s| escaped for a label value (backslash, quote, newline). */
-static int escape_value(lk_buf *b, const char *s, size_t n)
-{
-    if (n == 0)
-        return 0;
-    int rc = 0;
-    size_t run = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        const char *esc = s[i] == '\\' ? "\\\\" : s[i] == '"' ? "\\\"" : s[i] == '\n' ? "\\n" : NULL;
-        if (esc == NULL)
-            continue;
-        rc = lk_buf_append(b, s + run, i - run);
-        if (rc == 0)
-            rc = lk_buf_append(b, esc, 2);
-        run = i + 1;
-    }
-    return rc ? rc : lk_buf_append(b, s + run, n - run);
-}
-
 static int push_label(lk_prom_mapper *m, struct label **out)
 {
     if (m->nlabels == m->caplabels) {
@@ -316,7 +297,7 @@ static int add_label_raw(lk_prom_mapper *m, const char *name, const char *val, s
     l->name_len = m->text.len - l->name_off;
     l->val_off = m->text.len;
     if (rc == 0)
-        rc = escape_value(&m->text, val, vlen);
+        rc = lk_metrics_label_escape_n(&m->text, val, vlen);
     l->val_len = m->text.len - l->val_off;
     return rc;
 }
@@ -367,12 +348,12 @@ static int add_label_kv(lk_prom_mapper *m, const KeyValue *kv, int prio)
     if (rc == 0 && v != NULL &&
         v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE) {
         /* Most values: escaped straight from the string. */
-        rc = escape_value(&m->text, v->string_value, strlen(v->string_value));
+        rc = lk_metrics_label_escape_n(&m->text, v->string_value, strlen(v->string_value));
     } else if (rc == 0) {
         lk_buf_reset(&m->tmp);
         rc = any_text(&m->tmp, v, false);
         if (rc == 0)
-            rc = escape_value(&m->text, (const char *)m->tmp.data, m->tmp.len);
+            rc = lk_metrics_label_escape_n(&m->text, (const char *)m->tmp.data, m->tmp.len);
     }
     l->val_len = m->text.len - l->val_off;
     return rc;
@@ -991,11 +972,8 @@ static int resource_labels(lk_prom_mapper *m,
     m->nfixed = 0;
     lk_buf_reset(&m->text);
     int rc = 0;
-    lk_buf job;
-    lk_buf_init(&job, 64 * 1024);
-    if (resource_job(&job, r))
-        rc = add_label_raw(m, "job", (const char *)job.data, job.len, "job", 0);
-    lk_buf_fini(&job);
+    if (resource_job(&m->tmp, r))
+        rc = add_label_raw(m, "job", (const char *)m->tmp.data, m->tmp.len, "job", 0);
     const AnyValue *inst = resource_attr(r, "service.instance.id");
     if (rc == 0 && inst != NULL) {
         lk_buf_reset(&m->tmp);

@@ -692,23 +692,6 @@ static int append_value(lk_buf *out, double v)
     return lk_buf_append(out, tmp, (size_t)n);
 }
 
-/* HELP text: backslash and newline escaped, and in OpenMetrics the double quote. */
-static int append_help(lk_buf *out, const char *h, bool om)
-{
-    int rc = 0;
-    for (const char *p = h; rc == 0 && *p != '\0'; p++) {
-        if (*p == '\\')
-            rc = lk_buf_append(out, "\\\\", 2);
-        else if (*p == '\n')
-            rc = lk_buf_append(out, "\\n", 2);
-        else if (*p == '"' && om)
-            rc = lk_buf_append(out, "\\\"", 2);
-        else
-            rc = lk_buf_append(out, p, 1);
-    }
-    return rc;
-}
-
 /* `name suffix {labels[,extra]} ` */
 static int append_sample_start(lk_buf *out, const lk_prom_family *f, const char *suffix,
                                const lk_prom_series *se, const char *extra)
@@ -928,7 +911,7 @@ int lk_prom_store_render(lk_prom_store *s, lk_buf *out, bool om)
         if (f->help[0] != '\0') {
             rc = lk_buf_printf(out, "# HELP %.*s ", nlen, f->name);
             if (rc == 0)
-                rc = append_help(out, f->help, om);
+                rc = lk_metrics_help_escape(out, f->help, om);
             if (rc == 0)
                 rc = lk_buf_append(out, "\n", 1);
         }

@@ -167,6 +167,21 @@ START_TEST(label_escape_helper)
     lk_buf_init(&small, 3);
     ck_assert_int_lt(lk_metrics_label_escape(&small, "\"\"\""), 0);
     lk_buf_fini(&small);
+
+    /* The length form stops at |n|, NUL or not; n == 0 may come with NULL. */
+    lk_buf_init(&b, 256);
+    ck_assert_int_eq(lk_metrics_label_escape_n(&b, "x\"y\0z", 3), 0);
+    ck_assert_int_eq(lk_metrics_label_escape_n(&b, NULL, 0), 0);
+    ck_assert_uint_eq(b.len, 4);
+    ck_assert(memcmp(b.data, "x\\\"y", 4) == 0);
+    lk_buf_reset(&b);
+    /* HELP: quotes escaped in OpenMetrics only. */
+    ck_assert_int_eq(lk_metrics_help_escape(&b, "a\"b\\c\nd", false), 0);
+    ck_assert_int_eq(lk_buf_append(&b, "|", 1), 0);
+    ck_assert_int_eq(lk_metrics_help_escape(&b, "a\"b\\c\nd", true), 0);
+    ck_assert_uint_eq(b.len, strlen("a\"b\\\\c\\nd|a\\\"b\\\\c\\nd"));
+    ck_assert(memcmp(b.data, "a\"b\\\\c\\nd|a\\\"b\\\\c\\nd", b.len) == 0);
+    lk_buf_fini(&b);
 }
 END_TEST
 
