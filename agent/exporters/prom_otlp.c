@@ -674,7 +674,7 @@ static void point_done(lk_prom_mapper *m, lk_prom_series *se, bool created,
         else
             *lk_prom_series_times(se) = *prev;
     } else if (what != 0) {
-        lk_prom_series_touch(se, now_ms);
+        lk_prom_series_touch(m->store, se, now_ms);
         st->points++;
     }
 }
@@ -1007,7 +1007,7 @@ static int resource_labels(lk_prom_mapper *m,
         lk_prom_series *se = f ? series_for(m, f, now_ms, st, &created) : NULL;
         if (se != NULL) {
             lk_prom_series_set(se, 1);
-            lk_prom_series_touch(se, now_ms);
+            lk_prom_series_touch(m->store, se, now_ms);
         }
         m->nlabels = ident;
         lk_buf_truncate(&m->text,

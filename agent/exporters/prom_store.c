@@ -56,6 +56,7 @@ struct lk_prom_series {
     struct expstate *exp; /* exponential histograms; then bounds/counts are unused */
     struct exemplar *ex;  /* per bucket (histograms) or one (counters); NULL: none yet */
     size_t nex;
+    size_t touched; /* index in the store's touched list + 1; 0: not in it */
     size_t labels_len;
     char labels[];
 };
@@ -79,6 +80,10 @@ struct lk_prom_store {
     double *xb;      /* render scratch: an exponential histogram's classic bounds */
     uint64_t *xc;    /* and counts */
     size_t capx;
+    bool track;      /* keep the touched list */
+    bool track_oom;  /* a series could not join it: report every series */
+    lk_prom_series **touched;
+    size_t ntouched, captouched;
 };
 
 /* Eight bytes per multiply: label sets are a few hundred bytes long. */
@@ -156,6 +161,7 @@ void lk_prom_store_destroy(lk_prom_store *s)
     free(s->table);
     free(s->xb);
     free(s->xc);
+    free(s->touched);
     free(s);
 }
 
@@ -350,9 +356,56 @@ lk_prom_series *lk_prom_series_get(lk_prom_store *s, lk_prom_family *f,
     return se;
 }
 
-void lk_prom_series_touch(lk_prom_series *se, uint64_t now_ms)
+void lk_prom_series_touch(lk_prom_store *s, lk_prom_series *se, uint64_t now_ms)
 {
     se->updated_ms = now_ms;
+    if (!s->track || se->touched != 0)
+        return;
+    if (s->ntouched == s->captouched) {
+        size_t cap = s->captouched ? 2 * s->captouched : 256;
+        lk_prom_series **t = realloc(s->touched, cap * sizeof(*t));
+        if (t == NULL) {
+            s->track_oom = true;
+            return;
+        }
+        s->touched = t;
+        s->captouched = cap;
+    }
+    s->touched[s->ntouched++] = se;
+    se->touched = s->ntouched;
+}
+
+void lk_prom_store_track(lk_prom_store *s, bool on)
+{
+    s->track = on;
+}
+
+lk_prom_series *const *lk_prom_store_touched(const lk_prom_store *s, size_t *n,
+                                              bool *incomplete)
+{
+    *n = s->ntouched;
+    *incomplete = s->track_oom;
+    return s->touched;
+}
+
+void lk_prom_store_clear_touched(lk_prom_store *s)
+{
+    for (size_t i = 0; i < s->ntouched; i++)
+        s->touched[i]->touched = 0;
+    s->ntouched = 0;
+    s->track_oom = false;
+}
+
+/* Takes |se| out of the touched list (the last entry moves into its place). */
+static void untouch(lk_prom_store *s, lk_prom_series *se)
+{
+    if (se->touched == 0)
+        return;
+    size_t i = se->touched - 1;
+    lk_prom_series *last = s->touched[--s->ntouched];
+    s->touched[i] = last;
+    last->touched = i + 1;
+    se->touched = 0;
 }
 
 struct lk_prom_times *lk_prom_series_times(lk_prom_series *se)
@@ -642,6 +695,7 @@ size_t lk_prom_store_expire(lk_prom_store *s, uint64_t now_ms)
         for (lk_prom_series *se = f->head, *nx; cutoff != 0 && se != NULL; se = nx) {
             nx = se->next;
             if (se->updated_ms < cutoff) {
+                untouch(s, se);
                 series_unlink(s, se);
                 series_free(se);
                 gone++;
@@ -659,6 +713,7 @@ size_t lk_prom_store_expire(lk_prom_store *s, uint64_t now_ms)
 
 void lk_prom_store_remove(lk_prom_store *s, lk_prom_series *se)
 {
+    untouch(s, se);
     series_unlink(s, se);
     series_free(se);
 }
@@ -718,12 +773,6 @@ static int append_sample_start(lk_buf *out, const lk_prom_family *f, const char 
     return rc;
 }
 
-static int append_line_value(lk_buf *out, double v)
-{
-    int rc = append_value(out, v);
-    return rc == 0 ? lk_buf_append(out, "\n", 1) : rc;
-}
-
 static int append_hex(lk_buf *out, const uint8_t *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -736,12 +785,12 @@ static int append_hex(lk_buf *out, const uint8_t *p, size_t n)
 }
 
 /* A sample's value, then (OpenMetrics) ` # {trace_id="..",span_id=".."} value ts`. */
-static int append_value_exemplar(lk_buf *out, double v, const struct exemplar *e)
+static int append_value_exemplar(lk_buf *out, double v, const struct lk_prom_exemplar *e)
 {
     int rc = append_value(out, v);
-    if (rc == 0 && e != NULL && e->set) {
+    if (rc == 0 && e != NULL) {
         rc = lk_buf_append_str(out, " # {");
-        if (rc == 0 && e->ids) {
+        if (rc == 0 && e->trace_id != NULL) {
             rc = lk_buf_append_str(out, "trace_id=\"");
             if (rc == 0)
                 rc = append_hex(out, e->trace_id, 16);
@@ -762,11 +811,6 @@ static int append_value_exemplar(lk_buf *out, double v, const struct exemplar *e
                                (unsigned long long)(e->time_ns % 1000000000u));
     }
     return rc == 0 ? lk_buf_append(out, "\n", 1) : rc;
-}
-
-static const struct exemplar *exemplar_at(const lk_prom_series *se, size_t i, bool om)
-{
-    return om && i < se->nex ? &se->ex[i] : NULL;
 }
 
 /*
@@ -808,20 +852,36 @@ static int exp_classic(lk_prom_store *s, const struct expstate *x, size_t *nb)
     return 0;
 }
 
-/* |counter_suffix|: what OpenMetrics adds to a counter family's name for its
- * samples ("_total", or "" when the name already ends with it). */
-static int render_series(lk_prom_store *s, lk_buf *out, const lk_prom_family *f,
-                         const lk_prom_series *se, bool om, const char *counter_suffix)
+/* The exemplar of bucket (or counter) |i| of |se| as callers see it, in |v|. */
+static const struct lk_prom_exemplar *exemplar_view(const lk_prom_series *se, size_t i,
+                                                    struct lk_prom_exemplar *v)
 {
+    if (i >= se->nex || !se->ex[i].set)
+        return NULL;
+    const struct exemplar *e = &se->ex[i];
+    v->value = e->value;
+    v->time_ns = e->time_ns;
+    v->trace_id = e->ids ? e->trace_id : NULL;
+    v->span_id = e->ids ? e->span_id : NULL;
+    return v;
+}
+
+int lk_prom_series_samples(lk_prom_store *s, const lk_prom_series *se, bool exemplars,
+                           bool om, int (*fn)(void *arg, const struct lk_prom_sample *smp),
+                           void *arg)
+{
+    const lk_prom_family *f = se->fam;
+    struct lk_prom_exemplar xv;
+    struct lk_prom_sample smp = {0};
     int rc = 0;
-    char extra[64];
     switch (f->kind) {
     case LK_PROM_GAUGE:
-        rc = append_sample_start(out, f, NULL, se, NULL);
-        return rc ? rc : append_line_value(out, se->value);
+        smp.value = se->value;
+        return fn(arg, &smp);
     case LK_PROM_COUNTER:
-        rc = append_sample_start(out, f, om ? counter_suffix : NULL, se, NULL);
-        return rc ? rc : append_value_exemplar(out, se->value, exemplar_at(se, 0, om));
+        smp.value = se->value;
+        smp.exemplar = exemplars ? exemplar_view(se, 0, &xv) : NULL;
+        return fn(arg, &smp);
     case LK_PROM_HISTOGRAM: {
         const double *bounds = se->bounds;
         const uint64_t *counts = se->counts;
@@ -834,51 +894,80 @@ static int render_series(lk_prom_store *s, lk_buf *out, const lk_prom_family *f,
         if (rc < 0 || counts == NULL)
             return rc;
         uint64_t cum = 0;
+        smp.suffix = "_bucket";
+        smp.extra = "le";
         for (size_t i = 0; rc == 0 && i <= nb; i++) {
             cum += counts[i];
-            if (i < nb) {
-                char b[40];
-                int n = lk_metrics_format_double(b, sizeof(b), bounds[i]);
-                if (n < 0 || (size_t)n >= sizeof(b))
-                    return LK_EINVAL;
-                snprintf(extra, sizeof(extra), "le=\"%s\"", b);
-            } else {
-                snprintf(extra, sizeof(extra), "le=\"+Inf\"");
-            }
-            rc = append_sample_start(out, f, "_bucket", se, extra);
-            if (rc == 0)
-                rc = append_value_exemplar(out, (double)cum,
-                                           se->exp ? NULL : exemplar_at(se, i, om));
+            smp.extra_value = i < nb ? bounds[i] : INFINITY;
+            smp.value = (double)cum;
+            smp.exemplar = exemplars && se->exp == NULL ? exemplar_view(se, i, &xv) : NULL;
+            rc = fn(arg, &smp);
         }
         break;
     }
     case LK_PROM_SUMMARY:
+        smp.extra = "quantile";
         for (size_t i = 0; rc == 0 && i < se->n; i++) {
-            char q[40];
-            int n = lk_metrics_format_double(q, sizeof(q), se->bounds[i]);
-            if (n < 0 || (size_t)n >= sizeof(q))
-                return LK_EINVAL;
-            snprintf(extra, sizeof(extra), "quantile=\"%s\"", q);
-            rc = append_sample_start(out, f, NULL, se, extra);
-            if (rc == 0)
-                rc = append_line_value(out, se->qvalues[i]);
+            smp.extra_value = se->bounds[i];
+            smp.value = se->qvalues[i];
+            rc = fn(arg, &smp);
         }
         break;
     }
+    smp.extra = NULL;
+    smp.exemplar = NULL;
     /* OpenMetrics: a histogram with negative observations has no _sum. */
     bool negative = f->kind == LK_PROM_HISTOGRAM &&
                     ((se->exp != NULL && se->exp->n[1] > 0) ||
                      (se->exp == NULL && se->n > 0 && se->bounds[0] < 0 && se->counts[0] > 0));
     if (rc == 0 && !(om && negative)) {
-        rc = append_sample_start(out, f, "_sum", se, NULL);
-        if (rc == 0)
-            rc = append_line_value(out, se->value);
+        smp.suffix = "_sum";
+        smp.value = se->value;
+        rc = fn(arg, &smp);
     }
-    if (rc == 0)
-        rc = append_sample_start(out, f, "_count", se, NULL);
-    if (rc == 0)
-        rc = append_line_value(out, (double)se->count);
+    if (rc == 0) {
+        smp.suffix = "_count";
+        smp.value = (double)se->count;
+        rc = fn(arg, &smp);
+    }
     return rc;
+}
+
+/* Renders one series' samples in the text formats. */
+struct text_sink {
+    lk_buf *out;
+    const lk_prom_family *f;
+    const lk_prom_series *se;
+    const char *counter_suffix;
+};
+
+static int text_sample(void *arg, const struct lk_prom_sample *smp)
+{
+    struct text_sink *t = arg;
+    char extra[64];
+    const char *suffix = smp->suffix;
+    if (t->f->kind == LK_PROM_COUNTER)
+        suffix = t->counter_suffix;
+    if (smp->extra != NULL) {
+        char v[40];
+        int n = lk_metrics_format_double(v, sizeof(v), smp->extra_value);
+        if (n < 0 || (size_t)n >= sizeof(v))
+            return LK_EINVAL;
+        snprintf(extra, sizeof(extra), "%s=\"%s\"", smp->extra, v);
+    }
+    int rc = append_sample_start(t->out, t->f, suffix, t->se,
+                                 smp->extra != NULL ? extra : NULL);
+    return rc ? rc : append_value_exemplar(t->out, smp->value, smp->exemplar);
+}
+
+/* |counter_suffix|: what OpenMetrics adds to a counter family's name for its
+ * samples ("_total", or "" when the name already ends with it). */
+static int render_series(lk_prom_store *s, lk_buf *out, const lk_prom_family *f,
+                         const lk_prom_series *se, bool om, const char *counter_suffix)
+{
+    struct text_sink t = {.out = out, .f = f, .se = se,
+                          .counter_suffix = om ? counter_suffix : NULL};
+    return lk_prom_series_samples(s, se, om, om, text_sample, &t);
 }
 
 static const char *const kind_names[] = {"gauge", "counter", "histogram", "summary"};
@@ -933,4 +1022,49 @@ int lk_prom_store_render(lk_prom_store *s, lk_buf *out, bool om)
             rc = render_series(s, out, f, se, om, cs);
     }
     return rc;
+}
+
+int lk_prom_store_each(lk_prom_store *s, int (*fn)(void *arg, lk_prom_series *se), void *arg)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < s->nfams; i++)
+        for (lk_prom_series *se = s->fams[i]->head; rc == 0 && se != NULL; se = se->next)
+            rc = fn(arg, se);
+    return rc;
+}
+
+const char *lk_prom_family_name(const lk_prom_family *f)
+{
+    return f->name;
+}
+
+enum lk_prom_kind lk_prom_family_kind(const lk_prom_family *f)
+{
+    return f->kind;
+}
+
+const char *lk_prom_family_help(const lk_prom_family *f)
+{
+    return f->help;
+}
+
+const char *lk_prom_family_unit(const lk_prom_family *f)
+{
+    return f->unit;
+}
+
+lk_prom_family *lk_prom_series_family(const lk_prom_series *se)
+{
+    return se->fam;
+}
+
+const char *lk_prom_series_labels(const lk_prom_series *se, size_t *len)
+{
+    *len = se->labels_len;
+    return se->labels;
+}
+
+uint64_t lk_prom_series_time_ns(const lk_prom_series *se)
+{
+    return se->times.time_ns;
 }

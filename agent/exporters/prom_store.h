@@ -52,8 +52,62 @@ lk_prom_series *lk_prom_series_get(lk_prom_store *s, lk_prom_family *f,
                                    const char *labels, size_t len, uint64_t now_ms,
                                    bool *created, int *err);
 
-/* Marks |se| as updated at |now_ms| (expiry counts from the last point taken). */
-void lk_prom_series_touch(lk_prom_series *se, uint64_t now_ms);
+/* Marks |se| as updated at |now_ms| (expiry counts from the last point
+ * taken) and, while tracking is on, puts it in the touched list. */
+void lk_prom_series_touch(lk_prom_store *s, lk_prom_series *se, uint64_t now_ms);
+
+/*
+ * The touched list: the series updated since it was last cleared, each
+ * once, for an exporter that pushes what changed (remote write). Off by
+ * default. *incomplete is set when a series could not join it for want of
+ * memory (the caller then sends everything, see lk_prom_store_each).
+ * Removed and expired series leave it.
+ */
+void lk_prom_store_track(lk_prom_store *s, bool on);
+lk_prom_series *const *lk_prom_store_touched(const lk_prom_store *s, size_t *n,
+                                              bool *incomplete);
+void lk_prom_store_clear_touched(lk_prom_store *s);
+
+/* Calls |fn| for every series, family by family; stops at its first
+ * non-zero return, which it returns. */
+int lk_prom_store_each(lk_prom_store *s, int (*fn)(void *arg, lk_prom_series *se),
+                       void *arg);
+
+/* What an encoder needs of a family and a series. */
+const char *lk_prom_family_name(const lk_prom_family *f);
+enum lk_prom_kind lk_prom_family_kind(const lk_prom_family *f);
+const char *lk_prom_family_help(const lk_prom_family *f); /* "" when none */
+const char *lk_prom_family_unit(const lk_prom_family *f); /* "" when none */
+lk_prom_family *lk_prom_series_family(const lk_prom_series *se);
+/* The label text, `a="x",b="y"` (escaped as in the text format, sorted by
+ * name), |*len| bytes, not NUL-terminated. */
+const char *lk_prom_series_labels(const lk_prom_series *se, size_t *len);
+/* time_unix_nano of the last point taken (0 for target_info). */
+uint64_t lk_prom_series_time_ns(const lk_prom_series *se);
+
+/*
+ * One sample of a series, as every exposition has it: the family name plus
+ * |suffix|, the series' labels plus |extra| = |extra_value| (a histogram's
+ * `le`, INFINITY for +Inf; a summary's `quantile`), and the value. A counter
+ * and each histogram bucket may carry the exemplar of |exemplar|.
+ */
+struct lk_prom_sample {
+    const char *suffix;  /* NULL, "_bucket", "_sum" or "_count" */
+    const char *extra;   /* "le", "quantile" or NULL */
+    double extra_value;
+    double value;
+    const struct lk_prom_exemplar *exemplar; /* NULL: none (or not asked for) */
+};
+/*
+ * Calls |fn| for each sample of |se| in exposition order. |exemplars| asks
+ * for them; |openmetrics| leaves out the _sum of histograms with negative
+ * observations, as OpenMetrics requires. Stops at the first non-zero return
+ * of |fn| and returns it; LK_ENOMEM.
+ */
+int lk_prom_series_samples(lk_prom_store *s, const lk_prom_series *se, bool exemplars,
+                           bool openmetrics,
+                           int (*fn)(void *arg, const struct lk_prom_sample *smp),
+                           void *arg);
 
 /* What the last point of a series said about time (for reset and order checks). */
 struct lk_prom_times {
