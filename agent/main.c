@@ -18,6 +18,7 @@
 #include "exporters/otlp.h"
 #include "exporters/otlphttp.h"
 #include "exporters/prometheus.h"
+#include "exporters/remote_write.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/queue.h"
 #include "receivers/lines.h"
@@ -242,6 +243,9 @@ static int build_pipelines(void)
                          : ec->type == LK_EXPORTER_PROMETHEUS
                              ? lk_prometheus_exporter_create(&A.exporters[idx], &A.loop, ec,
                                                              A.metrics)
+                         : ec->type == LK_EXPORTER_PROMETHEUSREMOTEWRITE
+                             ? lk_remote_write_exporter_create(&A.exporters[idx], &A.loop, ec,
+                                                               A.metrics)
                              : lk_otlp_exporter_create(&A.exporters[idx], &A.loop, ec);
                 if (rc == 0 && ec->type == LK_EXPORTER_PROMETHEUS && ec->endpoint == NULL)
                     lk_admin_set_renderer(A.admin, lk_prometheus_exporter_render,

@@ -947,7 +947,8 @@ static void check_listeners(struct ctx *c)
 /* Indexed by enum lk_receiver_type. */
 static const char *const receiver_types[] = {"otlp", "lines", NULL};
 /* Indexed by enum lk_exporter_type. */
-static const char *const exporter_types[] = {"otlp", "otlphttp", "loki", "prometheus", NULL};
+static const char *const exporter_types[] = {"otlp", "otlphttp", "loki", "prometheus",
+                                             "prometheusremotewrite", NULL};
 
 /* Checks "<type>" or "<type>/<suffix>" with a type from |types| (NULL-
  * terminated). |kind| is "receiver" or "exporter". Returns the index of the
@@ -1318,6 +1319,7 @@ static const char *const overflow_names[] = {"refuse", "drop", NULL};
 #define EX_OTLPHTTP 2u
 #define EX_LOKI 4u
 #define EX_PROM 16u
+#define EX_PRW 64u
 /* Keys of exporters that send somewhere, which a prometheus exporter (it is
  * scraped) does not have. */
 #define EX_SENDS 32u
@@ -1341,18 +1343,18 @@ static const struct field exporter_fields[] = {
     {.key = "logs_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
     {.key = "format", .type = FT_ENUM, .names = loki_format_names, .flags = EX_LOKI,
      .off = offsetof(struct lk_exporter_config, loki.format)},
-    {.key = "tenant_id", .type = FT_STRING, .flags = EX_LOKI | STR_EMPTY_UNSET,
-     .off = offsetof(struct lk_exporter_config, loki.tenant_id)},
-    {.key = "bearer_token", .type = FT_STRING, .flags = EX_LOKI | STR_EMPTY_UNSET,
-     .off = offsetof(struct lk_exporter_config, loki.bearer_token)},
-    {.key = "auth", .type = FT_NODE, .flags = EX_LOKI},
+    {.key = "tenant_id", .type = FT_STRING, .flags = EX_LOKI | EX_PRW | STR_EMPTY_UNSET,
+     .off = offsetof(struct lk_exporter_config, auth.tenant_id)},
+    {.key = "bearer_token", .type = FT_STRING, .flags = EX_LOKI | EX_PRW | STR_EMPTY_UNSET,
+     .off = offsetof(struct lk_exporter_config, auth.bearer_token)},
+    {.key = "auth", .type = FT_NODE, .flags = EX_LOKI | EX_PRW},
     {.key = "labels", .type = FT_NODE, .flags = EX_LOKI},
-    {.key = "add_metric_suffixes", .type = FT_BOOL, .flags = EX_PROM,
+    {.key = "add_metric_suffixes", .type = FT_BOOL, .flags = EX_PROM | EX_PRW,
      .off = offsetof(struct lk_exporter_config, prometheus.add_metric_suffixes)},
-    {.key = "promote_resource_attributes", .type = FT_NODE, .flags = EX_PROM},
-    {.key = "metric_expiration", .type = FT_DURATION, .flags = EX_PROM, .min = 0,
+    {.key = "promote_resource_attributes", .type = FT_NODE, .flags = EX_PROM | EX_PRW},
+    {.key = "metric_expiration", .type = FT_DURATION, .flags = EX_PROM | EX_PRW, .min = 0,
      .max = DUR_MAX, .off = offsetof(struct lk_exporter_config, prometheus.metric_expiration_ms)},
-    {.key = "max_series", .type = FT_U64, .flags = EX_PROM, .min = 0, .max = 100000000,
+    {.key = "max_series", .type = FT_U64, .flags = EX_PROM | EX_PRW, .min = 0, .max = 100000000,
      .off = offsetof(struct lk_exporter_config, prometheus.max_series)},
 };
 
@@ -1360,10 +1362,11 @@ static const struct field exporter_fields[] = {
 static void check_type_keys(struct ctx *c, const char *path, enum lk_exporter_type type,
                             const struct seen *es)
 {
-    unsigned mine = type == LK_EXPORTER_OTLPHTTP     ? EX_OTLPHTTP
-                    : type == LK_EXPORTER_LOKI       ? EX_LOKI
-                    : type == LK_EXPORTER_PROMETHEUS ? EX_PROM
-                                                     : 0;
+    unsigned mine = type == LK_EXPORTER_OTLPHTTP                ? EX_OTLPHTTP
+                    : type == LK_EXPORTER_LOKI                  ? EX_LOKI
+                    : type == LK_EXPORTER_PROMETHEUS            ? EX_PROM
+                    : type == LK_EXPORTER_PROMETHEUSREMOTEWRITE ? EX_PRW
+                                                                : 0;
     for (size_t i = 0; i < NF(exporter_fields); i++) {
         unsigned f = exporter_fields[i].flags;
         if (es[i].key == NULL)
@@ -1375,12 +1378,21 @@ static void check_type_keys(struct ctx *c, const char *path, enum lk_exporter_ty
                 exporter_fields[i].key, path);
             continue;
         }
-        unsigned only = f & (EX_OTLPHTTP | EX_LOKI | EX_PROM);
+        unsigned only = f & (EX_OTLPHTTP | EX_LOKI | EX_PROM | EX_PRW);
         if (only == 0 || (only & mine) != 0)
             continue;
+        char types[96] = "";
+        static const struct {
+            unsigned bit;
+            const char *name;
+        } names[] = {{EX_OTLPHTTP, "otlphttp"}, {EX_LOKI, "loki"}, {EX_PROM, "prometheus"},
+                     {EX_PRW, "prometheusremotewrite"}};
+        for (size_t k = 0; k < NF(names); k++)
+            if (only & names[k].bit)
+                snprintf(types + strlen(types), sizeof(types) - strlen(types), "%s%s",
+                         types[0] ? " and " : "", names[k].name);
         ERR(c, es[i].key, "unknown key '%s' in %s (only %s exporters have it)",
-            exporter_fields[i].key, path,
-            only == EX_LOKI ? "loki" : only == EX_PROM ? "prometheus" : "otlphttp");
+            exporter_fields[i].key, path, types);
     }
 }
 
@@ -1794,6 +1806,15 @@ static void do_promote(struct ctx *c, const lk__ynode *node, const char *path,
     }
 }
 
+/* Remote write receivers reject samples older than what they hold for a
+ * series: one request at a time keeps them in order. */
+static void remote_write_defaults(struct lk_exporter_config *e)
+{
+    prometheus_defaults(e);
+    e->compression = LK_COMPRESSION_NONE;
+    e->max_concurrency = 1;
+}
+
 /* ---- loki ---- */
 
 /* Loki keeps entries of a stream in order only if one push at a time is in
@@ -1820,8 +1841,8 @@ static void loki_defaults(struct ctx *c, struct lk_exporter_config *e)
 
 
 static const struct field auth_fields[] = {
-    F_VAL("username", FT_STRING, struct lk_loki_config, username),
-    F_VAL("password", FT_STRING, struct lk_loki_config, password),
+    F_VAL("username", FT_STRING, struct lk_http_auth_config, username),
+    F_VAL("password", FT_STRING, struct lk_http_auth_config, password),
 };
 
 static void do_loki_labels(struct ctx *c, const lk__ynode *node, const char *path,
@@ -1872,50 +1893,48 @@ static void do_loki_labels(struct ctx *c, const lk__ynode *node, const char *pat
     }
 }
 
-/* loki: the push URL, body format, tenant, auth and labels. */
-static void do_loki(struct ctx *c, const lk__ynode *key, const char *path,
-                    const struct seen *es, struct lk_exporter_config *e,
-                    int *scheme_tls)
+/* The endpoint of an exporter that POSTs to one URL (loki, remote write). */
+static void do_url_endpoint(struct ctx *c, const struct seen *es, const char *path,
+                            const char *example, struct lk_exporter_config *e,
+                            int *scheme_tls)
 {
     char sub[PATH_LEN];
-    struct lk_loki_config *l = &e->loki;
     const struct seen *ep = SEEN(exporter_fields, es, "endpoint");
-
     *scheme_tls = 0;
-    if (ep->key != NULL) {
-        join(sub, path, "endpoint");
-        char *s = scalar_value(c, ep->val, sub,
-                               "a URL like http://127.0.0.1:3100/loki/api/v1/push");
-        if (s != NULL) {
-            int tls = -1;
-            const char *why = url_problem(s, &tls);
-            if (why != NULL) {
-                ERR(c, ep->val, "%s: invalid URL '%s': %s", sub, SHOW(c, s), why);
-                *scheme_tls = -1;
-                free(s);
-            } else {
-                free(e->endpoint);
-                e->endpoint = s;
-                *scheme_tls = tls;
-            }
-        }
+    if (ep->key == NULL)
+        return;
+    join(sub, path, "endpoint");
+    char *s = scalar_value(c, ep->val, sub, example);
+    if (s == NULL)
+        return;
+    int tls = -1;
+    const char *why = url_problem(s, &tls);
+    if (why != NULL) {
+        ERR(c, ep->val, "%s: invalid URL '%s': %s", sub, SHOW(c, s), why);
+        *scheme_tls = -1;
+        free(s);
+        return;
     }
+    free(e->endpoint);
+    e->endpoint = s;
+    *scheme_tls = tls;
+}
 
-    const struct seen *comp = SEEN(exporter_fields, es, "compression");
-    if (comp->ok && l->format == LK_LOKI_BODY_PROTOBUF &&
-        e->compression != LK_COMPRESSION_NONE)
-        ERR(c, comp->val, "%s.compression: protobuf bodies are always snappy-compressed; "
-                          "compression applies to format: json",
-            path);
-
+/* tenant_id, auth (basic) and bearer_token, and the headers they would
+ * contradict. */
+static void do_http_auth(struct ctx *c, const lk__ynode *key, const struct seen *es,
+                         const char *path, struct lk_exporter_config *e)
+{
+    char sub[PATH_LEN];
+    struct lk_http_auth_config *a = &e->auth;
     const struct seen *auth = SEEN(exporter_fields, es, "auth");
     if (auth->val != NULL) {
         struct seen as[NF(auth_fields)];
         join(sub, path, "auth");
-        if (walk_map(c, auth->val, sub, auth_fields, NF(auth_fields), l, as)) {
+        if (walk_map(c, auth->val, sub, auth_fields, NF(auth_fields), a, as)) {
             const struct seen *u = SEEN(auth_fields, as, "username");
             const struct seen *pw = SEEN(auth_fields, as, "password");
-            if (u->ok && strchr(l->username, ':') != NULL)
+            if (u->ok && strchr(a->username, ':') != NULL)
                 ERR(c, u->val, "%s.username: must not contain ':'", sub);
             if ((u->val == NULL) != (pw->val == NULL))
                 ERR(c, auth->key, "%s: username and password go together; %s is missing",
@@ -1928,7 +1947,7 @@ static void do_loki(struct ctx *c, const lk__ynode *key, const char *path,
     const char *const secrets[] = {"tenant_id", "bearer_token"};
     for (size_t i = 0; i < NF(secrets); i++) {
         const struct seen *sn = SEEN(exporter_fields, es, secrets[i]);
-        const char *v = i == 0 ? l->tenant_id : l->bearer_token;
+        const char *v = i == 0 ? a->tenant_id : a->bearer_token;
         if (!sn->ok || v == NULL)
             continue;
         for (const char *q = v; *q != '\0'; q++)
@@ -1937,12 +1956,54 @@ static void do_loki(struct ctx *c, const lk__ynode *key, const char *path,
                 break;
             }
     }
+    for (size_t i = 0; i < e->nheaders; i++)
+        if (strcasecmp(e->headers[i].name, "authorization") == 0 &&
+            (a->bearer_token != NULL || a->username != NULL))
+            ERR(c, key, "%s: an Authorization header and auth/bearer_token both set it",
+                path);
+        else if (strcasecmp(e->headers[i].name, "x-scope-orgid") == 0 &&
+                 a->tenant_id != NULL)
+            ERR(c, key, "%s: an X-Scope-OrgID header and tenant_id both set it", path);
+}
 
+/* loki: the push URL, body format and labels. */
+static void do_loki(struct ctx *c, const char *path, const struct seen *es,
+                    struct lk_exporter_config *e, int *scheme_tls)
+{
+    char sub[PATH_LEN];
+    struct lk_loki_config *l = &e->loki;
+
+    do_url_endpoint(c, es, path, "a URL like http://127.0.0.1:3100/loki/api/v1/push", e,
+                    scheme_tls);
+    const struct seen *comp = SEEN(exporter_fields, es, "compression");
+    if (comp->ok && l->format == LK_LOKI_BODY_PROTOBUF &&
+        e->compression != LK_COMPRESSION_NONE)
+        ERR(c, comp->val, "%s.compression: protobuf bodies are always snappy-compressed; "
+                          "compression applies to format: json",
+            path);
     const struct seen *labels = SEEN(exporter_fields, es, "labels");
     if (labels->val != NULL) {
         join(sub, path, "labels");
         do_loki_labels(c, labels->val, sub, l);
     }
+}
+
+/* prometheusremotewrite: the write URL (required); bodies are snappy. */
+static void do_remote_write(struct ctx *c, const lk__ynode *key, const char *path,
+                            const struct seen *es, struct lk_exporter_config *e,
+                            int *scheme_tls)
+{
+    if (SEEN(exporter_fields, es, "endpoint")->key == NULL)
+        ERR(c, key, "%s: missing required key 'endpoint' (the remote write URL, e.g. "
+                    "http://127.0.0.1:9090/api/v1/write)",
+            path);
+    do_url_endpoint(c, es, path, "a URL like http://127.0.0.1:9090/api/v1/write", e,
+                    scheme_tls);
+    const struct seen *comp = SEEN(exporter_fields, es, "compression");
+    if (comp->ok && e->compression != LK_COMPRESSION_NONE)
+        ERR(c, comp->val, "%s.compression: remote write bodies are always "
+                          "snappy-compressed",
+            path);
 }
 
 static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *val,
@@ -1959,10 +2020,12 @@ static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *va
     check_type_keys(c, path, e->type, es);
 
     const struct seen *ep = SEEN(exporter_fields, es, "endpoint");
-    if (e->type == LK_EXPORTER_PROMETHEUS) {
+    if (e->type == LK_EXPORTER_PROMETHEUS || e->type == LK_EXPORTER_PROMETHEUSREMOTEWRITE) {
         join(sub, path, "promote_resource_attributes");
         do_promote(c, SEEN(exporter_fields, es, "promote_resource_attributes")->val, sub,
                    &e->prometheus);
+    }
+    if (e->type == LK_EXPORTER_PROMETHEUS) {
         if (ep->key != NULL && !lk__config_ynode_is_null(ep->val)) {
             /* A listener of its own, as the admin one. */
             static const struct field listen = {
@@ -1975,7 +2038,9 @@ static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *va
     } else if (e->type == LK_EXPORTER_OTLPHTTP) {
         do_http_endpoints(c, key, path, es, e, &scheme_tls);
     } else if (e->type == LK_EXPORTER_LOKI) {
-        do_loki(c, key, path, es, e, &scheme_tls);
+        do_loki(c, path, es, e, &scheme_tls);
+    } else if (e->type == LK_EXPORTER_PROMETHEUSREMOTEWRITE) {
+        do_remote_write(c, key, path, es, e, &scheme_tls);
     } else if (ep->key == NULL) {
         ERR(c, key, "%s: missing required key 'endpoint'", path);
     } else {
@@ -1985,14 +2050,8 @@ static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *va
 
     join(sub, path, "headers");
     do_headers(c, SEEN(exporter_fields, es, "headers")->val, sub, e);
-    for (size_t i = 0; e->type == LK_EXPORTER_LOKI && i < e->nheaders; i++)
-        if (strcasecmp(e->headers[i].name, "authorization") == 0 &&
-            (e->loki.bearer_token != NULL || e->loki.username != NULL))
-            ERR(c, key, "%s: an Authorization header and auth/bearer_token both set it",
-                path);
-        else if (strcasecmp(e->headers[i].name, "x-scope-orgid") == 0 &&
-                 e->loki.tenant_id != NULL)
-            ERR(c, key, "%s: an X-Scope-OrgID header and tenant_id both set it", path);
+    if (e->type == LK_EXPORTER_LOKI || e->type == LK_EXPORTER_PROMETHEUSREMOTEWRITE)
+        do_http_auth(c, key, es, path, e);
 
     join(sub, path, "tls");
     do_tls(c, SEEN(exporter_fields, es, "tls")->val, sub, scheme_tls, e);
@@ -2076,6 +2135,8 @@ static void do_exporters(struct ctx *c, const lk__ynode *map)
             loki_defaults(c, e);
         if (e->type == LK_EXPORTER_PROMETHEUS)
             prometheus_defaults(e);
+        if (e->type == LK_EXPORTER_PROMETHEUSREMOTEWRITE)
+            remote_write_defaults(e);
         do_exporter(c, key, val, e);
     }
     /* A prometheus exporter without an endpoint renders on the admin
@@ -2178,7 +2239,7 @@ static void do_name_list(struct ctx *c, const lk__ynode *node, const char *path,
 }
 
 /* lines receivers produce logs only and loki exporters take logs only;
- * prometheus exporters take metrics only. */
+ * prometheus and prometheusremotewrite exporters take metrics only. */
 static void check_signal_only(struct ctx *c, const struct lk_pipeline_config *p,
                               const lk__ynode *rnode, const lk__ynode *xnode,
                               const char *path)
@@ -2201,6 +2262,12 @@ static void check_signal_only(struct ctx *c, const struct lk_pipeline_config *p,
                      strcmp(cfg->exporters[j].name, p->exporters[i]) == 0)
                 ERR(c, xnode, "%s.exporters: '%s' exposes metrics for Prometheus; list it "
                               "in the metrics pipeline",
+                    path, SHOW(c, p->exporters[i]));
+            else if (p->signal != LK_SIGNAL_METRICS &&
+                     cfg->exporters[j].type == LK_EXPORTER_PROMETHEUSREMOTEWRITE &&
+                     strcmp(cfg->exporters[j].name, p->exporters[i]) == 0)
+                ERR(c, xnode, "%s.exporters: '%s' sends Prometheus remote write, which takes "
+                              "metrics only",
                     path, SHOW(c, p->exporters[i]));
 }
 
@@ -2353,10 +2420,10 @@ void lk_config_destroy(lk_config *c)
         free(e->tls.ca_file);
         free(e->tls.cert_file);
         free(e->tls.key_file);
-        free(e->loki.tenant_id);
-        free(e->loki.username);
-        free(e->loki.password);
-        free(e->loki.bearer_token);
+        free(e->auth.tenant_id);
+        free(e->auth.username);
+        free(e->auth.password);
+        free(e->auth.bearer_token);
         free_strv(e->loki.labels, e->loki.nlabels);
         free_strv(e->prometheus.promote_resource_attributes, e->prometheus.npromote);
     }

@@ -116,9 +116,18 @@ enum lk_exporter_type {
     LK_EXPORTER_OTLPHTTP, /* OTLP over HTTP (protobuf): "otlphttp" or "otlphttp/<suffix>" */
     LK_EXPORTER_LOKI,     /* Loki push API: "loki" or "loki/<suffix>" */
     LK_EXPORTER_PROMETHEUS, /* series on the admin /metrics: "prometheus[/<suffix>]" */
+    LK_EXPORTER_PROMETHEUSREMOTEWRITE, /* remote write 1.0: "prometheusremotewrite[/<suffix>]" */
 };
 
-/* prometheus only */
+/* Who an HTTP exporter says it is (loki, prometheusremotewrite). */
+struct lk_http_auth_config {
+    char *tenant_id;    /* X-Scope-OrgID; NULL: none */
+    char *username;     /* basic auth, with password; NULL: none */
+    char *password;
+    char *bearer_token; /* NULL: none */
+};
+
+/* prometheus and prometheusremotewrite (the translation of OTLP metrics) */
 struct lk_prometheus_config {
     bool add_metric_suffixes;            /* unit suffixes and _total */
     char **promote_resource_attributes;  /* resource attribute keys put on every series */
@@ -130,10 +139,6 @@ struct lk_prometheus_config {
 /* loki only */
 struct lk_loki_config {
     enum lk_loki_body format;
-    char *tenant_id;    /* X-Scope-OrgID; NULL: none */
-    char *username;     /* basic auth, with password; NULL: none */
-    char *password;
-    char *bearer_token; /* NULL: none */
     char **labels;      /* label names indexed as stream labels */
     size_t nlabels;
 };
@@ -142,7 +147,8 @@ struct lk_exporter_config {
     char *name;     /* "<type>" or "<type>/<suffix>", unique */
     enum lk_exporter_type type;
     char *endpoint; /* otlp: "host:port"; otlphttp: base URL "http[s]://host:port[/prefix]";
-                       loki: the full push URL */
+                       loki: the full push URL; prometheusremotewrite: the write URL;
+                       prometheus: its own listener "host:port" or NULL */
     /* otlphttp only: full URLs per signal; NULL means endpoint + "/v1/traces" etc. */
     char *signal_endpoints[LK_SIGNAL_COUNT];
     uint64_t timeout_ms;
@@ -154,6 +160,7 @@ struct lk_exporter_config {
     struct lk_queue_config queue;
     struct lk_batch_config batch;
     uint32_t max_concurrency; /* requests in flight */
+    struct lk_http_auth_config auth; /* loki, prometheusremotewrite */
     struct lk_loki_config loki;
     struct lk_prometheus_config prometheus;
 };

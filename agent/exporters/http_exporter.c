@@ -1,11 +1,14 @@
 #include "exporters/http_exporter.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <curl/curl.h>
 
+#include "core/base64.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -74,6 +77,41 @@ int lk_http_exporter_add_header(struct lk_http_exporter *h, const char *name,
     hd->value = strdup(value);
     h->nheaders++; /* counted now so that fini frees both */
     return hd->name == NULL || hd->value == NULL ? LK_ENOMEM : 0;
+}
+
+int lk_http_exporter_add_auth_headers(struct lk_http_exporter *h,
+                                      const struct lk_http_auth_config *a)
+{
+    int rc = 0;
+    if (a->tenant_id != NULL)
+        rc = lk_http_exporter_add_header(h, "X-Scope-OrgID", a->tenant_id);
+    if (rc < 0 || (a->bearer_token == NULL && a->username == NULL))
+        return rc;
+    lk_buf raw, v;
+    lk_buf_init(&raw, SIZE_MAX);
+    lk_buf_init(&v, SIZE_MAX);
+    if (a->bearer_token != NULL) {
+        rc = lk_buf_append_str(&v, "Bearer ");
+        if (rc == 0)
+            rc = lk_buf_append_str(&v, a->bearer_token);
+    } else {
+        rc = lk_buf_append_str(&raw, a->username);
+        if (rc == 0)
+            rc = lk_buf_append(&raw, ":", 1);
+        if (rc == 0)
+            rc = lk_buf_append_str(&raw, a->password);
+        if (rc == 0)
+            rc = lk_buf_append_str(&v, "Basic ");
+        if (rc == 0)
+            rc = lk_base64_append(&v, raw.data, raw.len, true);
+    }
+    if (rc == 0)
+        rc = lk_buf_append(&v, "", 1); /* NUL: a C string */
+    if (rc == 0)
+        rc = lk_http_exporter_add_header(h, "Authorization", (const char *)v.data);
+    lk_buf_fini(&raw);
+    lk_buf_fini(&v);
+    return rc;
 }
 
 int lk_http_exporter_add_config_headers(struct lk_http_exporter *h,

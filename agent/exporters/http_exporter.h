@@ -50,6 +50,10 @@ void lk_http_exporter_fini(struct lk_http_exporter *h);
  * value cannot be sent (logged). */
 int lk_http_exporter_add_header(struct lk_http_exporter *h, const char *name,
                                 const char *value);
+/* Appends X-Scope-OrgID and Authorization (Bearer or Basic) for |a|, where
+ * set. LK_ENOMEM, LK_EINVAL. */
+int lk_http_exporter_add_auth_headers(struct lk_http_exporter *h,
+                                      const struct lk_http_auth_config *a);
 /* Appends the configured headers; |skip| (NULL-terminated, may be NULL)
  * names headers the exporter owns, which are left out with a warning. */
 int lk_http_exporter_add_config_headers(struct lk_http_exporter *h,

@@ -20,7 +20,6 @@
 
 #include <snappy-c.h>
 
-#include "core/base64.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/gzip.h"
@@ -296,47 +295,18 @@ static int add_header(struct loki_exporter *x, const char *name, const char *val
     return lk_http_exporter_add_header(&x->h, name, value);
 }
 
-/* Content-Type (and Content-Encoding), tenant, auth, then the configured
+/* Content-Type (and Content-Encoding), tenant and auth, then the configured
  * headers (the loader rejected any that would contradict these). */
 static int build_headers(struct loki_exporter *x, const struct lk_exporter_config *cfg)
 {
-    const struct lk_loki_config *l = &cfg->loki;
     int rc = add_header(x, "Content-Type", x->json ? "application/json"
                                                    : "application/x-protobuf");
     /* A protobuf push is snappy-compressed by definition, without a
      * Content-Encoding header (as Loki's own clients send it). */
     if (rc == 0 && x->json && x->gzip)
         rc = add_header(x, "Content-Encoding", "gzip");
-    if (rc == 0 && l->tenant_id != NULL)
-        rc = add_header(x, "X-Scope-OrgID", l->tenant_id);
-    if (rc == 0 && l->bearer_token != NULL) {
-        size_t n = strlen(l->bearer_token) + 8;
-        char *v = malloc(n);
-        if (v == NULL)
-            return LK_ENOMEM;
-        snprintf(v, n, "Bearer %s", l->bearer_token);
-        rc = add_header(x, "Authorization", v);
-        free(v);
-    } else if (rc == 0 && l->username != NULL) {
-        lk_buf raw, v;
-        lk_buf_init(&raw, SIZE_MAX);
-        lk_buf_init(&v, SIZE_MAX);
-        rc = lk_buf_append_str(&raw, l->username);
-        if (rc == 0)
-            rc = lk_buf_append(&raw, ":", 1);
-        if (rc == 0)
-            rc = lk_buf_append_str(&raw, l->password);
-        if (rc == 0)
-            rc = lk_buf_append_str(&v, "Basic ");
-        if (rc == 0)
-            rc = lk_base64_append(&v, raw.data, raw.len, true);
-        if (rc == 0)
-            rc = lk_buf_append(&v, "", 1); /* NUL: a C string */
-        if (rc == 0)
-            rc = add_header(x, "Authorization", (const char *)v.data);
-        lk_buf_fini(&raw);
-        lk_buf_fini(&v);
-    }
+    if (rc == 0)
+        rc = lk_http_exporter_add_auth_headers(&x->h, &cfg->auth);
     if (rc == 0)
         rc = lk_http_exporter_add_config_headers(&x->h, cfg, NULL);
     return rc;

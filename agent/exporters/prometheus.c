@@ -1,7 +1,7 @@
 /*
  * prometheus exporter (see prometheus.h): batches into the series store,
- * the store onto /metrics. Expired series are swept at most once a second,
- * when a batch arrives or a scrape renders.
+ * the store onto /metrics. Expired series are swept at most once a second
+ * when a batch arrives, and before every scrape.
  */
 #include "exporters/prometheus.h"
 
@@ -13,66 +13,27 @@
 #include "core/exposition.h"
 #include "core/httpd.h"
 #include "core/log.h"
-#include "exporters/prom_otlp.h"
-#include "exporters/prom_store.h"
-
-#define SWEEP_EVERY_MS 1000
-#define CONFLICT_LOG_EVERY_MS 10000
+#include "exporters/prom_state.h"
 
 struct prom_exporter {
     lk_exporter base; /* first */
     uv_loop_t *loop;
-    lk_prom_store *store;
-    lk_prom_mapper *mapper;
-    lk_metrics *metrics;
-    lk_gauge *series;
-    lk_counter *expired;
-    uint64_t last_sweep_ms;
-    uint64_t last_conflict_log_ms;
+    struct lk_prom_state st;
+    bool live;          /* st initialised and not yet released */
     lk_httpd *httpd;    /* its own listener (endpoint set), else NULL */
     lk_exposition expo; /* that listener's bodies */
     void (*done)(void *arg);
     void *done_arg;
 };
 
-static void sweep(struct prom_exporter *x, bool force)
-{
-    uint64_t now = uv_now(x->loop);
-    if (!force && now - x->last_sweep_ms < SWEEP_EVERY_MS)
-        return;
-    x->last_sweep_ms = now;
-    lk_counter_add(x->expired, lk_prom_store_expire(x->store, now));
-    lk_gauge_set(x->series, (double)lk_prom_store_series_count(x->store));
-}
-
+/* Points the store could not take are dropped by reason; the queue counts
+ * the rest as sent. */
 static int prom_send(lk_exporter *e, lk_batch *b)
 {
     struct prom_exporter *x = (struct prom_exporter *)e;
-    const struct iovec *iov;
-    size_t n, total;
-    lk_batch_iov(b, &iov, &n, &total);
-    struct lk_prom_map_stats st = {0};
     uint64_t now = uv_now(x->loop);
-    for (size_t i = 0; i < n; i++) {
-        int rc = lk_prom_mapper_apply(x->mapper, iov[i].iov_base, iov[i].iov_len, now, &st);
-        if (rc < 0) /* receivers validate: only LK_ENOMEM can get here */
-            lk_log(LK_LOG_ERROR, "prometheus exporter could not apply a request",
-                   LK_S("exporter", x->base.name) LK_S("error", lk_strerror(rc)));
-    }
-    /* Points the store could not take are dropped by reason; the queue counts
-     * the rest as sent. */
-    for (int d = 0; d < LK_PROM_DROP_COUNT; d++)
-        if (st.dropped[d] > 0)
-            lk_batch_count_rejected(b, st.dropped[d], lk_prom_drop_reason((enum lk_prom_drop)d));
-    if (st.dropped[LK_PROM_DROP_TYPE_CONFLICT] > 0 &&
-        now - x->last_conflict_log_ms >= CONFLICT_LOG_EVERY_MS) {
-        x->last_conflict_log_ms = now;
-        lk_log(LK_LOG_WARN, "metric points dropped: their Prometheus name is taken by a "
-                            "metric of another type",
-               LK_S("exporter", x->base.name)
-               LK_U("points", st.dropped[LK_PROM_DROP_TYPE_CONFLICT]));
-    }
-    sweep(x, false);
+    (void)lk_prom_state_apply(&x->st, b, now);
+    lk_prom_state_sweep(&x->st, now, false);
     lk_batch_done(b, LK_EXPORT_OK, -1, NULL);
     return 0;
 }
@@ -80,8 +41,8 @@ static int prom_send(lk_exporter *e, lk_batch *b)
 int lk_prometheus_exporter_render(lk_buf *out, bool openmetrics, void *arg)
 {
     struct prom_exporter *x = arg;
-    sweep(x, true);
-    return lk_prom_store_render(x->store, out, openmetrics);
+    lk_prom_state_sweep(&x->st, uv_now(x->loop), true);
+    return lk_prom_store_render(x->st.store, out, openmetrics);
 }
 
 static void prom_free(void *arg)
@@ -90,8 +51,9 @@ static void prom_free(void *arg)
     void (*done)(void *) = x->done;
     void *done_arg = x->done_arg;
     lk_exposition_fini(&x->expo);
-    lk_prom_mapper_destroy(x->mapper);
-    lk_prom_store_destroy(x->store);
+    if (x->live)
+        lk_prom_state_fini(&x->st);
+    x->live = false;
     free(x->base.name);
     free(x);
     if (done != NULL)
@@ -128,7 +90,7 @@ static void handle(lk_httpd_req *req, void *arg)
                                19);
         return;
     }
-    if (x->store == NULL) { /* closing */
+    if (!x->live) { /* closing */
         (void)lk_httpd_respond(req, 503, text, NULL, "closing\n", 8);
         return;
     }
@@ -150,23 +112,12 @@ int lk_prometheus_exporter_create(lk_exporter **out, uv_loop_t *loop,
     x->base.ops = &lk_prometheus_exporter_ops;
     x->base.name = strdup(cfg->name);
     x->loop = loop;
-    x->metrics = m;
-    struct lk_prom_store_opts so = {
-        .expiration_ms = cfg->prometheus.metric_expiration_ms,
-        .max_series = cfg->prometheus.max_series,
-    };
-    struct lk_prom_map_opts mo = {
-        .add_suffixes = cfg->prometheus.add_metric_suffixes,
-        .promote = cfg->prometheus.promote_resource_attributes,
-        .npromote = cfg->prometheus.npromote,
-    };
     lk_exposition_init(&x->expo);
-    x->store = lk_prom_store_create(&so);
-    x->mapper = x->store ? lk_prom_mapper_create(&mo, x->store) : NULL;
-    if (x->base.name == NULL || x->mapper == NULL) {
+    if (x->base.name == NULL || lk_prom_state_init(&x->st, x->base.name, cfg, m) < 0) {
         prom_close(&x->base, NULL, NULL);
         return LK_ENOMEM;
     }
+    x->live = true;
     if (cfg->endpoint != NULL) {
         const struct lk_httpd_opts o = {
             .endpoint = cfg->endpoint,
@@ -186,13 +137,6 @@ int lk_prometheus_exporter_create(lk_exporter **out, uv_loop_t *loop,
         lk_log(LK_LOG_INFO, "prometheus exporter listening", LK_S("exporter", cfg->name)
                LK_S("endpoint", cfg->endpoint));
     }
-    char labels[512];
-    snprintf(labels, sizeof(labels), "exporter=\"%s\"", cfg->name);
-    x->series = lk_metrics_gauge(m, "lookout_prometheus_series",
-                                 "Series held by a prometheus exporter.", labels);
-    x->expired = lk_metrics_counter(m, "lookout_prometheus_series_expired_total",
-                                    "Series removed after metric_expiration without updates.",
-                                    labels);
     *out = &x->base;
     return 0;
 }

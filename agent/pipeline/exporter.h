@@ -46,9 +46,18 @@ void lk_batch_iov(lk_batch *b, const struct iovec **iov, size_t *iovcnt,
 uint64_t lk_batch_items(const lk_batch *b);
 lk_exporter *lk_batch_exporter(const lk_batch *b);
 /*
- * Before an LK_EXPORT_OK: the backend took the batch but refused |n| of its
- * items for |reason| (e.g. Loki's 400 for entries too old). Those are counted
- * as failed and dropped; the rest as sent. Calls add up.
+ * What an exporter keeps with a batch across its attempts (e.g. the body it
+ * encoded the first time, when encoding changed its own state and must not
+ * run twice). |state_free| (may be NULL) runs when the batch is released,
+ * however it ends, or when another state replaces it.
+ */
+void lk_batch_set_state(lk_batch *b, void *state, void (*state_free)(void *state));
+void *lk_batch_state(const lk_batch *b);
+/*
+ * The backend took the batch but refused |n| of its items for |reason|
+ * (e.g. Loki's 400 for entries too old): they are counted as dropped at
+ * once, and as failed when the batch ends; the rest as sent (or, when the
+ * batch is dropped after all, as dropped for that reason). Calls add up.
  */
 void lk_batch_count_rejected(lk_batch *b, uint64_t n, const char *reason);
 

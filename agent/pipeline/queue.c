@@ -23,6 +23,8 @@ struct lk_batch {
     uint64_t start_ns;  /* hrtime of the current attempt */
     uv_timer_t backoff; /* armed between attempts */
     bool waiting;       /* in backoff */
+    void *state;        /* the exporter's, across attempts (lk_batch_set_state) */
+    void (*state_free)(void *state);
 };
 
 struct lk_queue {
@@ -226,6 +228,8 @@ int lk_queue_push_over(lk_queue *q, lk_item *it)
 static void batch_free_cb(uv_handle_t *h)
 {
     lk_batch *b = h->data;
+    if (b->state_free != NULL)
+        b->state_free(b->state);
     free(b->items);
     free(b->iov);
     free(b);
@@ -371,7 +375,8 @@ static void give_up(lk_batch *b, const char *reason)
 {
     lk_queue *q = b->q;
     lk_counter_add(q->failed, b->count);
-    lk_queue_count_dropped(q, b->count, reason);
+    /* Items the backend refused were counted as dropped then. */
+    lk_queue_count_dropped(q, b->count - b->rejected, reason);
     batch_release(b);
 }
 
@@ -439,6 +444,19 @@ void lk_batch_iov(lk_batch *b, const struct iovec **iov, size_t *iovcnt,
     *iov = b->iov;
     *iovcnt = b->n;
     *total_bytes = b->bytes;
+}
+
+void lk_batch_set_state(lk_batch *b, void *state, void (*state_free)(void *state))
+{
+    if (b->state_free != NULL && b->state != state)
+        b->state_free(b->state);
+    b->state = state;
+    b->state_free = state_free;
+}
+
+void *lk_batch_state(const lk_batch *b)
+{
+    return b->state;
 }
 
 lk_exporter *lk_batch_exporter(const lk_batch *b)

@@ -1641,10 +1641,10 @@ static void assert_loki_defaults(const struct lk_exporter_config *x)
     ck_assert(x->retry.enabled);
     ck_assert_uint_eq(x->queue.queue_size, 100000);
     ck_assert_uint_eq(x->queue.max_bytes, 32 * 1024 * KIB_);
-    ck_assert_ptr_null(x->loki.tenant_id);
-    ck_assert_ptr_null(x->loki.username);
-    ck_assert_ptr_null(x->loki.password);
-    ck_assert_ptr_null(x->loki.bearer_token);
+    ck_assert_ptr_null(x->auth.tenant_id);
+    ck_assert_ptr_null(x->auth.username);
+    ck_assert_ptr_null(x->auth.password);
+    ck_assert_ptr_null(x->auth.bearer_token);
     ck_assert_uint_eq(x->nheaders, 0);
     ck_assert_uint_eq(x->loki.nlabels, 5);
     for (size_t i = 0; i < 5; i++)
@@ -1841,10 +1841,10 @@ START_TEST(loki_exporter_keys)
     ck_assert(x->tls.enabled);
     ck_assert_int_eq(x->loki.format, LK_LOKI_BODY_JSON);
     ck_assert_int_eq(x->compression, LK_COMPRESSION_GZIP);
-    ck_assert_str_eq(x->loki.tenant_id, "team-a");
-    ck_assert_str_eq(x->loki.username, "u");
-    ck_assert_str_eq(x->loki.password, "p@ss word");
-    ck_assert_ptr_null(x->loki.bearer_token);
+    ck_assert_str_eq(x->auth.tenant_id, "team-a");
+    ck_assert_str_eq(x->auth.username, "u");
+    ck_assert_str_eq(x->auth.password, "p@ss word");
+    ck_assert_ptr_null(x->auth.bearer_token);
     ck_assert_uint_eq(x->loki.nlabels, 3);
     ck_assert_str_eq(x->loki.labels[0], "service_name");
     ck_assert_str_eq(x->loki.labels[1], "level");
@@ -1864,8 +1864,8 @@ START_TEST(loki_exporter_keys)
     ck_assert_str_eq(x->endpoint, "http://loki:3100/loki/api/v1/push");
     ck_assert(!x->tls.enabled);
     ck_assert_int_eq(x->compression, LK_COMPRESSION_NONE);
-    ck_assert_str_eq(x->loki.bearer_token, "tok.en-1");
-    ck_assert_ptr_null(x->loki.username);
+    ck_assert_str_eq(x->auth.bearer_token, "tok.en-1");
+    ck_assert_ptr_null(x->auth.username);
     ck_assert_uint_eq(x->loki.nlabels, 0);
     lk_config_destroy(c);
 
@@ -1909,8 +1909,8 @@ START_TEST(loki_exporter_errors)
                                     "    headers: {X-Scope-OrgID: b}\n")),
                 NAME ":2:3: exporters.loki: an X-Scope-OrgID header and tenant_id both set it");
     char *e = errors_of(loki_yaml("    tenant_id: \"a\\tb\"\n    bearer_token: \"\xc3\xa9\"\n"));
-    ASSERT_LINE(e, NAME ":3:16: exporters.loki.tenant_id: must be printable ASCII");
-    ASSERT_LINE(e, NAME ":4:19: exporters.loki.bearer_token: must be printable ASCII");
+    ASSERT_LINE(e, NAME ":3:16: exporters.auth.tenant_id: must be printable ASCII");
+    ASSERT_LINE(e, NAME ":4:19: exporters.auth.bearer_token: must be printable ASCII");
     ck_assert_uint_eq(count_lines(e), 2);
     free(e);
 
@@ -2051,8 +2051,8 @@ START_TEST(lines_and_loki_unset_and_reserved)
 
     c = config_of(loki_yaml("    tenant_id: \"\"\n    bearer_token: \"\"\n"));
     const struct lk_exporter_config *x = exporter_named(c, "loki");
-    ck_assert_ptr_null(x->loki.tenant_id);
-    ck_assert_ptr_null(x->loki.bearer_token);
+    ck_assert_ptr_null(x->auth.tenant_id);
+    ck_assert_ptr_null(x->auth.bearer_token);
     lk_config_destroy(c);
 }
 END_TEST

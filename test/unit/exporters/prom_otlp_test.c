@@ -3,7 +3,8 @@
  * protobuf-c) applied to a series store, read back as the exposition text.
  * Covers delta accumulation (sums and histograms) and its ordering rules,
  * restarts, the series cap, expiry, type conflicts, exponential histograms,
- * label merging and escaping, job/instance/target_info.
+ * label merging and escaping, job/instance/target_info; and the remote
+ * write bodies (prom_rw) made from the same store, read back by protobuf-c.
  */
 #include "exporters/prom_otlp.h"
 
@@ -14,6 +15,8 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "exporters/prom_rw.h"
+#include "prometheus/prompb/remote.pb-c.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 
 typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest Req;
@@ -705,6 +708,176 @@ START_TEST(garbage_is_refused)
 }
 END_TEST
 
+/* ---- remote write bodies ---- */
+
+typedef Prometheus__WriteRequest WR;
+typedef Prometheus__TimeSeries TS;
+
+static lk_buf rwbuf;
+
+/* Encodes the touched series, clears the list, unpacks the body. */
+static WR *rw_encode(void)
+{
+    size_t n;
+    bool incomplete;
+    lk_prom_series *const *t = lk_prom_store_touched(store, &n, &incomplete);
+    ck_assert(!incomplete);
+    lk_prom_rw *w = lk_prom_rw_create();
+    struct lk_prom_rw_stats rs = {0};
+    lk_buf_init(&rwbuf, 1 << 20);
+    ck_assert_int_eq(lk_prom_rw_encode(w, store, t, n, 777, &rwbuf, &rs), 0);
+    lk_prom_store_clear_touched(store);
+    lk_prom_rw_destroy(w);
+    WR *wr = prometheus__write_request__unpack(NULL, rwbuf.len, rwbuf.data);
+    lk_buf_fini(&rwbuf);
+    ck_assert_ptr_nonnull(wr);
+    ck_assert_uint_eq(wr->n_timeseries, rs.timeseries);
+    ck_assert_uint_eq(wr->n_metadata, rs.families);
+    /* Labels sorted by name, no name twice, __name__ among them. */
+    for (size_t i = 0; i < wr->n_timeseries; i++) {
+        TS *ts = wr->timeseries[i];
+        bool named = false;
+        for (size_t j = 0; j < ts->n_labels; j++) {
+            named |= strcmp(ts->labels[j]->name, "__name__") == 0;
+            if (j > 0)
+                ck_assert_msg(strcmp(ts->labels[j - 1]->name, ts->labels[j]->name) < 0,
+                              "labels out of order: %s, %s", ts->labels[j - 1]->name,
+                              ts->labels[j]->name);
+        }
+        ck_assert(named);
+        ck_assert_uint_eq(ts->n_samples, 1);
+    }
+    return wr;
+}
+
+static const char *label_of(const TS *ts, const char *name)
+{
+    for (size_t j = 0; j < ts->n_labels; j++)
+        if (strcmp(ts->labels[j]->name, name) == 0)
+            return ts->labels[j]->value;
+    return NULL;
+}
+
+/* The series named |name| with |extra| = |value| (extra NULL: any). */
+static const TS *find_ts(const WR *wr, const char *name, const char *extra, const char *value)
+{
+    for (size_t i = 0; i < wr->n_timeseries; i++) {
+        const TS *ts = wr->timeseries[i];
+        if (strcmp(label_of(ts, "__name__"), name) != 0)
+            continue;
+        if (extra == NULL || (label_of(ts, extra) && strcmp(label_of(ts, extra), value) == 0))
+            return ts;
+    }
+    ck_abort_msg("no series %s %s=%s", name, extra ? extra : "", value ? value : "");
+    return NULL;
+}
+
+START_TEST(remote_write_samples_labels_metadata)
+{
+    lk_prom_store_track(store, true);
+    double bounds[] = {0.5, 1};
+    uint64_t c1[] = {1, 2, 3}, c2[] = {1, 0, 1};
+    ck_assert_int_eq(apply_number("orders", "{order}", 1, CUMULATIVE, true, "A", "v\"q\n\\",
+                                  1000000000, 2000000000, 7), 0);
+    ck_assert_int_eq(apply_hist("lat", DELTA, 1000000000, 2000000000, bounds, 2, c1, 4, 6), 0);
+    ck_assert_int_eq(apply_hist("lat", DELTA, 2000000000, 3000000000, bounds, 2, c2, 1.5, 2), 0);
+    WR *wr = rw_encode();
+
+    const TS *o = find_ts(wr, "orders_total", NULL, NULL);
+    ck_assert_str_eq(label_of(o, "A"), "v\"q\n\\"); /* unescaped again */
+    ck_assert_str_eq(o->labels[0]->name, "A"); /* upper case sorts before __name__ */
+    ck_assert_str_eq(label_of(o, "job"), "shop/checkout");
+    ck_assert_double_eq(o->samples[0]->value, 7);
+    ck_assert_int_eq(o->samples[0]->timestamp, 2000);
+    /* One series per bucket, cumulative, accumulated over both deltas. */
+    ck_assert_double_eq(find_ts(wr, "lat_seconds_bucket", "le", "0.5")->samples[0]->value, 2);
+    ck_assert_double_eq(find_ts(wr, "lat_seconds_bucket", "le", "1")->samples[0]->value, 4);
+    const TS *inf = find_ts(wr, "lat_seconds_bucket", "le", "+Inf");
+    ck_assert_double_eq(inf->samples[0]->value, 8);
+    ck_assert_int_eq(inf->samples[0]->timestamp, 3000);
+    ck_assert_double_eq(find_ts(wr, "lat_seconds_sum", NULL, NULL)->samples[0]->value, 5.5);
+    ck_assert_double_eq(find_ts(wr, "lat_seconds_count", NULL, NULL)->samples[0]->value, 8);
+    /* target_info has no point time: stamped with the encoder's now. */
+    ck_assert_int_eq(find_ts(wr, "target_info", NULL, NULL)->samples[0]->timestamp, 777);
+    ck_assert_uint_eq(wr->n_timeseries, 1 + 5 + 1);
+
+    bool counter = false, hist = false;
+    for (size_t i = 0; i < wr->n_metadata; i++) {
+        const Prometheus__MetricMetadata *md = wr->metadata[i];
+        if (strcmp(md->metric_family_name, "orders_total") == 0) {
+            counter = md->type == PROMETHEUS__METRIC_METADATA__METRIC_TYPE__COUNTER;
+            ck_assert_str_eq(md->help, "help \\ text\nline two");
+        }
+        if (strcmp(md->metric_family_name, "lat_seconds") == 0)
+            hist = md->type == PROMETHEUS__METRIC_METADATA__METRIC_TYPE__HISTOGRAM &&
+                   strcmp(md->unit, "seconds") == 0;
+    }
+    ck_assert(counter && hist);
+    prometheus__write_request__free_unpacked(wr, NULL);
+}
+END_TEST
+
+START_TEST(remote_write_only_touched_series)
+{
+    lk_prom_store_track(store, true);
+    apply_number("a", "", 0, 0, false, "k", "1", 0, 1000000, 1);
+    apply_number("b", "", 0, 0, false, "k", "1", 0, 1000000, 2);
+    WR *wr = rw_encode();
+    ck_assert_uint_eq(wr->n_timeseries, 3); /* a, b, target_info */
+    prometheus__write_request__free_unpacked(wr, NULL);
+    /* A refused point touches nothing; a later one touches its series only. */
+    apply_number("a", "", 0, 0, false, "k", "1", 0, 500000, 9); /* older: out of order */
+    apply_number("b", "", 0, 0, false, "k", "1", 0, 2000000, 3);
+    wr = rw_encode();
+    ck_assert_uint_eq(wr->n_timeseries, 2); /* b, target_info */
+    ck_assert_double_eq(find_ts(wr, "b", NULL, NULL)->samples[0]->value, 3);
+    ck_assert_int_eq(find_ts(wr, "b", NULL, NULL)->samples[0]->timestamp, 2);
+    prometheus__write_request__free_unpacked(wr, NULL);
+    /* A series removed while listed leaves the list. */
+    apply_number("a", "", 0, 0, false, "k", "1", 0, 3000000, 4);
+    size_t n;
+    bool inc;
+    lk_prom_series *const *t = lk_prom_store_touched(store, &n, &inc);
+    ck_assert_uint_eq(n, 2);
+    lk_prom_store_remove(store, t[0]);
+    t = lk_prom_store_touched(store, &n, &inc);
+    ck_assert_uint_eq(n, 1);
+    lk_prom_store_remove(store, t[0]);
+    lk_prom_store_touched(store, &n, &inc);
+    ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+static int count_label(void *arg, const char *name, size_t nlen, const char *value,
+                       size_t vlen)
+{
+    (void)name;
+    (void)nlen;
+    (void)value;
+    (void)vlen;
+    ++*(int *)arg;
+    return 0;
+}
+
+START_TEST(remote_write_label_text_parser)
+{
+    static const char *const bad[] = {"a", "a=", "a=\"x", "=\"x\"", "a=\"x\"b=\"y\"",
+                                      "a=\"\\q\"", "a=\"x\\"};
+    lk_buf scratch;
+    lk_buf_init(&scratch, 1024);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int n = 0;
+        ck_assert_int_eq(lk__prom_rw_each_label(bad[i], strlen(bad[i]), &scratch, count_label, &n),
+                         LK_EINVAL);
+    }
+    int n = 0;
+    const char *good = "a=\"\",b=\"x,y=\\\"z\"";
+    ck_assert_int_eq(lk__prom_rw_each_label(good, strlen(good), &scratch, count_label, &n), 0);
+    ck_assert_int_eq(n, 2);
+    lk_buf_fini(&scratch);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("prom_otlp");
@@ -726,6 +899,9 @@ static Suite *suite(void)
         {"exp_refused", refused_exponential_point_keeps_series},
         {"reserved_long", reserved_name_long_value},
         {"garbage", garbage_is_refused},
+        {"rw_body", remote_write_samples_labels_metadata},
+        {"rw_touched", remote_write_only_touched_series},
+        {"rw_labels", remote_write_label_text_parser},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);
