@@ -465,9 +465,9 @@ END_TEST
 START_TEST(unknown_component_types)
 {
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  zipkin: {}\n" TAIL),
-                NAME ":3:3: unknown exporter type 'zipkin' (known: otlp, otlphttp, loki, prometheus)");
+                NAME ":3:3: unknown exporter type 'zipkin' (known: otlp, otlphttp, loki, prometheus, prometheusremotewrite)");
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otpl/x: {}\n" TAIL),
-                NAME ":3:3: unknown exporter type 'otpl' (known: otlp, otlphttp, loki, prometheus); did you mean 'otlp'?");
+                NAME ":3:3: unknown exporter type 'otpl' (known: otlp, otlphttp, loki, prometheus, prometheusremotewrite); did you mean 'otlp'?");
     assert_only(errors_of("receivers: {loki: {}}\n"
                           "exporters: {otlp: {endpoint: \"h:1\"}}\n"
                           "pipelines: {traces: {receivers: [loki], exporters: [otlp]}}\n"),
@@ -1088,7 +1088,7 @@ START_TEST(pipeline_suggestions)
                         "pipelines:\n"
                         "  trace: {receivers: [otlp], exporters: [otlp/jaeger]}\n"
                         "  logs: {receivers: [otpl], exporters: [zipkin]}\n");
-    ASSERT_LINE(e, NAME ":2:45: unknown exporter type 'zipkin' (known: otlp, otlphttp, loki, prometheus)");
+    ASSERT_LINE(e, NAME ":2:45: unknown exporter type 'zipkin' (known: otlp, otlphttp, loki, prometheus, prometheusremotewrite)");
     ASSERT_LINE(e, NAME ":4:3: unknown pipeline 'trace' (known: traces, metrics, logs); "
                        "did you mean 'traces'?");
     ASSERT_LINE(e, NAME ":5:22: pipelines.logs.receivers: unknown receiver 'otpl'; did you "
@@ -1553,7 +1553,7 @@ START_TEST(otlphttp_exporter_checks)
     free(e);
     /* Type names: otlphttp/<suffix> follows the same rules. */
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlphtp/x: {}\n" TAIL),
-                NAME ":3:3: unknown exporter type 'otlphtp' (known: otlp, otlphttp, loki, prometheus); did you mean "
+                NAME ":3:3: unknown exporter type 'otlphtp' (known: otlp, otlphttp, loki, prometheus, prometheusremotewrite); did you mean "
                      "'otlphttp'?");
     assert_only(errors_of("exporters:\n  otlp: {endpoint: \"h:1\"}\n  otlphttp/: {}\n" TAIL),
                 NAME ":3:3: exporter name 'otlphttp/' needs a name after the '/'");
@@ -1909,8 +1909,8 @@ START_TEST(loki_exporter_errors)
                                     "    headers: {X-Scope-OrgID: b}\n")),
                 NAME ":2:3: exporters.loki: an X-Scope-OrgID header and tenant_id both set it");
     char *e = errors_of(loki_yaml("    tenant_id: \"a\\tb\"\n    bearer_token: \"\xc3\xa9\"\n"));
-    ASSERT_LINE(e, NAME ":3:16: exporters.auth.tenant_id: must be printable ASCII");
-    ASSERT_LINE(e, NAME ":4:19: exporters.auth.bearer_token: must be printable ASCII");
+    ASSERT_LINE(e, NAME ":3:16: exporters.loki.tenant_id: must be printable ASCII");
+    ASSERT_LINE(e, NAME ":4:19: exporters.loki.bearer_token: must be printable ASCII");
     ck_assert_uint_eq(count_lines(e), 2);
     free(e);
 
@@ -1952,23 +1952,23 @@ START_TEST(loki_exporter_errors)
                 NAME ":3:5: unknown key 'traces_endpoint' in exporters.loki (only otlphttp "
                      "exporters have it)");
     assert_only(exporter_err(EP "    tenant_id: t\n"),
-                NAME ":4:5: unknown key 'tenant_id' in exporters.otlp (only loki exporters have "
-                     "it)");
+                NAME ":4:5: unknown key 'tenant_id' in exporters.otlp (only loki and "
+                     "prometheusremotewrite exporters have it)");
     e = exporter_err(EP "    format: json\n    auth: {username: u, password: p}\n"
                         "    bearer_token: x\n    labels: [a]\n");
     ASSERT_LINE(e, NAME ":4:5: unknown key 'format' in exporters.otlp (only loki exporters have "
                        "it)");
-    ASSERT_LINE(e, NAME ":5:5: unknown key 'auth' in exporters.otlp (only loki exporters have "
-                       "it)");
-    ASSERT_LINE(e, NAME ":6:5: unknown key 'bearer_token' in exporters.otlp (only loki "
-                       "exporters have it)");
+    ASSERT_LINE(e, NAME ":5:5: unknown key 'auth' in exporters.otlp (only loki and "
+                       "prometheusremotewrite exporters have it)");
+    ASSERT_LINE(e, NAME ":6:5: unknown key 'bearer_token' in exporters.otlp (only loki and "
+                       "prometheusremotewrite exporters have it)");
     ASSERT_LINE(e, NAME ":7:5: unknown key 'labels' in exporters.otlp (only loki exporters "
                        "have it)");
     ck_assert_uint_eq(count_lines(e), 4);
     free(e);
     assert_only(otlphttp_err("    endpoint: http://h\n    tenant_id: t\n"),
-                NAME ":4:5: unknown key 'tenant_id' in exporters.otlphttp (only loki exporters "
-                     "have it)");
+                NAME ":4:5: unknown key 'tenant_id' in exporters.otlphttp (only loki and "
+                     "prometheusremotewrite exporters have it)");
 }
 END_TEST
 
@@ -2123,7 +2123,7 @@ START_TEST(prometheus_exporter_errors)
                    "exporter without an endpoint at most (both would be served on the admin "
                    "listener's /metrics)");
     ASSERT_LINE(e, NAME ":5:27: unknown key 'max_series' in exporters.otlp (only prometheus "
-                   "exporters have it)");
+                   "and prometheusremotewrite exporters have it)");
     ASSERT_LINE(e, NAME ":8:42: pipelines.traces.exporters: 'prometheus/2' exposes metrics for "
                    "Prometheus; list it in the metrics pipeline");
     free(e);
@@ -2137,6 +2137,61 @@ START_TEST(prometheus_exporter_errors)
     ASSERT_LINE(e, NAME ":4:26: prometheus: endpoint '127.0.0.1:9464' is already used by admin");
     ASSERT_LINE(e, NAME ":5:28: exporters.prometheus/x.endpoint: invalid endpoint 'nope': "
                    "missing ':port'");
+    free(e);
+}
+END_TEST
+
+/* prometheusremotewrite: the URL, auth and tenant, the translation keys,
+ * and what it refuses. */
+START_TEST(remote_write_exporter_keys)
+{
+    lk_config *c = config_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                             "exporters:\n"
+                             "  prometheusremotewrite/mimir:\n"
+                             "    endpoint: https://mimir.example:9009/api/v1/push\n"
+                             "    tenant_id: team-a\n"
+                             "    auth: {username: u, password: p}\n"
+                             "    headers: {X-Extra: \"1\"}\n"
+                             "    add_metric_suffixes: false\n"
+                             "    max_series: 7\n"
+                             "pipelines: {metrics: {receivers: [otlp], exporters: "
+                             "[prometheusremotewrite/mimir]}}\n");
+    const struct lk_exporter_config *x = &c->exporters[0];
+    ck_assert_int_eq(x->type, LK_EXPORTER_PROMETHEUSREMOTEWRITE);
+    ck_assert_str_eq(x->endpoint, "https://mimir.example:9009/api/v1/push");
+    ck_assert(x->tls.enabled); /* from the scheme */
+    ck_assert_str_eq(x->auth.tenant_id, "team-a");
+    ck_assert_str_eq(x->auth.username, "u");
+    ck_assert(!x->prometheus.add_metric_suffixes);
+    ck_assert_uint_eq(x->prometheus.max_series, 7);
+    ck_assert_uint_eq(x->prometheus.metric_expiration_ms, 300000);
+    ck_assert_uint_eq(x->max_concurrency, 1); /* in order */
+    lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(remote_write_exporter_errors)
+{
+    char *e = errors_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                        "exporters:\n"
+                        "  prometheusremotewrite: {compression: gzip, labels: [a]}\n"
+                        "  prometheusremotewrite/b: {endpoint: \"ftp://x\", bearer_token: t,\n"
+                        "                            auth: {username: u, password: p}}\n"
+                        "pipelines:\n"
+                        "  metrics: {receivers: [otlp], exporters: [prometheusremotewrite]}\n"
+                        "  logs: {receivers: [otlp], exporters: [prometheusremotewrite/b]}\n");
+    ASSERT_LINE(e, NAME ":3:3: exporters.prometheusremotewrite: missing required key "
+                   "'endpoint' (the remote write URL, e.g. http://127.0.0.1:9090/api/v1/write)");
+    ASSERT_LINE(e, NAME ":3:40: exporters.prometheusremotewrite.compression: remote write "
+                   "bodies are always snappy-compressed");
+    ASSERT_LINE(e, NAME ":3:46: unknown key 'labels' in exporters.prometheusremotewrite (only "
+                   "loki exporters have it)");
+    ASSERT_LINE(e, NAME ":4:39: exporters.prometheusremotewrite/b.endpoint: invalid URL "
+                   "'ftp://x': the scheme must be http:// or https://");
+    ASSERT_LINE(e, NAME ":4:50: exporters.prometheusremotewrite/b: set auth (basic) or "
+                   "bearer_token, not both");
+    ASSERT_LINE(e, NAME ":8:40: pipelines.logs.exporters: 'prometheusremotewrite/b' sends "
+                   "Prometheus remote write, which takes metrics only");
     free(e);
 }
 END_TEST
@@ -2173,7 +2228,8 @@ static Suite *suite(void)
                              lines_receiver_errors, loki_exporter_defaults, loki_exporter_keys,
                              loki_exporter_errors, logs_only_components, lines_socket_clashes}},
         {"logs_unset_reserved", {lines_and_loki_unset_and_reserved}},
-        {"prometheus_exporter", {prometheus_exporter_keys, prometheus_exporter_errors}},
+        {"prometheus_exporter", {prometheus_exporter_keys, prometheus_exporter_errors,
+                                 remote_write_exporter_keys, remote_write_exporter_errors}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);
