@@ -9,7 +9,9 @@
  * request is validated, counted in lookout_receiver_accepted_*_total
  * {receiver="sink",transport="grpc"|"http"} and dropped. --loki serves
  * POST /loki/api/v1/push: snappy-compressed protobuf or JSON (gzip allowed)
- * bodies, whose entries are counted in bench_sink_loki_entries_total. --admin
+ * bodies, whose entries are counted in bench_sink_loki_entries_total; on the
+ * same listener POST /api/v1/write takes Prometheus remote write (snappy
+ * WriteRequest), its samples counted in bench_sink_rw_samples_total. --admin
  * serves every counter on GET /metrics, so the driver polls a single URL.
  *
  * Reusing the agent's modules is deliberate: this is a load generator's
@@ -41,6 +43,7 @@
 #include "core/platform.h"
 #include "core/selfmetrics.h"
 #include "pipeline/pipeline.h"
+#include "prometheus/prompb/remote.pb-c.h"
 #include "receivers/otlp_grpc.h"
 #include "receivers/otlp_http.h"
 
@@ -52,6 +55,7 @@ enum {
 
 #define RECEIVER_NAME "sink"
 #define LOKI_PATH "/loki/api/v1/push"
+#define RW_PATH "/api/v1/write"
 
 #define MIB (1024u * 1024u)
 #define MAX_MSG_BYTES (64 * MIB)     /* gRPC message, HTTP body on the wire */
@@ -72,6 +76,7 @@ struct sink {
     lk_counter *loki_pushes;  /* pushes answered 204 */
     lk_counter *loki_bytes;   /* body bytes of accepted pushes, as received */
     lk_counter *loki_bad;     /* pushes refused (400, 415, 503) */
+    lk_counter *rw_samples;   /* samples in accepted remote write requests */
     lk_buf decoded;           /* a Loki body uncompressed; reused */
 
     int pending;   /* listeners still closing */
@@ -299,9 +304,43 @@ static int decode_json(struct sink *s, lk_httpd_req *req, const uint8_t *body,
     return count_push_json(s->decoded.data, s->decoded.len, entries);
 }
 
+/* Remote write: a snappy WriteRequest, its samples counted. */
+static void on_remote_write(struct sink *s, lk_httpd_req *req)
+{
+    size_t len, n;
+    const uint8_t *body = lk_httpd_req_body(req, &len);
+    if (snappy_uncompressed_length((const char *)body, len, &n) != SNAPPY_OK ||
+        n > LOKI_MAX_DECODED) {
+        respond_text(req, 400, NULL, "not a snappy block\n");
+        return;
+    }
+    lk_buf_reset(&s->decoded);
+    if (lk_buf_reserve(&s->decoded, n) < 0 ||
+        snappy_uncompress((const char *)body, len, (char *)s->decoded.data, &n) != SNAPPY_OK) {
+        respond_text(req, 400, NULL, "not a snappy block\n");
+        return;
+    }
+    Prometheus__WriteRequest *wr = prometheus__write_request__unpack(NULL, n, s->decoded.data);
+    if (wr == NULL) {
+        respond_text(req, 400, NULL, "not a WriteRequest\n");
+        return;
+    }
+    uint64_t samples = 0;
+    for (size_t i = 0; i < wr->n_timeseries; i++)
+        samples += wr->timeseries[i]->n_samples;
+    prometheus__write_request__free_unpacked(wr, NULL);
+    lk_counter_add(s->rw_samples, samples);
+    (void)lk_httpd_respond(req, 204, NULL, NULL, NULL, 0);
+}
+
 static void on_loki(lk_httpd_req *req, void *arg)
 {
     struct sink *s = arg;
+    if (strcmp(lk_httpd_req_path(req), RW_PATH) == 0 &&
+        strcmp(lk_httpd_req_method(req), "POST") == 0) {
+        on_remote_write(s, req);
+        return;
+    }
     if (strcmp(lk_httpd_req_path(req), LOKI_PATH) != 0) {
         respond_text(req, 404, NULL, "not found\n");
         return;
@@ -406,6 +445,8 @@ static void register_loki_metrics(struct sink *s)
         "Loki pushes refused: body does not decode (400), unsupported content "
         "type or encoding (415), or out of memory (503).",
         "");
+    s->rw_samples = lk_metrics_counter(s->metrics, "bench_sink_rw_samples_total",
+                                       "Samples in remote write requests answered 204.", "");
 }
 
 struct endpoints {
