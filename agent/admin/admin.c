@@ -36,12 +36,14 @@ static void respond_text(lk_httpd_req *req, int status, const char *extra,
 }
 
 /* The self-metrics, then the extra renderer's exposition. */
-static int render_all(lk_buf *out, bool openmetrics, void *arg)
+static int render_all(lk_buf *out, enum lk_expo_format fmt, void *arg)
 {
     lk_admin *a = arg;
-    int rc = lk_metrics_render_format(a->metrics, out, openmetrics);
+    int rc = fmt == LK_EXPO_PROTOBUF
+                 ? lk_metrics_render_proto(a->metrics, out)
+                 : lk_metrics_render_format(a->metrics, out, fmt == LK_EXPO_OPENMETRICS);
     if (rc == 0 && a->render != NULL)
-        rc = a->render(out, openmetrics, a->render_arg);
+        rc = a->render(out, fmt, a->render_arg);
     return rc;
 }
 

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "core/buf.h"
+#include "core/exposition.h"
 #include "core/selfmetrics.h"
 
 typedef struct lk_admin lk_admin;
@@ -27,15 +28,15 @@ int lk_admin_start(lk_admin **out, uv_loop_t *loop, const char *endpoint,
 void lk_admin_set_ready(lk_admin *a, bool ready);
 
 /*
- * Appends more exposition text after the self-metrics on every GET /metrics
- * (for the Prometheus exporter, which serves the pipeline's metrics on the
- * same endpoint). |render| appends to |out| in the text format 0.0.4, or in
- * OpenMetrics 1.0 when |openmetrics| (the scraper's Accept asked for it; the
- * admin adds `# EOF`), and returns 0 or a negative LK_E* code (the scrape
- * then fails with 500). One renderer at a time: a new call replaces it; NULL
- * removes it. |arg| is not owned.
+ * Appends more exposition after the self-metrics on every GET /metrics (for
+ * the Prometheus exporter, which serves the pipeline's metrics on the same
+ * endpoint). |render| appends to |out| in the format the scraper's Accept
+ * asked for (text 0.0.4, OpenMetrics 1.0 without `# EOF`, which the admin
+ * adds, or the protobuf exposition), and returns 0 or a negative LK_E* code
+ * (the scrape then fails with 500). One renderer at a time: a new call
+ * replaces it; NULL removes it. |arg| is not owned.
  */
-typedef int (*lk_admin_render_cb)(lk_buf *out, bool openmetrics, void *arg);
+typedef lk_exposition_render lk_admin_render_cb;
 void lk_admin_set_renderer(lk_admin *a, lk_admin_render_cb render, void *arg);
 /* The bound TCP port (for endpoints with port 0), or -1. */
 int lk_admin_port(const lk_admin *a);

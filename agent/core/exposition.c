@@ -7,6 +7,7 @@
 #include "core/err.h"
 #include "core/gzip.h"
 #include "core/log.h"
+#include "core/pbexpo.h"
 
 #define MAX_EXPOSITION_BYTES (64 * 1024 * 1024)
 #define TEXT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -53,13 +54,46 @@ bool lk_exposition_accepts(const char *h, const char *what)
     return false;
 }
 
+/* Whether an element of |accept| is the delimited MetricFamily protobuf. */
+static bool wants_protobuf(const char *accept)
+{
+    static const char type[] = "application/vnd.google.protobuf";
+    for (const char *p = accept; p != NULL && *p != '\0';) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char one[256];
+        if (n < sizeof(one) && n >= sizeof(type) - 1 &&
+            strncasecmp(p, type, sizeof(type) - 1) == 0) {
+            memcpy(one, p, n);
+            one[n] = '\0';
+            if (strstr(one, "proto=io.prometheus.client.MetricFamily") != NULL &&
+                strstr(one, "encoding=delimited") != NULL &&
+                lk_exposition_accepts(one, type))
+                return true;
+        }
+        p = end;
+    }
+    return false;
+}
+
+enum lk_expo_format lk_exposition_negotiate(const char *accept)
+{
+    if (wants_protobuf(accept))
+        return LK_EXPO_PROTOBUF;
+    if (lk_exposition_accepts(accept, "application/openmetrics-text"))
+        return LK_EXPO_OPENMETRICS;
+    return LK_EXPO_TEXT;
+}
+
 void lk_exposition_serve(lk_exposition *x, lk_httpd_req *req, lk_exposition_render render,
                          void *arg)
 {
-    bool om = lk_exposition_accepts(lk_httpd_req_header(req, "accept"),
-                                    "application/openmetrics-text");
+    enum lk_expo_format fmt = lk_exposition_negotiate(lk_httpd_req_header(req, "accept"));
+    bool om = fmt == LK_EXPO_OPENMETRICS;
     lk_buf_reset(&x->body);
-    int rc = render(&x->body, om, arg);
+    int rc = render(&x->body, fmt, arg);
     if (rc == 0 && om)
         rc = lk_buf_append_str(&x->body, "# EOF\n");
     if (rc < 0) {
@@ -79,8 +113,12 @@ void lk_exposition_serve(lk_exposition *x, lk_httpd_req *req, lk_exposition_rend
             extra = "Content-Encoding: gzip\r\nVary: Accept, Accept-Encoding\r\n";
         }
     }
-    (void)lk_httpd_respond(req, 200, om ? OPENMETRICS_TYPE : TEXT_TYPE, extra, body->data,
-                           body->len);
+    static const char *const types[] = {
+        [LK_EXPO_TEXT] = TEXT_TYPE,
+        [LK_EXPO_OPENMETRICS] = OPENMETRICS_TYPE,
+        [LK_EXPO_PROTOBUF] = LK_PBEXPO_CONTENT_TYPE,
+    };
+    (void)lk_httpd_respond(req, 200, types[fmt], extra, body->data, body->len);
     /* An unusually large exposition should not stay allocated. */
     if (x->body.cap > KEEP_BYTES)
         lk_buf_fini(&x->body);

@@ -9,6 +9,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/pbexpo.h"
 
 /*
  * Families live in a singly linked list in registration order, each with its
@@ -393,6 +394,51 @@ int lk_metrics_label_escape_n(lk_buf *out, const char *value, size_t n)
     return lk_buf_append(out, run, (size_t)(end - run));
 }
 
+int lk_metrics_labels_each(const char *text, size_t len, lk_buf *scratch,
+                           int (*fn)(void *arg, const char *name, size_t nlen,
+                                     const char *value, size_t vlen),
+                           void *arg)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t n0 = i;
+        while (i < len && text[i] != '=')
+            i++;
+        if (i == n0 || i + 1 >= len || text[i + 1] != '"')
+            return LK_EINVAL;
+        size_t nlen = i - n0;
+        i += 2;
+        size_t mark = scratch->len;
+        for (;;) {
+            if (i >= len)
+                return LK_EINVAL;
+            char ch = text[i++];
+            if (ch == '"')
+                break;
+            if (ch == '\\') {
+                if (i >= len)
+                    return LK_EINVAL;
+                ch = text[i++];
+                if (ch == 'n')
+                    ch = '\n';
+                else if (ch != '\\' && ch != '"')
+                    return LK_EINVAL;
+            }
+            int rc = lk_buf_append(scratch, &ch, 1);
+            if (rc < 0)
+                return rc;
+        }
+        /* An empty value may leave |scratch| unallocated. */
+        const char *v = scratch->len > mark ? (const char *)scratch->data + mark : "";
+        int rc = fn(arg, text + n0, nlen, v, scratch->len - mark);
+        if (rc != 0)
+            return rc;
+        if (i < len && text[i++] != ',')
+            return LK_EINVAL;
+    }
+    return 0;
+}
+
 int lk_metrics_label_escape(lk_buf *out, const char *value)
 {
     return lk_metrics_label_escape_n(out, value, strlen(value));
@@ -570,4 +616,57 @@ int lk_metrics_render_format(lk_metrics *m, lk_buf *out, bool openmetrics)
             return rc;
     }
     return 0;
+}
+
+static int proto_family(lk_pbexpo *x, lk_buf *out, const struct family *f)
+{
+    static const enum lk_pbexpo_type types[] = {
+        [KIND_COUNTER] = LK_PBEXPO_COUNTER,
+        [KIND_FLOAT_COUNTER] = LK_PBEXPO_COUNTER,
+        [KIND_GAUGE] = LK_PBEXPO_GAUGE,
+        [KIND_HISTOGRAM] = LK_PBEXPO_HISTOGRAM,
+    };
+    int rc = lk_pbexpo_family(x, f->name, strlen(f->name), f->help, types[f->kind], NULL);
+    for (const struct series *s = f->first; s != NULL && rc == 0; s = s->next) {
+        rc = lk_pbexpo_metric(x);
+        if (rc == 0)
+            rc = lk_pbexpo_label_text(x, s->labels, strlen(s->labels));
+        if (rc < 0)
+            break;
+        switch (f->kind) {
+        case KIND_COUNTER:
+            rc = lk_pbexpo_counter(x, (double)s->u.counter.v, NULL);
+            break;
+        case KIND_FLOAT_COUNTER:
+            rc = lk_pbexpo_counter(x, s->u.gauge.v, NULL);
+            break;
+        case KIND_GAUGE:
+            rc = lk_pbexpo_gauge(x, s->u.gauge.v);
+            break;
+        case KIND_HISTOGRAM: {
+            const struct lk_histogram *h = &s->u.hist;
+            struct lk_pbexpo_hist ph = {.count = h->count, .sum = h->sum,
+                                        .bounds = h->bounds, .counts = h->counts,
+                                        .nb = h->nbounds};
+            rc = lk_pbexpo_histogram(x, &ph);
+            break;
+        }
+        }
+    }
+    return rc ? rc : lk_pbexpo_family_end(x, out);
+}
+
+int lk_metrics_render_proto(lk_metrics *m, lk_buf *out)
+{
+    if (m == NULL || out == NULL)
+        return LK_EINVAL;
+    for (size_t i = 0; i < m->ncollectors; i++)
+        m->collectors[i].cb(m, m->collectors[i].arg);
+    lk_pbexpo x;
+    lk_pbexpo_init(&x);
+    int rc = 0;
+    for (const struct family *f = m->first; f != NULL && rc == 0; f = f->next)
+        rc = proto_family(&x, out, f);
+    lk_pbexpo_fini(&x);
+    return rc;
 }

@@ -70,6 +70,16 @@ int lk_metrics_label_escape_n(lk_buf *out, const char *value, size_t n);
 /* Appends HELP text escaped: backslash and newline, and with |openmetrics|
  * also the double quote, as OpenMetrics requires. 0 or the lk_buf error. */
 int lk_metrics_help_escape(lk_buf *out, const char *help, bool openmetrics);
+/*
+ * The reverse of the label escape above: splits a label set as the text format
+ * writes it (`a="x",b="y"`) into names and unescaped values (appended to
+ * |scratch|), calling |fn| for each in order; stops at its first non-zero
+ * return. LK_EINVAL when the text is malformed.
+ */
+int lk_metrics_labels_each(const char *text, size_t len, lk_buf *scratch,
+                           int (*fn)(void *arg, const char *name, size_t nlen,
+                                     const char *value, size_t vlen),
+                           void *arg);
 
 /* Formats |v| as the exposition writes sample values: the shortest %g form
  * that reads back as the same double, or NaN, +Inf, -Inf. Returns what
@@ -82,5 +92,8 @@ int lk_metrics_render(lk_metrics *m, lk_buf *out);
  * counter family is named without its samples' _total (one whose name lacks
  * it is declared `unknown`). The caller appends `# EOF`. */
 int lk_metrics_render_format(lk_metrics *m, lk_buf *out, bool openmetrics);
+/* The same as delimited io.prometheus.client.MetricFamily messages (the
+ * protobuf exposition, core/pbexpo). */
+int lk_metrics_render_proto(lk_metrics *m, lk_buf *out);
 
 #endif

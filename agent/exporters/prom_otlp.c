@@ -546,9 +546,9 @@ static int order_point(struct lk_prom_times *t, bool created, bool delta, uint64
 typedef Opentelemetry__Proto__Metrics__V1__Exemplar Exemplar;
 
 /* An OTLP exemplar as the store keeps it (ids only when they have the right length). */
-static struct lk_prom_exemplar exemplar_of(const Exemplar *x)
+static struct lk_pbexpo_exemplar exemplar_of(const Exemplar *x)
 {
-    struct lk_prom_exemplar e = {
+    struct lk_pbexpo_exemplar e = {
         .value = x->value_case == OPENTELEMETRY__PROTO__METRICS__V1__EXEMPLAR__VALUE_AS_INT
                      ? (double)x->as_int
                      : x->as_double,
@@ -569,7 +569,7 @@ static void take_exemplars(lk_prom_series *se, Exemplar **xs, size_t n, const do
     for (size_t i = 0; i < n; i++) {
         if (xs[i]->value_case == OPENTELEMETRY__PROTO__METRICS__V1__EXEMPLAR__VALUE__NOT_SET)
             continue;
-        struct lk_prom_exemplar e = exemplar_of(xs[i]);
+        struct lk_pbexpo_exemplar e = exemplar_of(xs[i]);
         size_t b = 0;
         if (histogram)
             while (b < nb && !(e.value <= bounds[b]))

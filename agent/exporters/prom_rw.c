@@ -34,7 +34,7 @@ enum { MT_COUNTER = 1, MT_GAUGE = 2, MT_HISTOGRAM = 3, MT_SUMMARY = 5 };
 struct label {
     const char *name, *value;
     size_t nlen, vlen;
-    size_t name_off, value_off; /* into w->text while it may move */
+    size_t value_off; /* into w->text, which may move */
 };
 
 struct lk_prom_rw {
@@ -64,50 +64,6 @@ void lk_prom_rw_destroy(lk_prom_rw *w)
     free(w);
 }
 
-int lk__prom_rw_each_label(const char *text, size_t len, lk_buf *scratch,
-                           int (*fn)(void *arg, const char *name, size_t nlen,
-                                     const char *value, size_t vlen),
-                           void *arg)
-{
-    size_t i = 0;
-    while (i < len) {
-        size_t n0 = i;
-        while (i < len && text[i] != '=')
-            i++;
-        if (i == n0 || i + 1 >= len || text[i + 1] != '"')
-            return LK_EINVAL;
-        size_t nlen = i - n0;
-        i += 2;
-        size_t mark = scratch->len;
-        for (;;) {
-            if (i >= len)
-                return LK_EINVAL;
-            char ch = text[i++];
-            if (ch == '"')
-                break;
-            if (ch == '\\') {
-                if (i >= len)
-                    return LK_EINVAL;
-                ch = text[i++];
-                if (ch == 'n')
-                    ch = '\n';
-                else if (ch != '\\' && ch != '"')
-                    return LK_EINVAL;
-            }
-            int rc = lk_buf_append(scratch, &ch, 1);
-            if (rc < 0)
-                return rc;
-        }
-        int rc = fn(arg, text + n0, nlen, (const char *)scratch->data + mark,
-                    scratch->len - mark);
-        if (rc != 0)
-            return rc;
-        if (i < len && text[i++] != ',')
-            return LK_EINVAL;
-    }
-    return 0;
-}
-
 static int push_label(lk_prom_rw *w, const char *name, size_t nlen, size_t value_off,
                       size_t vlen)
 {
@@ -129,7 +85,7 @@ static int collect_label(void *arg, const char *name, size_t nlen, const char *v
                          size_t vlen)
 {
     lk_prom_rw *w = arg;
-    size_t off = (size_t)((const uint8_t *)value - w->text.data);
+    size_t off = vlen > 0 ? (size_t)((const uint8_t *)value - w->text.data) : 0;
     return push_label(w, name, nlen, off, vlen);
 }
 
@@ -310,7 +266,7 @@ static int encode_series(lk_prom_rw *w, lk_prom_store *s, lk_prom_series *se,
     const char *ltext = lk_prom_series_labels(se, &llen);
     lk_buf_reset(&w->text);
     w->nlabels = 0;
-    int rc = lk__prom_rw_each_label(ltext, llen, &w->text, collect_label, w);
+    int rc = lk_metrics_labels_each(ltext, llen, &w->text, collect_label, w);
     if (rc == 0)
         rc = insert_sorted(w, "__name__", &w->name_at);
     const char *extra = kind == LK_PROM_HISTOGRAM ? "le"

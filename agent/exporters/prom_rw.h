@@ -37,12 +37,4 @@ void lk_prom_rw_destroy(lk_prom_rw *w); /* NULL-safe */
 int lk_prom_rw_encode(lk_prom_rw *w, lk_prom_store *s, lk_prom_series *const *series,
                       size_t n, uint64_t now_ms, lk_buf *out, struct lk_prom_rw_stats *st);
 
-/* Splits a store label text (`a="x",b="y"`) into names and unescaped values,
- * calling |fn| for each in order; stops at its first non-zero return.
- * LK_EINVAL when the text is malformed. For tests and the encoder. */
-int lk__prom_rw_each_label(const char *text, size_t len, lk_buf *scratch,
-                           int (*fn)(void *arg, const char *name, size_t nlen,
-                                     const char *value, size_t vlen),
-                           void *arg);
-
 #endif

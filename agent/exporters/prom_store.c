@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/pbexpo.h"
 #include "core/selfmetrics.h"
 
 #define MAX_HELP_BYTES 1024 /* of a family's HELP text (the metric's description) */
@@ -80,6 +81,11 @@ struct lk_prom_store {
     double *xb;      /* render scratch: an exponential histogram's classic bounds */
     uint64_t *xc;    /* and counts */
     size_t capx;
+    uint64_t *nat[2]; /* protobuf render scratch: native buckets, [0] positive */
+    size_t capnat[2];
+    struct lk_pbexpo_exemplar *xv; /* and exemplar views per bucket */
+    const struct lk_pbexpo_exemplar **xp;
+    size_t capxv;
     bool track;      /* keep the touched list */
     bool track_oom;  /* a series could not join it: report every series */
     lk_prom_series **touched;
@@ -162,6 +168,10 @@ void lk_prom_store_destroy(lk_prom_store *s)
     free(s->xb);
     free(s->xc);
     free(s->touched);
+    free(s->nat[0]);
+    free(s->nat[1]);
+    free(s->xv);
+    free(s->xp);
     free(s);
 }
 
@@ -497,7 +507,7 @@ int lk_prom_series_hist_add(lk_prom_series *se, const double *bounds, size_t nbo
     return 0;
 }
 
-int lk_prom_series_exemplar(lk_prom_series *se, size_t i, const struct lk_prom_exemplar *x)
+int lk_prom_series_exemplar(lk_prom_series *se, size_t i, const struct lk_pbexpo_exemplar *x)
 {
     if (i >= se->nex) {
         struct exemplar *e = realloc(se->ex, (i + 1) * sizeof(*e));
@@ -785,7 +795,7 @@ static int append_hex(lk_buf *out, const uint8_t *p, size_t n)
 }
 
 /* A sample's value, then (OpenMetrics) ` # {trace_id="..",span_id=".."} value ts`. */
-static int append_value_exemplar(lk_buf *out, double v, const struct lk_prom_exemplar *e)
+static int append_value_exemplar(lk_buf *out, double v, const struct lk_pbexpo_exemplar *e)
 {
     int rc = append_value(out, v);
     if (rc == 0 && e != NULL) {
@@ -853,8 +863,8 @@ static int exp_classic(lk_prom_store *s, const struct expstate *x, size_t *nb)
 }
 
 /* The exemplar of bucket (or counter) |i| of |se| as callers see it, in |v|. */
-static const struct lk_prom_exemplar *exemplar_view(const lk_prom_series *se, size_t i,
-                                                    struct lk_prom_exemplar *v)
+static const struct lk_pbexpo_exemplar *exemplar_view(const lk_prom_series *se, size_t i,
+                                                    struct lk_pbexpo_exemplar *v)
 {
     if (i >= se->nex || !se->ex[i].set)
         return NULL;
@@ -871,7 +881,7 @@ int lk_prom_series_samples(lk_prom_store *s, const lk_prom_series *se, bool exem
                            void *arg)
 {
     const lk_prom_family *f = se->fam;
-    struct lk_prom_exemplar xv;
+    struct lk_pbexpo_exemplar xv;
     struct lk_prom_sample smp = {0};
     int rc = 0;
     switch (f->kind) {
@@ -1067,4 +1077,139 @@ const char *lk_prom_series_labels(const lk_prom_series *se, size_t *len)
 uint64_t lk_prom_series_time_ns(const lk_prom_series *se)
 {
     return se->times.time_ns;
+}
+
+/* ---- the protobuf exposition ---- */
+
+/*
+ * |x| as a native histogram in |h|: Prometheus' schemas are OpenTelemetry's
+ * scales (base 2^2^-scale) from -4 to 8, so finer scales are downscaled to
+ * 8; its bucket i is OpenTelemetry's i - 1. False when the scale is below -4
+ * (the histogram then goes as classic buckets).
+ */
+static int exp_native(lk_prom_store *s, const struct expstate *x, struct lk_pbexpo_hist *h,
+                      bool *native)
+{
+    *native = false;
+    if (x->scale < -4)
+        return 0;
+    int d = x->scale > 8 ? x->scale - 8 : 0;
+    struct lk_pbexpo_side *sides[2] = {&h->positive, &h->negative};
+    for (int k = 0; k < 2; k++) {
+        int64_t lo, hi;
+        if (!side_range(x->off[k], x->n[k], d, &lo, &hi)) {
+            *sides[k] = (struct lk_pbexpo_side){0};
+            continue;
+        }
+        size_t m = (size_t)(hi - lo + 1);
+        if (m > s->capnat[k]) {
+            uint64_t *c = realloc(s->nat[k], m * sizeof(*c));
+            if (c == NULL)
+                return LK_ENOMEM;
+            s->nat[k] = c;
+            s->capnat[k] = m;
+        }
+        memset(s->nat[k], 0, m * sizeof(uint64_t));
+        for (size_t i = 0; i < x->n[k]; i++)
+            s->nat[k][shr(x->off[k] + (int64_t)i, d) - lo] += x->c[k][i];
+        *sides[k] = (struct lk_pbexpo_side){.offset = (int32_t)(lo + 1), .n = m,
+                                            .counts = s->nat[k]};
+    }
+    h->native = true;
+    h->schema = x->scale - d;
+    h->zero_threshold = x->zero_threshold;
+    h->zero_count = x->zero_count;
+    *native = true;
+    return 0;
+}
+
+static int proto_histogram(lk_prom_store *s, lk_pbexpo *px, const lk_prom_series *se)
+{
+    struct lk_pbexpo_hist h = {.count = se->count, .sum = se->value};
+    if (se->exp != NULL) {
+        bool native;
+        int rc = exp_native(s, se->exp, &h, &native);
+        if (rc < 0 || native)
+            return rc ? rc : lk_pbexpo_histogram(px, &h);
+        size_t nb;
+        if ((rc = exp_classic(s, se->exp, &nb)) < 0)
+            return rc;
+        h.bounds = s->xb;
+        h.counts = s->xc;
+        h.nb = nb;
+        return lk_pbexpo_histogram(px, &h);
+    }
+    if (se->counts == NULL)
+        return 0;
+    h.bounds = se->bounds;
+    h.counts = se->counts;
+    h.nb = se->n;
+    if (se->nex > 0) {
+        size_t nb = se->n + 1; /* buckets, +Inf included */
+        if (nb > s->capxv) {
+            struct lk_pbexpo_exemplar *v = realloc(s->xv, nb * sizeof(*v));
+            if (v == NULL)
+                return LK_ENOMEM;
+            s->xv = v;
+            const struct lk_pbexpo_exemplar **p = realloc(s->xp, nb * sizeof(*p));
+            if (p == NULL)
+                return LK_ENOMEM;
+            s->xp = p;
+            s->capxv = nb;
+        }
+        for (size_t i = 0; i < nb; i++)
+            s->xp[i] = exemplar_view(se, i, &s->xv[i]); /* NULL past se->nex */
+        h.exemplars = s->xp;
+    }
+    return lk_pbexpo_histogram(px, &h);
+}
+
+static int proto_series(lk_prom_store *s, lk_pbexpo *px, const lk_prom_family *f,
+                        const lk_prom_series *se)
+{
+    int rc = lk_pbexpo_metric(px);
+    if (rc == 0)
+        rc = lk_pbexpo_label_text(px, se->labels, se->labels_len);
+    if (rc < 0)
+        return rc;
+    struct lk_pbexpo_exemplar xv;
+    switch (f->kind) {
+    case LK_PROM_GAUGE:
+        return lk_pbexpo_gauge(px, se->value);
+    case LK_PROM_COUNTER: {
+        const struct lk_pbexpo_exemplar *v = exemplar_view(se, 0, &xv);
+        return lk_pbexpo_counter(px, se->value, v);
+    }
+    case LK_PROM_HISTOGRAM:
+        return proto_histogram(s, px, se);
+    case LK_PROM_SUMMARY:
+        return lk_pbexpo_summary(px, se->count, se->value, se->bounds, se->qvalues, se->n);
+    }
+    return LK_EINVAL;
+}
+
+int lk_prom_store_render_proto(lk_prom_store *s, lk_buf *out)
+{
+    static const enum lk_pbexpo_type types[] = {
+        [LK_PROM_GAUGE] = LK_PBEXPO_GAUGE,
+        [LK_PROM_COUNTER] = LK_PBEXPO_COUNTER,
+        [LK_PROM_HISTOGRAM] = LK_PBEXPO_HISTOGRAM,
+        [LK_PROM_SUMMARY] = LK_PBEXPO_SUMMARY,
+    };
+    lk_pbexpo px;
+    lk_pbexpo_init(&px);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < s->nfams; i++) {
+        const lk_prom_family *f = s->fams[i];
+        if (f->nseries == 0)
+            continue;
+        rc = lk_pbexpo_family(&px, f->name, strlen(f->name), f->help, types[f->kind],
+                              f->unit);
+        for (const lk_prom_series *se = f->head; rc == 0 && se != NULL; se = se->next)
+            rc = proto_series(s, &px, f, se);
+        if (rc == 0)
+            rc = lk_pbexpo_family_end(&px, out);
+    }
+    lk_pbexpo_fini(&px);
+    return rc;
 }

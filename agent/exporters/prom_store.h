@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/pbexpo.h" /* struct lk_pbexpo_exemplar */
 #include "exporters/prom_translate.h"
 
 typedef struct lk_prom_store lk_prom_store;
@@ -96,7 +97,7 @@ struct lk_prom_sample {
     const char *extra;   /* "le", "quantile" or NULL */
     double extra_value;
     double value;
-    const struct lk_prom_exemplar *exemplar; /* NULL: none (or not asked for) */
+    const struct lk_pbexpo_exemplar *exemplar; /* NULL: none (or not asked for) */
 };
 /*
  * Calls |fn| for each sample of |se| in exposition order. |exemplars| asks
@@ -166,13 +167,7 @@ int lk_prom_series_summary_set(lk_prom_series *se, const double *quantiles,
  * exemplar of each wins. A histogram whose bounds change loses its exemplars.
  * LK_ENOMEM.
  */
-struct lk_prom_exemplar {
-    double value;
-    uint64_t time_ns;         /* 0: none */
-    const uint8_t *trace_id;  /* 16 bytes, or NULL */
-    const uint8_t *span_id;   /* 8 bytes, or NULL */
-};
-int lk_prom_series_exemplar(lk_prom_series *se, size_t i, const struct lk_prom_exemplar *x);
+int lk_prom_series_exemplar(lk_prom_series *se, size_t i, const struct lk_pbexpo_exemplar *x);
 
 /* Removes |se| (e.g. one just created for a point that turned out invalid). */
 void lk_prom_store_remove(lk_prom_store *s, lk_prom_series *se);
@@ -189,5 +184,13 @@ size_t lk_prom_store_series_count(const lk_prom_store *s);
  * metric, exemplars on counters and buckets; no # EOF).
  */
 int lk_prom_store_render(lk_prom_store *s, lk_buf *out, bool openmetrics);
+
+/*
+ * Appends every family with series as delimited io.prometheus.client
+ * MetricFamily messages (the protobuf exposition): exponential histograms as
+ * native histograms (schema = scale, at most 8; below -4 as classic
+ * buckets), classic histograms with their exemplars, counters with theirs.
+ */
+int lk_prom_store_render_proto(lk_prom_store *s, lk_buf *out);
 
 #endif

@@ -38,11 +38,13 @@ static int prom_send(lk_exporter *e, lk_batch *b)
     return 0;
 }
 
-int lk_prometheus_exporter_render(lk_buf *out, bool openmetrics, void *arg)
+int lk_prometheus_exporter_render(lk_buf *out, enum lk_expo_format fmt, void *arg)
 {
     struct prom_exporter *x = arg;
     lk_prom_state_sweep(&x->st, uv_now(x->loop), true);
-    return lk_prom_store_render(x->st.store, out, openmetrics);
+    if (fmt == LK_EXPO_PROTOBUF)
+        return lk_prom_store_render_proto(x->st.store, out);
+    return lk_prom_store_render(x->st.store, out, fmt == LK_EXPO_OPENMETRICS);
 }
 
 static void prom_free(void *arg)

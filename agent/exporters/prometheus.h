@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "core/buf.h"
+#include "core/exposition.h"
 #include "core/selfmetrics.h"
 #include "pipeline/exporter.h"
 
@@ -26,6 +27,6 @@ int lk_prometheus_exporter_create(lk_exporter **out, uv_loop_t *loop,
                                   const struct lk_exporter_config *cfg, lk_metrics *m);
 
 /* An lk_admin_render_cb: appends the store's exposition (|arg| is the exporter). */
-int lk_prometheus_exporter_render(lk_buf *out, bool openmetrics, void *arg);
+int lk_prometheus_exporter_render(lk_buf *out, enum lk_expo_format fmt, void *arg);
 
 #endif

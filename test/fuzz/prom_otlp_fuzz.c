@@ -2,12 +2,15 @@
  * libFuzzer target for the prometheus exporter's core: the input is one
  * ExportMetricsServiceRequest body, applied twice (the second time every
  * series exists: the update paths) to a series store with a small series
- * cap, then rendered as text 0.0.4 and as OpenMetrics.
+ * cap, then rendered as text 0.0.4, as OpenMetrics and as the protobuf
+ * exposition, and encoded as a remote write body.
  *
  * Besides "never crash": every rendered line is a comment or a sample of the
  * text format (`name{...} value`), with balanced label quotes; the series
  * count never passes the cap; a body protobuf-c cannot unpack is LK_EPROTO
- * and leaves the store empty.
+ * and leaves the store empty; the protobuf exposition is a sequence of
+ * length-delimited MetricFamily messages protobuf-c can unpack, one per
+ * family of the text; the remote write body unpacks as a WriteRequest.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,8 +19,21 @@
 
 #include "core/err.h"
 #include "exporters/prom_otlp.h"
+#include "exporters/prom_rw.h"
+#include "prometheus/io/prometheus/client/metrics.pb-c.h"
+#include "prometheus/prompb/remote.pb-c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int collect(void *arg, lk_prom_series *se)
+{
+    struct {
+        lk_prom_series **v;
+        size_t n;
+    } *c = arg;
+    c->v[c->n++] = se;
+    return 0;
+}
 
 #define MAX_SERIES 64
 
@@ -109,6 +125,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             p = nl + 1;
         }
     }
+    lk_buf_reset(&out);
+    if (lk_prom_store_render_proto(s, &out) != 0)
+        abort();
+    for (size_t at = 0; at < out.len;) {
+        uint64_t len = 0;
+        for (int shift = 0; at < out.len; shift += 7) {
+            uint8_t b = out.data[at++];
+            len |= (uint64_t)(b & 0x7f) << shift;
+            if (!(b & 0x80))
+                break;
+        }
+        if (len > out.len - at)
+            abort();
+        Io__Prometheus__Client__MetricFamily *f =
+            io__prometheus__client__metric_family__unpack(NULL, len, out.data + at);
+        if (f == NULL || f->n_metric == 0)
+            abort();
+        io__prometheus__client__metric_family__free_unpacked(f, NULL);
+        at += len;
+    }
+    /* Remote write: every series, as after an expiry-free batch. */
+    lk_prom_series *all[MAX_SERIES + 8];
+    struct {
+        lk_prom_series **v;
+        size_t n;
+    } col = {all, 0};
+    (void)lk_prom_store_each(s, collect, &col);
+    lk_prom_rw *w = lk_prom_rw_create();
+    struct lk_prom_rw_stats rs = {0};
+    lk_buf_reset(&out);
+    if (w == NULL || lk_prom_rw_encode(w, s, all, col.n, 1, &out, &rs) != 0)
+        abort();
+    Prometheus__WriteRequest *wr = prometheus__write_request__unpack(NULL, out.len, out.data);
+    if (wr == NULL || wr->n_timeseries != rs.timeseries)
+        abort();
+    prometheus__write_request__free_unpacked(wr, NULL);
+    lk_prom_rw_destroy(w);
     lk_buf_fini(&out);
     lk_prom_mapper_destroy(m);
     lk_prom_store_destroy(s);

@@ -19,10 +19,12 @@
 #include "admin/admin.h"
 #include "core/exposition.h"
 #include "core/gzip.h"
+#include "core/pbexpo.h"
 #include "core/platform.h"
 #include "core/selfmetrics.h"
+#include "prometheus/io/prometheus/client/metrics.pb-c.h"
 
-#define NREQ 11
+#define NREQ 12
 
 static uv_loop_t loop;
 static lk_admin *admin;
@@ -74,6 +76,12 @@ static void *client(void *arg)
     replies[10] = exchange("GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;q=0,"
                            "text/plain\r\nAccept-Encoding: gzip;q=0, identity\r\n"
                            "Connection: close\r\n\r\n");
+    /* What Prometheus 2.42 sends with --enable-feature=native-histograms. */
+    replies[11] = exchange("GET /metrics HTTP/1.1\r\nAccept: application/vnd.google.protobuf;"
+                           "proto=io.prometheus.client.MetricFamily;encoding=delimited,"
+                           "application/openmetrics-text;version=1.0.0;q=0.8,"
+                           "text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n"
+                           "Connection: close\r\n\r\n");
     uv_async_send(&done_async);
     return NULL;
 }
@@ -96,9 +104,27 @@ static void on_ready(uv_async_t *a)
     uv_sem_post(&ready_sem);
 }
 
-static int extra_render(lk_buf *out, bool openmetrics, void *arg)
+static int extra_render(lk_buf *out, enum lk_expo_format fmt, void *arg)
 {
-    if (openmetrics)
+    if (fmt == LK_EXPO_PROTOBUF) {
+        lk_pbexpo x;
+        lk_pbexpo_init(&x);
+        int rc = lk_pbexpo_family(&x, "app_depth", 9, "Depth.", LK_PBEXPO_GAUGE, NULL);
+        if (rc == 0)
+            rc = lk_pbexpo_metric(&x);
+        if (rc == 0)
+            {
+            static const char t[] = "job=\"x\",q=\"a\\\"b\"";
+            rc = lk_pbexpo_label_text(&x, t, sizeof(t) - 1);
+        }
+        if (rc == 0)
+            rc = lk_pbexpo_gauge(&x, 2.5);
+        if (rc == 0)
+            rc = lk_pbexpo_family_end(&x, out);
+        lk_pbexpo_fini(&x);
+        return rc;
+    }
+    if (fmt == LK_EXPO_OPENMETRICS)
         return lk_buf_append_str(out, "# TYPE app_requests counter\n"
                                       "app_requests_total{job=\"x\"} 9\n");
     return lk_buf_append_str(out, (const char *)arg);
@@ -195,6 +221,39 @@ START_TEST(endpoints)
     ck_assert_ptr_nonnull(strstr(replies[10], "\r\nContent-Type: text/plain; version=0.0.4"));
     ck_assert_ptr_null(strstr(replies[10], "Content-Encoding"));
     ck_assert_ptr_null(strstr(body_of(replies[10]), "# EOF"));
+    /* Protobuf: the self-metrics, then the extra renderer's families. */
+    ck_assert_ptr_nonnull(strstr(replies[11], "\r\nContent-Type: application/vnd.google.protobuf; "
+                                              "proto=io.prometheus.client.MetricFamily; "
+                                              "encoding=delimited\r\n"));
+    const char *pcl = strstr(replies[11], "\r\nContent-Length: ");
+    ck_assert_ptr_nonnull(pcl);
+    const uint8_t *pb = (const uint8_t *)body_of(replies[11]);
+    size_t plen = (size_t)atoi(pcl + 18), at = 0;
+    bool counter = false, depth = false;
+    while (at < plen) {
+        uint64_t len = 0;
+        int shift = 0;
+        while (pb[at] & 0x80) {
+            len |= (uint64_t)(pb[at++] & 0x7f) << shift;
+            shift += 7;
+        }
+        len |= (uint64_t)pb[at++] << shift;
+        ck_assert_uint_le(at + len, plen);
+        Io__Prometheus__Client__MetricFamily *f =
+            io__prometheus__client__metric_family__unpack(NULL, len, pb + at);
+        ck_assert_ptr_nonnull(f);
+        if (strcmp(f->name, "lookout_test_total") == 0)
+            counter = f->type == IO__PROMETHEUS__CLIENT__METRIC_TYPE__COUNTER &&
+                      f->metric[0]->counter->value == 5 &&
+                      strcmp(f->help, "A test counter.") == 0;
+        if (strcmp(f->name, "app_depth") == 0)
+            depth = f->metric[0]->gauge->value == 2.5 && f->metric[0]->n_label == 2 &&
+                    strcmp(f->metric[0]->label[1]->value, "a\"b") == 0;
+        io__prometheus__client__metric_family__free_unpacked(f, NULL);
+        at += len;
+    }
+    ck_assert(counter);
+    ck_assert(depth);
 
     for (int i = 0; i < NREQ; i++)
         free(replies[i]);
@@ -216,6 +275,21 @@ START_TEST(accept_headers)
     ck_assert(!lk_exposition_accepts("xgzip", "gzip"));
     ck_assert(lk_exposition_accepts("application/openmetrics-text;seq=0",
                                     "application/openmetrics-text"));
+    ck_assert_int_eq(lk_exposition_negotiate(NULL), LK_EXPO_TEXT);
+    ck_assert_int_eq(lk_exposition_negotiate("application/openmetrics-text"), LK_EXPO_OPENMETRICS);
+    ck_assert_int_eq(lk_exposition_negotiate("application/vnd.google.protobuf;"
+                                             "proto=io.prometheus.client.MetricFamily;"
+                                             "encoding=delimited;q=0.7,text/plain"),
+                     LK_EXPO_PROTOBUF);
+    /* The text or compact-text protobuf encodings are not served. */
+    ck_assert_int_eq(lk_exposition_negotiate("application/vnd.google.protobuf;"
+                                             "proto=io.prometheus.client.MetricFamily;"
+                                             "encoding=text,application/openmetrics-text"),
+                     LK_EXPO_OPENMETRICS);
+    ck_assert_int_eq(lk_exposition_negotiate("application/vnd.google.protobuf;"
+                                             "proto=io.prometheus.client.MetricFamily;"
+                                             "encoding=delimited;q=0"),
+                     LK_EXPO_TEXT);
 }
 END_TEST
 

@@ -15,7 +15,9 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/selfmetrics.h"
 #include "exporters/prom_rw.h"
+#include "prometheus/io/prometheus/client/metrics.pb-c.h"
 #include "prometheus/prompb/remote.pb-c.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 
@@ -867,14 +869,152 @@ START_TEST(remote_write_label_text_parser)
     lk_buf_init(&scratch, 1024);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int n = 0;
-        ck_assert_int_eq(lk__prom_rw_each_label(bad[i], strlen(bad[i]), &scratch, count_label, &n),
+        ck_assert_int_eq(lk_metrics_labels_each(bad[i], strlen(bad[i]), &scratch, count_label, &n),
                          LK_EINVAL);
     }
     int n = 0;
     const char *good = "a=\"\",b=\"x,y=\\\"z\"";
-    ck_assert_int_eq(lk__prom_rw_each_label(good, strlen(good), &scratch, count_label, &n), 0);
+    ck_assert_int_eq(lk_metrics_labels_each(good, strlen(good), &scratch, count_label, &n), 0);
     ck_assert_int_eq(n, 2);
     lk_buf_fini(&scratch);
+}
+END_TEST
+
+/* ---- the protobuf exposition ---- */
+
+typedef Io__Prometheus__Client__MetricFamily MF;
+
+static MF *fams[64];
+static size_t nfams;
+
+/* Renders the store as protobuf and splits the delimited stream. */
+static void render_proto(void)
+{
+    for (size_t i = 0; i < nfams; i++)
+        io__prometheus__client__metric_family__free_unpacked(fams[i], NULL);
+    nfams = 0;
+    lk_buf_reset(&out);
+    ck_assert_int_eq(lk_prom_store_render_proto(store, &out), 0);
+    size_t at = 0;
+    while (at < out.len) {
+        uint64_t len = 0;
+        int shift = 0;
+        while (out.data[at] & 0x80) {
+            len |= (uint64_t)(out.data[at++] & 0x7f) << shift;
+            shift += 7;
+        }
+        len |= (uint64_t)out.data[at++] << shift;
+        ck_assert_uint_le(at + len, out.len);
+        ck_assert_uint_lt(nfams, 64);
+        fams[nfams] = io__prometheus__client__metric_family__unpack(NULL, len, out.data + at);
+        ck_assert_ptr_nonnull(fams[nfams]);
+        nfams++;
+        at += len;
+    }
+}
+
+static const MF *family_named(const char *name)
+{
+    for (size_t i = 0; i < nfams; i++)
+        if (strcmp(fams[i]->name, name) == 0)
+            return fams[i];
+    ck_abort_msg("no family %s", name);
+    return NULL;
+}
+
+static void apply_exp(const char *name, int scale, int offset, uint64_t *pos, size_t n,
+                      uint64_t zero, uint64_t count, double sum, uint64_t time)
+{
+    EB eb;
+    opentelemetry__proto__metrics__v1__exponential_histogram_data_point__buckets__init(&eb);
+    eb.offset = offset;
+    eb.n_bucket_counts = n;
+    eb.bucket_counts = pos;
+    EDP p;
+    opentelemetry__proto__metrics__v1__exponential_histogram_data_point__init(&p);
+    p.time_unix_nano = time;
+    p.scale = scale;
+    p.zero_count = zero;
+    p.count = count;
+    p._sum_case = OPENTELEMETRY__PROTO__METRICS__V1__EXPONENTIAL_HISTOGRAM_DATA_POINT___SUM_SUM;
+    p.sum = sum;
+    p.positive = &eb;
+    EDP *pts[1] = {&p};
+    ExpHist h;
+    opentelemetry__proto__metrics__v1__exponential_histogram__init(&h);
+    h.n_data_points = 1;
+    h.data_points = pts;
+    h.aggregation_temporality = CUMULATIVE;
+    Metric mt;
+    opentelemetry__proto__metrics__v1__metric__init(&mt);
+    mt.name = (char *)name;
+    mt.unit = "By";
+    mt.data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM;
+    mt.exponential_histogram = &h;
+    ck_assert_int_eq(apply_metric(&mt, 1000), 0);
+}
+
+START_TEST(protobuf_exposition)
+{
+    /* scale 0, OTel buckets 5..7: (32,64], (64,128], (128,256] */
+    uint64_t pos[] = {1, 2, 1};
+    apply_exp("payload.size", 0, 5, pos, 3, 1, 5, 300, 10);
+    /* scale 10 is finer than Prometheus' schema 8: four buckets become one */
+    uint64_t fine[] = {1, 1, 1, 1};
+    apply_exp("fine", 10, 8, fine, 4, 0, 4, 4.5, 10);
+    double bounds[] = {0.5, 1};
+    uint64_t c[] = {1, 2, 3};
+    apply_hist("lat", CUMULATIVE, 1, 20, bounds, 2, c, 4, 6);
+    apply_number("orders", "{order}", 1, CUMULATIVE, true, "k", "v", 5, 10, 7);
+    render_proto();
+
+    const MF *f = family_named("payload_size_bytes");
+    ck_assert_int_eq(f->type, IO__PROMETHEUS__CLIENT__METRIC_TYPE__HISTOGRAM);
+    ck_assert_str_eq(f->unit, "bytes");
+    ck_assert_uint_eq(f->n_metric, 1);
+    const Io__Prometheus__Client__Histogram *h = f->metric[0]->histogram;
+    ck_assert_ptr_nonnull(h);
+    ck_assert_uint_eq(h->sample_count, 5);
+    ck_assert_double_eq(h->sample_sum, 300);
+    ck_assert_int_eq(h->schema, 0);
+    ck_assert_uint_eq(h->zero_count, 1);
+    ck_assert_uint_eq(h->n_bucket, 0); /* native only */
+    ck_assert_uint_eq(h->n_positive_span, 1);
+    ck_assert_int_eq(h->positive_span[0]->offset, 6); /* Prometheus index = OTel + 1 */
+    ck_assert_uint_eq(h->positive_span[0]->length, 3);
+    ck_assert_uint_eq(h->n_positive_delta, 3);
+    ck_assert_int_eq(h->positive_delta[0], 1);
+    ck_assert_int_eq(h->positive_delta[1], 1);
+    ck_assert_int_eq(h->positive_delta[2], -1);
+    ck_assert_uint_eq(h->n_negative_span, 0);
+    /* The series' labels, job and scope included. */
+    bool job = false;
+    for (size_t i = 0; i < f->metric[0]->n_label; i++)
+        job |= strcmp(f->metric[0]->label[i]->name, "job") == 0 &&
+               strcmp(f->metric[0]->label[i]->value, "shop/checkout") == 0;
+    ck_assert(job);
+
+    h = family_named("fine_bytes")->metric[0]->histogram;
+    ck_assert_int_eq(h->schema, 8);
+    ck_assert_uint_eq(h->n_positive_span, 1);
+    ck_assert_int_eq(h->positive_span[0]->offset, 3); /* OTel 8..11 at scale 10 = 2 at 8 */
+    ck_assert_uint_eq(h->positive_span[0]->length, 1);
+    ck_assert_int_eq(h->positive_delta[0], 4);
+
+    h = family_named("lat_seconds")->metric[0]->histogram;
+    ck_assert_uint_eq(h->n_positive_span, 0);
+    ck_assert_uint_eq(h->n_bucket, 2); /* +Inf implied by the count */
+    ck_assert_double_eq(h->bucket[1]->upper_bound, 1);
+    ck_assert_uint_eq(h->bucket[1]->cumulative_count, 3);
+    ck_assert_uint_eq(h->sample_count, 6);
+
+    f = family_named("orders_total");
+    ck_assert_int_eq(f->type, IO__PROMETHEUS__CLIENT__METRIC_TYPE__COUNTER);
+    ck_assert_double_eq(f->metric[0]->counter->value, 7);
+    ck_assert_str_eq(f->help, "help \\ text\nline two"); /* unescaped */
+    for (size_t i = 0; i < nfams; i++)
+        io__prometheus__client__metric_family__free_unpacked(fams[i], NULL);
+    nfams = 0;
 }
 END_TEST
 
@@ -902,6 +1042,7 @@ static Suite *suite(void)
         {"rw_body", remote_write_samples_labels_metadata},
         {"rw_touched", remote_write_only_touched_series},
         {"rw_labels", remote_write_label_text_parser},
+        {"protobuf", protobuf_exposition},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);
