@@ -17,39 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <protobuf-c/protobuf-c.h>
-
 #include "core/base64.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/json_escape.h"
 #include "core/selfmetrics.h"
-#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
-
-typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
-typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
-typedef Opentelemetry__Proto__Metrics__V1__Metric Metric;
-typedef Opentelemetry__Proto__Metrics__V1__NumberDataPoint NumberPoint;
-typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint HistPoint;
-typedef Opentelemetry__Proto__Metrics__V1__ExponentialHistogramDataPoint ExpPoint;
-typedef Opentelemetry__Proto__Metrics__V1__SummaryDataPoint SummaryPoint;
+#include "exporters/prom_otlp_impl.h"
 
 #define ARENA_CHUNK (64 * 1024)
-#define MAX_POINT_ATTRS 128        /* attributes of one point */
-#define MAX_KEY_BYTES (32 * 1024)   /* a series' rendered label set */
-#define DELTA (OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA)
 
-/* ---- arena for protobuf-c: bump allocation, freed once per request ---- */
-
-struct chunk {
-    struct chunk *next;
-    size_t size, used;
-    unsigned char data[];
-};
-
-struct arena {
-    struct chunk *head;
-};
+/* ---- arena for protobuf-c ---- */
 
 static void *arena_alloc(void *data, size_t size)
 {
@@ -77,9 +54,8 @@ static void arena_free(void *data, void *p)
     (void)p;
 }
 
-/* Frees every chunk but the last one allocated (the one most likely large
- * enough next time), which is emptied. */
-static void arena_reset(struct arena *a)
+/* The last chunk allocated is kept: the one most likely large enough next time. */
+void lk__prom_arena_reset(struct arena *a)
 {
     if (a->head == NULL)
         return;
@@ -95,37 +71,10 @@ static void arena_reset(struct arena *a)
 
 static void arena_fini(struct arena *a)
 {
-    arena_reset(a);
+    lk__prom_arena_reset(a);
     free(a->head);
     a->head = NULL;
 }
-
-/* ---- labels ---- */
-
-struct label {
-    size_t name_off, name_len; /* sanitised name, in m->text */
-    size_t val_off, val_len;   /* escaped value, in m->text */
-    const char *key;           /* original key (ordering of joined values) */
-    int prio;                  /* 0: resource/scope (wins), 1: point attribute */
-};
-
-struct lk_prom_mapper {
-    struct lk_prom_map_opts o;
-    lk_prom_store *store;
-    struct arena arena;
-    ProtobufCAllocator alloc;
-    lk_buf text;   /* label names and values of the current point */
-    lk_buf key;    /* the rendered label set */
-    lk_buf name;   /* the family name */
-    lk_buf tmp;    /* one value before escaping */
-    struct label *labels;
-    struct label *sorted; /* render_key's copy: labels keeps its order */
-    size_t nlabels, caplabels;
-    size_t nfixed; /* labels from resource and scope, kept between points */
-    uint64_t *counts; /* histogram bucket scratch */
-    double *bounds;
-    size_t capb;
-};
 
 const char *lk_prom_drop_reason(enum lk_prom_drop d)
 {
@@ -164,6 +113,8 @@ lk_prom_mapper *lk_prom_mapper_create(const struct lk_prom_map_opts *o, lk_prom_
     lk_buf_init(&m->key, 64 * 1024 * 1024);
     lk_buf_init(&m->name, 64 * 1024);
     lk_buf_init(&m->tmp, 64 * 1024 * 1024);
+    lk_buf_init(&m->attrs, 64 * 1024 * 1024);
+    lk_buf_init(&m->strs, 64 * 1024 * 1024);
     return m;
 }
 
@@ -174,6 +125,7 @@ void lk_prom_mapper_destroy(lk_prom_mapper *m)
     for (size_t i = 0; m->o.promote != NULL && i < m->o.npromote; i++)
         free(m->o.promote[i]);
     free((void *)m->o.promote);
+    lk__prom_wire_fini(m);
     arena_fini(&m->arena);
     lk_buf_fini(&m->text);
     lk_buf_fini(&m->key);
@@ -541,8 +493,6 @@ static int order_point(struct lk_prom_times *t, bool created, bool delta, uint64
     return 1;
 }
 
-#define FLAG_NO_RECORDED_VALUE 1u
-
 typedef Opentelemetry__Proto__Metrics__V1__Exemplar Exemplar;
 
 /* An OTLP exemplar as the store keeps it (ids only when they have the right length). */
@@ -679,39 +629,58 @@ static void point_done(lk_prom_mapper *m, lk_prom_series *se, bool created,
     }
 }
 
+lk_prom_series *lk__prom_number_point(lk_prom_mapper *m, lk_prom_family *f,
+                                      const NumberPoint *p, bool delta, bool counter,
+                                      uint64_t now_ms, struct lk_prom_map_stats *st)
+{
+    if (p->flags & FLAG_NO_RECORDED_VALUE)
+        return NULL;
+    double v;
+    if (p->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE)
+        v = p->as_double;
+    else if (p->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_INT)
+        v = (double)p->as_int;
+    else {
+        st->dropped[LK_PROM_DROP_INVALID]++;
+        return NULL;
+    }
+    bool created;
+    int what = 0;
+    struct lk_prom_times prev;
+    lk_prom_series *se = point_series(m, f, p->attributes, p->n_attributes, NULL,
+                                      p->start_time_unix_nano, p->time_unix_nano, delta,
+                                      now_ms, st, &created, &what, &prev);
+    if (se == NULL)
+        return NULL;
+    if (what == 1)
+        lk_prom_series_set(se, v);
+    else if (what == 2)
+        lk_prom_series_add(se, v);
+    point_done(m, se, created, &prev, what, 0, now_ms, st);
+    if (what != 0 && counter && p->n_exemplars > 0)
+        take_exemplars(se, p->exemplars, p->n_exemplars, NULL, 0, false);
+    return se;
+}
+
+void lk__prom_number_into(lk_prom_mapper *m, lk_prom_series *se, uint64_t start,
+                          uint64_t time, double v, bool delta, uint64_t now_ms,
+                          struct lk_prom_map_stats *st)
+{
+    struct lk_prom_times prev = *lk_prom_series_times(se);
+    int what = order_point(lk_prom_series_times(se), false, delta, start, time, st);
+    if (what == 1)
+        lk_prom_series_set(se, v);
+    else if (what == 2)
+        lk_prom_series_add(se, v);
+    point_done(m, se, false, &prev, what, 0, now_ms, st);
+}
+
 static void number_points(lk_prom_mapper *m, lk_prom_family *f, NumberPoint **pts, size_t n,
                           bool delta, bool counter, uint64_t now_ms,
                           struct lk_prom_map_stats *st)
 {
-    for (size_t i = 0; i < n; i++) {
-        const NumberPoint *p = pts[i];
-        if (p->flags & FLAG_NO_RECORDED_VALUE)
-            continue;
-        double v;
-        if (p->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE)
-            v = p->as_double;
-        else if (p->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_INT)
-            v = (double)p->as_int;
-        else {
-            st->dropped[LK_PROM_DROP_INVALID]++;
-            continue;
-        }
-        bool created;
-        int what = 0;
-        struct lk_prom_times prev;
-        lk_prom_series *se = point_series(m, f, p->attributes, p->n_attributes, NULL,
-                                          p->start_time_unix_nano, p->time_unix_nano, delta,
-                                          now_ms, st, &created, &what, &prev);
-        if (se == NULL)
-            continue;
-        if (what == 1)
-            lk_prom_series_set(se, v);
-        else if (what == 2)
-            lk_prom_series_add(se, v);
-        point_done(m, se, created, &prev, what, 0, now_ms, st);
-        if (what != 0 && counter && p->n_exemplars > 0)
-            take_exemplars(se, p->exemplars, p->n_exemplars, NULL, 0, false);
-    }
+    for (size_t i = 0; i < n; i++)
+        (void)lk__prom_number_point(m, f, pts[i], delta, counter, now_ms, st);
 }
 
 static int reserve_buckets(lk_prom_mapper *m, size_t n)
@@ -883,8 +852,36 @@ static size_t metric_points(const Metric *mt)
     }
 }
 
-static void apply_metric(lk_prom_mapper *m, const Metric *mt, uint64_t now_ms,
-                         struct lk_prom_map_stats *st)
+lk_prom_family *lk__prom_family(lk_prom_mapper *m, const char *name, const char *unit,
+                                const char *description, enum lk_prom_kind kind,
+                                size_t npoints, struct lk_prom_map_stats *st)
+{
+    lk_buf_reset(&m->name);
+    lk_buf_reset(&m->tmp);
+    int err = lk_prom_metric_name(&m->name, name, unit, kind, m->o.add_suffixes);
+    /* target_info (and "target", its OpenMetrics family) are lookout's. */
+    if (err == 0 && ((m->name.len == 11 && memcmp(m->name.data, "target_info", 11) == 0) ||
+                     (m->name.len == 6 && memcmp(m->name.data, "target", 6) == 0))) {
+        st->dropped[LK_PROM_DROP_TYPE_CONFLICT] += npoints;
+        return NULL;
+    }
+    if (err == 0)
+        err = lk_prom_unit(&m->tmp, unit);
+    if (err == 0)
+        err = lk_buf_append(&m->tmp, "", 1);
+    lk_prom_family *f = NULL;
+    if (err == 0)
+        f = lk_prom_family_get(m->store, (const char *)m->name.data, m->name.len, kind,
+                               description, (const char *)m->tmp.data, &err);
+    if (f == NULL)
+        st->dropped[err == LK_EEXIST  ? LK_PROM_DROP_TYPE_CONFLICT
+                    : err == LK_E2BIG ? LK_PROM_DROP_SERIES_LIMIT
+                                      : LK_PROM_DROP_INVALID] += npoints;
+    return f;
+}
+
+void lk__prom_apply_metric(lk_prom_mapper *m, const Metric *mt, uint64_t now_ms,
+                           struct lk_prom_map_stats *st)
 {
     enum lk_prom_kind kind;
     bool delta = false;
@@ -910,29 +907,10 @@ static void apply_metric(lk_prom_mapper *m, const Metric *mt, uint64_t now_ms,
     default:
         return;
     }
-    lk_buf_reset(&m->name);
-    lk_buf_reset(&m->tmp);
-    int err = lk_prom_metric_name(&m->name, mt->name, mt->unit, kind, m->o.add_suffixes);
-    /* target_info (and "target", its OpenMetrics family) are lookout's. */
-    if (err == 0 && ((m->name.len == 11 && memcmp(m->name.data, "target_info", 11) == 0) ||
-                     (m->name.len == 6 && memcmp(m->name.data, "target", 6) == 0))) {
-        st->dropped[LK_PROM_DROP_TYPE_CONFLICT] += metric_points(mt);
+    lk_prom_family *f = lk__prom_family(m, mt->name, mt->unit, mt->description, kind,
+                                        metric_points(mt), st);
+    if (f == NULL)
         return;
-    }
-    if (err == 0)
-        err = lk_prom_unit(&m->tmp, mt->unit);
-    if (err == 0)
-        err = lk_buf_append(&m->tmp, "", 1);
-    lk_prom_family *f = NULL;
-    if (err == 0)
-        f = lk_prom_family_get(m->store, (const char *)m->name.data, m->name.len, kind,
-                               mt->description, (const char *)m->tmp.data, &err);
-    if (f == NULL) {
-        st->dropped[err == LK_EEXIST  ? LK_PROM_DROP_TYPE_CONFLICT
-                    : err == LK_E2BIG ? LK_PROM_DROP_SERIES_LIMIT
-                                      : LK_PROM_DROP_INVALID] += metric_points(mt);
-        return;
-    }
     switch (mt->data_case) {
     case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE:
         number_points(m, f, mt->gauge->data_points, mt->gauge->n_data_points, false, false,
@@ -964,9 +942,8 @@ static bool identifying(const char *key)
 
 /* Labels of the resource (job, instance, promoted) as the fixed labels; and
  * its target_info series. */
-static int resource_labels(lk_prom_mapper *m,
-                           const Opentelemetry__Proto__Resource__V1__Resource *r,
-                           uint64_t now_ms, struct lk_prom_map_stats *st)
+int lk__prom_resource_labels(lk_prom_mapper *m, const Resource *r, uint64_t now_ms,
+                             struct lk_prom_map_stats *st)
 {
     m->nlabels = 0;
     m->nfixed = 0;
@@ -1026,8 +1003,7 @@ static int resource_labels(lk_prom_mapper *m,
     return rc;
 }
 
-static int scope_labels(lk_prom_mapper *m, size_t resource_n,
-                        const Opentelemetry__Proto__Common__V1__InstrumentationScope *sc)
+int lk__prom_scope_labels(lk_prom_mapper *m, size_t resource_n, const Scope *sc)
 {
     m->nlabels = resource_n;
     m->nfixed = resource_n;
@@ -1042,28 +1018,40 @@ static int scope_labels(lk_prom_mapper *m, size_t resource_n,
     return rc;
 }
 
-int lk_prom_mapper_apply(lk_prom_mapper *m, const uint8_t *body, size_t len,
-                         uint64_t now_ms, struct lk_prom_map_stats *st)
+void lk__prom_scope_metrics_unpacked(lk_prom_mapper *m, size_t rn,
+                                     const Opentelemetry__Proto__Metrics__V1__ScopeMetrics *sm,
+                                     uint64_t now_ms, struct lk_prom_map_stats *st)
+{
+    if (lk__prom_scope_labels(m, rn, sm->scope) < 0)
+        return;
+    for (size_t k = 0; k < sm->n_metrics; k++)
+        lk__prom_apply_metric(m, sm->metrics[k], now_ms, st);
+}
+
+int lk__prom_resource_metrics_unpacked(
+    lk_prom_mapper *m, const Opentelemetry__Proto__Metrics__V1__ResourceMetrics *rm,
+    uint64_t now_ms, struct lk_prom_map_stats *st)
+{
+    int rc = lk__prom_resource_labels(m, rm->resource, now_ms, st);
+    size_t rn = m->nlabels;
+    for (size_t j = 0; rc == 0 && j < rm->n_scope_metrics; j++)
+        lk__prom_scope_metrics_unpacked(m, rn, rm->scope_metrics[j], now_ms, st);
+    return rc;
+}
+
+int lk__prom_mapper_apply_unpacked(lk_prom_mapper *m, const uint8_t *body, size_t len,
+                                   uint64_t now_ms, struct lk_prom_map_stats *st)
 {
     Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest *req =
         opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__unpack(
             &m->alloc, len, body);
     if (req == NULL) {
-        arena_reset(&m->arena);
+        lk__prom_arena_reset(&m->arena);
         return LK_EPROTO;
     }
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < req->n_resource_metrics; i++) {
-        const Opentelemetry__Proto__Metrics__V1__ResourceMetrics *rm = req->resource_metrics[i];
-        rc = resource_labels(m, rm->resource, now_ms, st);
-        size_t rn = m->nlabels;
-        for (size_t j = 0; rc == 0 && j < rm->n_scope_metrics; j++) {
-            const Opentelemetry__Proto__Metrics__V1__ScopeMetrics *sm = rm->scope_metrics[j];
-            rc = scope_labels(m, rn, sm->scope);
-            for (size_t k = 0; rc == 0 && k < sm->n_metrics; k++)
-                apply_metric(m, sm->metrics[k], now_ms, st);
-        }
-    }
-    arena_reset(&m->arena);
+    for (size_t i = 0; rc == 0 && i < req->n_resource_metrics; i++)
+        rc = lk__prom_resource_metrics_unpacked(m, req->resource_metrics[i], now_ms, st);
+    lk__prom_arena_reset(&m->arena);
     return rc;
 }

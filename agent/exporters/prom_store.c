@@ -86,6 +86,7 @@ struct lk_prom_store {
     struct lk_pbexpo_exemplar *xv; /* and exemplar views per bucket */
     const struct lk_pbexpo_exemplar **xp;
     size_t capxv;
+    uint64_t epoch;  /* counts removals of series and families */
     bool track;      /* keep the touched list */
     bool track_oom;  /* a series could not join it: report every series */
     lk_prom_series **touched;
@@ -93,7 +94,7 @@ struct lk_prom_store {
 };
 
 /* Eight bytes per multiply: label sets are a few hundred bytes long. */
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+uint64_t lk_prom_hash(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *s = p;
     for (; n >= 8; s += 8, n -= 8) {
@@ -110,8 +111,8 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
 static uint64_t series_hash(const lk_prom_family *f, const char *labels, size_t len)
 {
     uintptr_t fp = (uintptr_t)f;
-    uint64_t h = hash_bytes(0xcbf29ce484222325ull, &fp, sizeof(fp));
-    h = hash_bytes(h, labels, len);
+    uint64_t h = lk_prom_hash(0xcbf29ce484222325ull, &fp, sizeof(fp));
+    h = lk_prom_hash(h, labels, len);
     return h ^ (h >> 29);
 }
 
@@ -669,6 +670,7 @@ int lk_prom_series_summary_set(lk_prom_series *se, const double *quantiles,
 
 static void series_unlink(lk_prom_store *s, lk_prom_series *se)
 {
+    s->epoch++;
     lk_prom_series **pp = &s->table[se->hash & (s->nbuckets - 1)];
     while (*pp != se)
         pp = &(*pp)->hnext;
@@ -712,8 +714,10 @@ size_t lk_prom_store_expire(lk_prom_store *s, uint64_t now_ms)
             }
         }
         /* Families without series go too (names that churn, points refused). */
-        if (f->nseries == 0)
+        if (f->nseries == 0) {
             family_free(f);
+            s->epoch++;
+        }
         else
             s->fams[kept++] = f;
     }
@@ -1212,4 +1216,9 @@ int lk_prom_store_render_proto(lk_prom_store *s, lk_buf *out)
     }
     lk_pbexpo_fini(&px);
     return rc;
+}
+
+uint64_t lk_prom_store_epoch(const lk_prom_store *s)
+{
+    return s->epoch;
 }

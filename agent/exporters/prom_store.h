@@ -169,6 +169,13 @@ int lk_prom_series_summary_set(lk_prom_series *se, const double *quantiles,
  */
 int lk_prom_series_exemplar(lk_prom_series *se, size_t i, const struct lk_pbexpo_exemplar *x);
 
+/* Grows whenever a series or a family is removed (removed, expired): a
+ * pointer to either taken before is valid while the epoch stays. */
+uint64_t lk_prom_store_epoch(const lk_prom_store *s);
+
+/* The store's hash: |n| bytes at |p| mixed into |h|. */
+uint64_t lk_prom_hash(uint64_t h, const void *p, size_t n);
+
 /* Removes |se| (e.g. one just created for a point that turned out invalid). */
 void lk_prom_store_remove(lk_prom_store *s, lk_prom_series *se);
 

@@ -5,13 +5,19 @@
  * cap, then rendered as text 0.0.4, as OpenMetrics and as the protobuf
  * exposition, and encoded as a remote write body.
  *
- * Besides "never crash": every rendered line is a comment or a sample of the
- * text format (`name{...} value`), with balanced label quotes; the series
- * count never passes the cap; a body protobuf-c cannot unpack is LK_EPROTO
- * and leaves the store empty; the protobuf exposition is a sequence of
+ * Besides "never crash": the wire walk (lk_prom_mapper_apply, with its
+ * series cache) and the reference path that unpacks the whole body with
+ * protobuf-c give the same store (rendered alike) and the same counts after
+ * each of the two applies, whenever the body passes the receivers'
+ * validation (lk_otlp_validate, as every body the exporters get does) and
+ * protobuf-c unpacks it (otherwise the walk returns 0 or LK_EPROTO, having
+ * applied what came before the fault); every rendered line is a comment or a sample of the text
+ * format (`name{...} value`), with balanced label quotes; the series count
+ * never passes the cap; the protobuf exposition is a sequence of
  * length-delimited MetricFamily messages protobuf-c can unpack, one per
  * family of the text; the remote write body unpacks as a WriteRequest.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,11 +25,29 @@
 
 #include "core/err.h"
 #include "exporters/prom_otlp.h"
+#include "exporters/prom_otlp_impl.h" /* the reference: lk__prom_mapper_apply_unpacked */
 #include "exporters/prom_rw.h"
+#include "receivers/otlp_validate.h"
 #include "prometheus/io/prometheus/client/metrics.pb-c.h"
 #include "prometheus/prompb/remote.pb-c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Whether two stores render the same text. */
+static bool same_store(lk_prom_store *a, lk_prom_store *b)
+{
+    lk_buf x, y;
+    lk_buf_init(&x, 256 << 20);
+    lk_buf_init(&y, 256 << 20);
+    bool same = lk_prom_store_render(a, &x, true) == 0 && lk_prom_store_render(b, &y, true) == 0 &&
+                x.len == y.len && (x.len == 0 || memcmp(x.data, y.data, x.len) == 0);
+    if (!same)
+        fprintf(stderr, "walk:\n%.*s\nprotobuf-c:\n%.*s\n", (int)x.len, (const char *)x.data,
+                (int)y.len, (const char *)y.data);
+    lk_buf_fini(&x);
+    lk_buf_fini(&y);
+    return same;
+}
 
 static int collect(void *arg, lk_prom_series *se)
 {
@@ -95,13 +119,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct lk_prom_map_stats st = {0};
     if (m == NULL)
         abort();
-    int rc = lk_prom_mapper_apply(m, data, size, 1000, &st);
-    if (rc == LK_EPROTO && lk_prom_store_series_count(s) != 0)
+    /* The reference: the same body unpacked whole by protobuf-c. */
+    lk_prom_store *rs_ = lk_prom_store_create(&so);
+    lk_prom_mapper *rm_ = lk_prom_mapper_create(&mo, rs_);
+    struct lk_prom_map_stats rst = {0};
+    if (rm_ == NULL)
         abort();
-    if (rc == 0)
-        rc = lk_prom_mapper_apply(m, data, size, 2000, &st);
-    if (rc != 0 && rc != LK_EPROTO)
-        abort();
+    int rc = 0, ref = 0;
+    /* What reaches the exporter passed the receivers' validation. */
+    struct lk_otlp_counts counts;
+    bool valid = lk_otlp_validate(LK_SIGNAL_METRICS, data, size, &counts, NULL, 0) == 0;
+    for (uint64_t now = 1000; now <= 2000 && rc == 0; now += 1000) {
+        rc = lk_prom_mapper_apply(m, data, size, now, &st);
+        ref = lk__prom_mapper_apply_unpacked(rm_, data, size, now, &rst);
+        if (rc != 0 && rc != LK_EPROTO)
+            abort();
+        if (ref == 0 && valid && (rc != 0 || !same_store(s, rs_) ||
+                         memcmp(&st, &rst, sizeof(st)) != 0)) {
+            fprintf(stderr, "the wire walk and protobuf-c disagree (rc %d)\n", rc);
+            abort();
+        }
+        if (ref != 0)
+            break;
+    }
+    lk_prom_mapper_destroy(rm_);
+    lk_prom_store_destroy(rs_);
     if (lk_prom_store_series_count(s) > MAX_SERIES)
         abort();
     lk_buf out;
