@@ -15,8 +15,11 @@
  * - exponential histograms are kept as such in the store (deltas with other
  *   bucket ranges add up) and render as classic buckets.
  *
- * A request is decoded with protobuf-c into an arena that is reset after it:
- * points of existing series allocate nothing. Loop thread only.
+ * A request is walked over its wire bytes (prom_wire.c): a gauge or sum point
+ * whose attribute bytes were seen before under the same family, resource and
+ * scope goes straight to its series; the rest is decoded with protobuf-c into
+ * an arena that is reset after it. Points of existing series allocate
+ * nothing. Loop thread only.
  */
 #ifndef LK_EXPORTERS_PROM_OTLP_H
 #define LK_EXPORTERS_PROM_OTLP_H
@@ -58,8 +61,9 @@ void lk_prom_mapper_destroy(lk_prom_mapper *m); /* NULL-safe */
 
 /*
  * Applies one ExportMetricsServiceRequest body. Adds what happened to |st|.
- * Returns 0, LK_EPROTO when the body does not decode (nothing applied), or
- * LK_ENOMEM.
+ * Returns 0, LK_EPROTO when the body does not decode, or LK_ENOMEM. Bodies
+ * are expected to have passed the receivers' validation: a malformed one is
+ * applied up to its first fault found.
  */
 int lk_prom_mapper_apply(lk_prom_mapper *m, const uint8_t *body, size_t len,
                          uint64_t now_ms, struct lk_prom_map_stats *st);
