@@ -25,6 +25,8 @@ struct lk_admin {
     lk_admin_render_cb render; /* extra exposition, may be NULL */
     void *render_arg;
     lk_exposition expo; /* the /metrics bodies, reused between scrapes */
+    lk_admin_reload_cb reload;  /* POST /-/reload, may be NULL */
+    void *reload_arg;
     void (*done)(void *arg);
     void *done_arg;
 };
@@ -57,6 +59,25 @@ static void handle(lk_httpd_req *req, void *arg)
     lk_admin *a = arg;
     const char *path = lk_httpd_req_path(req);
     const char *method = lk_httpd_req_method(req);
+    if (strcmp(path, "/-/reload") == 0) {
+        if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0) {
+            respond_text(req, 405, "Allow: POST, PUT\r\n", "method not allowed\n");
+            return;
+        }
+        if (a->reload == NULL) {
+            respond_text(req, 503, NULL, "reload not available\n");
+            return;
+        }
+        char *errors = NULL;
+        int rc = a->reload(a->reload_arg, &errors);
+        if (rc == 0)
+            respond_text(req, 200, NULL, "reloaded\n");
+        else
+            respond_text(req, rc == LK_ECONFIG ? 400 : 500, NULL,
+                         errors != NULL ? errors : lk_strerror(rc));
+        free(errors);
+        return;
+    }
     bool known = strcmp(path, "/metrics") == 0 ||
                  strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0;
     if (!known) {
@@ -101,6 +122,12 @@ int lk_admin_start(lk_admin **out, uv_loop_t *loop, const char *endpoint,
     }
     *out = a;
     return 0;
+}
+
+void lk_admin_set_reload(lk_admin *a, lk_admin_reload_cb cb, void *arg)
+{
+    a->reload = cb;
+    a->reload_arg = arg;
 }
 
 void lk_admin_set_ready(lk_admin *a, bool ready)

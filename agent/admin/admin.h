@@ -38,6 +38,14 @@ void lk_admin_set_ready(lk_admin *a, bool ready);
  */
 typedef lk_exposition_render lk_admin_render_cb;
 void lk_admin_set_renderer(lk_admin *a, lk_admin_render_cb render, void *arg);
+/*
+ * POST (or PUT) /-/reload calls |cb|, which reloads the configuration and
+ * returns 0 (answered 200), LK_ECONFIG with *errors set to the errors, one
+ * per line (answered 400), or another LK_E* (500, with *errors when set).
+ * *errors is malloc'd; the admin frees it.
+ */
+typedef int (*lk_admin_reload_cb)(void *arg, char **errors);
+void lk_admin_set_reload(lk_admin *a, lk_admin_reload_cb cb, void *arg);
 /* The bound TCP port (for endpoints with port 0), or -1. */
 int lk_admin_port(const lk_admin *a);
 /* Stops listening, closes connections, frees |a|, then calls |done| (may be

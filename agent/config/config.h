@@ -204,4 +204,10 @@ void lk_config_destroy(lk_config *c);
 
 const char *lk_signal_name(enum lk_signal s); /* "traces", "metrics", "logs" */
 
+/* Whether two sections say the same (config/compare.c), for a reload. */
+bool lk_exporter_config_equal(const struct lk_exporter_config *a,
+                              const struct lk_exporter_config *b);
+bool lk_lines_receiver_config_equal(const struct lk_lines_receiver_config *a,
+                                    const struct lk_lines_receiver_config *b);
+
 #endif

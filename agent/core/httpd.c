@@ -873,6 +873,20 @@ static void on_listener_close(uv_handle_t *handle)
     httpd_maybe_done(h);
 }
 
+void lk_httpd_set_limits(lk_httpd *h, const struct lk_httpd_opts *o)
+{
+    if (o->max_connections)
+        h->max_connections = o->max_connections;
+    if (o->max_header_bytes)
+        h->max_header_bytes = o->max_header_bytes;
+    if (o->max_body_bytes)
+        h->max_body_bytes = o->max_body_bytes;
+    if (o->idle_timeout_ms)
+        h->idle_timeout_ms = o->idle_timeout_ms;
+    if (o->request_timeout_ms)
+        h->request_timeout_ms = o->request_timeout_ms;
+}
+
 void lk_httpd_close(lk_httpd *h, void (*done)(void *arg), void *arg)
 {
     if (h == NULL || h->closing)

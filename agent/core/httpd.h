@@ -85,6 +85,9 @@ int lk_httpd_port(const lk_httpd *h);
  * given to the handler has been answered; |h| is freed just before. Call
  * once; |h| must not be used afterwards except through pending requests.
  */
+/* New limits (the non-zero ones of |o|; the endpoint and callbacks are
+ * ignored): for connections accepted and requests begun from now on. */
+void lk_httpd_set_limits(lk_httpd *h, const struct lk_httpd_opts *o);
 void lk_httpd_close(lk_httpd *h, void (*done)(void *arg), void *arg);
 
 /* Request accessors. Strings are NUL-terminated. */

@@ -8,24 +8,41 @@
 struct lk_pipeline {
     enum lk_signal signal;
     size_t n;
-    lk_queue *queues[];
+    lk_queue **queues;
 };
+
+int lk_pipeline_set_queues(lk_pipeline *p, lk_queue **queues, size_t n)
+{
+    lk_queue **q = malloc((n ? n : 1) * sizeof(*q));
+    if (q == NULL)
+        return LK_ENOMEM;
+    if (n > 0)
+        memcpy(q, queues, n * sizeof(*q));
+    free(p->queues);
+    p->queues = q;
+    p->n = n;
+    return 0;
+}
 
 int lk_pipeline_create(lk_pipeline **out, enum lk_signal sig, lk_queue **queues,
                        size_t n)
 {
-    lk_pipeline *p = malloc(sizeof(*p) + n * sizeof(p->queues[0]));
+    lk_pipeline *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return LK_ENOMEM;
     p->signal = sig;
-    p->n = n;
-    memcpy(p->queues, queues, n * sizeof(p->queues[0]));
+    if (lk_pipeline_set_queues(p, queues, n) < 0) {
+        free(p);
+        return LK_ENOMEM;
+    }
     *out = p;
     return 0;
 }
 
 void lk_pipeline_destroy(lk_pipeline *p)
 {
+    if (p != NULL)
+        free(p->queues);
     free(p);
 }
 

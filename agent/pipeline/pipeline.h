@@ -15,6 +15,9 @@ typedef struct lk_pipeline lk_pipeline;
 int lk_pipeline_create(lk_pipeline **out, enum lk_signal sig, lk_queue **queues,
                        size_t n);
 void lk_pipeline_destroy(lk_pipeline *p);
+/* Replaces the queues (a reload): later items go to these. LK_ENOMEM, with
+ * the old ones kept. */
+int lk_pipeline_set_queues(lk_pipeline *p, lk_queue **queues, size_t n);
 enum lk_signal lk_pipeline_signal(const lk_pipeline *p);
 
 /*

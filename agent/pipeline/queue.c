@@ -54,6 +54,7 @@ struct lk_queue {
     uv_timer_t timer; /* batch timeout */
     bool draining;
     bool aborted;
+    const char *abort_reason; /* static: "shutdown", "reload" */
     void (*drain_done)(void *);
     void *drain_arg;
     uint64_t rng;
@@ -201,7 +202,7 @@ static int push(lk_queue *q, lk_item *it, bool over)
 {
     if (q->aborted || (!over && !lk_queue_has_room(q, it->count, it->len)) ||
         (q->nqueued == q->ring_cap && ring_grow(q) < 0)) {
-        lk_queue_count_dropped(q, it->count, q->aborted ? "shutdown" : "queue_full");
+        lk_queue_count_dropped(q, it->count, q->aborted ? q->abort_reason : "queue_full");
         return LK_EAGAIN;
     }
     q->ring[(q->head + q->nqueued) % q->ring_cap] = lk_item_ref(it);
@@ -223,6 +224,24 @@ int lk_queue_push(lk_queue *q, lk_item *it)
 int lk_queue_push_over(lk_queue *q, lk_item *it)
 {
     return push(q, it, true);
+}
+
+void lk_queue_move_waiting(lk_queue *from, lk_queue *to)
+{
+    uv_timer_stop(&from->timer);
+    while (from->nqueued > 0) {
+        lk_item *it = from->ring[from->head];
+        from->head = (from->head + 1) % from->ring_cap;
+        from->nqueued--;
+        from->queued_items -= it->count;
+        from->queued_bytes -= it->len;
+        from->held_items -= it->count;
+        from->held_bytes -= it->len;
+        (void)push(to, it, true); /* counted there if it cannot be held */
+        lk_item_unref(it);
+    }
+    update_gauge(from);
+    check_drained(from);
 }
 
 static void batch_free_cb(uv_handle_t *h)
@@ -402,7 +421,7 @@ void lk_batch_done(lk_batch *b, enum lk_export_result r, int64_t retry_after_ms,
         if (retry_after_ms > 0 && (uint64_t)retry_after_ms > delay)
             delay = (uint64_t)retry_after_ms;
         if (q->aborted || !q->rcfg.enabled) {
-            give_up(b, q->aborted ? "shutdown" : "retry_disabled");
+            give_up(b, q->aborted ? q->abort_reason : "retry_disabled");
         } else if (q->rcfg.max_elapsed_time_ms != 0 &&
                    now - b->first_ms + delay > q->rcfg.max_elapsed_time_ms) {
             lk_log(LK_LOG_WARN, "export retries exhausted, dropping batch",
@@ -490,14 +509,20 @@ void lk_queue_drain(lk_queue *q, void (*done)(void *arg), void *arg)
 
 void lk_queue_abort(lk_queue *q)
 {
+    lk_queue_abort_reason(q, "shutdown");
+}
+
+void lk_queue_abort_reason(lk_queue *q, const char *reason)
+{
     q->aborted = true;
+    q->abort_reason = reason;
     uv_timer_stop(&q->timer);
     while (q->nqueued > 0) {
         lk_item *it = q->ring[q->head];
         q->head = (q->head + 1) % q->ring_cap;
         q->nqueued--;
         lk_counter_add(q->failed, it->count);
-        lk_queue_count_dropped(q, it->count, "shutdown");
+        lk_queue_count_dropped(q, it->count, reason);
         q->held_items -= it->count;
         q->held_bytes -= it->len;
         lk_item_unref(it);
@@ -508,7 +533,7 @@ void lk_queue_abort(lk_queue *q)
         lk_batch *next = b->next;
         if (b->waiting) {
             uv_timer_stop(&b->backoff);
-            give_up(b, "shutdown");
+            give_up(b, reason);
         }
         b = next;
     }

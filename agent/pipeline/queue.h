@@ -48,6 +48,12 @@ void lk_queue_drain(lk_queue *q, void (*done)(void *arg), void *arg);
 /* Drops everything not in flight (reason "shutdown") and makes failed
  * attempts drop instead of retry. Used when the shutdown deadline passes. */
 void lk_queue_abort(lk_queue *q);
+/* The same, counted with |reason| (a static string, e.g. "reload"). */
+void lk_queue_abort_reason(lk_queue *q, const char *reason);
+/* Moves the items waiting for a batch (not those in batches, in flight or
+ * backing off) to the end of |to|, in order, past its caps: for a reload that
+ * replaces a queue. */
+void lk_queue_move_waiting(lk_queue *from, lk_queue *to);
 uint64_t lk_queue_held_items(const lk_queue *q);
 /* Frees the queue; it must hold nothing (after drain/abort completed).
  * NULL-safe. Handles close asynchronously; the memory goes in close callbacks. */

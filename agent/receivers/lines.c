@@ -1201,6 +1201,12 @@ static void read_rest(struct conn *c)
     }
 }
 
+void lk_lines_set_pipeline(lk_lines *r, lk_pipeline *logs)
+{
+    r->logs = logs;
+    lk_pipeline_item_limits(logs, &r->item_recs, &r->item_bytes);
+}
+
 void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg)
 {
     if (r->closing)

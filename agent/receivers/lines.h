@@ -38,6 +38,9 @@ int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
  * partial last line. Then the connections are closed. |done| runs on the
  * loop once every handle is closed.
  */
+/* The logs pipeline from now on, or the same one with other queues (a
+ * reload): the size of the items made follows its queues. */
+void lk_lines_set_pipeline(lk_lines *r, lk_pipeline *logs);
 void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg);
 
 /* ---- exposed for tests: framing a byte stream into lines ---- */

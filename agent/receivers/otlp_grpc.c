@@ -833,6 +833,15 @@ static void maybe_finish_close(lk_otlp_grpc *r)
         done(arg);
 }
 
+void lk_otlp_grpc_update(lk_otlp_grpc *r, const struct lk_grpc_receiver_config *cfg,
+                         lk_pipeline *const pipelines[LK_SIGNAL_COUNT])
+{
+    char *endpoint = r->cfg.endpoint; /* unchanged: the caller checked */
+    r->cfg = *cfg;
+    r->cfg.endpoint = endpoint;
+    memcpy(r->pipelines, pipelines, sizeof(r->pipelines));
+}
+
 void lk_otlp_grpc_close(lk_otlp_grpc *r, void (*done)(void *arg), void *arg)
 {
     r->closing = true;

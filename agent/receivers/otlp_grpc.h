@@ -23,6 +23,10 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
                        lk_metrics *m);
 /* Stops accepting, sends GOAWAY to every connection, closes them once their
  * pending output is written, and calls |done| when all handles are closed. */
+/* A reload that keeps the endpoint: new limits (for new connections and
+ * streams; idle timeouts as they are next armed) and pipelines. */
+void lk_otlp_grpc_update(lk_otlp_grpc *r, const struct lk_grpc_receiver_config *cfg,
+                         lk_pipeline *const pipelines[LK_SIGNAL_COUNT]);
 void lk_otlp_grpc_close(lk_otlp_grpc *r, void (*done)(void *arg), void *arg);
 
 #endif

@@ -580,6 +580,20 @@ static void httpd_closed(void *arg)
         done(done_arg);
 }
 
+void lk_otlp_http_update(lk_otlp_http *r, const struct lk_http_receiver_config *cfg,
+                         lk_pipeline *const pipelines[LK_SIGNAL_COUNT])
+{
+    memcpy(r->pipelines, pipelines, sizeof(r->pipelines));
+    struct lk_httpd_opts o = {
+        .max_connections = cfg->max_connections,
+        .max_header_bytes = (size_t)cfg->max_header_bytes,
+        .max_body_bytes = (size_t)cfg->max_request_body_size,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .request_timeout_ms = cfg->read_timeout_ms,
+    };
+    lk_httpd_set_limits(r->httpd, &o);
+}
+
 void lk_otlp_http_close(lk_otlp_http *r, void (*done)(void *arg), void *arg)
 {
     r->close_done = done;

@@ -53,6 +53,10 @@ int lk_otlp_http_port(const lk_otlp_http *r);
  * so none is lost half-handled). |done| (may be NULL) runs on the loop once
  * everything is closed; |r| is freed just before. Call once.
  */
+/* A reload that keeps the endpoint: new limits (for new connections and
+ * requests) and pipelines. */
+void lk_otlp_http_update(lk_otlp_http *r, const struct lk_http_receiver_config *cfg,
+                         lk_pipeline *const pipelines[LK_SIGNAL_COUNT]);
 void lk_otlp_http_close(lk_otlp_http *r, void (*done)(void *arg), void *arg);
 
 #endif
