@@ -1,7 +1,8 @@
 # lookout: one plain Makefile, pkg-config for every dependency.
 #   make            build build/lookout
 #   make run        start the agent on config/lookout.yaml
-#   make test       unit tests, the same under ASan+UBSan, proto check, integration, interop
+#   make test       unit tests, the same under ASan+UBSan, proto check, integration
+#                   (the reload tests also on an ASan+UBSan agent), interop
 #   make bench      benchmarks (see test/bench/)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
 #   make deps       install what the build and the tests lack (apt-get or brew, npm)
@@ -83,7 +84,7 @@ UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(B)/test/%)
 
 FUZZ_SRC := $(shell find test/fuzz -maxdepth 1 -name '*_fuzz.c' 2>/dev/null | sort)
 
-.PHONY: all run test unit unit-san proto-check service-check integration interop bench fuzz fuzz-bins deps deps-build \
+.PHONY: all run test unit unit-san proto-check service-check integration integration-san interop bench fuzz fuzz-bins deps deps-build \
         clean check-deps check-test-deps format-check fresh-check
 .DEFAULT_GOAL := all
 
@@ -252,6 +253,11 @@ proto-check: check-test-deps
 integration: check-test-deps $(B)/lookout
 	@sh test/integration/run.sh
 
+# The reload and shutdown tests again, on an agent built with ASan+UBSan.
+integration-san: check-test-deps
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined build-san/lookout
+	@LOOKOUT_BIN=build-san/lookout INTEGRATION_NAME=integration-san sh test/integration/run.sh test_reload
+
 # The official OpenTelemetry JavaScript SDK against build/lookout (npm install
 # into build/interop-node on first use).
 interop: check-test-deps $(B)/lookout
@@ -273,6 +279,7 @@ test: deps
 	$(STAGE) proto $(MAKE) --no-print-directory proto-check
 	$(STAGE) service $(MAKE) --no-print-directory service-check
 	$(STAGE) integration $(MAKE) --no-print-directory integration
+	$(STAGE) integration-san $(MAKE) --no-print-directory integration-san
 	$(STAGE) interop $(MAKE) --no-print-directory interop
 	@echo "test: all stages passed in $$(( $$(date +%s) - $$(cat build/.test-start) ))s"
 

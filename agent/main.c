@@ -26,6 +26,8 @@ enum {
 
 /* How long SIGHUPs are gathered into one reload. */
 #define RELOAD_COALESCE_MS 50
+/* watch_config: how long the file must stay quiet before it is read. */
+#define WATCH_DEBOUNCE_MS 300
 
 struct agent {
     uv_loop_t loop;
@@ -34,6 +36,9 @@ struct agent {
     lk_admin *admin;
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t reload_timer;
+    uv_fs_event_t watch; /* watch_config: the config file's directory */
+    bool watching;
+    char *watch_base;    /* the file's name in it */
     bool stopping;
 };
 
@@ -57,6 +62,52 @@ static void usage(FILE *f)
             "Exit codes: 0 ok, 1 invalid configuration, 2 usage, 3 start-up failure.\n");
 }
 
+static void reload_timer_cb(uv_timer_t *t);
+
+static void watch_cb(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    (void)h;
+    (void)events;
+    if (status < 0 || A.stopping)
+        return;
+    /* Editors write aside and rename: the name, not the inode, is what counts.
+     * Some systems do not say which file changed. */
+    if (filename != NULL && strcmp(filename, A.watch_base) != 0)
+        return;
+    uv_timer_start(&A.reload_timer, reload_timer_cb, WATCH_DEBOUNCE_MS, 0);
+}
+
+/* Starts or stops watching the file as the configuration in force says. */
+static void sync_watch(void)
+{
+    const lk_config *c = lk_service_config();
+    bool want = c != NULL && c->watch_config && !A.stopping;
+    if (want == A.watching)
+        return;
+    if (!want) {
+        uv_fs_event_stop(&A.watch);
+        A.watching = false;
+        return;
+    }
+    const char *slash = strrchr(c->path, '/');
+    char dir[4096];
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash == c->path ? 1 : slash - c->path),
+                 c->path);
+    free(A.watch_base);
+    A.watch_base = strdup(slash ? slash + 1 : c->path);
+    int rc = A.watch_base ? uv_fs_event_start(&A.watch, watch_cb, dir, 0) : UV_ENOMEM;
+    if (rc != 0) {
+        lk_log(LK_LOG_ERROR, "watch_config: cannot watch the configuration's directory",
+               LK_S("dir", dir) LK_S("error", uv_strerror(rc)));
+        return;
+    }
+    A.watching = true;
+    lk_log(LK_LOG_INFO, "watching the configuration file", LK_S("config", c->path));
+}
+
 /* The service is down: the admin listener and our handles go last. */
 static void service_done(void)
 {
@@ -64,6 +115,7 @@ static void service_done(void)
     uv_close((uv_handle_t *)&A.sig_term, NULL);
     uv_close((uv_handle_t *)&A.sig_hup, NULL);
     uv_close((uv_handle_t *)&A.reload_timer, NULL);
+    uv_close((uv_handle_t *)&A.watch, NULL);
     if (A.admin != NULL) {
         lk_admin_close(A.admin, NULL, NULL);
         A.admin = NULL;
@@ -78,6 +130,7 @@ static void begin_shutdown(int signum)
                LK_U("shutdown_timeout_ms", lk_service_config()->shutdown_timeout_ms));
     A.stopping = true;
     uv_timer_stop(&A.reload_timer);
+    sync_watch();
     if (A.admin != NULL)
         lk_admin_set_ready(A.admin, false);
     lk_service_shutdown(service_done);
@@ -86,7 +139,9 @@ static void begin_shutdown(int signum)
 static int admin_reload(void *arg, char **errors)
 {
     (void)arg;
-    return lk_service_reload(errors);
+    int rc = lk_service_reload(errors);
+    sync_watch();
+    return rc;
 }
 
 static void reload_timer_cb(uv_timer_t *t)
@@ -95,6 +150,7 @@ static void reload_timer_cb(uv_timer_t *t)
     char *errors = NULL;
     (void)lk_service_reload(&errors); /* logged and counted there */
     free(errors);
+    sync_watch();
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -132,6 +188,7 @@ static int run(void)
         return EXIT_STARTUP;
     register_agent_metrics();
     uv_timer_init(&A.loop, &A.reload_timer);
+    uv_fs_event_init(&A.loop, &A.watch);
     uv_signal_init(&A.loop, &A.sig_int);
     uv_signal_init(&A.loop, &A.sig_term);
     uv_signal_init(&A.loop, &A.sig_hup);
@@ -160,6 +217,7 @@ static int run(void)
     } else {
         lk_admin_set_reload(A.admin, admin_reload, NULL);
         lk_admin_set_ready(A.admin, true);
+        sync_watch();
         lk_log(LK_LOG_INFO, "started", LK_S("version", LK_VERSION) LK_S("config", path));
     }
     uv_run(&A.loop, UV_RUN_DEFAULT);
@@ -169,6 +227,7 @@ static int run(void)
         lk_log(LK_LOG_WARN, "loop closed with handles still open");
     lk_service_fini();
     lk_metrics_destroy(A.metrics);
+    free(A.watch_base);
     return code;
 }
 

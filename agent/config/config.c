@@ -2347,6 +2347,7 @@ static const struct field admin_fields[] = {
 static const struct field root_fields[] = {
     F_ENUM("log_level", lk_config, log_level, log_level_names),
     F_INT("shutdown_timeout", FT_DURATION, lk_config, shutdown_timeout_ms, 0, DUR_MAX),
+    F_VAL("watch_config", FT_BOOL, lk_config, watch_config),
     F_NODE("admin"),
     F_NODE("receivers"),
     F_NODE("exporters"),

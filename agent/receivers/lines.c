@@ -465,6 +465,8 @@ struct lk_lines {
     uv_loop_t *loop;
     char *name;
     char *path;
+    dev_t dev; /* of the socket file we made: unlinked at close only if still ours */
+    ino_t ino;
     bool datagram;
     uint64_t max_line;
     uint32_t max_conns;
@@ -978,6 +980,29 @@ static int resolve_id(const char *name, bool group, unsigned *out)
 }
 
 /*
+ * Whether a process serves the socket at |path| (a connect succeeds): then
+ * it is not stale, and not ours to replace.
+ */
+static bool socket_served(const char *path, bool datagram)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return false;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return false;
+    memcpy(sa.sun_path, path, strlen(path));
+    int fd = socket(AF_UNIX, datagram ? SOCK_DGRAM : SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    bool served = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return served;
+}
+
+/*
  * Creates the bound socket at |path|: bound under a temporary name, given
  * its mode and owner there, then renamed into place, so no client can
  * connect while the permissions are still the umask's.
@@ -993,6 +1018,12 @@ static int make_socket(lk_lines *r, const struct lk_lines_receiver_config *cfg,
         return rc;
     uid_t uid = (uid_t)owner;
     gid_t gid = (gid_t)group;
+    if (socket_served(r->path, r->datagram)) {
+        lk_log(LK_LOG_ERROR, "the line socket path is served by a running process (another "
+                             "lookout?); not taking it over",
+               LK_S("receiver", r->name) LK_S("path", r->path));
+        return LK_EEXIST;
+    }
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
@@ -1025,6 +1056,11 @@ static int make_socket(lk_lines *r, const struct lk_lines_receiver_config *cfg,
     what = "rename";
     if (rename(sa.sun_path, r->path) != 0)
         goto fail_unlink;
+    struct stat st;
+    if (lstat(r->path, &st) == 0) {
+        r->dev = st.st_dev;
+        r->ino = st.st_ino;
+    }
     *out = fd;
     return 0;
 
@@ -1215,7 +1251,9 @@ void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg)
     r->done = done;
     r->done_arg = arg;
     r->open++; /* held until every close below has started */
-    unlink(r->path);
+    struct stat st; /* a file another process put there since is not ours */
+    if (lstat(r->path, &st) == 0 && st.st_dev == r->dev && st.st_ino == r->ino)
+        unlink(r->path);
     if (r->handle_open) {
         r->open++;
         if (r->datagram) {

@@ -5,7 +5,8 @@
 # test/integration/test_*.py (or the unittest names given as arguments, e.g.
 # test_traces.TracesTest.test_a_spans_round_trip) and ends with one line
 # "integration: N passed, N failed". Exit status is non-zero on any failure.
-# Env: LOOKOUT_BIN (default build/lookout), LOOKOUT_PROTO_DIR (default proto).
+# Env: LOOKOUT_BIN (default build/lookout), LOOKOUT_PROTO_DIR (default proto),
+# INTEGRATION_NAME (the name of the summary line, default integration).
 
 cd "$(dirname "$0")/../.." || exit 1
 
@@ -54,5 +55,5 @@ else
     failed=1
 fi
 [ "$rc" -eq 0 ] || [ "$failed" -gt 0 ] || failed=1
-echo "integration: $passed passed, $failed failed"
+echo "${INTEGRATION_NAME:-integration}: $passed passed, $failed failed"
 [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]

@@ -153,6 +153,36 @@ class ReloadTest(unittest.TestCase):
         self.assertGreater(self.agent.metric(
             "lookout_config_last_reload_success_timestamp_seconds"), 0)
 
+    def test_watch_config_picks_up_an_edit(self):
+        self.start_agent("watch_config: true\n" + self.body())
+        self.client.export(make_request("before-edit", resources=1, scopes=1, spans=1))
+        self.assertTrue(self.sink.wait_for_spans(1, DELIVERY) >= 1)
+        # (write_config keeps the top of the file, watch_config included.) The
+        # header the exporter sends changes.
+        self.write_config(self.body(gen=7))
+        self.assertTrue(wait_until(lambda: self.reloads("success") >= 1, 10.0),
+                        self.agent.log_tail())
+        self.client.export(make_request("after-edit", resources=1, scopes=1, spans=1))
+        self.assertTrue(self.sink.wait_for_spans(2, DELIVERY) >= 2)
+        self.assertEqual(self.sink.calls()[-1].header("x-reload-gen"), "7")
+
+    def test_socket_of_a_running_agent_is_not_taken(self):
+        self.start_agent(self.body())
+        second = YamlAgent(self.body().replace("@DIR@", self.agent.dir), log_level="info")
+        self.addCleanup(shutil.rmtree, second.dir, True)
+        second.start()
+        self.addCleanup(second.kill)
+        self.assertEqual(second.wait_exit(), 3, second.log_tail())
+        self.assertIn("served by a running process", second.stderr_text())
+        # The first one still has its socket.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as w:
+            w.connect(os.path.join(self.agent.dir, "lines.sock"))
+            w.sendall(b'{"msg":"still mine"}\n')
+        self.assertTrue(self.loki.wait_for_entries(1, DELIVERY) >= 1)
+        # SIGTERM removes the socket file.
+        self.assertEqual(self.agent.stop(signal.SIGTERM), 0)
+        self.assertFalse(os.path.exists(os.path.join(self.agent.dir, "lines.sock")))
+
     def test_unbindable_listener_rolls_back(self):
         self.start_agent(self.body())
         # Another process holds the port the new file asks for.
