@@ -46,7 +46,7 @@ receivers:
     path: @DIR@/lines.sock
 exporters:
   otlp/sink:
-    endpoint: 127.0.0.1:{sink_port}
+    endpoint: 127.0.0.1:{main_port}
     compression: none
     headers: {{x-reload-gen: "{gen}"}}
     batch: {{send_batch_size: {batch}, timeout: 50ms}}
@@ -84,14 +84,19 @@ class ReloadTest(unittest.TestCase):
         self.sink2 = OtlpSink()
         self.sink2.start()
         self.addCleanup(self.sink2.stop)
+        self.sink3 = OtlpSink()
+        self.sink3.start()
+        self.addCleanup(self.sink3.stop)
         self.loki = LokiSink()
         self.loki.start()
         self.addCleanup(self.loki.stop)
         self.agent = None
 
     def body(self, gen=0, batch=1000, labels="service_name, host", extra=False,
-             max_recv="1MiB"):
-        return BODY.format(sink_port=self.sink.port, loki_port=self.loki.port, gen=gen,
+             max_recv="1MiB", moved=False):
+        """|moved|: otlp/sink sends to the third sink instead of the first."""
+        main_port = self.sink3.port if moved else self.sink.port
+        return BODY.format(main_port=main_port, loki_port=self.loki.port, gen=gen,
                            batch=batch, labels=labels, max_recv=max_recv,
                            extra=EXTRA.format(sink2_port=self.sink2.port) if extra else "",
                            trace_exporters="otlp/sink, otlp/second" if extra else "otlp/sink")
@@ -152,6 +157,33 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual(self.reloads("success"), 1)
         self.assertGreater(self.agent.metric(
             "lookout_config_last_reload_success_timestamp_seconds"), 0)
+
+    def test_shutdown_under_load_delivers_what_was_acknowledged(self):
+        self.start_agent(self.body())
+        stop = threading.Event()
+        acked = {}
+
+        def send():
+            i = 0
+            while not stop.is_set():
+                req = make_request("term-%d" % i, resources=1, scopes=1, spans=10)
+                try:
+                    self.client.export(req, timeout=5)
+                    acked.update(spans_by_id(req))
+                except Exception:  # refused or cut once shutdown began
+                    pass
+                i += 1
+        t = threading.Thread(target=send)
+        t.start()
+        time.sleep(1.0)
+        self.agent.send_signal(signal.SIGTERM)
+        rc = self.agent.wait_exit()
+        stop.set()
+        t.join(10)
+        self.assertEqual(rc, 0, self.agent.log_tail())
+        self.assertGreater(len(acked), 0)
+        got = spans_by_id(self.sink.items("traces"))
+        self.assertEqual(set(acked) - set(got), set(), "acknowledged spans lost")
 
     def test_watch_config_picks_up_an_edit(self):
         self.start_agent("watch_config: true\n" + self.body())
@@ -287,7 +319,7 @@ class ReloadTest(unittest.TestCase):
                     self.write_config(self.body(
                         gen=n, batch=200 + 37 * n,
                         labels="service_name, host" if n % 4 == 0 else "service_name",
-                        extra=n % 8 in (2, 4)))
+                        extra=n % 8 in (2, 4), moved=n % 12 in (6, 8)))
                     valid += 1
                 self.agent.send_signal(signal.SIGHUP)
                 # A reload is applied 50 ms after its signal; give each its turn.
@@ -301,13 +333,17 @@ class ReloadTest(unittest.TestCase):
                                    >= 50, 10.0))
         self.assertEqual((self.reloads("success"), self.reloads("failure")), (valid, invalid))
 
-        # Every acknowledged span exactly once at the main sink (spans_by_id
+        # Every acknowledged span exactly once at otlp/sink's endpoints, the
+        # first and (while the endpoint was moved) the third sink (spans_by_id
         # raises on a span seen twice).
-        self.assertTrue(self.sink.wait_for_spans(len(sent_spans), DELIVERY) >= len(sent_spans),
-                        "spans at the sink: %d of %d\n%s"
-                        % (self.sink.span_count(), len(sent_spans), self.agent.log_tail()))
+        def at_main():
+            return self.sink.span_count() + self.sink3.span_count()
+        self.assertTrue(wait_until(lambda: at_main() >= len(sent_spans), DELIVERY),
+                        "spans at the sinks: %d of %d\n%s"
+                        % (at_main(), len(sent_spans), self.agent.log_tail()))
         time.sleep(0.5)
-        got = spans_by_id(self.sink.items("traces"))
+        self.assertGreater(self.sink3.span_count(), 0, "the moved endpoint got nothing")
+        got = spans_by_id(self.sink.items("traces") + self.sink3.items("traces"))
         self.assertEqual(set(got), set(sent_spans))
         # Every line written exactly once at Loki.
         want = len(lines_written)
