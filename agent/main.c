@@ -146,10 +146,11 @@ static int admin_reload(void *arg, char **errors)
 
 static void reload_timer_cb(uv_timer_t *t)
 {
-    (void)t;
     char *errors = NULL;
-    (void)lk_service_reload(&errors); /* logged and counted there */
+    int rc = lk_service_reload(&errors); /* logged and counted there */
     free(errors);
+    if (rc == LK_EAGAIN) /* the last one is not done: a little later */
+        uv_timer_start(t, reload_timer_cb, RELOAD_COALESCE_MS, 0);
     sync_watch();
 }
 

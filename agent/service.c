@@ -88,6 +88,8 @@ static struct {
     struct rslot *rs;
     lk_gauge *reload_ok, *reload_ts;
     lk_counter *reloads_ok, *reloads_failed;
+    struct rclose *rcloses; /* receivers closing */
+    int restarts;           /* lines receivers waiting to start again */
     uint64_t retire_ms; /* shutdown_timeout of the configuration being applied */
     /* shutdown */
     int stage; /* 0 running, 1 receivers closing, 2 draining, 3 exporters closing, 4 done */
@@ -191,13 +193,22 @@ static void retired_drained(void *arg)
 static void retire_deadline(uv_timer_t *t)
 {
     struct qslot *qs = t->data;
+    struct xslot *x = qs->x;
     lk_log(LK_LOG_WARN, "a removed exporter's queue did not drain within shutdown_timeout; "
                         "dropping what it holds",
-           LK_S("exporter", qs->x->cfg->name) LK_S("signal", lk_signal_name(qs->sig)));
-    lk_queue_abort_reason(qs->q, "reload");
+           LK_S("exporter", x->cfg->name) LK_S("signal", lk_signal_name(qs->sig)));
+    /* Every retiring queue of this exporter goes with it; the reference keeps
+     * |x| while their drains end here. */
+    x->nq++;
+    for (struct qslot *q = S.qs, *n; q != NULL; q = n) {
+        n = q->next;
+        if (q->x == x && q->retiring)
+            lk_queue_abort_reason(q->q, "reload");
+    }
+    x->nq--;
     /* Batches in flight end when their exporter closes. */
-    if (!qs->x->active && qs->x->e != NULL)
-        close_exporter(qs->x);
+    if (!x->active && x->e != NULL)
+        close_exporter(x);
 }
 
 static void retire_queue(struct qslot *qs)
@@ -259,6 +270,7 @@ static bool membership(const lk_config *c, const char *name, lk_pipeline *mine[L
 
 /* Closes what |r| still holds; |r| is freed when the last part is closed. */
 struct rclose {
+    struct rclose *next, *prev; /* S.rcloses */
     struct rslot *r;
     int parts;
     bool counted; /* part of the shutdown: one_done when closed */
@@ -271,18 +283,29 @@ static void rpart_closed(void *arg)
         return;
     struct rslot *r = c->r;
     bool counted = c->counted;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        S.rcloses = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
     free(c);
     if (r->restart != NULL) {
+        S.restarts--;
         lk_lines *l = NULL;
-        int rc = lk_lines_start(&l, S.loop, r->restart->name, &r->restart->lines,
-                                S.pipes[LK_SIGNAL_LOGS], S.m);
+        int rc = S.stage != 0 ? 0 /* shutting down meanwhile */
+                              : lk_lines_start(&l, S.loop, r->restart->name,
+                                               &r->restart->lines, S.pipes[LK_SIGNAL_LOGS],
+                                               S.m);
         if (rc < 0)
             lk_log(LK_LOG_ERROR, "reload: cannot start the changed lines receiver again",
                    LK_S("receiver", r->restart->name) LK_S("error", lk_strerror(rc)));
-        for (struct rslot *n = S.rs; n != NULL; n = n->next)
-            if (n->cfg == r->restart && n->lines == NULL)
+        for (struct rslot *n = S.rs; n != NULL && l != NULL; n = n->next)
+            if (n->cfg == r->restart && n->lines == NULL) {
                 n->lines = l;
-        if (l != NULL && S.stage != 0) /* shutting down meanwhile */
+                l = NULL;
+            }
+        if (l != NULL) /* no slot wants it any more */
             lk_lines_close(l, NULL, NULL);
     }
     free(r);
@@ -295,8 +318,14 @@ static void close_rslot(struct rslot *r, bool counted)
     struct rclose *c = calloc(1, sizeof(*c));
     if (c == NULL) { /* leak rather than crash; the loop ends anyway */
         lk_log(LK_LOG_ERROR, "out of memory closing a receiver");
+        if (counted)
+            one_done();
         return;
     }
+    c->next = S.rcloses;
+    if (S.rcloses != NULL)
+        S.rcloses->prev = c;
+    S.rcloses = c;
     c->r = r;
     c->parts = 1;
     c->counted = counted;
@@ -530,9 +559,13 @@ static void commit(struct plan *p, lk_config *nc)
         }
     }
     for (int s = 0; s < LK_SIGNAL_COUNT; s++) {
-        if (lk_pipeline_set_queues(S.pipes[s], lists[s], nlist[s]) < 0)
-            lk_log(LK_LOG_ERROR, "reload: out of memory for a pipeline",
+        if (lk_pipeline_set_queues(S.pipes[s], lists[s], nlist[s]) < 0) {
+            lk_log(LK_LOG_ERROR, "reload: out of memory for a pipeline; it keeps its queues",
                    LK_S("signal", lk_signal_name((enum lk_signal)s)));
+            for (struct qslot *q = S.qs; q != NULL; q = q->next)
+                if (q->sig == (enum lk_signal)s && !q->retiring)
+                    q->keep = true; /* the pipeline still sends to the old ones */
+        }
         free(lists[s]);
     }
     for (struct qslot *q = S.qs, *n; q != NULL; q = n) {
@@ -564,6 +597,8 @@ static void commit(struct plan *p, lk_config *nc)
     p->rs = NULL;
     for (struct rslot *r = olds, *n; r != NULL; r = n) {
         n = r->next;
+        if (r->restart != NULL)
+            S.restarts++;
         close_rslot(r, false);
     }
 
@@ -634,6 +669,7 @@ int lk_service_start(uv_loop_t *loop, lk_config *cfg, lk_metrics *m, lk_admin *a
     S.admin = admin;
     register_metrics();
     uv_timer_init(loop, &S.deadline);
+    S.cfg = cfg; /* until apply() takes it, for lk_service_fini and shutdown */
     for (int s = 0; s < LK_SIGNAL_COUNT; s++)
         if (lk_pipeline_create(&S.pipes[s], (enum lk_signal)s, NULL, 0) < 0)
             return LK_ENOMEM;
@@ -654,6 +690,8 @@ int lk_service_reload(char **errors)
     *errors = NULL;
     if (S.stage != 0)
         return LK_ECLOSED;
+    if (S.restarts > 0) /* the last reload is still moving a line socket */
+        return LK_EAGAIN;
     lk_config *nc = NULL;
     char *why = NULL;
     int rc = lk_config_load(S.cfg->path, &nc, &why);
@@ -707,10 +745,15 @@ static void deadline_cb(uv_timer_t *t)
     lk_log(LK_LOG_WARN, "shutdown_timeout reached, dropping what is still queued",
            LK_U("shutdown_timeout_ms", S.cfg->shutdown_timeout_ms));
     S.aborted = true;
-    for (struct qslot *q = S.qs; q != NULL; q = q->next)
+    /* Held so that what ends synchronously below cannot move the shutdown
+     * to its next stage while these loops run. */
+    S.pending++;
+    for (struct qslot *q = S.qs, *n; q != NULL; q = n) {
+        n = q->next;
         lk_queue_abort(q->q);
+    }
     /* Batches still in flight end when their exporter closes. */
-    if (S.stage == 2) {
+    if (S.stage <= 2) {
         if (S.admin != NULL)
             lk_admin_set_renderer(S.admin, NULL, NULL);
         for (struct xslot *x = S.xs, *n; x != NULL; x = n) {
@@ -719,6 +762,7 @@ static void deadline_cb(uv_timer_t *t)
                 close_exporter(x);
         }
     }
+    one_done();
 }
 
 static void queue_drained(void *arg)
@@ -776,6 +820,11 @@ void lk_service_shutdown(void (*done)(void))
     uv_timer_start(&S.deadline, deadline_cb, S.cfg->shutdown_timeout_ms, 0);
     S.stage = 1;
     S.pending = 1;
+    for (struct rclose *c = S.rcloses; c != NULL; c = c->next)
+        if (!c->counted) { /* closed by a reload, not closed yet */
+            c->counted = true;
+            S.pending++;
+        }
     for (struct rslot *r = S.rs, *n; r != NULL; r = n) {
         n = r->next;
         S.pending++;

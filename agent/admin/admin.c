@@ -73,7 +73,8 @@ static void handle(lk_httpd_req *req, void *arg)
         if (rc == 0)
             respond_text(req, 200, NULL, "reloaded\n");
         else
-            respond_text(req, rc == LK_ECONFIG ? 400 : 500, NULL,
+            respond_text(req, rc == LK_ECONFIG ? 400 : rc == LK_EAGAIN ? 503 : 500,
+                         rc == LK_EAGAIN ? "Retry-After: 1\r\n" : NULL,
                          errors != NULL ? errors : lk_strerror(rc));
         free(errors);
         return;
