@@ -185,6 +185,99 @@ class ReloadTest(unittest.TestCase):
         got = spans_by_id(self.sink.items("traces"))
         self.assertEqual(set(acked) - set(got), set(), "acknowledged spans lost")
 
+    def send_line(self, path, text):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as w:
+            w.connect(path)
+            w.sendall(('{"msg":"%s"}\n' % text).encode())
+
+    def test_lines_receiver_changes_and_moves(self):
+        self.start_agent(self.body())
+        old = os.path.join(self.agent.dir, "lines.sock")
+        self.send_line(old, "before")
+        self.assertTrue(self.loki.wait_for_entries(1, DELIVERY) >= 1)
+        # Another key on the same path: it closes and starts again there.
+        self.write_config(self.body().replace("path: @DIR@/lines.sock",
+                                              "path: @DIR@/lines.sock\n    max_line_bytes: 4096"))
+        status, text = self.post_reload()
+        self.assertEqual(status, 200, text)
+        self.assertTrue(wait_until(lambda: os.path.exists(old), 5.0))
+        self.assertTrue(wait_until(lambda: self._can_connect(old), 5.0))
+        self.send_line(old, "same-path")
+        self.assertTrue(self.loki.wait_for_entries(2, DELIVERY) >= 2, self.agent.log_tail())
+        # Another path: the new socket first, then the old one goes.
+        self.write_config(self.body().replace("path: @DIR@/lines.sock", "path: @DIR@/moved.sock"))
+        status, text = self.post_reload()
+        self.assertEqual(status, 200, text)
+        new = os.path.join(self.agent.dir, "moved.sock")
+        self.send_line(new, "moved")
+        self.assertTrue(self.loki.wait_for_entries(3, DELIVERY) >= 3, self.agent.log_tail())
+        self.assertTrue(wait_until(lambda: not os.path.exists(old), 5.0))
+        lines = {e.line for p in self.loki.pushes() for st in p.streams for e in st.entries}
+        self.assertTrue({'{"msg":"before"}', '{"msg":"same-path"}', '{"msg":"moved"}'} <= lines,
+                        lines)
+
+    @staticmethod
+    def _can_connect(path):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as w:
+                w.connect(path)
+            return True
+        except OSError:
+            return False
+
+    def test_removed_exporter_drains_then_drops(self):
+        self.start_agent(self.body(extra=True).replace("shutdown_timeout", "shutdown_timeout"))
+        # The second sink goes down: what otlp/second holds cannot leave.
+        self.sink2.stop()
+        self.client.export(make_request("held", resources=1, scopes=1, spans=5))
+        self.assertTrue(self.sink.wait_for_spans(5, DELIVERY) >= 5)
+        self.write_config(self.body())  # otlp/second removed
+        status, text = self.post_reload()
+        self.assertEqual(status, 200, text)
+        # After shutdown_timeout (5 s) its 5 spans are dropped as "reload".
+        def dropped():
+            return self.agent.metric("lookout_dropped_items_total", signal="traces",
+                                     exporter="otlp/second", reason="reload") or 0
+        self.assertTrue(wait_until(lambda: dropped() == 5, 15.0),
+                        "dropped: %r\n%s" % (dropped(), self.agent.log_tail()))
+        # otlp/sink kept running and gets what comes next.
+        self.client.export(make_request("after", resources=1, scopes=1, spans=2))
+        self.assertTrue(self.sink.wait_for_spans(7, DELIVERY) >= 7)
+
+    def test_prometheus_series_survive_a_reload(self):
+        body = """\
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: "127.0.0.1:@GRPC_PORT@"}
+exporters:
+  prometheus: {}
+  otlp/sink:
+    endpoint: 127.0.0.1:%d
+    compression: none
+    headers: {x-reload-gen: "%s"}
+pipelines:
+  metrics: {receivers: [otlp], exporters: [prometheus]}
+  traces: {receivers: [otlp], exporters: [otlp/sink]}
+"""
+        self.start_agent(body % (self.sink.port, "0"))
+        req = helpers.make_metrics_request("survive", resources=1, scopes=1)
+        self.client.export_signal(helpers.METRICS, req)
+        def series():
+            return self.agent.metric("lookout_prometheus_series", exporter="prometheus") or 0
+        self.assertTrue(wait_until(lambda: series() > 0, DELIVERY))
+        before = series()
+        _, text_before = self.agent.http_get("/metrics")
+        self.write_config(body % (self.sink.port, "1"))  # only otlp/sink changes
+        status, text = self.post_reload()
+        self.assertEqual(status, 200, text)
+        self.assertEqual(series(), before)
+        _, text_after = self.agent.http_get("/metrics")
+        app = lambda t: sorted(l for l in t.decode().splitlines()
+                               if l and not l.startswith(("#", "lookout_", "process_")))
+        self.assertTrue(app(text_before))
+        self.assertEqual(app(text_after), app(text_before))
+
     def test_watch_config_picks_up_an_edit(self):
         self.start_agent("watch_config: true\n" + self.body())
         self.client.export(make_request("before-edit", resources=1, scopes=1, spans=1))
