@@ -13,7 +13,9 @@ enum lk_signal { LK_SIGNAL_TRACES, LK_SIGNAL_METRICS, LK_SIGNAL_LOGS, LK_SIGNAL_
 /* What a full queue does to new data. */
 enum lk_overflow { LK_OVERFLOW_REFUSE, LK_OVERFLOW_DROP };
 
-enum lk_compression { LK_COMPRESSION_NONE, LK_COMPRESSION_GZIP };
+/* auto: none to a loopback or Unix-socket endpoint, gzip otherwise
+ * (lk_exporter_gzip decides). */
+enum lk_compression { LK_COMPRESSION_NONE, LK_COMPRESSION_GZIP, LK_COMPRESSION_AUTO };
 
 /* Body of a Loki push (see exporters/loki_encode.h). */
 enum lk_loki_body { LK_LOKI_BODY_PROTOBUF, LK_LOKI_BODY_JSON };
@@ -204,6 +206,14 @@ int lk_config_parse(const char *name, const char *text, size_t len,
 void lk_config_destroy(lk_config *c);
 
 const char *lk_signal_name(enum lk_signal s); /* "traces", "metrics", "logs" */
+
+/* Whether an exporter gzips its requests: its compression, with auto
+ * resolved by its endpoint (a loopback address, "localhost" or a Unix
+ * socket: no). Logs what auto chose. */
+bool lk_exporter_gzip(const struct lk_exporter_config *e);
+/* Whether |endpoint| ("host:port", a URL or "unix:...") is on this machine
+ * by its spelling: loopback addresses, "localhost", Unix sockets. */
+bool lk_endpoint_is_local(const char *endpoint);
 
 /* Whether two sections say the same (config/compare.c), for a reload. */
 bool lk_exporter_config_equal(const struct lk_exporter_config *a,

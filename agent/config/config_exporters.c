@@ -11,6 +11,7 @@
 #include "config/config_impl.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/log.h"
 #include "core/utf8.h"
 
 static const char *const exporter_types[] = {"otlp", "otlphttp", "loki", "prometheus",
@@ -18,7 +19,7 @@ static const char *const exporter_types[] = {"otlp", "otlphttp", "loki", "promet
 
 /* ---- exporters ---- */
 
-static const char *const compression_names[] = {"none", "gzip", NULL};
+static const char *const compression_names[] = {"none", "gzip", "auto", NULL};
 static const char *const overflow_names[] = {"refuse", "drop", NULL};
 
 /* Exporter keys that only one type knows carry its bit in .flags. */
@@ -146,7 +147,7 @@ static const struct field batch_fields[] = {
 static void exporter_defaults(struct lk_exporter_config *e)
 {
     e->timeout_ms = 10 * MS_S;
-    e->compression = LK_COMPRESSION_GZIP;
+    e->compression = LK_COMPRESSION_AUTO;
     e->tls.enabled = false;
     e->tls.insecure_skip_verify = false;
     e->retry.enabled = true;
@@ -683,7 +684,7 @@ static void do_loki(struct ctx *c, const char *path, const struct seen *es,
                     scheme_tls);
     const struct seen *comp = SEEN(exporter_fields, es, "compression");
     if (comp->ok && l->format == LK_LOKI_BODY_PROTOBUF &&
-        e->compression != LK_COMPRESSION_NONE)
+        e->compression == LK_COMPRESSION_GZIP)
         ERR(c, comp->val, "%s.compression: protobuf bodies are always snappy-compressed; "
                           "compression applies to format: json",
             path);
@@ -706,7 +707,7 @@ static void do_remote_write(struct ctx *c, const lk__ynode *key, const char *pat
     do_url_endpoint(c, es, path, "a URL like http://127.0.0.1:9090/api/v1/write", e,
                     scheme_tls);
     const struct seen *comp = SEEN(exporter_fields, es, "compression");
-    if (comp->ok && e->compression != LK_COMPRESSION_NONE)
+    if (comp->ok && e->compression == LK_COMPRESSION_GZIP)
         ERR(c, comp->val, "%s.compression: remote write bodies are always "
                           "snappy-compressed",
             path);
@@ -860,3 +861,48 @@ void cfg_do_exporters(struct ctx *c, const lk__ynode *map)
     }
 }
 
+
+bool lk_endpoint_is_local(const char *ep)
+{
+    if (ep == NULL)
+        return false;
+    if (strncmp(ep, "unix:", 5) == 0)
+        return true;
+    const char *p = strstr(ep, "://");
+    p = p != NULL ? p + 3 : ep;
+    char host[256];
+    size_t n = 0;
+    if (*p == '[') { /* [v6]:port */
+        for (p++; *p != '\0' && *p != ']' && n + 1 < sizeof(host); p++)
+            host[n++] = *p;
+    } else {
+        const char *end = p + strcspn(p, "/?#");
+        const char *colon = NULL;
+        for (const char *q = p; q < end; q++)
+            if (*q == ':')
+                colon = q;
+        if (colon != NULL)
+            end = colon;
+        for (; p < end && n + 1 < sizeof(host); p++)
+            host[n++] = *p;
+    }
+    host[n] = '\0';
+    bool v4 = n > 0 && strspn(host, "0123456789.") == n;
+    return strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0 ||
+           strcasecmp(host, "ip6-localhost") == 0 || (v4 && strncmp(host, "127.", 4) == 0) ||
+           strcmp(host, "::1") == 0 || strcmp(host, "0:0:0:0:0:0:0:1") == 0;
+}
+
+bool lk_exporter_gzip(const struct lk_exporter_config *e)
+{
+    if (e->compression != LK_COMPRESSION_AUTO)
+        return e->compression == LK_COMPRESSION_GZIP;
+    const char *ep = e->endpoint;
+    for (int i = 0; ep == NULL && i < LK_SIGNAL_COUNT; i++)
+        ep = e->signal_endpoints[i];
+    bool local = lk_endpoint_is_local(ep);
+    lk_log(LK_LOG_INFO, local ? "compression auto: none, the endpoint is on this machine"
+                              : "compression auto: gzip, the endpoint is remote",
+           LK_S("exporter", e->name) LK_S("endpoint", ep ? ep : ""));
+    return !local;
+}

@@ -319,7 +319,7 @@ int lk_loki_exporter_create(lk_exporter **out, uv_loop_t *loop,
     if (x == NULL)
         return LK_ENOMEM;
     x->json = cfg->loki.format == LK_LOKI_BODY_JSON;
-    x->gzip = x->json && cfg->compression == LK_COMPRESSION_GZIP;
+    x->gzip = x->json && lk_exporter_gzip(cfg);
     x->timeout_ms = cfg->timeout_ms;
     lk_buf_init(&x->scratch, MAX_BODY_BYTES);
     size_t hlen = sizeof(x->host);

@@ -162,7 +162,7 @@ int lk_otlp_exporter_create(lk_exporter **out, uv_loop_t *loop,
         .tls = &cfg->tls,
         .headers = cfg->headers,
         .nheaders = cfg->nheaders,
-        .gzip = cfg->compression == LK_COMPRESSION_GZIP,
+        .gzip = lk_exporter_gzip(cfg),
         .user_agent = "lookout/" LK_VERSION,
     };
     rc = lk_grpc_client_create(&x->client, loop, &o);

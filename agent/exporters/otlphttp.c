@@ -411,7 +411,7 @@ int lk_otlphttp_exporter_create(lk_exporter **out, uv_loop_t *loop,
     struct otlphttp_exporter *x = calloc(1, sizeof(*x));
     if (x == NULL)
         return LK_ENOMEM;
-    x->gzip = cfg->compression == LK_COMPRESSION_GZIP;
+    x->gzip = lk_exporter_gzip(cfg);
     x->timeout_ms = cfg->timeout_ms;
     int rc = build_urls(x, cfg);
     if (rc == 0)

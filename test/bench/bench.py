@@ -155,6 +155,9 @@ def agent_config(s, ports):
         receivers += LINES_RECEIVER.format(**ports)
     exporter = {
         "otlp": "  otlp/sink:\n    endpoint: 127.0.0.1:{sink_grpc}\n    compression: none\n",
+        # the exporter as the default configuration has it: compression left to
+        # its default (which the default config file also names)
+        "otlp-default": "  otlp/sink:\n    endpoint: 127.0.0.1:{sink_grpc}\n",
         "otlphttp": "  otlphttp/sink:\n    endpoint: http://127.0.0.1:{sink_http}\n"
                     "    compression: none\n",
         "loki": "  loki:\n    endpoint: http://127.0.0.1:{sink_loki}/loki/api/v1/push\n",
@@ -162,7 +165,8 @@ def agent_config(s, ports):
         "prometheusremotewrite": "  prometheusremotewrite:\n"
                                  "    endpoint: http://127.0.0.1:{sink_loki}/api/v1/write\n",
     }[s["exporter"]].format(**ports)
-    xname = {"otlp": "otlp/sink", "otlphttp": "otlphttp/sink", "loki": "loki",
+    xname = {"otlp": "otlp/sink", "otlp-default": "otlp/sink", "otlphttp": "otlphttp/sink",
+             "loki": "loki",
              "prometheus": "prometheus",
              "prometheusremotewrite": "prometheusremotewrite"}[s["exporter"]]
     rname = "lines" if s["receiver"] == "lines" else "otlp"
@@ -307,6 +311,13 @@ def prom_bench(runs):
 SCENARIOS = [
     {"name": "traces-grpc", "title": "OTLP/gRPC traces -> OTLP/gRPC sink (512-span requests)",
      "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",
+     "mode": "grpc-traces", "count": 4000, "args": ["--items", "512", "--connections", "2",
+                                                     "--streams", "4"],
+     "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
+     "target_us": 0.4},
+    {"name": "traces-default", "title": "as traces-grpc, the exporter's compression left to "
+     "its default (what the default config runs)",
+     "receiver": "otlp", "exporter": "otlp-default", "signal": "traces", "target": "grpc",
      "mode": "grpc-traces", "count": 4000, "args": ["--items", "512", "--connections", "2",
                                                      "--streams", "4"],
      "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",

@@ -131,7 +131,8 @@ START_TEST(default_file_parses)
     ck_assert_str_eq(x->name, "otlp/jaeger");
     ck_assert_int_eq(x->type, LK_EXPORTER_OTLP);
     ck_assert_str_eq(x->endpoint, "127.0.0.1:14317");
-    ck_assert_int_eq(x->compression, LK_COMPRESSION_GZIP);
+    ck_assert_int_eq(x->compression, LK_COMPRESSION_AUTO);
+    ck_assert(!lk_exporter_gzip(x)); /* Jaeger on this machine: not compressed */
     ck_assert(!x->tls.enabled);
     ck_assert_uint_eq(x->nheaders, 0);
 
@@ -227,7 +228,8 @@ START_TEST(defaults_are_applied)
     for (int i = 0; i < LK_SIGNAL_COUNT; i++)
         ck_assert_ptr_null(x->signal_endpoints[i]);
     ck_assert_uint_eq(x->timeout_ms, 10000);
-    ck_assert_int_eq(x->compression, LK_COMPRESSION_GZIP);
+    ck_assert_int_eq(x->compression, LK_COMPRESSION_AUTO);
+    ck_assert(lk_exporter_gzip(x)); /* "h:1" is not on this machine */
     ck_assert_uint_eq(x->nheaders, 0);
     ck_assert_ptr_null(x->headers);
     ck_assert(!x->tls.enabled);
@@ -491,7 +493,7 @@ START_TEST(type_errors_have_exact_positions)
     assert_only(exporter_err(EP "    max_concurrency: many\n"),
                 NAME ":4:22: exporters.otlp.max_concurrency: expected a whole number, got 'many'");
     assert_only(exporter_err(EP "    compression: zip\n"),
-                NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, got 'zip'; "
+                NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, auto, got 'zip'; "
                      "did you mean 'gzip'?");
     assert_only(exporter_err(EP "    retry: 5\n"),
                 NAME ":4:12: exporters.otlp.retry: expected a mapping, got a string");
@@ -1138,7 +1140,7 @@ START_TEST(messages_stay_on_one_line)
 {
     /* A control character in a value is escaped; a long value is cut. */
     assert_only(exporter_err(EP "    compression: \"g\\nz\\tip\"\n"),
-                NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, got "
+                NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, auto, got "
                      "'g\\x0az\\x09ip'; did you mean 'gzip'?");
     char frag[512], want[512];
     char big[201];
@@ -1146,7 +1148,7 @@ START_TEST(messages_stay_on_one_line)
     big[200] = '\0';
     snprintf(frag, sizeof(frag), EP "    compression: %s\n", big);
     snprintf(want, sizeof(want),
-             NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, got '%.80s...'",
+             NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, auto, got '%.80s...'",
              big);
     assert_only(exporter_err(frag), want);
 }
@@ -1387,7 +1389,8 @@ START_TEST(otlphttp_exporter_values)
     ck_assert(!x->tls.enabled);
     /* The other keys default as for otlp. */
     ck_assert_uint_eq(x->timeout_ms, 10000);
-    ck_assert_int_eq(x->compression, LK_COMPRESSION_GZIP);
+    ck_assert_int_eq(x->compression, LK_COMPRESSION_AUTO);
+    ck_assert(!lk_exporter_gzip(x)); /* 127.0.0.1 */
     ck_assert_uint_eq(x->queue.queue_size, 100000);
     ck_assert_uint_eq(x->max_concurrency, 4);
     lk_config_destroy(c);
@@ -2196,6 +2199,33 @@ START_TEST(remote_write_exporter_errors)
 }
 END_TEST
 
+/* compression: auto, by the spelling of the endpoint. */
+START_TEST(compression_auto)
+{
+    static const char *const local[] = {"127.0.0.1:4317", "localhost:14317",
+                                        "http://localhost:3100/loki/api/v1/push",
+                                        "https://127.0.0.2:4318/x", "[::1]:4317",
+                                        "http://[::1]:9090/api/v1/write", "unix:///tmp/x.sock",
+                                        "LOCALHOST:1"};
+    static const char *const remote[] = {"jaeger:4317", "10.0.0.1:4317",
+                                         "https://otlp.example.com:4318",
+                                         "http://[2001:db8::1]:4318", "localhost.example:1",
+                                         "http://127.example.com/"};
+    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++)
+        ck_assert_msg(lk_endpoint_is_local(local[i]), "%s", local[i]);
+    for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
+        ck_assert_msg(!lk_endpoint_is_local(remote[i]), "%s", remote[i]);
+    struct lk_exporter_config e = {.name = "otlp", .endpoint = "127.0.0.1:1",
+                                   .compression = LK_COMPRESSION_GZIP};
+    ck_assert(lk_exporter_gzip(&e)); /* said explicitly: kept */
+    e.compression = LK_COMPRESSION_NONE;
+    e.endpoint = "far:1";
+    ck_assert(!lk_exporter_gzip(&e));
+    e.compression = LK_COMPRESSION_AUTO;
+    ck_assert(lk_exporter_gzip(&e));
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("config");
@@ -2214,6 +2244,7 @@ static Suite *suite(void)
         {"multiple_errors", {multiple_errors_in_one_pass, error_count_is_capped}},
         {"env", {env_expansion, env_errors}},
         {"durations", {durations}},
+        {"compression_auto", {compression_auto}},
         {"sizes", {sizes}},
         {"endpoints", {endpoints, exporter_endpoint_schemes, listener_clashes}},
         {"exporter_checks", {headers, tls_checks, retry_and_batch_checks}},
