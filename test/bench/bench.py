@@ -308,6 +308,113 @@ def prom_bench(runs):
     return {k: statistics.median(g[k] for g in got) for k in got[0]}
 
 
+def thread_ctx_switches(pid):
+    """Voluntary context switches of every thread of |pid| (None without /proc)."""
+    total = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return total
+
+
+def default_config(ports, compression=None):
+    """config/lookout.yaml itself, its addresses moved to free ports and the sinks
+    (and the Jaeger exporter's compression set to |compression| when given, to
+    compare)."""
+    with open(os.path.join(REPO, "config", "lookout.yaml")) as f:
+        text = f.read()
+    for old, new in (("127.0.0.1:9464", "127.0.0.1:%d" % ports["admin"]),
+                     ("127.0.0.1:4317", "127.0.0.1:%d" % ports["grpc"]),
+                     ("127.0.0.1:4318", "127.0.0.1:%d" % ports["http"]),
+                     ("/tmp/lookout.sock", ports["sock"]),
+                     ("127.0.0.1:14317", "127.0.0.1:%d" % ports["sink_grpc"]),
+                     ("http://127.0.0.1:3100", "http://127.0.0.1:%d" % ports["sink_loki"])):
+        if old not in text:
+            raise RuntimeError("config/lookout.yaml no longer has %s" % old)
+        text = text.replace(old, new)
+    if compression is not None:
+        text = text.replace("compression: auto", "compression: %s" % compression)
+    return text.replace("log_level: info", "log_level: warn")
+
+
+STEADY_SECONDS = 30
+
+
+def steady(seconds=STEADY_SECONDS, compression=None):
+    """The default configuration under a busy developer machine's load for
+    |seconds|: 10k spans/s (100-span gRPC requests), 2k lines/s on the socket,
+    1k metric points/s (100-point gRPC requests); then the same agent idle."""
+    tmp = tempfile.mkdtemp(prefix="lookout-bench-")
+    names = ["admin", "grpc", "http", "sink_grpc", "sink_http", "sink_loki", "sink_admin"]
+    ports = dict(zip(names, free_ports(len(names))))
+    ports["sock"] = os.path.join(tmp, "lines.sock")
+    sink = Proc([SINK, "--grpc", "127.0.0.1:%d" % ports["sink_grpc"],
+                 "--http", "127.0.0.1:%d" % ports["sink_http"],
+                 "--loki", "127.0.0.1:%d" % ports["sink_loki"],
+                 "--admin", "127.0.0.1:%d" % ports["sink_admin"]], "sink", tmp)
+    wait_ready(ports["sink_admin"], sink.p, "sink")
+    cfg = os.path.join(tmp, "agent.yaml")
+    with open(cfg, "w") as f:
+        f.write(default_config(ports, compression))
+    agent = Proc([AGENT, "-c", cfg], "agent", tmp)
+    try:
+        wait_ready(ports["admin"], agent.p, "agent")
+        time.sleep(1.0)
+        pid = agent.p.pid
+        grpc = "127.0.0.1:%d" % ports["grpc"]
+        gens = [
+            [LOADGEN, "--mode", "grpc-traces", "--target", grpc, "--items", "100",
+             "--connections", "1", "--streams", "2", "--rate", "100",
+             "--requests", str(100 * seconds)],
+            [LOADGEN, "--mode", "lines", "--target", ports["sock"], "--connections", "1",
+             "--rate", "2000", "--lines", str(2000 * seconds)],
+            [LOADGEN, "--mode", "grpc-metrics", "--target", grpc, "--items", "100",
+             "--connections", "1", "--streams", "1", "--rate", "10",
+             "--requests", str(10 * seconds)],
+        ]
+        cpu0, cs0, t0 = proc_cpu_seconds(pid), thread_ctx_switches(pid), time.time()
+        _, text = http_get(ports["admin"], "/metrics")
+        batches0 = metric_sum(text, "lookout_exporter_request_duration_seconds_count")
+        procs = [subprocess.Popen(g, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for g in gens]
+        rss_peak = 0
+        while any(p.poll() is None for p in procs):
+            rss_peak = max(rss_peak, proc_rss_kib(pid))
+            time.sleep(0.2)
+        for p in procs:
+            out, err = p.communicate()
+            if p.returncode != 0:
+                raise RuntimeError("steady loadgen failed: %s" % err.strip())
+        time.sleep(1.0)  # the last batches leave
+        cpu1, cs1, t1 = proc_cpu_seconds(pid), thread_ctx_switches(pid), time.time()
+        _, text = http_get(ports["admin"], "/metrics")
+        batches = metric_sum(text, "lookout_exporter_request_duration_seconds_count") - batches0
+        wall = t1 - t0
+        # Idle: the same agent with nothing coming in.
+        time.sleep(1.0)
+        icpu0, ics0, it0 = proc_cpu_seconds(pid), thread_ctx_switches(pid), time.time()
+        time.sleep(10.0)
+        icpu1, ics1, it1 = proc_cpu_seconds(pid), thread_ctx_switches(pid), time.time()
+        return {
+            "seconds": wall,
+            "core_pct": (cpu1 - cpu0) / wall * 100,
+            "wakeups_per_s": (cs1 - cs0) / wall if cs0 is not None else None,
+            "batches_per_s": batches / wall,
+            "peak_rss_kib": proc_rss_kib(pid, peak=True) or rss_peak,
+            "idle_core_pct": (icpu1 - icpu0) / (it1 - it0) * 100,
+            "idle_wakeups_per_s": (ics1 - ics0) / (it1 - it0) if ics0 is not None else None,
+            "idle_rss_kib": proc_rss_kib(pid),
+        }
+    finally:
+        agent.stop()
+        sink.stop()
+
+
 SCENARIOS = [
     {"name": "traces-grpc", "title": "OTLP/gRPC traces -> OTLP/gRPC sink (512-span requests)",
      "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",
@@ -402,6 +509,12 @@ def main(argv):
         results["prometheus"] = prom_bench(a.runs)
     if not only or "idle" in only:
         results["idle"] = idle_rss(a.scale)
+    if not only or "steady" in only:
+        try:
+            results["steady"] = steady()
+        except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
+            print("bench: steady: %s" % e, file=sys.stderr)
+            failed = True
     results["seconds"] = time.time() - started
 
     print()
@@ -433,6 +546,18 @@ def main(argv):
         print("idle RSS: %.1f MiB (anonymous memory %s; the rest are shared library pages)"
               % (i["rss_kib"] / 1024,
                  "%.1f MiB" % (i["rss_anon_kib"] / 1024) if i["rss_anon_kib"] else "n/a"))
+    if "steady" in results:
+        st = results["steady"]
+        print("steady (the default config, %.0f s of 10k spans/s + 2k lines/s + 1k points/s): "
+              "%.2f %% of a core (target <= 0.5), %s wakeups/s of lookout's threads for %.1f "
+              "batches/s sent, peak RSS %.1f MiB; idle: %.3f %% of a core, %s wakeups/s, "
+              "RSS %.1f MiB"
+              % (st["seconds"], st["core_pct"],
+                 "%.0f" % st["wakeups_per_s"] if st["wakeups_per_s"] is not None else "n/a",
+                 st["batches_per_s"], st["peak_rss_kib"] / 1024, st["idle_core_pct"],
+                 "%.1f" % st["idle_wakeups_per_s"]
+                 if st["idle_wakeups_per_s"] is not None else "n/a",
+                 st["idle_rss_kib"] / 1024))
     print("total %.0f s; JSON: %s" % (results["seconds"], os.path.join(OUT, "results.json")))
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
