@@ -297,8 +297,8 @@ run: deps-build
 $(B)/bench/loadgen: test/bench/loadgen.c $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(shell $(PKG_CONFIG) --cflags libnghttp2) -o $@ $< \
-	  $(LDFLAGS_ALL) $(shell $(PKG_CONFIG) --libs libnghttp2)
+	$(Q)$(CC) $(CFLAGS_ALL) $(shell $(PKG_CONFIG) --cflags libnghttp2 zlib) -o $@ $< \
+	  $(LDFLAGS_ALL) $(shell $(PKG_CONFIG) --libs libnghttp2 zlib)
 
 $(B)/bench/sink: test/bench/sink.c $(LIB) $(B)/.flags
 	@mkdir -p $(dir $@)

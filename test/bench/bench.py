@@ -429,6 +429,13 @@ SCENARIOS = [
                                                      "--streams", "4"],
      "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
      "target_us": 0.4},
+    {"name": "traces-gzip-in", "title": "as traces-grpc, the requests gzip-compressed "
+     "(SDKs with OTEL_EXPORTER_OTLP_COMPRESSION=gzip)",
+     "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",
+     "mode": "grpc-traces", "count": 4000, "args": ["--items", "512", "--connections", "2",
+                                                     "--streams", "4", "--gzip", "1"],
+     "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
+     "target_us": 0.8},
     {"name": "traces-http", "title": "OTLP/HTTP protobuf traces -> OTLP/HTTP sink",
      "receiver": "otlp", "exporter": "otlphttp", "signal": "traces", "target": "http",
      "mode": "http-traces", "count": 4000, "args": ["--items", "512", "--connections", "4"],

@@ -5,7 +5,7 @@
  * macOS with POSIX sockets, poll() and nghttp2:
  *
  *   cc -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -O2 test/bench/loadgen.c \
- *      $(pkg-config --cflags --libs libnghttp2) -o build/bench/loadgen
+ *      $(pkg-config --cflags --libs libnghttp2 zlib) -o build/bench/loadgen
  *
  * Usage:
  *   loadgen --mode grpc-traces|grpc-logs|grpc-metrics|http-traces|http-logs|lines
@@ -20,6 +20,8 @@
  *                           as fast as possible
  *           --line-bytes B  bytes per line, newline included (lines), and per log
  *                           record body (*-logs); default 150, at least about 130
+ *           --gzip 1        grpc-*: send the message gzip-compressed (grpc-encoding:
+ *                           gzip), as SDKs with OTEL_EXPORTER_OTLP_COMPRESSION=gzip do
  *           --dump FILE     grpc-*: write the gRPC-framed request (5-byte prefix and
  *                           message) to FILE and exit, e.g. for h2load -d FILE
  *
@@ -51,6 +53,7 @@
  * Setup failures (bad options, cannot connect) print a message on stderr and
  * exit 1 (2 for usage errors) without JSON.
  */
+#include <zlib.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -125,6 +128,7 @@ struct opts {
     double rate;      /* per second; 0: unpaced */
     uint64_t line_bytes;
     const char *dump; /* write the gRPC-framed request here and exit */
+    bool gzip;        /* grpc: compressed messages */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -612,6 +616,34 @@ static void build_payload(struct pb *b, enum mode mode, uint64_t k, uint64_t lin
     b->p[4] = (uint8_t)n;
 }
 
+/* Compresses the message after the 5-byte prefix (gzip wrapper, zlib's
+ * default level, as SDKs send it) and sets the prefix's compressed flag. */
+static void gzip_payload(struct pb *b)
+{
+    z_stream z = {0};
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        die("%s", "deflateInit2 failed");
+    uLong bound = deflateBound(&z, (uLong)(b->len - 5));
+    uint8_t *out = xmalloc(5 + bound);
+    z.next_in = b->p + 5;
+    z.avail_in = (uInt)(b->len - 5);
+    z.next_out = out + 5;
+    z.avail_out = (uInt)bound;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END)
+        die("%s", "deflate failed");
+    uint64_t n = z.total_out;
+    deflateEnd(&z);
+    out[0] = 1; /* compressed */
+    out[1] = (uint8_t)(n >> 24);
+    out[2] = (uint8_t)(n >> 16);
+    out[3] = (uint8_t)(n >> 8);
+    out[4] = (uint8_t)n;
+    free(b->p);
+    b->p = out;
+    b->len = 5 + n;
+}
+
 /* ---- targets ------------------------------------------------------------- */
 
 struct target {
@@ -903,7 +935,7 @@ struct gen {
     size_t msg_len; /* request_bytes */
     struct sched s;
     nghttp2_session_callbacks *cbs;
-    nghttp2_nv nva[7];
+    nghttp2_nv nva[8];
     size_t nnv;
     /* http */
     char *head; /* request line and headers */
@@ -1033,8 +1065,9 @@ static void gen_init_h2(struct gen *g)
         {"content-type", "application/grpc"},
         {"te", "trailers"},
         {"user-agent", "lookout-loadgen"},
+        {"grpc-encoding", "gzip"}, /* only with --gzip: the last one */
     };
-    g->nnv = sizeof(nv) / sizeof(nv[0]);
+    g->nnv = sizeof(nv) / sizeof(nv[0]) - (g->o.gzip ? 0 : 1);
     for (size_t i = 0; i < g->nnv; i++)
         g->nva[i] = (nghttp2_nv){
             .name = (uint8_t *)(uintptr_t)nv[i][0],
@@ -1829,6 +1862,8 @@ static void parse_opts(struct opts *o, int argc, char **argv)
             o->streams = parse_u64(name, v, 1, 100);
         } else if (strcmp(name, "--line-bytes") == 0) {
             o->line_bytes = parse_u64(name, v, 1, 1 << 20);
+        } else if (strcmp(name, "--gzip") == 0) {
+            o->gzip = strcmp(v, "0") != 0;
         } else if (strcmp(name, "--dump") == 0) {
             o->dump = v;
         } else if (strcmp(name, "--rate") == 0) {
@@ -1869,6 +1904,8 @@ int main(int argc, char **argv)
     g.o = o;
     struct pb payload = {0};
     build_payload(&payload, o.mode, o.items, o.line_bytes);
+    if (o.gzip)
+        gzip_payload(&payload);
     g.body = payload.p;
     g.body_len = payload.len;
     g.msg_len = payload.len - 5;
