@@ -306,6 +306,12 @@ $(B)/bench/sink: test/bench/sink.c $(LIB) $(B)/.flags
 	$(Q)$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS_ALL) $(LIBS_ALL)
 
 # The prometheus exporter's ingest and render costs, in process.
+$(B)/bench/compress_bench: test/bench/compress_bench.c $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) $(shell $(PKG_CONFIG) --cflags zlib) -o $@ $< \
+	  $(LDFLAGS_ALL) $(shell $(PKG_CONFIG) --libs zlib) -lsnappy
+
 $(B)/bench/prom_bench: test/bench/prom_bench.c $(LIB) $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
@@ -315,7 +321,8 @@ $(B)/bench/prom_bench: test/bench/prom_bench.c $(LIB) $(B)/.flags
 # the table is printed and written to build/bench/results.json.
 BENCH_ARGS ?=
 bench: deps
-	@$(MAKE) --no-print-directory all $(B)/bench/loadgen $(B)/bench/sink $(B)/bench/prom_bench
+	@$(MAKE) --no-print-directory all $(B)/bench/loadgen $(B)/bench/sink $(B)/bench/prom_bench \
+	  $(B)/bench/compress_bench
 	@PY=/usr/bin/python3; [ -x $$PY ] || PY=python3; $$PY test/bench/bench.py $(BENCH_ARGS)
 
 # --- fuzzing (clang only): test/fuzz/NAME_fuzz.c with corpus test/fuzz/corpus/NAME/

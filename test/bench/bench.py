@@ -415,6 +415,24 @@ def steady(seconds=STEADY_SECONDS, compression=None):
         sink.stop()
 
 
+def compress_bench():
+    """build/bench/compress_bench on a 512-span and a 512-record request from
+    loadgen --dump: ratio and CPU per MiB of gzip levels and snappy."""
+    exe = os.path.join(BUILD, "bench", "compress_bench")
+    if not os.access(exe, os.X_OK):
+        return None
+    files = []
+    for mode in ("grpc-traces", "grpc-logs"):
+        path = os.path.join(OUT, mode + ".bin")
+        subprocess.run([LOADGEN, "--mode", mode, "--items", "512", "--dump", path],
+                       check=True, capture_output=True, timeout=60)
+        files.append(path)
+    out = subprocess.run([exe] + files, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError("compress_bench failed: %s" % out.stderr.strip())
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
 SCENARIOS = [
     {"name": "traces-grpc", "title": "OTLP/gRPC traces -> OTLP/gRPC sink (512-span requests)",
      "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",
@@ -516,6 +534,12 @@ def main(argv):
         results["prometheus"] = prom_bench(a.runs)
     if not only or "idle" in only:
         results["idle"] = idle_rss(a.scale)
+    if not only or "compress" in only:
+        try:
+            results["compress"] = compress_bench()
+        except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+            print("bench: compress: %s" % e, file=sys.stderr)
+            failed = True
     if not only or "steady" in only:
         try:
             results["steady"] = steady()
@@ -553,6 +577,12 @@ def main(argv):
         print("idle RSS: %.1f MiB (anonymous memory %s; the rest are shared library pages)"
               % (i["rss_kib"] / 1024,
                  "%.1f MiB" % (i["rss_anon_kib"] / 1024) if i["rss_anon_kib"] else "n/a"))
+    if results.get("compress"):
+        print("compression of one export request (loadgen's payloads; CPU us per MiB in, ratio):")
+        for r in results["compress"]:
+            print("  %-16s %-6s %-8s %8.0f us/MiB  ratio %.2f"
+                  % (r["file"], r["codec"], "level %d" % r["level"] if r["level"] else "",
+                     r["cpu_us_per_mib"], r["ratio"]))
     if "steady" in results:
         st = results["steady"]
         print("steady (the default config, %.0f s of 10k spans/s + 2k lines/s + 1k points/s): "
