@@ -44,6 +44,7 @@ bool lk_exporter_config_equal(const struct lk_exporter_config *a,
 {
     if (!str_eq(a->name, b->name) || a->type != b->type || !str_eq(a->endpoint, b->endpoint) ||
         a->timeout_ms != b->timeout_ms || a->compression != b->compression ||
+        a->compression_level != b->compression_level ||
         a->max_concurrency != b->max_concurrency ||
         !headers_eq(a->headers, a->nheaders, b->headers, b->nheaders) ||
         !tls_eq(&a->tls, &b->tls))

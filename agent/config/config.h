@@ -157,6 +157,7 @@ struct lk_exporter_config {
     struct lk_header *headers;
     size_t nheaders;
     enum lk_compression compression;
+    uint32_t compression_level; /* zlib level 1..9 of the gzip lookout does itself */
     struct lk_tls_config tls;
     struct lk_retry_config retry;
     struct lk_queue_config queue;

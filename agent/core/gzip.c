@@ -72,10 +72,15 @@ int lk_gzip_inflate(const uint8_t *p, size_t n, size_t max, int raw_zlib,
 
 int lk_gzip_deflate(const uint8_t *p, size_t n, lk_buf *out)
 {
+    return lk_gzip_deflate_level(p, n, Z_DEFAULT_COMPRESSION, out);
+}
+
+int lk_gzip_deflate_level(const uint8_t *p, size_t n, int level, lk_buf *out)
+{
     z_stream zs = {0};
     int rc;
 
-    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
+    if (deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8,
                      Z_DEFAULT_STRATEGY) != Z_OK)
         return LK_ENOMEM;
     size_t bound = deflateBound(&zs, (uLong)n);

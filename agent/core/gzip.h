@@ -15,7 +15,9 @@
  */
 int lk_gzip_inflate(const uint8_t *p, size_t n, size_t max, int raw_zlib,
                     lk_buf *out);
-/* Compresses |n| bytes at |p| as gzip into |out| (appends). */
+/* Compresses |n| bytes at |p| as gzip into |out| (appends), at zlib's
+ * default level; _level: at |level| (1 fastest .. 9 smallest). */
 int lk_gzip_deflate(const uint8_t *p, size_t n, lk_buf *out);
+int lk_gzip_deflate_level(const uint8_t *p, size_t n, int level, lk_buf *out);
 
 #endif

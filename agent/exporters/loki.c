@@ -46,6 +46,7 @@ struct loki_exporter {
     char *url;
     bool json;
     bool gzip;
+    int level; /* zlib level of |gzip| */
     uint64_t timeout_ms;
     struct lk_loki_encoder *enc;
     lk_buf scratch; /* the uncompressed body, reused */
@@ -221,7 +222,7 @@ static int build_body(struct loki_exporter *x, lk_batch *b, struct attempt *a)
     if (x->json) {
         lk_buf gz;
         lk_buf_init(&gz, MAX_BODY_BYTES);
-        rc = lk_gzip_deflate(x->scratch.data, x->scratch.len, &gz);
+        rc = lk_gzip_deflate_level(x->scratch.data, x->scratch.len, x->level, &gz);
         if (rc < 0) {
             lk_buf_fini(&gz);
             return rc;
@@ -320,6 +321,7 @@ int lk_loki_exporter_create(lk_exporter **out, uv_loop_t *loop,
         return LK_ENOMEM;
     x->json = cfg->loki.format == LK_LOKI_BODY_JSON;
     x->gzip = x->json && lk_exporter_gzip(cfg);
+    x->level = cfg->compression_level ? (int)cfg->compression_level : 1;
     x->timeout_ms = cfg->timeout_ms;
     lk_buf_init(&x->scratch, MAX_BODY_BYTES);
     size_t hlen = sizeof(x->host);

@@ -45,6 +45,7 @@ struct otlphttp_exporter {
     struct lk_http_exporter h; /* first */
     char *url[LK_SIGNAL_COUNT]; /* NULL: no endpoint for that signal */
     bool gzip;
+    int level; /* zlib level of |gzip| */
     uint64_t timeout_ms;
 };
 
@@ -201,7 +202,7 @@ bool lk__otlphttp_error_message(const uint8_t *body, size_t len,
  * buffer of its own. Runs on the loop thread: a large batch stalls the loop
  * for as long as zlib takes (a candidate for uv_queue_work).
  */
-static int gzip_iov(const struct iovec *iov, size_t n, size_t total,
+static int gzip_iov(const struct iovec *iov, size_t n, size_t total, int level,
                     uint8_t **out, size_t *outlen)
 {
     z_stream zs = {0};
@@ -209,7 +210,7 @@ static int gzip_iov(const struct iovec *iov, size_t n, size_t total,
 
     if (total > MAX_GZIP_INPUT_BYTES)
         return LK_E2BIG;
-    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
+    if (deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8,
                      Z_DEFAULT_STRATEGY) != Z_OK)
         return LK_ENOMEM;
     /* Enough for the whole input when no flush happens before the end. */
@@ -318,7 +319,7 @@ static int otlphttp_send(lk_exporter *e, lk_batch *b)
     lk_batch_iov(b, &iov, &n, &total);
     struct iovec one;
     if (x->gzip) {
-        rc = gzip_iov(iov, n, total, &a->gz, &a->gz_len);
+        rc = gzip_iov(iov, n, total, x->level, &a->gz, &a->gz_len);
         if (rc < 0)
             goto err_attempt;
         one.iov_base = a->gz;
@@ -412,6 +413,7 @@ int lk_otlphttp_exporter_create(lk_exporter **out, uv_loop_t *loop,
     if (x == NULL)
         return LK_ENOMEM;
     x->gzip = lk_exporter_gzip(cfg);
+    x->level = cfg->compression_level ? (int)cfg->compression_level : 1;
     x->timeout_ms = cfg->timeout_ms;
     int rc = build_urls(x, cfg);
     if (rc == 0)
