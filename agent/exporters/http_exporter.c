@@ -176,6 +176,19 @@ static void part_closed(struct lk_http_exporter *h)
         done(arg);
 }
 
+void lk_http_exporter_hold(struct lk_http_exporter *h)
+{
+    h->open++;
+}
+
+void lk_http_exporter_release(struct lk_http_exporter *h)
+{
+    if (h->closing)
+        part_closed(h);
+    else
+        h->open--;
+}
+
 static void client_closed(void *arg)
 {
     part_closed(arg);

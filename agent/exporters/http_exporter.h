@@ -66,6 +66,11 @@ int lk_http_exporter_fail(struct lk_http_exporter *h, lk_batch *b, const char *r
  * (cancelled, retryable), failed batches are dropped, then free_self and
  * |done| run on the loop. */
 void lk_http_exporter_close(lk_exporter *e, void (*done)(void *arg), void *arg);
+/* Work of the exporter's own that close must wait for (a body being
+ * compressed on the thread pool): hold before starting it, release when its
+ * completion has run on the loop; close frees the exporter after the last. */
+void lk_http_exporter_hold(struct lk_http_exporter *h);
+void lk_http_exporter_release(struct lk_http_exporter *h);
 /* A metric-label word for a failed exchange (http_status 0). */
 const char *lk_http_transport_reason(const struct lk_http_result *r);
 

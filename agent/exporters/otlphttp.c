@@ -39,7 +39,16 @@ struct attempt {
     lk_batch *b;
     uint8_t *gz; /* compressed body (gzip on), owned */
     size_t gz_len;
+    /* Off the loop: the batch's bodies compressed on the thread pool. */
+    uv_work_t work;
+    const struct iovec *iov;
+    size_t n, total;
+    int rc;
 };
+
+/* Bodies at least this large are compressed on the thread pool, so the loop
+ * goes on receiving meanwhile; smaller ones are not worth the hop. */
+#define OFFLOOP_GZIP_BYTES (64 * 1024)
 
 struct otlphttp_exporter {
     struct lk_http_exporter h; /* first */
@@ -296,6 +305,49 @@ static void post_done(void *arg, const struct lk_http_result *r)
                   res == LK_EXPORT_OK ? NULL : reason);
 }
 
+static void post(struct attempt *a);
+
+static void gzip_work(uv_work_t *w)
+{
+    struct attempt *a = w->data; /* a thread of the pool: touches only |a| and the batch's bytes */
+    a->rc = gzip_iov(a->iov, a->n, a->total, a->x->level, &a->gz, &a->gz_len);
+}
+
+static void gzip_done(uv_work_t *w, int status)
+{
+    struct attempt *a = w->data;
+    struct otlphttp_exporter *x = a->x;
+    lk_batch *b = a->b;
+    if (status == 0 && a->rc == 0 && !x->h.closing) {
+        post(a);
+    } else {
+        /* The exporter is closing (the batch is retried elsewhere or
+         * dropped by the queue), or compression failed. */
+        const char *why = x->h.closing ? "canceled" : "compress_failed";
+        bool permanent = !x->h.closing && a->rc == LK_E2BIG;
+        attempt_free(a);
+        lk_batch_done(b, permanent ? LK_EXPORT_PERMANENT : LK_EXPORT_RETRY, -1,
+                      permanent ? "too_large" : why);
+    }
+    lk_http_exporter_release(&x->h);
+}
+
+/* POSTs |a| (its body compressed already when gzip is on); a failure to
+ * start ends the batch as retryable. */
+static void post(struct attempt *a)
+{
+    struct otlphttp_exporter *x = a->x;
+    enum lk_signal sig = lk_batch_signal(a->b);
+    struct iovec one = {.iov_base = a->gz, .iov_len = a->gz_len};
+    int rc = lk_http_client_post(x->h.client, x->url[sig], x->h.headers, x->h.nheaders, &one,
+                                 1, x->timeout_ms, post_done, a);
+    if (rc < 0) {
+        lk_batch *b = a->b;
+        attempt_free(a);
+        lk_batch_done(b, LK_EXPORT_RETRY, -1, "post_failed");
+    }
+}
+
 static int otlphttp_send(lk_exporter *e, lk_batch *b)
 {
     struct otlphttp_exporter *x = (struct otlphttp_exporter *)e;
@@ -318,6 +370,20 @@ static int otlphttp_send(lk_exporter *e, lk_batch *b)
     a->b = b;
     lk_batch_iov(b, &iov, &n, &total);
     struct iovec one;
+    if (x->gzip && total >= OFFLOOP_GZIP_BYTES) {
+        a->iov = iov;
+        a->n = n;
+        a->total = total;
+        a->work.data = a;
+        lk_http_exporter_hold(&x->h);
+        rc = uv_queue_work(x->h.loop, &a->work, gzip_work, gzip_done);
+        if (rc != 0) {
+            lk_http_exporter_release(&x->h);
+            rc = LK_ESYS;
+            goto err_attempt;
+        }
+        return 0; /* gzip_done posts it */
+    }
     if (x->gzip) {
         rc = gzip_iov(iov, n, total, x->level, &a->gz, &a->gz_len);
         if (rc < 0)

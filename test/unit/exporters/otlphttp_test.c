@@ -374,6 +374,66 @@ START_TEST(gzip_body_inflates_to_the_batch)
 }
 END_TEST
 
+/* A span of |n| 'a's: large enough to be compressed on the thread pool. */
+static char *big_span(size_t n)
+{
+    char *b = malloc(n + 8);
+    size_t h = 0;
+    b[h++] = 0x0a;
+    for (size_t v = n; v >= 0x80; v >>= 7)
+        b[h++] = (char)(v | 0x80);
+    for (size_t v = n; ; v >>= 7)
+        if (v < 0x80) {
+            b[h++] = (char)v;
+            break;
+        }
+    memset(b + h, 'a', n);
+    b[h + n] = '\0';
+    return b;
+}
+
+START_TEST(large_gzip_body_off_the_loop)
+{
+    EC.compression = LK_COMPRESSION_GZIP;
+    make_exporter();
+    lk_queue *q = make_queue(LK_SIGNAL_TRACES);
+    char *span = big_span(100000);
+    push(q, LK_SIGNAL_TRACES, span, 1);
+    finish(q);
+    ck_assert_int_eq(nreqs, 1);
+    ck_assert_str_eq(reqs[0].encoding, "gzip");
+    ck_assert_uint_lt(reqs[0].body_len, 10000);
+    lk_buf out;
+    lk_buf_init(&out, 1 << 20);
+    ck_assert_int_eq(lk_gzip_inflate(reqs[0].body, reqs[0].body_len, 1 << 20, 0, &out), 0);
+    ck_assert_uint_eq(out.len, strlen(span));
+    ck_assert_mem_eq(out.data, span, out.len);
+    lk_buf_fini(&out);
+    ck_assert_uint_eq(sent_spans(), 1);
+    free(span);
+}
+END_TEST
+
+/* Closed while a body is being compressed: the batch ends (dropped, as the
+ * queue was aborted) and the exporter is freed only after the work is done. */
+START_TEST(close_while_compressing)
+{
+    EC.compression = LK_COMPRESSION_GZIP;
+    EC.compression_level = 9;
+    make_exporter();
+    lk_queue *q = make_queue(LK_SIGNAL_TRACES);
+    char *span = big_span(200000); /* the work is queued by the push, still pending at close */
+    push(q, LK_SIGNAL_TRACES, span, 1);
+    lk_queue_abort(q);
+    exp_->ops->close(exp_, on_exp_closed, NULL);
+    RUN_UNTIL(exp_closed);
+    ck_assert_uint_eq(lk_queue_held_items(q), 0);
+    ck_assert_uint_eq(nreqs, 0);
+    lk_queue_destroy(q);
+    free(span);
+}
+END_TEST
+
 START_TEST(url_path_per_signal)
 {
     char base[160], logs_url[160];
@@ -604,6 +664,10 @@ static Suite *suite(void)
         {"server_error", server_error_500_is_permanent},
         {"partial_success", partial_success_counts_as_sent},
         {"gzip", gzip_body_inflates_to_the_batch},
+        {"gzip_off_loop", large_gzip_body_off_the_loop},
+        {"close_compressing", close_while_compressing},
+        {"gzip_off_loop", large_gzip_body_off_the_loop},
+        {"close_compressing", close_while_compressing},
         {"url_paths", url_path_per_signal},
         {"no_endpoint", signal_without_endpoint_dropped},
         {"refused", connection_refused_retries_until_exhausted},
