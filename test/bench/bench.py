@@ -175,7 +175,16 @@ def agent_config(s, ports):
             % (s["signal"], rname, xname))
 
 
-def start_pair(s, tmp, ports):
+def bench_ports(tmp):
+    """Free ports for the agent and the sink, and the line socket's path."""
+    names = ["admin", "grpc", "http", "sink_grpc", "sink_http", "sink_loki", "sink_admin"]
+    ports = dict(zip(names, free_ports(len(names))))
+    ports["sock"] = os.path.join(tmp, "lines.sock")
+    return ports
+
+
+def start_pair(config_text, tmp, ports):
+    """A sink, then an agent on |config_text|, both ready."""
     sink = Proc([SINK, "--grpc", "127.0.0.1:%d" % ports["sink_grpc"],
                  "--http", "127.0.0.1:%d" % ports["sink_http"],
                  "--loki", "127.0.0.1:%d" % ports["sink_loki"],
@@ -183,7 +192,7 @@ def start_pair(s, tmp, ports):
     wait_ready(ports["sink_admin"], sink.p, "sink")
     cfg = os.path.join(tmp, "agent.yaml")
     with open(cfg, "w") as f:
-        f.write(agent_config(s, ports))
+        f.write(config_text)
     agent = Proc([AGENT, "-c", cfg], "agent", tmp)
     try:
         wait_ready(ports["admin"], agent.p, "agent")
@@ -208,10 +217,8 @@ PERF = {"file": None, "call_graph": "fp"}
 
 def one_run(s, scale):
     tmp = tempfile.mkdtemp(prefix="lookout-bench-")
-    names = ["admin", "grpc", "http", "sink_grpc", "sink_http", "sink_loki", "sink_admin"]
-    ports = dict(zip(names, free_ports(len(names))))
-    ports["sock"] = os.path.join(tmp, "lines.sock")
-    sink, agent = start_pair(s, tmp, ports)
+    ports = bench_ports(tmp)
+    sink, agent = start_pair(agent_config(s, ports), tmp, ports)
     try:
         target = {"grpc": "127.0.0.1:%d" % ports["grpc"], "http": "127.0.0.1:%d" % ports["http"],
                   "lines": ports["sock"]}[s["target"]]
@@ -263,9 +270,7 @@ def idle_rss(tmp_scale):
     """RSS of an agent with the default configuration's receivers and exporters
     (OTLP gRPC + HTTP, a line socket, OTLP and Loki exporters), nothing sent."""
     tmp = tempfile.mkdtemp(prefix="lookout-bench-")
-    names = ["admin", "grpc", "http", "sink_grpc", "sink_http", "sink_loki", "sink_admin"]
-    ports = dict(zip(names, free_ports(len(names))))
-    ports["sock"] = os.path.join(tmp, "lines.sock")
+    ports = bench_ports(tmp)
     cfg = os.path.join(tmp, "agent.yaml")
     with open(cfg, "w") as f:
         f.write(AGENT_COMMON.format(**ports) + "receivers:\n" + OTLP_RECEIVER.format(**ports)
@@ -350,20 +355,9 @@ def steady(seconds=STEADY_SECONDS, compression=None):
     |seconds|: 10k spans/s (100-span gRPC requests), 2k lines/s on the socket,
     1k metric points/s (100-point gRPC requests); then the same agent idle."""
     tmp = tempfile.mkdtemp(prefix="lookout-bench-")
-    names = ["admin", "grpc", "http", "sink_grpc", "sink_http", "sink_loki", "sink_admin"]
-    ports = dict(zip(names, free_ports(len(names))))
-    ports["sock"] = os.path.join(tmp, "lines.sock")
-    sink = Proc([SINK, "--grpc", "127.0.0.1:%d" % ports["sink_grpc"],
-                 "--http", "127.0.0.1:%d" % ports["sink_http"],
-                 "--loki", "127.0.0.1:%d" % ports["sink_loki"],
-                 "--admin", "127.0.0.1:%d" % ports["sink_admin"]], "sink", tmp)
-    wait_ready(ports["sink_admin"], sink.p, "sink")
-    cfg = os.path.join(tmp, "agent.yaml")
-    with open(cfg, "w") as f:
-        f.write(default_config(ports, compression))
-    agent = Proc([AGENT, "-c", cfg], "agent", tmp)
+    ports = bench_ports(tmp)
+    sink, agent = start_pair(default_config(ports, compression), tmp, ports)
     try:
-        wait_ready(ports["admin"], agent.p, "agent")
         time.sleep(1.0)
         pid = agent.p.pid
         grpc = "127.0.0.1:%d" % ports["grpc"]
