@@ -1,5 +1,6 @@
 #include "exporters/http_exporter.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +211,29 @@ void lk_http_exporter_close(lk_exporter *e, void (*done)(void *arg), void *arg)
     lk_http_client_close(h->client, client_closed, h);
     flush_failed(h);
     uv_close((uv_handle_t *)&h->fail_timer, timer_closed);
+}
+
+#define REFUSAL_LOG_EVERY_MS 10000
+
+bool lk_http_exporter_refusal_log_due(struct lk_http_exporter *h, uint64_t *unlogged)
+{
+    uint64_t now = uv_now(h->loop);
+    if (h->last_refusal_log_ms != 0 && now - h->last_refusal_log_ms < REFUSAL_LOG_EVERY_MS) {
+        h->refusals_unlogged++;
+        return false;
+    }
+    *unlogged = h->refusals_unlogged;
+    h->last_refusal_log_ms = now;
+    h->refusals_unlogged = 0;
+    return true;
+}
+
+void lk_http_body_excerpt(const struct lk_http_result *r, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < r->body_len && o + 1 < outlen && o < 300; i++)
+        out[o++] = isprint(r->body[i]) ? (char)r->body[i] : ' ';
+    out[o] = '\0';
 }
 
 const char *lk_http_transport_reason(const struct lk_http_result *r)

@@ -22,6 +22,8 @@ struct lk_http_exporter {
     struct lk_header *headers; /* sent with every request, owned */
     size_t nheaders, capheaders;
     bool closing;
+    uint64_t last_refusal_log_ms; /* lk_http_exporter_refusal_log_due */
+    uint64_t refusals_unlogged;
     /* Private. */
     uv_timer_t fail_timer;         /* drops |failed| outside send() */
     struct lk_http_failed *failed;
@@ -71,6 +73,13 @@ void lk_http_exporter_close(lk_exporter *e, void (*done)(void *arg), void *arg);
  * completion has run on the loop; close frees the exporter after the last. */
 void lk_http_exporter_hold(struct lk_http_exporter *h);
 void lk_http_exporter_release(struct lk_http_exporter *h);
+/* Whether a refusal by the backend is to be logged now: at most once per
+ * 10 s. When it is, *unlogged is the number of refusals not logged since the
+ * last one (and the count starts again); when not, this one is counted. */
+bool lk_http_exporter_refusal_log_due(struct lk_http_exporter *h, uint64_t *unlogged);
+/* The start of |r|'s body (at most 300 bytes), unprintable bytes as spaces,
+ * NUL-terminated in |out|: for a log line. */
+void lk_http_body_excerpt(const struct lk_http_result *r, char *out, size_t outlen);
 /* A metric-label word for a failed exchange (http_status 0). */
 const char *lk_http_transport_reason(const struct lk_http_result *r);
 

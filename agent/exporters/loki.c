@@ -11,7 +11,6 @@
  */
 #include "exporters/loki.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +28,6 @@
 #include "exporters/loki_encode.h"
 
 #define MAX_BODY_BYTES (1024u * 1024 * 1024) /* of one uncompressed push */
-#define REFUSAL_LOG_EVERY_MS 10000           /* at most one 400 log line per */
 
 struct loki_exporter;
 
@@ -53,8 +51,6 @@ struct loki_exporter {
     char **labels;
     size_t nlabels;
     char host[256];
-    uint64_t last_refusal_log_ms;
-    uint64_t refusals_unlogged;
 };
 
 enum lk_export_result lk_loki_classify(int http_status)
@@ -122,31 +118,18 @@ static void attempt_free(struct attempt *a)
     free(a);
 }
 
-/* A printable excerpt of |body| for a log line. */
-static void excerpt(const uint8_t *body, size_t len, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 1 < outlen && o < 300; i++)
-        out[o++] = isprint(body[i]) ? (char)body[i] : ' ';
-    out[o] = '\0';
-}
-
 static void log_refusal(struct loki_exporter *x, int status, const char *reason,
                         uint64_t refused, uint64_t items, const struct lk_http_result *r)
 {
-    uint64_t now = uv_now(x->h.loop);
-    if (x->last_refusal_log_ms != 0 && now - x->last_refusal_log_ms < REFUSAL_LOG_EVERY_MS) {
-        x->refusals_unlogged++;
+    uint64_t unlogged;
+    if (!lk_http_exporter_refusal_log_due(&x->h, &unlogged))
         return;
-    }
     char msg[320];
-    excerpt(r->body, r->body_len, msg, sizeof(msg));
+    lk_http_body_excerpt(r, msg, sizeof(msg));
     lk_log(LK_LOG_WARN, "loki refused entries", LK_S("exporter", x->h.base.name)
            LK_I("http_status", status) LK_S("reason", reason) LK_U("refused", refused)
-           LK_U("entries", items) LK_U("refusals_not_logged", x->refusals_unlogged)
+           LK_U("entries", items) LK_U("refusals_not_logged", unlogged)
            LK_S("message", msg));
-    x->last_refusal_log_ms = now;
-    x->refusals_unlogged = 0;
 }
 
 static void post_done(void *arg, const struct lk_http_result *r)

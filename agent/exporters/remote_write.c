@@ -22,7 +22,6 @@
 #include "exporters/prom_state.h"
 
 #define MAX_BODY_BYTES (256u * 1024 * 1024) /* of one uncompressed WriteRequest */
-#define REFUSAL_LOG_EVERY_MS 10000
 
 struct rw_exporter {
     struct lk_http_exporter h; /* first */
@@ -33,8 +32,6 @@ struct rw_exporter {
     lk_prom_rw *enc;
     lk_buf scratch; /* the uncompressed body, reused */
     lk_counter *samples;
-    uint64_t last_refusal_log_ms;
-    uint64_t refusals_unlogged;
 };
 
 /* A batch's encoded body, kept across its attempts. */
@@ -70,22 +67,15 @@ static void body_free(void *p)
 
 static void log_refusal(struct rw_exporter *x, const struct lk_http_result *r, uint64_t items)
 {
-    uint64_t now = uv_now(x->h.loop);
-    if (x->last_refusal_log_ms != 0 && now - x->last_refusal_log_ms < REFUSAL_LOG_EVERY_MS) {
-        x->refusals_unlogged++;
+    uint64_t unlogged;
+    if (!lk_http_exporter_refusal_log_due(&x->h, &unlogged))
         return;
-    }
     char msg[320];
-    size_t o = 0;
-    for (size_t i = 0; i < r->body_len && o + 1 < sizeof(msg); i++)
-        msg[o++] = r->body[i] >= 0x20 && r->body[i] < 0x7f ? (char)r->body[i] : ' ';
-    msg[o] = '\0';
+    lk_http_body_excerpt(r, msg, sizeof(msg));
     lk_log(LK_LOG_WARN, "remote write refused a request, dropping it",
            LK_S("exporter", x->h.base.name) LK_I("http_status", r->http_status)
-           LK_U("points", items) LK_U("refusals_not_logged", x->refusals_unlogged)
+           LK_U("points", items) LK_U("refusals_not_logged", unlogged)
            LK_S("message", msg));
-    x->last_refusal_log_ms = now;
-    x->refusals_unlogged = 0;
 }
 
 static void post_done(void *arg, const struct lk_http_result *r)
