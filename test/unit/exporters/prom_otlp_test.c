@@ -93,35 +93,28 @@ static KV *kv_str(const char *k, const char *v)
     return kv;
 }
 
-/* Packs |mt| under resource {service.name=checkout, service.namespace=shop,
- * service.instance.id=i-1, host.name=mac, deployment.environment=dev} and
- * scope lib/1.0; applies it at |now_ms|. */
-static int apply_metric(Metric *mt, uint64_t now_ms)
+/* Packs |mt| under a resource of |nres| attributes at |res| and, when
+ * |scoped|, scope lib/1.0; applies it at |now_ms|. */
+static int apply_metric_under(Metric *mt, KV **res, size_t nres, bool scoped, uint64_t now_ms)
 {
-    nkv = 0;
-    kv_str("service.name", "checkout");
-    kv_str("service.namespace", "shop");
-    kv_str("service.instance.id", "i-1");
-    kv_str("host.name", "mac");
-    kv_str("deployment.environment", "dev");
-    Res res;
-    opentelemetry__proto__resource__v1__resource__init(&res);
-    res.n_attributes = 5;
-    res.attributes = kvp;
+    Res r;
+    opentelemetry__proto__resource__v1__resource__init(&r);
+    r.n_attributes = nres;
+    r.attributes = res;
     Scope sc;
     opentelemetry__proto__common__v1__instrumentation_scope__init(&sc);
     sc.name = "lib";
     sc.version = "1.0";
     SM sm;
     opentelemetry__proto__metrics__v1__scope_metrics__init(&sm);
-    sm.scope = &sc;
+    sm.scope = scoped ? &sc : NULL;
     Metric *mts[1] = {mt};
     sm.n_metrics = 1;
     sm.metrics = mts;
     SM *sms[1] = {&sm};
     RM rm;
     opentelemetry__proto__metrics__v1__resource_metrics__init(&rm);
-    rm.resource = &res;
+    rm.resource = &r;
     rm.n_scope_metrics = 1;
     rm.scope_metrics = sms;
     RM *rms[1] = {&rm};
@@ -133,6 +126,20 @@ static int apply_metric(Metric *mt, uint64_t now_ms)
         &req, body);
     ck_assert_uint_lt(len, sizeof(body));
     return lk_prom_mapper_apply(mapper, body, len, now_ms, &st);
+}
+
+/* Packs |mt| under resource {service.name=checkout, service.namespace=shop,
+ * service.instance.id=i-1, host.name=mac, deployment.environment=dev} and
+ * scope lib/1.0; applies it at |now_ms|. */
+static int apply_metric(Metric *mt, uint64_t now_ms)
+{
+    nkv = 0;
+    kv_str("service.name", "checkout");
+    kv_str("service.namespace", "shop");
+    kv_str("service.instance.id", "i-1");
+    kv_str("host.name", "mac");
+    kv_str("deployment.environment", "dev");
+    return apply_metric_under(mt, kvp, 5, true, now_ms);
 }
 
 /* One number point with attribute |k|=|v| (none when k is NULL). */
@@ -743,39 +750,14 @@ static int apply_two_attr_points(const char *svc, bool swap, double v1, uint64_t
     opentelemetry__proto__metrics__v1__gauge__init(&g);
     g.n_data_points = 2;
     g.data_points = pp;
-    Metric mt, *mts[1] = {&mt};
+    Metric mt;
     opentelemetry__proto__metrics__v1__metric__init(&mt);
     mt.name = "temp";
     mt.data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE;
     mt.gauge = &g;
-    AV sv;
-    KV skv, *skvp[1] = {&skv};
-    opentelemetry__proto__common__v1__any_value__init(&sv);
-    sv.value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
-    sv.string_value = (char *)svc;
-    opentelemetry__proto__common__v1__key_value__init(&skv);
-    skv.key = "service.name";
-    skv.value = &sv;
-    Res res;
-    opentelemetry__proto__resource__v1__resource__init(&res);
-    res.n_attributes = 1;
-    res.attributes = skvp;
-    SM sm, *sms[1] = {&sm};
-    opentelemetry__proto__metrics__v1__scope_metrics__init(&sm);
-    sm.n_metrics = 1;
-    sm.metrics = mts;
-    RM rm, *rms[1] = {&rm};
-    opentelemetry__proto__metrics__v1__resource_metrics__init(&rm);
-    rm.resource = &res;
-    rm.n_scope_metrics = 1;
-    rm.scope_metrics = sms;
-    Req req;
-    opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__init(&req);
-    req.n_resource_metrics = 1;
-    req.resource_metrics = rms;
-    size_t len = opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__pack(
-        &req, body);
-    return lk_prom_mapper_apply(mapper, body, len, 1000, &st);
+    nkv = 0;
+    kv_str("service.name", svc);
+    return apply_metric_under(&mt, kvp, 1, false, 1000);
 }
 
 /* The wire walk's cache: points of known series (hits), attributes in
