@@ -506,6 +506,25 @@ static size_t exporter_index(const lk_config *c, const char *name)
     return c->nexporters;
 }
 
+/* The item forms besides OTLP that every exporter of |sig|'s pipeline
+ * takes: Loki entries when each is a Loki exporter that sends them as they
+ * are. */
+static uint32_t pipeline_forms(const lk_config *c, enum lk_signal sig)
+{
+    for (size_t i = 0; i < c->npipelines; i++) {
+        const struct lk_pipeline_config *pc = &c->pipelines[i];
+        if (pc->signal != sig || pc->nexporters == 0)
+            continue;
+        for (size_t j = 0; j < pc->nexporters; j++) {
+            size_t k = exporter_index(c, pc->exporters[j]);
+            if (k == c->nexporters || !lk_loki_takes_entries_config(&c->exporters[k]))
+                return 0;
+        }
+        return 1u << LK_FORM_LOKI_ENTRIES;
+    }
+    return 0;
+}
+
 static struct qslot *find_active_q(const char *exporter, enum lk_signal sig)
 {
     for (struct qslot *q = S.qs; q != NULL; q = q->next)
@@ -559,7 +578,9 @@ static void commit(struct plan *p, lk_config *nc)
         }
     }
     for (int s = 0; s < LK_SIGNAL_COUNT; s++) {
-        if (lk_pipeline_set_queues(S.pipes[s], lists[s], nlist[s]) < 0) {
+        if (lk_pipeline_set_queues(S.pipes[s], lists[s], nlist[s]) == 0) {
+            lk_pipeline_set_forms(S.pipes[s], pipeline_forms(nc, (enum lk_signal)s));
+        } else {
             lk_log(LK_LOG_ERROR, "reload: out of memory for a pipeline; it keeps its queues",
                    LK_S("signal", lk_signal_name((enum lk_signal)s)));
             for (struct qslot *q = S.qs; q != NULL; q = q->next)

@@ -112,3 +112,12 @@ const char *lk_severity_level_name(int severity_number)
         return NULL;
     return names[(severity_number - 1) / 4];
 }
+
+const char *lk_severity_level_norm(int severity_number, const char *text, size_t n)
+{
+    const char *name = lk_severity_level_name(severity_number);
+
+    if (name == NULL && n > 0)
+        name = lk_severity_level_name(lk_level_to_severity(text, n));
+    return name;
+}

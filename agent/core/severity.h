@@ -33,4 +33,8 @@ int lk_level_number_to_severity(int64_t v);
  * "error", "fatal"; NULL outside 1..24. */
 const char *lk_severity_level_name(int severity_number);
 
+/* The normalised level of a record with |severity_number| and severity text
+ * |text| (|n| bytes): the number's name, else the text's, else NULL. */
+const char *lk_severity_level_norm(int severity_number, const char *text, size_t n);
+
 #endif

@@ -48,6 +48,8 @@ struct loki_exporter {
     uint64_t timeout_ms;
     struct lk_loki_encoder *enc;
     lk_buf scratch; /* the uncompressed body, reused */
+    uint8_t *forms; /* of the batch's items, reused */
+    size_t cap_forms;
     char **labels;
     size_t nlabels;
     char host[256];
@@ -60,6 +62,16 @@ enum lk_export_result lk_loki_classify(int http_status)
     if (http_status == 0 || http_status == 429 || http_status >= 500)
         return LK_EXPORT_RETRY;
     return LK_EXPORT_PERMANENT;
+}
+
+bool lk_loki_takes_entries_config(const struct lk_exporter_config *cfg)
+{
+    struct lk_loki_encode_opts o = {
+        .format = cfg->loki.format == LK_LOKI_BODY_JSON ? LK_LOKI_JSON : LK_LOKI_PROTOBUF,
+        .labels = (const char *const *)cfg->loki.labels,
+        .nlabels = cfg->loki.nlabels,
+    };
+    return cfg->type == LK_EXPORTER_LOKI && lk_loki_takes_entries(&o);
 }
 
 /* Case-insensitive search for |needle| in |n| bytes at |p|. */
@@ -194,8 +206,18 @@ static int build_body(struct loki_exporter *x, lk_batch *b, struct attempt *a)
         .host = x->host,
         .now_ns = wall_ns(),
     };
+    if (n > x->cap_forms) {
+        uint8_t *f = realloc(x->forms, n);
+        if (f == NULL)
+            return LK_ENOMEM;
+        x->forms = f;
+        x->cap_forms = n;
+    }
+    for (size_t i = 0; i < n; i++)
+        x->forms[i] = lk_batch_item_form(b, i);
     lk_buf_reset(&x->scratch);
-    int rc = lk_loki_encode(x->enc, &o, iov, n, &x->scratch, &records, &streams);
+    int rc = lk_loki_encode_forms(x->enc, &o, iov, x->forms, n, &x->scratch, &records,
+                                  &streams);
     if (rc < 0)
         return rc;
     if (x->json && !x->gzip) {
@@ -262,6 +284,7 @@ static void exporter_free(struct lk_http_exporter *h)
         free(x->labels[i]);
     free(x->labels);
     lk_loki_encoder_destroy(x->enc);
+    free(x->forms);
     lk_buf_fini(&x->scratch);
     free(x->url);
     lk_http_exporter_fini(&x->h);

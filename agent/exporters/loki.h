@@ -24,6 +24,10 @@ int lk_loki_exporter_create(lk_exporter **out, uv_loop_t *loop,
 /* How a push answered with |http_status| ends (0: no response). */
 enum lk_export_result lk_loki_classify(int http_status);
 
+/* Whether an exporter of |cfg| sends LK_FORM_LOKI_ENTRIES items as they are
+ * (a pipeline whose every exporter does may be given them). */
+bool lk_loki_takes_entries_config(const struct lk_exporter_config *cfg);
+
 /*
  * Internal, exposed for tests: reads a Loki 400 answer. Sets |*ignored| to
  * the sum of every "total ignored: N out of M" in it (0 when there is none)

@@ -51,6 +51,8 @@
 #include "core/json_escape.h"
 #include "core/pbwire.h"
 #include "core/severity.h"
+#include "pipeline/item.h"
+#include "pipeline/loki_entries.h"
 
 /* Nesting of AnyValue arrays and kvlists rendered as JSON. A valid request
  * (at most 64 messages deep) never comes near it. */
@@ -113,6 +115,8 @@ struct entry {
     int sev;     /* severity_number, 0 when absent or out of 1..24 */
     struct anyv body;
     struct span sevtext, trace, spanid, scope;
+    struct span pre; /* LK_FORM_LOKI_ENTRIES: the entry's core, written by the
+                        receiver; empty for a walked OTLP record */
     size_t rattr, nrattr; /* the record's attributes in e->attrs */
     size_t sattr, nsattr; /* its resource's */
 };
@@ -154,7 +158,7 @@ struct piece {
 
 struct emeta {
     size_t first, n; /* pieces */
-    struct vref line;
+    struct vref line; /* or, for an entry with a core, its resource's metadata */
     size_t size;     /* protobuf EntryAdapter body */
 };
 
@@ -196,6 +200,15 @@ struct lk_loki_encoder {
     size_t npieces, cap_pieces;
     lk_buf arena; /* rendered values of the stream being emitted */
     lk_buf texts; /* rendered attribute values of the whole call */
+
+    /* LK_FORM_LOKI_ENTRIES */
+    struct span last_res; /* resource bytes of the last run walked, or p NULL */
+    lk_buf conv;          /* items turned back into OTLP */
+    size_t *conv_at;      /* per input: its start and end in conv */
+    size_t cap_conv_at;
+    size_t rm_sattr[4];   /* resource metadata rendered for the stream being */
+    struct vref rm[4];    /* emitted, by resource (first attribute) */
+    unsigned nrm;
 };
 
 /* --- scratch arrays */
@@ -241,6 +254,7 @@ int lk_loki_encoder_create(struct lk_loki_encoder **out)
     lk_buf_init(&e->lbl, SIZE_MAX);
     lk_buf_init(&e->arena, SIZE_MAX);
     lk_buf_init(&e->texts, SIZE_MAX);
+    lk_buf_init(&e->conv, SIZE_MAX);
     *out = e;
     return 0;
 }
@@ -267,6 +281,8 @@ void lk_loki_encoder_destroy(struct lk_loki_encoder *e)
     free(e->pieces);
     lk_buf_fini(&e->arena);
     lk_buf_fini(&e->texts);
+    lk_buf_fini(&e->conv);
+    free(e->conv_at);
     free(e);
 }
 
@@ -757,12 +773,7 @@ static inline bool anyv_is_empty(const struct anyv *v)
 /* Normalised level of a record, or NULL. */
 static const char *level_norm(const struct entry *en)
 {
-    const char *n = lk_severity_level_name(en->sev);
-
-    if (n == NULL && en->sevtext.len > 0)
-        n = lk_severity_level_name(lk_level_to_severity(
-            (const char *)en->sevtext.p, en->sevtext.len));
-    return n;
+    return lk_severity_level_norm(en->sev, (const char *)en->sevtext.p, en->sevtext.len);
 }
 
 /* --- attributes */
@@ -1237,6 +1248,8 @@ static int walk_record(struct lk_loki_encoder *e,
     en->body.kind = AV_NONE;
     en->sevtext.p = en->trace.p = en->spanid.p = empty_bytes;
     en->sevtext.len = en->trace.len = en->spanid.len = 0;
+    en->pre.p = empty_bytes;
+    en->pre.len = 0;
     en->rattr = e->nattrs;
     while (r.p < r.end) {
         rc = rd_field(&r, &f);
@@ -1351,6 +1364,7 @@ static int walk_resource_logs(struct lk_loki_encoder *e,
     struct field f, g;
     int rc;
 
+    e->last_res.p = NULL;
     /* The resource may follow its scope_logs on the wire: read it first. */
     while (r.p < r.end) {
         rc = rd_field(&r, &f);
@@ -1413,6 +1427,100 @@ static int walk_request(struct lk_loki_encoder *e,
             return rc;
     }
     return 0;
+}
+
+/* A length-delimited field with a one-byte tag and a body of |n| bytes. */
+static inline size_t ld_size(size_t n)
+{
+    return 1 + lk_pb_varint_len(n) + n;
+}
+
+/* --- LK_FORM_LOKI_ENTRIES (pipeline/loki_entries.h) */
+
+/* Entries of an item go into the body as the receiver wrote them, their
+ * resource's labels and metadata resolved here; a run whose resource is the
+ * bytes of the last one shares its attributes and stream. */
+static int walk_entries(struct lk_loki_encoder *e,
+                        const struct lk_loki_encode_opts *o, struct span s)
+{
+    const uint8_t *p = s.p, *end = s.p + s.len;
+    struct lk_loki_run run;
+    struct lk_loki_entry le;
+    struct field f;
+    size_t idx;
+    int rc;
+
+    while (p < end) {
+        rc = lk_loki_run_next(&p, end, &run);
+        if (rc < 0)
+            return rc;
+        if (e->last_res.p == NULL || e->last_res.len != run.res_len ||
+            memcmp(e->last_res.p, run.res, run.res_len) != 0) {
+            size_t first = e->nattrs;
+            struct rd a = {run.res, run.res + run.res_len};
+            while (a.p < a.end) {
+                rc = rd_field(&a, &f);
+                if (rc < 0)
+                    return rc;
+                if (f.num != 1)
+                    continue;
+                if (f.wt != LK_PB_LEN)
+                    return LK_EPROTO;
+                rc = add_attr(e, f.s, &idx);
+                if (rc < 0)
+                    return rc;
+            }
+            rc = prepare_resource(e, o, first, e->nattrs - first);
+            if (rc < 0)
+                return rc;
+            e->last_res.p = run.res;
+            e->last_res.len = run.res_len;
+        }
+        const uint8_t *q = run.ents, *qend = run.ents + run.ents_len;
+        uint64_t left = run.nents;
+        for (; q < qend; left--) {
+            struct entry *en;
+            if (left == 0)
+                return LK_EPROTO;
+            if (e->nents >= UINT32_MAX)
+                return LK_E2BIG;
+            ENSURE(rc, e->ents, e->cap_ents, e->nents + 1);
+            if (rc < 0)
+                return rc;
+            rc = lk_loki_entry_next(&q, qend, &le);
+            if (rc < 0)
+                return rc;
+            en = &e->ents[e->nents];
+            en->ts = le.ts;
+            en->sev = le.severity_number;
+            en->pre.p = le.core;
+            en->pre.len = le.core_len;
+            en->body.kind = AV_NONE;
+            en->sevtext.p = en->trace.p = en->spanid.p = en->scope.p = empty_bytes;
+            en->sevtext.len = en->trace.len = en->spanid.len = en->scope.len = 0;
+            en->rattr = e->nattrs;
+            en->nrattr = 0;
+            en->sattr = e->res_first;
+            en->nsattr = e->res_n;
+            rc = assign_stream(e, o, en, NO_ATTR);
+            if (rc < 0)
+                return rc;
+            e->nents++;
+        }
+        if (left != 0)
+            return LK_EPROTO;
+    }
+    return 0;
+}
+
+bool lk_loki_takes_entries(const struct lk_loki_encode_opts *o)
+{
+    if (o->format != LK_LOKI_PROTOBUF)
+        return false;
+    for (size_t i = 0; i < o->nlabels; i++)
+        if (o->labels[i] != NULL && strcmp(o->labels[i], "level") == 0)
+            return false;
+    return true;
 }
 
 /* --- order */
@@ -1591,12 +1699,6 @@ static int gather(struct lk_loki_encoder *e, const struct stream *st,
 }
 
 
-/* A length-delimited field with a one-byte tag and a body of |n| bytes. */
-static inline size_t ld_size(size_t n)
-{
-    return 1 + lk_pb_varint_len(n) + n;
-}
-
 static inline size_t ts_size(uint64_t ts)
 {
     uint64_t sec = ts / 1000000000u, ns = ts % 1000000000u;
@@ -1676,6 +1778,81 @@ static void write_entry(struct lk_loki_encoder *e, struct pbw *w,
     }
 }
 
+/* An entry with a core: only its resource's metadata is gathered, rendered
+ * once per resource and stream as protobuf pairs into e->arena. The core's
+ * own names (level, trace_id, span_id) are never taken from the resource. */
+static int gather_pre(struct lk_loki_encoder *e, const struct stream *st,
+                      const struct entry *en, struct emeta *m)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+    } core_names[] = {{"level", 5}, {"trace_id", 8}, {"span_id", 7}};
+    unsigned cached = e->nrm < 4 ? e->nrm : 4;
+    size_t first = e->npieces;
+    struct vref v;
+    int rc;
+
+    m->first = first;
+    m->n = 0;
+    for (unsigned i = 0; i < cached; i++) {
+        if (e->rm_sattr[i] == en->sattr) {
+            m->line = e->rm[i];
+            m->size = en->pre.len + m->line.len;
+            return 0;
+        }
+    }
+    ENSURE(rc, e->pieces, e->cap_pieces, first + en->nsattr);
+    if (rc < 0)
+        return rc;
+    for (size_t i = en->sattr; i < en->sattr + en->nsattr; i++) {
+        const struct attr *a = &e->attrs[i];
+        struct span name = {attr_name(e, a), a->name_len};
+        bool core = false;
+        for (size_t k = 0; k < sizeof(core_names) / sizeof(core_names[0]); k++)
+            core = core || key_is(name, core_names[k].name, core_names[k].len);
+        if (a->flags != 0 || a->name_len == 0 || core ||
+            !meta_free(e, st, first, name.p, name.len))
+            continue;
+        piece_put(e, name.p, name.len, &a->text);
+    }
+    v.p = NULL;
+    v.off = e->arena.len;
+    for (size_t i = first; i < e->npieces && rc == 0; i++) {
+        const struct piece *p = &e->pieces[i];
+        size_t ps = piece_size(p);
+        rc = lk_buf_reserve(&e->arena, ld_size(ps));
+        if (rc == 0) {
+            struct pbw w = {e->arena.data + e->arena.len};
+            w_varint(&w, 0x1a); /* EntryAdapter.structuredMetadata = 3 */
+            w_varint(&w, ps);
+            w_ld(&w, 0x0a, p->name.p, p->name.len);
+            if (p->v.len > 0)
+                w_ld(&w, 0x12, vref_ptr(&p->v, &e->arena), p->v.len);
+            e->arena.len = (size_t)(w.p - e->arena.data);
+        }
+    }
+    e->npieces = first;
+    if (rc < 0)
+        return rc;
+    v.len = e->arena.len - v.off;
+    e->rm_sattr[e->nrm % 4] = en->sattr;
+    e->rm[e->nrm % 4] = v;
+    e->nrm++;
+    m->line = v;
+    m->size = en->pre.len + v.len;
+    return 0;
+}
+
+static void write_pre_entry(struct lk_loki_encoder *e, struct pbw *w,
+                            const struct entry *en, const struct emeta *m)
+{
+    w_varint(w, 0x12); /* StreamAdapter.entries = 2 */
+    w_varint(w, m->size);
+    w_bytes(w, en->pre.p, en->pre.len);
+    w_bytes(w, vref_ptr(&m->line, &e->arena), m->line.len);
+}
+
 static int emit_proto(struct lk_loki_encoder *e, lk_buf *out)
 {
     struct pbw w;
@@ -1688,15 +1865,20 @@ static int emit_proto(struct lk_loki_encoder *e, lk_buf *out)
 
         lk_buf_reset(&e->arena);
         e->npieces = 0;
+        e->nrm = 0;
         ENSURE(rc, e->em, e->cap_em, st->count);
         if (rc < 0)
             return rc;
         for (size_t k = 0; k < st->count; k++) {
             const struct entry *en = &e->ents[seg[k]];
-            rc = gather(e, st, en, &e->em[k]);
+            if (en->pre.len > 0) {
+                rc = gather_pre(e, st, en, &e->em[k]);
+            } else {
+                rc = gather(e, st, en, &e->em[k]);
+                e->em[k].size = entry_size(e, en, &e->em[k]);
+            }
             if (rc < 0)
                 return rc;
-            e->em[k].size = entry_size(e, en, &e->em[k]);
             body += ld_size(e->em[k].size);
         }
         /* One reservation per stream: no reallocation while writing, and
@@ -1708,8 +1890,13 @@ static int emit_proto(struct lk_loki_encoder *e, lk_buf *out)
         w_varint(&w, 0x0a); /* PushRequest.streams = 1 */
         w_varint(&w, body);
         w_ld(&w, 0x0a, e->slab.data + st->lab_off, st->lab_len); /* labels */
-        for (size_t k = 0; k < st->count; k++)
-            write_entry(e, &w, &e->ents[seg[k]], &e->em[k]);
+        for (size_t k = 0; k < st->count; k++) {
+            const struct entry *en = &e->ents[seg[k]];
+            if (en->pre.len > 0)
+                write_pre_entry(e, &w, en, &e->em[k]);
+            else
+                write_entry(e, &w, en, &e->em[k]);
+        }
         /* The sizes were computed from the same pieces: a mismatch is a bug. */
         if ((size_t)(w.p - (out->data + out->len)) != ld_size(body))
             return LK_EPROTO;
@@ -1835,6 +2022,15 @@ int lk_loki_encode(struct lk_loki_encoder *e,
                    const struct iovec *iov, size_t n, lk_buf *out,
                    uint64_t *records, uint64_t *streams)
 {
+    return lk_loki_encode_forms(e, o, iov, NULL, n, out, records, streams);
+}
+
+int lk_loki_encode_forms(struct lk_loki_encoder *e,
+                         const struct lk_loki_encode_opts *o,
+                         const struct iovec *iov, const uint8_t *forms, size_t n,
+                         lk_buf *out, uint64_t *records, uint64_t *streams)
+{
+    bool as_is;
     int rc;
 
     *records = 0;
@@ -1852,13 +2048,37 @@ int lk_loki_encode(struct lk_loki_encoder *e,
     rc = prepare_labels(e, o);
     if (rc < 0)
         return rc;
+    e->last_res.p = NULL;
+    as_is = lk_loki_takes_entries(o);
+    lk_buf_reset(&e->conv);
+    if (forms != NULL && !as_is) {
+        /* Converted first, all of them: e->conv must not move under the
+         * spans the walk keeps. */
+        ENSURE(rc, e->conv_at, e->cap_conv_at, 2 * n);
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            e->conv_at[2 * i] = e->conv.len;
+            if (forms[i] == LK_FORM_LOKI_ENTRIES && iov[i].iov_len > 0) {
+                struct span s = {iov[i].iov_base, iov[i].iov_len};
+                rc = s.p == NULL ? LK_EINVAL
+                                 : lk_loki_entries_to_otlp(s.p, s.len, &e->conv, &e->tmp);
+            }
+            e->conv_at[2 * i + 1] = e->conv.len;
+        }
+        if (rc < 0)
+            return rc;
+    }
     for (size_t i = 0; i < n; i++) {
         struct span s = {iov[i].iov_base, iov[i].iov_len};
+        bool entries = forms != NULL && forms[i] == LK_FORM_LOKI_ENTRIES;
         if (s.len == 0)
             continue;
         if (s.p == NULL)
             return LK_EINVAL;
-        rc = walk_request(e, o, s);
+        if (entries && !as_is) {
+            s.p = e->conv.data + e->conv_at[2 * i];
+            s.len = e->conv_at[2 * i + 1] - e->conv_at[2 * i];
+        }
+        rc = entries && as_is ? walk_entries(e, o, s) : walk_request(e, o, s);
         if (rc < 0)
             return rc;
     }

@@ -12,6 +12,7 @@
 #ifndef LK_EXPORTERS_LOKI_ENCODE_H
 #define LK_EXPORTERS_LOKI_ENCODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -62,6 +63,23 @@ int lk_loki_encode(struct lk_loki_encoder *e,
                    const struct lk_loki_encode_opts *o,
                    const struct iovec *iov, size_t n, lk_buf *out,
                    uint64_t *records, uint64_t *streams);
+
+/*
+ * As lk_loki_encode, with |forms| (NULL: every body is LK_FORM_OTLP) giving
+ * each body's enum lk_item_form: LK_FORM_LOKI_ENTRIES bodies
+ * (pipeline/loki_entries.h) are copied in as they are when
+ * lk_loki_takes_entries(|o|), and otherwise first turned back into the OTLP
+ * logs they stand for; either way the push body is the one the OTLP form of
+ * the same lines gives.
+ */
+int lk_loki_encode_forms(struct lk_loki_encoder *e,
+                         const struct lk_loki_encode_opts *o,
+                         const struct iovec *iov, const uint8_t *forms, size_t n,
+                         lk_buf *out, uint64_t *records, uint64_t *streams);
+
+/* Whether entries items go into a push body made with |o| as they are:
+ * protobuf bodies, no `level` label. */
+bool lk_loki_takes_entries(const struct lk_loki_encode_opts *o);
 
 /*
  * OTLP attribute key (|n| bytes at |key|) -> Loki label / structured metadata

@@ -40,7 +40,10 @@ struct lk_exporter {
 
 enum lk_signal lk_batch_signal(const lk_batch *b);
 /* The batch as a list of request bodies whose concatenation is one valid
- * Export<Signal>ServiceRequest. |*iov| stays valid until lk_batch_done. */
+ * Export<Signal>ServiceRequest (items of LK_FORM_OTLP; a pipeline gives an
+ * exporter other forms only when it said it takes them). |*iov| stays valid until lk_batch_done. */
+/* enum lk_item_form of the batch's item |i|, in the order of its iov. */
+uint8_t lk_batch_item_form(const lk_batch *b, size_t i);
 void lk_batch_iov(lk_batch *b, const struct iovec **iov, size_t *iovcnt,
                   size_t *total_bytes);
 uint64_t lk_batch_items(const lk_batch *b);

@@ -10,6 +10,7 @@ lk_item *lk_item_create(enum lk_signal sig, uint32_t count, uint64_t now_ms,
     if (it == NULL)
         return NULL;
     it->refs = 1;
+    it->form = LK_FORM_OTLP;
     it->signal = sig;
     it->count = count;
     it->arrived_ms = now_ms;

@@ -8,13 +8,22 @@
 
 #include "config/config.h"
 
+/* How an item's bytes are laid out. Every consumer takes LK_FORM_OTLP; a
+ * pipeline says which others all of its exporters take
+ * (lk_pipeline_accepts), and only then may a receiver make them. */
+enum lk_item_form {
+    LK_FORM_OTLP = 0,         /* protobuf Export<Signal>ServiceRequest body */
+    LK_FORM_LOKI_ENTRIES = 1, /* log lines as Loki entries: pipeline/loki_entries.h */
+};
+
 typedef struct lk_item {
     uint32_t refs;
+    uint8_t form;        /* enum lk_item_form; LK_FORM_OTLP unless set after creation */
     enum lk_signal signal;
     uint32_t count;      /* spans, data points or log records */
     uint64_t arrived_ms; /* loop time when received */
     size_t len;
-    uint8_t data[];      /* protobuf Export<Signal>ServiceRequest body */
+    uint8_t data[];      /* per |form| */
 } lk_item;
 
 /* Copies |len| bytes at |data| into a new item with one reference. NULL on

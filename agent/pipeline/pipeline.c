@@ -9,6 +9,7 @@ struct lk_pipeline {
     enum lk_signal signal;
     size_t n;
     lk_queue **queues;
+    uint32_t forms; /* bit per enum lk_item_form every exporter takes */
 };
 
 int lk_pipeline_set_queues(lk_pipeline *p, lk_queue **queues, size_t n)
@@ -49,6 +50,16 @@ void lk_pipeline_destroy(lk_pipeline *p)
 enum lk_signal lk_pipeline_signal(const lk_pipeline *p)
 {
     return p->signal;
+}
+
+void lk_pipeline_set_forms(lk_pipeline *p, uint32_t forms)
+{
+    p->forms = forms;
+}
+
+bool lk_pipeline_accepts(const lk_pipeline *p, enum lk_item_form form)
+{
+    return form == LK_FORM_OTLP || (p->forms >> form & 1u) != 0;
 }
 
 int lk_pipeline_submit(lk_pipeline *p, lk_item *it)

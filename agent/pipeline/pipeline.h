@@ -3,7 +3,9 @@
 #ifndef LK_PIPELINE_PIPELINE_H
 #define LK_PIPELINE_PIPELINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config/config.h"
 #include "pipeline/item.h"
@@ -19,6 +21,11 @@ void lk_pipeline_destroy(lk_pipeline *p);
  * the old ones kept. */
 int lk_pipeline_set_queues(lk_pipeline *p, lk_queue **queues, size_t n);
 enum lk_signal lk_pipeline_signal(const lk_pipeline *p);
+/* The item forms (bit 1 << form) besides LK_FORM_OTLP that every exporter of
+ * the pipeline takes, set by whoever sets its queues; none at creation. */
+void lk_pipeline_set_forms(lk_pipeline *p, uint32_t forms);
+/* Whether a receiver may submit items of |form|: always for LK_FORM_OTLP. */
+bool lk_pipeline_accepts(const lk_pipeline *p, enum lk_item_form form);
 
 /*
  * Offers |it| (the caller keeps its reference) to every queue. When a queue

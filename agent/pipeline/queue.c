@@ -457,6 +457,11 @@ enum lk_signal lk_batch_signal(const lk_batch *b)
     return b->q->o.signal;
 }
 
+uint8_t lk_batch_item_form(const lk_batch *b, size_t i)
+{
+    return b->items[i]->form;
+}
+
 void lk_batch_iov(lk_batch *b, const struct iovec **iov, size_t *iovcnt,
                   size_t *total_bytes)
 {

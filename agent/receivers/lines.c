@@ -24,8 +24,10 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/pbwire.h"
+#include "core/severity.h"
 #include "core/utf8.h"
 #include "pipeline/item.h"
+#include "pipeline/loki_entries.h"
 
 /* The config's enum is cast to the parser's. */
 _Static_assert((int)LK_LINES_AUTO == (int)LK_LINE_AUTO && (int)LK_LINES_JSON == (int)LK_LINE_JSON &&
@@ -155,6 +157,22 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Whether label |name| is named like |target| once it is a Loki name
+ * (bytes outside [A-Za-z0-9_] become '_'). */
+static bool loki_named(const char *name, const char *target)
+{
+    size_t n = strlen(target);
+    if (strlen(name) != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        bool word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (target[i] == '_' ? word : c != target[i])
+            return false;
+    }
+    return true;
+}
+
 int lk_lines_encoder_init(struct lk_lines_encoder *e,
                           const struct lk_lines_receiver_config *cfg,
                           const char *host, const char *source)
@@ -165,6 +183,12 @@ int lk_lines_encoder_init(struct lk_lines_encoder *e,
     lk_buf_init(&e->tmp, REQ_MAX);
     lk_buf_init(&e->static_attrs, 1024 * 1024);
     e->format = (enum lk_line_format)cfg->format;
+    e->entries_ok = true;
+    for (size_t i = 0; i < cfg->nlabels; i++)
+        if (loki_named(cfg->labels[i].name, "level") ||
+            loki_named(cfg->labels[i].name, "trace_id") ||
+            loki_named(cfg->labels[i].name, "span_id"))
+            e->entries_ok = false;
     if (cfg->service_name != NULL && cfg->service_name[0] != '\0') {
         size_t n = strlen(cfg->service_name);
         if (n >= LK_LINE_SERVICE_MAX)
@@ -234,6 +258,15 @@ static int close_resource(struct lk_lines_encoder *e)
                            strlen(e->origin_name));
     if (rc < 0)
         return rc;
+    if (e->form == LK_FORM_LOKI_ENTRIES) {
+        rc = lk_loki_run_append(&e->req, res->data, res->len, e->open_recs, e->recs.data,
+                                e->recs.len);
+        if (rc < 0)
+            return rc;
+        lk_buf_reset(&e->recs);
+        e->open_recs = 0;
+        return 0;
+    }
     /* ResourceLogs { resource = 1 { attributes }, scope_logs = 2 { log_records } } */
     size_t rl = len_field_size(res->len) + len_field_size(e->recs.len);
     rc = lk_buf_reserve(&e->req, len_field_size(rl));
@@ -281,6 +314,31 @@ static int repair_utf8(lk_buf *out, const uint8_t *p, size_t n)
         }
     }
     return rc;
+}
+
+/* The line as a Loki entry of the open run, with what the Loki exporter
+ * would make of its OTLP record: the time (the line's, else when it was
+ * received), the line, and level, trace_id and span_id metadata. */
+static int add_entry(struct lk_lines_encoder *e, const struct lk_line_fields *f,
+                     const uint8_t *body, size_t blen, uint64_t received_ns)
+{
+    const char *lvl = lk_severity_level_norm(f->severity_number, f->level, f->level_len);
+    struct lk_loki_entry_fields en = {
+        .ts = f->time_ns != 0 ? f->time_ns : received_ns,
+        .severity_number = f->severity_number,
+        .line = body,
+        .line_len = blen,
+        .level = lvl != NULL ? lvl : f->level,
+        .level_len = lvl != NULL ? strlen(lvl) : f->level_len,
+        .trace_id = f->has_trace_id ? f->trace_id : NULL,
+        .span_id = f->has_span_id ? f->span_id : NULL,
+    };
+    int rc = lk_loki_entry_append(&e->recs, &en);
+    if (rc < 0)
+        return rc;
+    e->open_recs++;
+    e->nrecs++;
+    return 0;
 }
 
 int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origin *given,
@@ -340,6 +398,8 @@ int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origi
         e->origin_raw = given->process_name;
     }
 
+    if (e->nrecs == 0)
+        e->form = e->want_entries && e->entries_ok ? LK_FORM_LOKI_ENTRIES : LK_FORM_OTLP;
     const uint8_t *body = line;
     size_t blen = len;
     if (!lk_utf8_is_valid(line, len)) {
@@ -350,6 +410,9 @@ int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origi
         blen = e->tmp.len;
         e->invalid_utf8++;
     }
+
+    if (e->form == LK_FORM_LOKI_ENTRIES)
+        return add_entry(e, &f, body, blen, received_ns);
 
     /* LogRecord: time_unix_nano = 1, severity_number = 2, severity_text = 3,
      * body = 5 { string_value = 1 }, trace_id = 9, span_id = 10,
@@ -583,6 +646,8 @@ static lk_item *take_item(lk_lines *r)
     lk_item *it = NULL;
     if (n > 0) {
         it = lk_item_create(LK_SIGNAL_LOGS, n, uv_now(r->loop), data, len);
+        if (it != NULL)
+            it->form = r->enc.form;
         if (it == NULL) {
             lk_counter_add(r->dropped, n);
             lk_log(LK_LOG_WARN, "out of memory, lines dropped",
@@ -1137,6 +1202,7 @@ int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
     if (rc < 0)
         goto err_free;
     lk_pipeline_item_limits(logs, &r->item_recs, &r->item_bytes);
+    r->enc.want_entries = lk_pipeline_accepts(logs, LK_FORM_LOKI_ENTRIES);
     if (r->datagram && (r->dgram_buf = malloc(r->max_line + 2)) == NULL) {
         rc = LK_ENOMEM;
         goto err_enc;
@@ -1240,6 +1306,7 @@ static void read_rest(struct conn *c)
 void lk_lines_set_pipeline(lk_lines *r, lk_pipeline *logs)
 {
     r->logs = logs;
+    r->enc.want_entries = lk_pipeline_accepts(logs, LK_FORM_LOKI_ENTRIES);
     lk_pipeline_item_limits(logs, &r->item_recs, &r->item_bytes);
 }
 

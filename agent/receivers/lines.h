@@ -80,7 +80,9 @@ struct lk_lines_origin {
     const char *process_name; /* "" when unknown */
 };
 
-/* Builds one ExportLogsServiceRequest from lines. Reused between requests. */
+/* Builds one ExportLogsServiceRequest (or, when asked, one
+ * LK_FORM_LOKI_ENTRIES item: pipeline/loki_entries.h) from lines. Reused
+ * between requests. */
 struct lk_lines_encoder {
     lk_buf req;  /* the request being built */
     lk_buf recs; /* LogRecords of the open ResourceLogs */
@@ -98,6 +100,12 @@ struct lk_lines_encoder {
     char *fallback_service; /* copy of the config's service_name, or NULL */
     enum lk_line_format format;
     uint64_t invalid_utf8; /* lines repaired so far */
+    /* The form of the request being built (enum lk_item_form), chosen when
+     * it starts: LK_FORM_LOKI_ENTRIES when |want_entries| and no static
+     * label would be named like an entry's own metadata (|entries_ok|). */
+    uint8_t form;
+    bool want_entries;
+    bool entries_ok;
 };
 
 /* |host| and |source| (the receiver name) and |cfg|'s labels and
@@ -110,7 +118,8 @@ void lk_lines_encoder_fini(struct lk_lines_encoder *e);
 int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origin *o,
                          const uint8_t *line, size_t len, uint64_t now_ns);
 /* Closes the request: |*data|/|*len| point into the encoder until the next
- * lk_lines_encoder_reset. Returns the number of records (0: nothing). */
+ * lk_lines_encoder_reset; its form is e->form. Returns the number of records
+ * (0: nothing). */
 uint32_t lk_lines_encoder_finish(struct lk_lines_encoder *e, const uint8_t **data,
                                  size_t *len);
 void lk_lines_encoder_reset(struct lk_lines_encoder *e);
