@@ -1303,10 +1303,48 @@ static void read_rest(struct conn *c)
     }
 }
 
+/* Held items of a form the pipeline no longer takes (a reload gave it other
+ * exporters) become OTLP items; one there is no memory for is dropped,
+ * counted, rather than sent to an exporter that cannot read it. */
+static void reform_held(lk_lines *r, struct held *q)
+{
+    lk_buf otlp, scratch;
+    lk_buf_init(&otlp, REQ_MAX);
+    lk_buf_init(&scratch, REQ_MAX);
+    for (size_t i = 0; i < q->n; i++) {
+        lk_item **slot = &q->v[(q->head + i) % q->cap];
+        lk_item *it = *slot, *made = NULL;
+        if (lk_pipeline_accepts(r->logs, (enum lk_item_form)it->form))
+            continue;
+        lk_buf_reset(&otlp);
+        if (lk_loki_entries_to_otlp(it->data, it->len, &otlp, &scratch) == 0)
+            made = lk_item_create(LK_SIGNAL_LOGS, it->count, it->arrived_ms, otlp.data,
+                                  otlp.len);
+        if (made == NULL) {
+            /* Only the held queue refers to a refused item: it may be
+             * emptied in place into a valid (empty) OTLP body. */
+            lk_counter_add(r->dropped, it->count);
+            lk_log(LK_LOG_WARN, "out of memory, lines dropped",
+                   LK_S("receiver", r->name) LK_U("lines", it->count));
+            it->count = 0;
+            it->len = 0;
+            it->form = LK_FORM_OTLP;
+            continue;
+        }
+        lk_item_unref(it);
+        *slot = made;
+    }
+    lk_buf_fini(&otlp);
+    lk_buf_fini(&scratch);
+}
+
 void lk_lines_set_pipeline(lk_lines *r, lk_pipeline *logs)
 {
     r->logs = logs;
     r->enc.want_entries = lk_pipeline_accepts(logs, LK_FORM_LOKI_ENTRIES);
+    for (struct conn *c = r->conns; c != NULL; c = c->next)
+        reform_held(r, &c->held);
+    reform_held(r, &r->dgram_held);
     lk_pipeline_item_limits(logs, &r->item_recs, &r->item_bytes);
 }
 

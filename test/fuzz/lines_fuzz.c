@@ -9,13 +9,20 @@
  * than max_line; and every request the encoder produces passes the OTLP
  * validator (valid UTF-8 in every string, ids of the right length) with
  * exactly as many log records as lines went in, so the receiver can never
- * queue an item a backend would refuse.
+ * queue an item a backend would refuse. When the first byte asks for Loki
+ * entries (LK_FORM_LOKI_ENTRIES), the item must become a push body that
+ * protobuf-c unpacks with one entry per line, and turned back into OTLP it
+ * must pass the validator likewise.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "exporters/loki_encode.h"
+#include "loki/push.pb-c.h"
+#include "pipeline/item.h"
+#include "pipeline/loki_entries.h"
 #include "receivers/lines.h"
 #include "receivers/otlp_validate.h"
 
@@ -40,6 +47,38 @@ static void on_line(void *arg, const uint8_t *line, size_t len, bool truncated)
         s->lines++;
 }
 
+static void check_push(const uint8_t *item, size_t len, uint32_t n)
+{
+    static const char *const labels[] = {"service_name", "host", "source"};
+    static struct lk_loki_encoder *enc;
+    struct lk_loki_encode_opts o = {.format = LK_LOKI_PROTOBUF, .labels = labels, .nlabels = 3};
+    struct iovec iov = {(void *)item, len};
+    uint8_t form = LK_FORM_LOKI_ENTRIES;
+    uint64_t records, streams, entries = 0;
+    lk_buf out;
+    if (enc == NULL && lk_loki_encoder_create(&enc) != 0)
+        abort();
+    lk_buf_init(&out, 1u << 30);
+    if (lk_loki_encode_forms(enc, &o, &iov, &form, 1, &out, &records, &streams) != 0 ||
+        records != n) {
+        fprintf(stderr, "entries item does not encode\n");
+        abort();
+    }
+    Logproto__PushRequest *p = logproto__push_request__unpack(NULL, out.len, out.data);
+    if (p == NULL) {
+        fprintf(stderr, "push body of entries does not unpack\n");
+        abort();
+    }
+    for (size_t i = 0; i < p->n_streams; i++)
+        entries += p->streams[i]->n_entries;
+    if (entries != n) {
+        fprintf(stderr, "%llu entries for %u lines\n", (unsigned long long)entries, n);
+        abort();
+    }
+    logproto__push_request__free_unpacked(p, NULL);
+    lk_buf_fini(&out);
+}
+
 static void flush(struct sink *s)
 {
     const uint8_t *req;
@@ -48,6 +87,18 @@ static void flush(struct sink *s)
     if (n != s->lines) {
         fprintf(stderr, "encoder holds %u records for %u lines\n", n, s->lines);
         abort();
+    }
+    lk_buf otlp, scratch;
+    lk_buf_init(&otlp, 1u << 30);
+    lk_buf_init(&scratch, 1u << 30);
+    if (n > 0 && s->enc->form == LK_FORM_LOKI_ENTRIES) {
+        check_push(req, len, n);
+        if (lk_loki_entries_to_otlp(req, len, &otlp, &scratch) != 0) {
+            fprintf(stderr, "entries do not turn back into OTLP\n");
+            abort();
+        }
+        req = otlp.data;
+        len = otlp.len;
     }
     if (n > 0) {
         struct lk_otlp_counts c;
@@ -59,6 +110,8 @@ static void flush(struct sink *s)
             abort();
         }
     }
+    lk_buf_fini(&otlp);
+    lk_buf_fini(&scratch);
     lk_lines_encoder_reset(s->enc);
     s->lines = 0;
 }
@@ -80,6 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                      .origin = {.cred = {.pid = 42, .uid = 1000, .gid = 1000},
                                 .process_name = "\xd0\xbf\xd1"}};
     unsigned step = data[0] % 64 + 1; /* bytes per read */
+    enc.want_entries = (data[0] & 0x40) != 0;
     data++;
     size--;
 

@@ -8,7 +8,8 @@
  * streams and entries as the encoder reported; JSON output must parse with
  * jansson into as many streams. Any failure must be LK_EPROTO (the output
  * cap is far above what a fuzz input can produce), and both formats must
- * agree on it.
+ * agree on it. The input is also fed as an LK_FORM_LOKI_ENTRIES item
+ * (pipeline/loki_entries.h), as it is and turned back into OTLP.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 
 #include "core/err.h"
 #include "exporters/loki_encode.h"
+#include "pipeline/item.h"
 #include "loki/push.pb-c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -103,6 +105,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_protobuf(&out, records, streams);
         else if (rc == 0)
             check_json(&out, streams);
+    }
+
+    /* The same bytes as an LK_FORM_LOKI_ENTRIES item: taken as they are
+     * (the cores are the producer's to get right, so only "no crash" and a
+     * clean error), then with a `level` label, which turns them back into
+     * OTLP first: that body must be well-formed. */
+    uint8_t form = LK_FORM_LOKI_ENTRIES;
+    for (int f = 0; f < 2; f++) {
+        o.format = LK_LOKI_PROTOBUF;
+        o.nlabels = f == 0 ? sizeof(labels) / sizeof(labels[0]) - 1 : sizeof(labels) / sizeof(labels[0]);
+        lk_buf_reset(&out);
+        rc = lk_loki_encode_forms(enc, &o, &iov, &form, 1, &out, &records, &streams);
+        if (rc != 0 && rc != LK_EPROTO) {
+            fprintf(stderr, "entries: unexpected result %d\n", rc);
+            abort();
+        }
+        if (rc == 0 && f == 1)
+            check_protobuf(&out, records, streams);
     }
     lk_buf_fini(&out);
     free(body);

@@ -17,6 +17,7 @@ and the reload counters tell the truth.
 Run: sh test/integration/run.sh test_reload
 """
 
+import json
 import os
 import shutil
 import signal
@@ -215,6 +216,82 @@ class ReloadTest(unittest.TestCase):
         lines = {e.line for p in self.loki.pushes() for st in p.streams for e in st.entries}
         self.assertTrue({'{"msg":"before"}', '{"msg":"same-path"}', '{"msg":"moved"}'} <= lines,
                         lines)
+
+    def test_lines_keep_their_content_across_forms(self):
+        """Lines go to an all-Loki pipeline as Loki entries and as OTLP logs
+        otherwise: reloads between the two, with lines waiting in the queue or
+        held by the receiver, change what they are carried as, not what
+        arrives."""
+        from otlp_sink import LOGS
+        slow = self.body().replace("batch: {timeout: 50ms}\n    retry: {initial_interval: 50ms,"
+                                   " max_interval: 200ms}\npipelines:",
+                                   "batch: {timeout: 3s}\n    retry: {initial_interval: 50ms,"
+                                   " max_interval: 200ms}\npipelines:")
+        self.assertNotEqual(slow, self.body())
+        self.start_agent(slow)
+        sock = os.path.join(self.agent.dir, "lines.sock")
+
+        def write(tag, n):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as w:
+                w.connect(sock)
+                w.sendall("".join('{"level":"warn","msg":"%s-%d","trace_id":'
+                                  '"4bf92f3577b34da6a3ce929d0e0e4736"}\n' % (tag, i)
+                                  for i in range(n)).encode())
+
+        def loki_lines():
+            return [(st.labels, e) for p in self.loki.pushes() for st in p.streams
+                    for e in st.entries]
+
+        # 1. Entries wait in the Loki queue (3 s batches) when a reload makes
+        #    `level` a label: the replaced exporter turns them back into OTLP.
+        write("queued", 50)
+        self.assertTrue(wait_until(lambda: (self.agent.metric(
+            "lookout_receiver_accepted_log_records_total", receiver="lines") or 0) >= 50, 10.0),
+            self.agent.log_tail())
+        self.write_config(self.body(labels="service_name, host, level"))
+        status, text = self.post_reload()
+        self.assertEqual(status, 200, text)
+        self.assertGreaterEqual(self.loki.wait_for_entries(50, DELIVERY), 50, self.agent.log_tail())
+        # 2. An OTLP exporter joins the logs pipeline: lines go as OTLP to both.
+        both = self.body().replace("exporters: [loki]", "exporters: [loki, otlp/logs]").replace(
+            "pipelines:", "  otlp/logs:\n    endpoint: 127.0.0.1:%d\n    compression: none\n"
+            "    batch: {timeout: 50ms}\npipelines:" % self.sink2.port)
+        self.write_config(both)
+        status, text = self.post_reload()
+        self.assertEqual(status, 200, text)
+        write("both", 40)
+        self.assertGreaterEqual(self.loki.wait_for_entries(90, DELIVERY), 90, self.agent.log_tail())
+        self.assertGreaterEqual(self.sink2.wait_for_items(LOGS, 40, DELIVERY), 40)
+        # 3. Back to Loki alone: entries again.
+        self.write_config(self.body())
+        status, text = self.post_reload()
+        self.assertEqual(status, 200, text)
+        write("after", 30)
+        self.assertGreaterEqual(self.loki.wait_for_entries(120, DELIVERY), 120,
+                                self.agent.log_tail())
+
+        got = loki_lines()
+        msgs = sorted(json.loads(e.line)["msg"] for _, e in got)
+        want = sorted(["queued-%d" % i for i in range(50)] + ["both-%d" % i for i in range(40)]
+                      + ["after-%d" % i for i in range(30)])
+        self.assertEqual(msgs, want)
+        for labels, e in got:
+            md = e.md
+            self.assertEqual(md.get("trace_id"), "4bf92f3577b34da6a3ce929d0e0e4736", e)
+            msg = json.loads(e.line)["msg"]
+            if msg.startswith("queued"):
+                self.assertEqual(labels.get("level"), "warn")
+                self.assertNotIn("level", md)
+            else:
+                self.assertNotIn("level", labels)
+                self.assertEqual(md.get("level"), "warn")
+            self.assertEqual(md.get("process_pid"), str(os.getpid()), md)
+        otlp = self.sink2.items(LOGS)
+        self.assertEqual(sorted(json.loads(rec.body.string_value)["msg"] for _, _, rec in otlp),
+                         ["both-%d" % i for i in sorted(range(40), key=str)])
+        for _, _, rec in otlp:
+            self.assertEqual(rec.trace_id.hex(), "4bf92f3577b34da6a3ce929d0e0e4736")
+            self.assertEqual(rec.severity_text, "warn")
 
     @staticmethod
     def _can_connect(path):
