@@ -20,6 +20,25 @@ lk_item *lk_item_create(enum lk_signal sig, uint32_t count, uint64_t now_ms,
     return it;
 }
 
+lk_item *lk_item_adopt(lk_buf *b, enum lk_signal sig, uint32_t count, uint64_t now_ms)
+{
+    size_t total;
+    if (b->len < LK_ITEM_HEADROOM)
+        return NULL;
+    uint8_t *mem = lk_buf_detach(b, &total);
+    /* Give back what the buffer grew past its bytes (in place for the
+     * allocators we know). */
+    uint8_t *fit = realloc(mem, total);
+    lk_item *it = (lk_item *)(fit != NULL ? fit : mem);
+    it->refs = 1;
+    it->form = LK_FORM_OTLP;
+    it->signal = sig;
+    it->count = count;
+    it->arrived_ms = now_ms;
+    it->len = total - LK_ITEM_HEADROOM;
+    return it;
+}
+
 lk_item *lk_item_ref(lk_item *it)
 {
     it->refs++;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/buf.h"
 
 /* How an item's bytes are laid out. Every consumer takes LK_FORM_OTLP; a
  * pipeline says which others all of its exporters take
@@ -26,10 +27,18 @@ typedef struct lk_item {
     uint8_t data[];      /* per |form| */
 } lk_item;
 
+/* Bytes a buffer leaves free at its start for lk_item_adopt. */
+#define LK_ITEM_HEADROOM offsetof(lk_item, data)
+
 /* Copies |len| bytes at |data| into a new item with one reference. NULL on
  * allocation failure. */
 lk_item *lk_item_create(enum lk_signal sig, uint32_t count, uint64_t now_ms,
                         const uint8_t *data, size_t len);
+/* Makes the bytes of |b| past its first LK_ITEM_HEADROOM (which the item's
+ * header overwrites) a new item with one reference, taking |b|'s memory
+ * without a copy: |b| is left empty. NULL (and |b| unchanged) when |b| holds
+ * less than the headroom. */
+lk_item *lk_item_adopt(lk_buf *b, enum lk_signal sig, uint32_t count, uint64_t now_ms);
 lk_item *lk_item_ref(lk_item *it);
 /* NULL-safe; frees on the last reference. */
 void lk_item_unref(lk_item *it);

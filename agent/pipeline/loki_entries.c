@@ -35,13 +35,25 @@ static uint8_t *put_pair(uint8_t *p, const char *name, size_t nlen, const char *
     return put_ld(p, 2 << 3 | LK_PB_LEN, val, vlen);
 }
 
-static void hex(char *out, const uint8_t *p, size_t n)
+/* A metadata pair whose name and value sizes are fixed (an id as lowercase
+ * hex): its header bytes are constant, the hex is written in place. */
+static uint8_t *put_id_pair(uint8_t *p, const char *name, uint8_t nlen, const uint8_t *id,
+                            uint8_t idlen)
 {
     static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
+    *p++ = 3 << 3 | LK_PB_LEN;             /* EntryAdapter.structuredMetadata */
+    *p++ = (uint8_t)(4 + nlen + 2 * idlen); /* < 128: one varint byte */
+    *p++ = 1 << 3 | LK_PB_LEN;
+    *p++ = nlen;
+    memcpy(p, name, nlen);
+    p += nlen;
+    *p++ = 2 << 3 | LK_PB_LEN;
+    *p++ = (uint8_t)(2 * idlen);
+    for (unsigned i = 0; i < idlen; i++) {
+        *p++ = (uint8_t)digits[id[i] >> 4];
+        *p++ = (uint8_t)digits[id[i] & 15];
     }
+    return p;
 }
 
 int lk_loki_entry_append(lk_buf *out, const struct lk_loki_entry_fields *f)
@@ -49,7 +61,6 @@ int lk_loki_entry_append(lk_buf *out, const struct lk_loki_entry_fields *f)
     uint64_t sec = f->ts / 1000000000u, ns = f->ts % 1000000000u;
     size_t tsz = (sec ? 1 + lk_pb_varint_len(sec) : 0) + (ns ? 1 + lk_pb_varint_len(ns) : 0);
     size_t core = ld(tsz) + (f->line_len ? ld(f->line_len) : 0);
-    char ids[32];
 
     if (f->level_len > 0)
         core += pair_size(5, f->level_len);
@@ -80,22 +91,23 @@ int lk_loki_entry_append(lk_buf *out, const struct lk_loki_entry_fields *f)
         p = put_ld(p, 2 << 3 | LK_PB_LEN, f->line, f->line_len); /* EntryAdapter.line */
     if (f->level_len > 0)
         p = put_pair(p, "level", 5, f->level, f->level_len);
-    if (f->trace_id != NULL) {
-        hex(ids, f->trace_id, 16);
-        p = put_pair(p, "trace_id", 8, ids, 32);
-    }
-    if (f->span_id != NULL) {
-        hex(ids, f->span_id, 8);
-        p = put_pair(p, "span_id", 7, ids, 16);
-    }
+    if (f->trace_id != NULL)
+        p = put_id_pair(p, "trace_id", 8, f->trace_id, 16);
+    if (f->span_id != NULL)
+        p = put_id_pair(p, "span_id", 7, f->span_id, 8);
     out->len = (size_t)(p - out->data);
     return 0;
 }
 
-int lk_loki_run_append(lk_buf *out, const uint8_t *res, size_t res_len, uint64_t nents,
-                       const uint8_t *ents, size_t ents_len)
+static void put_u32(uint8_t *p, uint32_t v)
 {
-    int rc = lk_buf_reserve(out, 30 + res_len + ents_len);
+    for (unsigned i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+int lk_loki_run_open(lk_buf *out, const uint8_t *res, size_t res_len, size_t *at)
+{
+    int rc = lk_buf_reserve(out, 10 + res_len + 8);
     if (rc < 0)
         return rc;
     uint8_t *p = out->data + out->len;
@@ -103,12 +115,16 @@ int lk_loki_run_append(lk_buf *out, const uint8_t *res, size_t res_len, uint64_t
     if (res_len > 0)
         memcpy(p, res, res_len);
     p += res_len;
-    p += lk_pb_put_varint(p, nents);
-    p += lk_pb_put_varint(p, ents_len);
-    if (ents_len > 0)
-        memcpy(p, ents, ents_len);
-    out->len = (size_t)(p + ents_len - out->data);
+    *at = (size_t)(p - out->data);
+    memset(p, 0, 8); /* an empty run until it is closed */
+    out->len = *at + 8;
     return 0;
+}
+
+void lk_loki_run_close(lk_buf *out, size_t at, uint32_t nents)
+{
+    put_u32(out->data + at, nents);
+    put_u32(out->data + at + 4, (uint32_t)(out->len - at - 8));
 }
 
 /* ---- reading */
@@ -141,6 +157,11 @@ static int rd_bytes(const uint8_t **p, const uint8_t *end, uint64_t len, const u
     return 0;
 }
 
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 int lk_loki_run_next(const uint8_t **p, const uint8_t *end, struct lk_loki_run *run)
 {
     uint64_t len;
@@ -148,8 +169,12 @@ int lk_loki_run_next(const uint8_t **p, const uint8_t *end, struct lk_loki_run *
     if (rd_varint(p, end, &len) < 0 || rd_bytes(p, end, len, &run->res) < 0)
         return LK_EPROTO;
     run->res_len = (size_t)len;
-    if (rd_varint(p, end, &run->nents) < 0 || rd_varint(p, end, &len) < 0 ||
-        rd_bytes(p, end, len, &run->ents) < 0)
+    if (end - *p < 8)
+        return LK_EPROTO;
+    run->nents = get_u32(*p);
+    len = get_u32(*p + 4);
+    *p += 8;
+    if (rd_bytes(p, end, len, &run->ents) < 0)
         return LK_EPROTO;
     run->ents_len = (size_t)len;
     return 0;

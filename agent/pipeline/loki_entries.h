@@ -15,8 +15,10 @@
  *
  *   item    := run*
  *   run     := varint res_len, res_len bytes of an OTLP Resource message
- *              (its attributes), varint n_entries, varint entries_len,
- *              entries_len bytes of n_entries entries
+ *              (its attributes), 4 bytes: n_entries, 4 bytes: entries_len,
+ *              entries_len bytes of n_entries entries (the counts are
+ *              fixed-size so that entries can be written behind them as
+ *              they come and the counts filled in when the run ends)
  *   entry   := 8 bytes: time in ns since the epoch, 1 byte: OTLP
  *              SeverityNumber (0: none), varint core_len, core_len bytes of
  *              a logproto EntryAdapter message: timestamp (1), line (2) when
@@ -53,10 +55,11 @@ struct lk_loki_entry_fields {
 /* Appends one entry to |out| (the entries of a run being built). 0 or
  * LK_ENOMEM / LK_E2BIG from |out|. */
 int lk_loki_entry_append(lk_buf *out, const struct lk_loki_entry_fields *f);
-/* Appends a run: |res_len| bytes of Resource at |res| and |nents| entries
- * (|ents_len| bytes) made by lk_loki_entry_append. */
-int lk_loki_run_append(lk_buf *out, const uint8_t *res, size_t res_len, uint64_t nents,
-                       const uint8_t *ents, size_t ents_len);
+/* Starts a run of the resource |res| (|res_len| bytes) at the end of |out|;
+ * its entries are then appended with lk_loki_entry_append, and
+ * lk_loki_run_close(out, *at, n) ends it (until then it reads as empty). */
+int lk_loki_run_open(lk_buf *out, const uint8_t *res, size_t res_len, size_t *at);
+void lk_loki_run_close(lk_buf *out, size_t at, uint32_t nents);
 
 struct lk_loki_run {
     const uint8_t *res, *ents;

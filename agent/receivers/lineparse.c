@@ -325,17 +325,32 @@ static bool parse_rfc3339(const char *s, size_t n, uint64_t *ns)
         return false;
     if (s[10] != 'T' && s[10] != 't' && s[10] != ' ')
         return false;
-    y = fixed_digits(s, 4);
-    mo = fixed_digits(s + 5, 2);
-    d = fixed_digits(s + 8, 2);
+    /* Lines of one writer share their date: the last valid one is kept
+     * (per thread) with its day number. */
+    static _Thread_local struct {
+        char date[10];
+        int64_t days;
+    } last;
+    int64_t days;
     h = fixed_digits(s + 11, 2);
     mi = fixed_digits(s + 14, 2);
     se = fixed_digits(s + 17, 2);
-    if (y < 1970 || y > 2262 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 ||
-        mi < 0 || mi > 59 || se < 0 || se > 60)
+    if (h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 || se > 60)
         return false;
-    if (d > mdays[mo - 1] + (mo == 2 && is_leap(y)))
-        return false;
+    if (memcmp(s, last.date, 10) == 0) {
+        days = last.days;
+    } else {
+        y = fixed_digits(s, 4);
+        mo = fixed_digits(s + 5, 2);
+        d = fixed_digits(s + 8, 2);
+        if (y < 1970 || y > 2262 || mo < 1 || mo > 12 || d < 1)
+            return false;
+        if (d > mdays[mo - 1] + (mo == 2 && is_leap(y)))
+            return false;
+        days = days_since_epoch(y, mo, d);
+        memcpy(last.date, s, 10);
+        last.days = days;
+    }
     i = 19;
     if (s[i] == '.') {
         size_t start = ++i;
@@ -373,7 +388,7 @@ static bool parse_rfc3339(const char *s, size_t n, uint64_t *ns)
     }
     if (i != n)
         return false;
-    int64_t secs = days_since_epoch(y, mo, d) * 86400 + h * 3600 + mi * 60 + se -
+    int64_t secs = days * 86400 + h * 3600 + mi * 60 + se -
                    sign * (oh * 3600 + om * 60);
     return store_ns(secs, frac, ns);
 }

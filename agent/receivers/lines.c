@@ -237,13 +237,22 @@ void lk_lines_encoder_reset(struct lk_lines_encoder *e)
     lk_buf_reset(&e->recs);
     e->nrecs = 0;
     e->open_recs = 0;
+    e->run_at = 0;
 }
 
-/* Writes the open run of records as one ResourceLogs into the request. */
-static int close_resource(struct lk_lines_encoder *e)
+/* Starts a request: room for the item header (lk_item_adopt) and, so that
+ * the request does not grow by copies, for as much as the last one took. */
+static int start_request(struct lk_lines_encoder *e)
 {
-    if (e->open_recs == 0)
-        return 0;
+    static const uint8_t zero[LK_ITEM_HEADROOM];
+    lk_buf_reset(&e->req);
+    int rc = lk_buf_reserve(&e->req, e->req_hint);
+    return rc < 0 ? rc : lk_buf_append(&e->req, zero, sizeof(zero));
+}
+
+/* The open run's Resource (attributes) into e->tmp. */
+static int build_resource(struct lk_lines_encoder *e)
+{
     lk_buf *res = &e->tmp;
     lk_buf_reset(res);
     int rc = lk_buf_append(res, e->static_attrs.data, e->static_attrs.len);
@@ -256,17 +265,26 @@ static int close_resource(struct lk_lines_encoder *e)
     if (rc == 0 && e->origin_name[0] != '\0')
         rc = put_kv_string(res, "process.executable.name", e->origin_name,
                            strlen(e->origin_name));
-    if (rc < 0)
-        return rc;
+    return rc;
+}
+
+/* Writes the open run of records as one ResourceLogs into the request, or
+ * (Loki entries, written into the request as they came) ends the run. */
+static int close_resource(struct lk_lines_encoder *e)
+{
     if (e->form == LK_FORM_LOKI_ENTRIES) {
-        rc = lk_loki_run_append(&e->req, res->data, res->len, e->open_recs, e->recs.data,
-                                e->recs.len);
-        if (rc < 0)
-            return rc;
-        lk_buf_reset(&e->recs);
+        if (e->run_at != 0)
+            lk_loki_run_close(&e->req, e->run_at, e->open_recs);
+        e->run_at = 0;
         e->open_recs = 0;
         return 0;
     }
+    if (e->open_recs == 0)
+        return 0;
+    lk_buf *res = &e->tmp;
+    int rc = build_resource(e);
+    if (rc < 0)
+        return rc;
     /* ResourceLogs { resource = 1 { attributes }, scope_logs = 2 { log_records } } */
     size_t rl = len_field_size(res->len) + len_field_size(e->recs.len);
     rc = lk_buf_reserve(&e->req, len_field_size(rl));
@@ -333,7 +351,7 @@ static int add_entry(struct lk_lines_encoder *e, const struct lk_line_fields *f,
         .trace_id = f->has_trace_id ? f->trace_id : NULL,
         .span_id = f->has_span_id ? f->span_id : NULL,
     };
-    int rc = lk_loki_entry_append(&e->recs, &en);
+    int rc = lk_loki_entry_append(&e->req, &en);
     if (rc < 0)
         return rc;
     e->open_recs++;
@@ -346,6 +364,13 @@ int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origi
 {
     struct lk_line_fields f;
     lk_line_parse(e->format, line, len, &f);
+    int rc;
+    if (e->nrecs == 0 && e->run_at == 0) {
+        e->form = e->want_entries && e->entries_ok ? LK_FORM_LOKI_ENTRIES : LK_FORM_OTLP;
+        rc = start_request(e);
+        if (rc < 0)
+            return rc;
+    }
 
     /* The name goes into string attributes: it must be valid UTF-8. The
      * lines of one read share their origin: its name is cleaned once. */
@@ -379,15 +404,14 @@ int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origi
     if (svc_len >= sizeof(e->service))
         svc_len = trim_partial_utf8((const uint8_t *)svc, sizeof(e->service) - 1);
 
-    int rc;
-    if (e->open_recs > 0 &&
+    if ((e->open_recs > 0 || e->run_at != 0) &&
         (svc_len != e->service_len || memcmp(svc, e->service, svc_len) != 0 ||
          !same_origin(e, o))) {
         rc = close_resource(e);
         if (rc < 0)
             return rc;
     }
-    if (e->open_recs == 0) {
+    if (e->open_recs == 0 && e->run_at == 0) {
         memcpy(e->service, svc, svc_len);
         e->service[svc_len] = '\0';
         e->service_len = svc_len;
@@ -396,10 +420,16 @@ int lk_lines_encoder_add(struct lk_lines_encoder *e, const struct lk_lines_origi
             snprintf(e->origin_name, sizeof(e->origin_name), "%s", o->process_name);
         e->origin.process_name = e->origin_name;
         e->origin_raw = given->process_name;
+        if (e->form == LK_FORM_LOKI_ENTRIES) {
+            /* Entries go straight into the request behind their run's head. */
+            rc = build_resource(e);
+            if (rc == 0)
+                rc = lk_loki_run_open(&e->req, e->tmp.data, e->tmp.len, &e->run_at);
+            if (rc < 0)
+                return rc;
+        }
     }
 
-    if (e->nrecs == 0)
-        e->form = e->want_entries && e->entries_ok ? LK_FORM_LOKI_ENTRIES : LK_FORM_OTLP;
     const uint8_t *body = line;
     size_t blen = len;
     if (!lk_utf8_is_valid(line, len)) {
@@ -466,8 +496,9 @@ uint32_t lk_lines_encoder_finish(struct lk_lines_encoder *e, const uint8_t **dat
         lk_buf_reset(&e->recs);
         e->open_recs = 0;
     }
-    *data = e->req.data;
-    *len = e->req.len;
+    /* The request follows the room left for the item header. */
+    *data = e->req.len > LK_ITEM_HEADROOM ? e->req.data + LK_ITEM_HEADROOM : e->req.data;
+    *len = e->req.len > LK_ITEM_HEADROOM ? e->req.len - LK_ITEM_HEADROOM : 0;
     return e->nrecs;
 }
 
@@ -645,9 +676,15 @@ static lk_item *take_item(lk_lines *r)
         lk_counter_add(r->dropped, lost);
     lk_item *it = NULL;
     if (n > 0) {
-        it = lk_item_create(LK_SIGNAL_LOGS, n, uv_now(r->loop), data, len);
+        /* |data| follows the room the request left for the item header:
+         * the request becomes the item without a copy. */
+        size_t used = r->enc.req.len;
+        it = lk_item_adopt(&r->enc.req, LK_SIGNAL_LOGS, n, uv_now(r->loop));
         if (it != NULL)
             it->form = r->enc.form;
+        /* The next request reserves as much up front (within the items'
+         * size limit, which cut_item keeps it under). */
+        r->enc.req_hint = used < r->item_bytes ? used : r->item_bytes;
         if (it == NULL) {
             lk_counter_add(r->dropped, n);
             lk_log(LK_LOG_WARN, "out of memory, lines dropped",

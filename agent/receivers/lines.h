@@ -106,6 +106,8 @@ struct lk_lines_encoder {
     uint8_t form;
     bool want_entries;
     bool entries_ok;
+    size_t run_at;   /* Loki entries: where the open run's counts go, or 0 */
+    size_t req_hint; /* bytes to reserve for the next request */
 };
 
 /* |host| and |source| (the receiver name) and |cfg|'s labels and
