@@ -170,6 +170,58 @@ class TracesTest(AgentTestCase):
                         "bytes agent->sink with compression: gzip")
         self.stop_agent()
 
+    def test_b_gzip_export_on_the_wire(self):
+        # compression: gzip: lookout compresses each message itself (one of
+        # 64 KiB or more on the thread pool) and gRPC core sends it as it is:
+        # the compressed flag set on every message, and grpc-encoding: gzip,
+        # without which grpcio refuses a compressed message. The sink decodes
+        # the same spans, from a small request and from a large one.
+        sink = otlp_sink.OtlpSink()
+        sink.start()
+        self.addCleanup(sink.stop)
+        proxy = CountingProxy(sink.port, record=True)
+        self.addCleanup(proxy.close)
+        self.start(sink=sink, exporter_port=proxy.port, compression="gzip",
+                   exporter_extra="    compression_level: 9")
+        small = make_request("gz-small")
+        self.export_ok(small)
+        self.assert_delivered([small])
+        payload = "compressible " * 20000   # 260 kB: compressed off the loop
+        large = single_span_request("gz-large", AnyValue(string_value=payload))
+        self.export_ok(large)
+        self.assert_delivered([small, large])
+        calls = self.sink.accepted()
+        self.assertEqual([c.raw for c in calls],
+                         [small.SerializeToString(), large.SerializeToString()])
+        msgs = proxy.grpc_messages()
+        self.assertEqual(len(msgs), 2, msgs)
+        self.assertEqual([flag for flag, _ in msgs], [1, 1], "compressed flag of each message")
+        self.assertLess(msgs[0][1], len(small.SerializeToString()))
+        self.assertLess(msgs[1][1], len(payload) // 50, "bytes of the large message")
+        self.stop_agent()
+
+    def test_b_gzip_export_retried(self):
+        # A retried compressed message goes out again whole and equal.
+        sink = otlp_sink.OtlpSink()
+        sink.start()
+        self.addCleanup(sink.stop)
+        sink.fail_next(2, grpc.StatusCode.UNAVAILABLE)
+        proxy = CountingProxy(sink.port, record=True)
+        self.addCleanup(proxy.close)
+        self.start(sink=sink, exporter_port=proxy.port, compression="gzip")
+        payload = "retried " * 20000
+        req = single_span_request("gz-retry", AnyValue(string_value=payload))
+        self.export_ok(req)
+        self.assert_delivered([req])
+        calls = self.sink.calls()
+        self.assertEqual(len(calls), 3, "calls at the sink: two refused, one accepted")
+        self.assertEqual({c.raw for c in calls}, {req.SerializeToString()})
+        msgs = proxy.grpc_messages()
+        self.assertEqual(len(msgs), 3, msgs)
+        self.assertEqual(len(set(msgs)), 1, "the same compressed message each time")
+        self.assertEqual(msgs[0][0], 1)
+        self.stop_agent()
+
     def test_c_invalid_requests_rejected(self):
         self.start()
         trace_call = self.client.call_raw

@@ -25,6 +25,7 @@
 #include <grpc/support/time.h>
 
 #include "core/err.h"
+#include "core/gzip.h"
 
 #include "tls_fixtures.h"
 
@@ -459,17 +460,35 @@ static void call_and_check_body(bool gzip)
     uint8_t *joined;
     size_t len;
 
+    lk_buf gz;
+
     srv_start(&s);
     ctx_init(&x, &s);
     client_create(&x, target_of(s.port), gzip);
     make_body(iov, &joined, &len);
-    ck_assert_int_eq(lk_grpc_client_call(x.c, "/test.Echo/Say", iov, 3, 10000,
-                                         on_result, &x),
-                     0);
-    /* The bytes were copied: scribbling on them now changes nothing. */
-    memset(body_a, 'X', sizeof(body_a));
+    /* Nothing of gRPC runs before the first call. */
+    ck_assert(!lk__grpc_client_is_started(x.c));
+    lk_buf_init(&gz, 1 << 20);
+    if (gzip) {
+        /* With gzip, the caller compresses: the message goes as it is. */
+        ck_assert_int_eq(lk_gzip_deflate_level(joined, len, 9, &gz), 0);
+        ck_assert_uint_lt(gz.len, len);
+        struct iovec one = {gz.data, gz.len};
+        ck_assert_int_eq(lk_grpc_client_call(x.c, "/test.Echo/Say", &one, 1,
+                                             10000, on_result, &x),
+                         0);
+        memset(gz.data, 'X', gz.len); /* copied: this changes nothing */
+    } else {
+        ck_assert_int_eq(lk_grpc_client_call(x.c, "/test.Echo/Say", iov, 3,
+                                             10000, on_result, &x),
+                         0);
+        /* The bytes were copied: scribbling on them now changes nothing. */
+        memset(body_a, 'X', sizeof(body_a));
+    }
+    ck_assert(lk__grpc_client_is_started(x.c));
     ck_assert_int_eq(x.ncb, 0); /* never from inside the call */
     ctx_run_and_fini(&x);
+    lk_buf_fini(&gz);
 
     ck_assert_int_eq(x.ncb, 1);
     ck_assert_int_eq(x.ncb_at_done, 1);
@@ -488,6 +507,9 @@ static void call_and_check_body(bool gzip)
     ck_assert_uint_eq(s.body_len, len);
     ck_assert_mem_eq(s.body, joined, len);
     if (gzip) {
+        /* Sent with the compressed flag and grpc-encoding: gzip (the server
+         * knows the algorithm), and compressed once: one gunzip gives the
+         * message back. */
         ck_assert_int_eq(s.body_compression, GRPC_COMPRESS_GZIP);
         /* gRPC 1.51 consumes grpc-encoding instead of publishing it; when a
          * version does publish it, it must say gzip. */
@@ -750,6 +772,7 @@ START_TEST(test_close_idle)
 
     ctx_init(&x, NULL);
     client_create(&x, "127.0.0.1:1", false);
+    ck_assert(!lk__grpc_client_is_started(x.c)); /* closed before it ever ran */
     lk_grpc_client_close(x.c, on_done, &x);
     ck_assert_int_eq(x.done_calls, 0);
     ctx_run_and_fini(&x);
@@ -779,8 +802,11 @@ START_TEST(test_many_calls)
     struct srv s;
     struct ctx x;
     struct many m = {.x = &x};
-    struct iovec iov = {(void *)"hello", 5};
+    lk_buf gz;
 
+    lk_buf_init(&gz, 1024);
+    ck_assert_int_eq(lk_gzip_deflate_level((const uint8_t *)"hello", 5, 1, &gz), 0);
+    struct iovec iov = {gz.data, gz.len};
     srv_start(&s);
     ctx_init(&x, &s);
     client_create(&x, target_of(s.port), true);
@@ -793,12 +819,16 @@ START_TEST(test_many_calls)
     ck_assert_int_eq(m.ok, 50);
     uv_mutex_lock(&s.lock);
     ck_assert_int_eq(s.ncalls, 50);
+    ck_assert_uint_eq(s.body_len, 5);
+    ck_assert_mem_eq(s.body, "hello", 5);
     uv_mutex_unlock(&s.lock);
     srv_stop(&s);
+    lk_buf_fini(&gz);
 }
 END_TEST
 
-/* An empty request is a valid (empty) message. */
+/* An empty request is a valid (empty) message, sent uncompressed even with
+ * gzip (there is nothing to compress, and no gzip member to hand over). */
 START_TEST(test_empty_request)
 {
     struct srv s;
@@ -815,6 +845,7 @@ START_TEST(test_empty_request)
     uv_mutex_lock(&s.lock);
     ck_assert_int_eq(s.ncalls, 1);
     ck_assert_uint_eq(s.body_len, 0);
+    ck_assert_int_eq(s.body_compression, GRPC_COMPRESS_NONE);
     uv_mutex_unlock(&s.lock);
     srv_stop(&s);
 }
