@@ -197,6 +197,11 @@ static int gzip_message(const struct iovec *iov, size_t n, size_t total, int lev
         return rc;
     }
     m->data = lk_buf_detach(&buf, &m->len);
+    /* The buffer was sized for the worst case (deflateBound, about the
+     * input's size); the batch keeps it until its last attempt. */
+    uint8_t *fit = realloc(m->data, m->len > 0 ? m->len : 1);
+    if (fit != NULL)
+        m->data = fit;
     *out = m;
     return 0;
 }

@@ -58,6 +58,17 @@ class AgentTestCase(unittest.TestCase):
         self.client = Client(self.agent.grpc_endpoint)
         self.addCleanup(self.client.close)
 
+    def start_behind_proxy(self, record=False, **config):
+        """start() with a sink of its own behind a CountingProxy (bytes counted,
+        and kept with |record|) that the agent exports through; returns the proxy."""
+        sink = otlp_sink.OtlpSink()
+        sink.start()
+        self.addCleanup(sink.stop)
+        proxy = CountingProxy(sink.port, record=record)
+        self.addCleanup(proxy.close)
+        self.start(sink=sink, exporter_port=proxy.port, **config)
+        return proxy
+
     def stop_agent(self):
         """SIGTERM; asserts a clean exit and JSON-lines stderr."""
         rc = self.agent.stop(signal.SIGTERM)
@@ -140,12 +151,7 @@ class TracesTest(AgentTestCase):
     def test_b_gzip_request_and_uncompressed_export(self):
         # Agent exports with compression: none through a proxy that counts the
         # bytes on the wire, so the request must go out at full size.
-        sink = otlp_sink.OtlpSink()
-        sink.start()
-        self.addCleanup(sink.stop)
-        proxy = CountingProxy(sink.port)
-        self.addCleanup(proxy.close)
-        self.start(sink=sink, exporter_port=proxy.port, compression="none")
+        proxy = self.start_behind_proxy(compression="none")
         payload = "compressible " * 20000   # 260 kB, gzips to a few kB
         req = single_span_request("gzip-in", AnyValue(string_value=payload))
         self.export_ok(req, compression=grpc.Compression.Gzip)
@@ -156,12 +162,7 @@ class TracesTest(AgentTestCase):
 
     def test_b_gzip_export(self):
         # compression: gzip: the same compressible request goes out small.
-        sink = otlp_sink.OtlpSink()
-        sink.start()
-        self.addCleanup(sink.stop)
-        proxy = CountingProxy(sink.port)
-        self.addCleanup(proxy.close)
-        self.start(sink=sink, exporter_port=proxy.port, compression="gzip")
+        proxy = self.start_behind_proxy(compression="gzip")
         payload = "compressible " * 20000
         req = single_span_request("gzip-out", AnyValue(string_value=payload))
         self.export_ok(req)
@@ -176,13 +177,8 @@ class TracesTest(AgentTestCase):
         # the compressed flag set on every message, and grpc-encoding: gzip,
         # without which grpcio refuses a compressed message. The sink decodes
         # the same spans, from a small request and from a large one.
-        sink = otlp_sink.OtlpSink()
-        sink.start()
-        self.addCleanup(sink.stop)
-        proxy = CountingProxy(sink.port, record=True)
-        self.addCleanup(proxy.close)
-        self.start(sink=sink, exporter_port=proxy.port, compression="gzip",
-                   exporter_extra="    compression_level: 9")
+        proxy = self.start_behind_proxy(record=True, compression="gzip",
+                                        exporter_extra="    compression_level: 9")
         small = make_request("gz-small")
         self.export_ok(small)
         self.assert_delivered([small])
@@ -202,13 +198,8 @@ class TracesTest(AgentTestCase):
 
     def test_b_gzip_export_retried(self):
         # A retried compressed message goes out again whole and equal.
-        sink = otlp_sink.OtlpSink()
-        sink.start()
-        self.addCleanup(sink.stop)
-        sink.fail_next(2, grpc.StatusCode.UNAVAILABLE)
-        proxy = CountingProxy(sink.port, record=True)
-        self.addCleanup(proxy.close)
-        self.start(sink=sink, exporter_port=proxy.port, compression="gzip")
+        proxy = self.start_behind_proxy(record=True, compression="gzip")
+        self.sink.fail_next(2, grpc.StatusCode.UNAVAILABLE)
         payload = "retried " * 20000
         req = single_span_request("gz-retry", AnyValue(string_value=payload))
         self.export_ok(req)
