@@ -27,6 +27,7 @@ static const char *const overflow_names[] = {"refuse", "drop", NULL};
 #define EX_LOKI 4u
 #define EX_PROM 16u
 #define EX_PRW 64u
+#define EX_OTLP 128u
 /* Keys of exporters that send somewhere, which a prometheus exporter (it is
  * scraped) does not have. */
 #define EX_SENDS 32u
@@ -45,8 +46,8 @@ static const struct field exporter_fields[] = {
     F_NODE("batch"),
     {.key = "max_concurrency", .type = FT_U32, .flags = EX_SENDS, .min = 1, .max = 1024,
      .off = offsetof(struct lk_exporter_config, max_concurrency)},
-    {.key = "compression_level", .type = FT_U32, .flags = EX_OTLPHTTP | EX_LOKI, .min = 1,
-     .max = 9, .off = offsetof(struct lk_exporter_config, compression_level)},
+    {.key = "compression_level", .type = FT_U32, .flags = EX_OTLP | EX_OTLPHTTP | EX_LOKI,
+     .min = 1, .max = 9, .off = offsetof(struct lk_exporter_config, compression_level)},
     {.key = "traces_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
     {.key = "metrics_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
     {.key = "logs_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
@@ -71,7 +72,8 @@ static const struct field exporter_fields[] = {
 static void check_type_keys(struct ctx *c, const char *path, enum lk_exporter_type type,
                             const struct seen *es)
 {
-    unsigned mine = type == LK_EXPORTER_OTLPHTTP                ? EX_OTLPHTTP
+    unsigned mine = type == LK_EXPORTER_OTLP                    ? EX_OTLP
+                    : type == LK_EXPORTER_OTLPHTTP              ? EX_OTLPHTTP
                     : type == LK_EXPORTER_LOKI                  ? EX_LOKI
                     : type == LK_EXPORTER_PROMETHEUS            ? EX_PROM
                     : type == LK_EXPORTER_PROMETHEUSREMOTEWRITE ? EX_PRW
@@ -87,15 +89,15 @@ static void check_type_keys(struct ctx *c, const char *path, enum lk_exporter_ty
                 exporter_fields[i].key, path);
             continue;
         }
-        unsigned only = f & (EX_OTLPHTTP | EX_LOKI | EX_PROM | EX_PRW);
+        unsigned only = f & (EX_OTLP | EX_OTLPHTTP | EX_LOKI | EX_PROM | EX_PRW);
         if (only == 0 || (only & mine) != 0)
             continue;
         char types[96] = "";
         static const struct {
             unsigned bit;
             const char *name;
-        } names[] = {{EX_OTLPHTTP, "otlphttp"}, {EX_LOKI, "loki"}, {EX_PROM, "prometheus"},
-                     {EX_PRW, "prometheusremotewrite"}};
+        } names[] = {{EX_OTLP, "otlp"}, {EX_OTLPHTTP, "otlphttp"}, {EX_LOKI, "loki"},
+                     {EX_PROM, "prometheus"}, {EX_PRW, "prometheusremotewrite"}};
         for (size_t k = 0; k < NF(names); k++)
             if (only & names[k].bit)
                 snprintf(types + strlen(types), sizeof(types) - strlen(types), "%s%s",

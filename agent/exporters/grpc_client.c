@@ -14,6 +14,18 @@
  * uv_async_send; it touches nothing else. The loop reads the results, runs the
  * user's callback and releases the call.
  *
+ * Start. Nothing of gRPC runs until the first call: lk_grpc_client_create
+ * checks the options and reads the TLS files, and the first
+ * lk_grpc_client_call takes this client's grpc_init reference (which starts
+ * gRPC's own threads) and creates the channel, the completion queue and the
+ * poller. An exporter that never sends costs no thread and no gRPC memory.
+ *
+ * Compression. With |gzip|, the caller hands over messages it compressed
+ * itself (off the loop for large ones, at its own level): they go in a byte
+ * buffer marked as gzip'd, which gRPC core sends as it is, with the
+ * compressed flag and the channel's grpc-encoding: gzip, instead of
+ * deflating it again on the thread that starts the call (the loop).
+ *
  * Close. lk_grpc_client_close cancels the calls in flight, destroys the channel
  * and shuts the completion queue down. The queue reports GRPC_QUEUE_SHUTDOWN
  * only after every started batch has completed, so when the poller sees it,
@@ -77,13 +89,20 @@ struct lk_grpc_client {
     uv_loop_t *loop;
     uv_async_t async;
     uv_work_t shutdown_work;
-    grpc_channel *channel; /* NULL once close started */
+    grpc_channel *channel; /* NULL until started and once close started */
     grpc_completion_queue *cq;
     uv_thread_t poller;
-    char *target;      /* for logs */
+    char *target;      /* for logs, and the channel's */
+    char *user_agent;  /* or NULL */
     grpc_metadata *md; /* headers; the slices are ours */
     size_t nmd;
+    bool gzip;       /* messages come gzip'd (lk_grpc_client_opts) */
+    bool tls;        /* the PEM texts below (each may be NULL) */
+    char *ca_pem;    /* kept from create to the start; wiped when freed */
+    char *cert_pem;
+    char *key_pem;
     struct call *calls; /* in flight; loop thread only */
+    bool started;       /* grpc_init, the channel, the queue and the poller */
     bool closing;
     bool drained; /* loop side: the poller is gone */
     void (*done)(void *arg);
@@ -460,41 +479,55 @@ err_nomem:
     return LK_ENOMEM;
 }
 
-static grpc_channel_credentials *
-make_credentials(const struct lk_tls_config *tls, int *rc)
+static void free_pems(lk_grpc_client *c)
+{
+    free(c->ca_pem);
+    free(c->cert_pem);
+    free_secret(c->key_pem);
+    c->ca_pem = c->cert_pem = c->key_pem = NULL;
+}
+
+/* Reads the TLS files of |tls| into |c| (the channel is created later). */
+static int read_tls_files(const struct lk_tls_config *tls, lk_grpc_client *c)
+{
+    int rc = 0;
+
+    if (tls == NULL || !tls->enabled)
+        return 0;
+    c->tls = true;
+    if (tls->ca_file != NULL)
+        rc = read_pem(tls->ca_file, "ca_file", &c->ca_pem);
+    if (rc == 0 && tls->cert_file != NULL)
+        rc = read_pem(tls->cert_file, "cert_file", &c->cert_pem);
+    if (rc == 0 && tls->key_file != NULL)
+        rc = read_pem(tls->key_file, "key_file", &c->key_pem);
+    if (rc < 0)
+        free_pems(c);
+    return rc;
+}
+
+static grpc_channel_credentials *make_credentials(const lk_grpc_client *c,
+                                                  int *rc)
 {
     grpc_channel_credentials *creds;
-    char *ca = NULL, *cert = NULL, *key = NULL;
 
-    if (tls == NULL || !tls->enabled) {
+    if (!c->tls) {
         creds = grpc_insecure_credentials_create();
         *rc = creds != NULL ? 0 : LK_ENOMEM;
         return creds;
     }
+    grpc_ssl_pem_key_cert_pair pair = {.private_key = c->key_pem,
+                                       .cert_chain = c->cert_pem};
+    /* NULL roots: gRPC's defaults (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, or the
+     * roots.pem installed with gRPC). The PEM texts are copied. */
+    creds = grpc_ssl_credentials_create(
+        c->ca_pem, c->key_pem != NULL ? &pair : NULL, NULL, NULL);
     *rc = 0;
-    if (tls->ca_file != NULL)
-        *rc = read_pem(tls->ca_file, "ca_file", &ca);
-    if (*rc == 0 && tls->cert_file != NULL)
-        *rc = read_pem(tls->cert_file, "cert_file", &cert);
-    if (*rc == 0 && tls->key_file != NULL)
-        *rc = read_pem(tls->key_file, "key_file", &key);
-    creds = NULL;
-    if (*rc == 0) {
-        grpc_ssl_pem_key_cert_pair pair = {.private_key = key,
-                                           .cert_chain = cert};
-        /* NULL roots: gRPC's defaults (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, or the
-         * roots.pem installed with gRPC). The PEM texts are copied. */
-        creds = grpc_ssl_credentials_create(ca, key != NULL ? &pair : NULL,
-                                            NULL, NULL);
-        if (creds == NULL) {
-            lk_log(LK_LOG_ERROR,
-                   "grpc client: TLS credentials rejected by gRPC");
-            *rc = LK_EINVAL;
-        }
+    if (creds == NULL) {
+        lk_log(LK_LOG_ERROR, "grpc client: TLS credentials rejected by gRPC",
+               LK_S("target", c->target));
+        *rc = LK_EINVAL;
     }
-    free(ca);
-    free(cert);
-    free_secret(key);
     return creds;
 }
 
@@ -647,8 +680,16 @@ static void on_async_closed(uv_handle_t *h)
     c->md = NULL;
     free(c->target);
     c->target = NULL;
+    free(c->user_agent);
+    c->user_agent = NULL;
+    free_pems(c);
     uv_mutex_destroy(&c->lock);
     c->shutdown_work.data = c;
+    if (!c->started) {
+        /* No gRPC reference to drop: this client never called. */
+        after_grpc_shutdown(&c->shutdown_work, 0);
+        return;
+    }
     if (uv_queue_work(c->loop, &c->shutdown_work, do_grpc_shutdown,
                       after_grpc_shutdown) != 0) {
         grpc_shutdown();
@@ -686,19 +727,93 @@ static void on_async(uv_async_t *h)
     }
 }
 
-static void free_after_failed_create(uv_handle_t *h)
+/*
+ * The first call's part of the set-up: this client's grpc_init reference,
+ * the channel, the completion queue and the poller thread. On failure,
+ * everything it did is undone and the next call tries again.
+ */
+static int client_start(lk_grpc_client *c)
 {
-    free(h->data);
+    grpc_channel_credentials *creds;
+    grpc_arg args[12];
+    grpc_channel_args chargs;
+    size_t nargs = 0;
+    int rc;
+
+    grpc_init();
+    creds = make_credentials(c, &rc);
+    if (creds == NULL)
+        goto err_grpc;
+
+    args[nargs++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1);
+    args[nargs++] =
+        int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, MAX_RECV_MSG_BYTES);
+    args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, KEEPALIVE_TIME_MS);
+    args[nargs++] =
+        int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, KEEPALIVE_TIMEOUT_MS);
+    args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+    args[nargs++] =
+        int_arg(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, MAX_RECONNECT_BACKOFF_MS);
+#ifdef GRPC_ARG_ENABLE_RETRIES
+    /* The exporter retries with its own backoff and RetryInfo. */
+    args[nargs++] = int_arg(GRPC_ARG_ENABLE_RETRIES, 0);
+#endif
+    if (c->user_agent != NULL)
+        args[nargs++] =
+            str_arg(GRPC_ARG_PRIMARY_USER_AGENT_STRING, c->user_agent);
+    /* What puts grpc-encoding: gzip on every call. The messages themselves
+     * come compressed (lk_grpc_client_call), so the compression filter
+     * passes them through. */
+    if (c->gzip)
+        args[nargs++] = int_arg(GRPC_COMPRESSION_CHANNEL_DEFAULT_ALGORITHM,
+                                GRPC_COMPRESS_GZIP);
+    chargs.num_args = nargs;
+    chargs.args = args;
+
+    c->channel = grpc_channel_create(c->target, creds, &chargs);
+    grpc_channel_credentials_release(creds); /* the channel holds its own ref */
+    if (c->channel == NULL) {
+        rc = LK_ENOMEM;
+        goto err_grpc;
+    }
+    c->cq = grpc_completion_queue_create_for_next(NULL);
+    if (c->cq == NULL) {
+        rc = LK_ENOMEM;
+        goto err_channel;
+    }
+    /* gRPC runs its own work (I/O, TLS handshakes) on the thread that waits in
+     * grpc_completion_queue_next, so give it a main-thread-sized stack rather
+     * than a platform default that can be 512 KiB (macOS). */
+    uv_thread_options_t topts = {.flags = UV_THREAD_HAS_STACK_SIZE,
+                                 .stack_size = POLLER_STACK_BYTES};
+    rc = uv_thread_create_ex(&c->poller, &topts, poller_main, c);
+    if (rc != 0) {
+        lk_log(LK_LOG_ERROR, "grpc client: cannot start the poller thread",
+               LK_S("target", c->target) LK_S("error", uv_strerror(rc)));
+        rc = LK_ESYS;
+        goto err_cq;
+    }
+    c->started = true;
+    free_pems(c); /* the credentials hold their own copies */
+    lk_log(LK_LOG_DEBUG, "grpc client: channel created",
+           LK_S("target", c->target));
+    return 0;
+
+err_cq:
+    drain_cq(c->cq);
+    c->cq = NULL;
+err_channel:
+    grpc_channel_destroy(c->channel);
+    c->channel = NULL;
+err_grpc:
+    grpc_shutdown();
+    return rc;
 }
 
 int lk_grpc_client_create(lk_grpc_client **out, uv_loop_t *loop,
                           const struct lk_grpc_client_opts *o)
 {
     lk_grpc_client *c;
-    grpc_channel_credentials *creds;
-    grpc_arg args[12];
-    grpc_channel_args chargs;
-    size_t nargs = 0;
     int rc;
 
     *out = NULL;
@@ -730,58 +845,28 @@ int lk_grpc_client_create(lk_grpc_client **out, uv_loop_t *loop,
         return LK_ENOMEM;
     c->loop = loop;
     c->done_tail = &c->done_head;
+    c->gzip = o->gzip;
     c->target = strdup(o->target);
     if (c->target == NULL) {
         rc = LK_ENOMEM;
         goto err_free;
     }
-
-    grpc_init();
+    if (o->user_agent != NULL &&
+        (c->user_agent = strdup(o->user_agent)) == NULL) {
+        rc = LK_ENOMEM;
+        goto err_free;
+    }
+    /* Slices and these checks need no grpc_init. */
     rc = build_metadata(o->headers, o->nheaders, &c->md);
     if (rc < 0)
-        goto err_grpc;
+        goto err_free;
     c->nmd = o->nheaders;
-
-    creds = make_credentials(o->tls, &rc);
-    if (creds == NULL)
+    rc = read_tls_files(o->tls, c);
+    if (rc < 0)
         goto err_md;
-
-    args[nargs++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1);
-    args[nargs++] =
-        int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, MAX_RECV_MSG_BYTES);
-    args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, KEEPALIVE_TIME_MS);
-    args[nargs++] =
-        int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, KEEPALIVE_TIMEOUT_MS);
-    args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
-    args[nargs++] =
-        int_arg(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, MAX_RECONNECT_BACKOFF_MS);
-#ifdef GRPC_ARG_ENABLE_RETRIES
-    /* The exporter retries with its own backoff and RetryInfo. */
-    args[nargs++] = int_arg(GRPC_ARG_ENABLE_RETRIES, 0);
-#endif
-    if (o->user_agent != NULL)
-        args[nargs++] =
-            str_arg(GRPC_ARG_PRIMARY_USER_AGENT_STRING, o->user_agent);
-    if (o->gzip)
-        args[nargs++] = int_arg(GRPC_COMPRESSION_CHANNEL_DEFAULT_ALGORITHM,
-                                GRPC_COMPRESS_GZIP);
-    chargs.num_args = nargs;
-    chargs.args = args;
-
-    c->channel = grpc_channel_create(c->target, creds, &chargs);
-    grpc_channel_credentials_release(creds); /* the channel holds its own ref */
-    if (c->channel == NULL) {
-        rc = LK_ENOMEM;
-        goto err_md;
-    }
-    c->cq = grpc_completion_queue_create_for_next(NULL);
-    if (c->cq == NULL) {
-        rc = LK_ENOMEM;
-        goto err_channel;
-    }
     if (uv_mutex_init(&c->lock) != 0) {
         rc = LK_ESYS;
-        goto err_cq;
+        goto err_pems;
     }
     rc = uv_async_init(loop, &c->async, on_async);
     if (rc != 0) {
@@ -791,43 +876,18 @@ int lk_grpc_client_create(lk_grpc_client **out, uv_loop_t *loop,
         goto err_mutex;
     }
     c->async.data = c;
-    /* gRPC runs its own work (I/O, TLS handshakes) on the thread that waits in
-     * grpc_completion_queue_next, so give it a main-thread-sized stack rather
-     * than a platform default that can be 512 KiB (macOS). */
-    uv_thread_options_t topts = {.flags = UV_THREAD_HAS_STACK_SIZE,
-                                 .stack_size = POLLER_STACK_BYTES};
-    rc = uv_thread_create_ex(&c->poller, &topts, poller_main, c);
-    if (rc != 0) {
-        lk_log(LK_LOG_ERROR, "grpc client: cannot start the poller thread",
-               LK_S("error", uv_strerror(rc)));
-        rc = LK_ESYS;
-        goto err_async;
-    }
     *out = c;
     return 0;
 
-err_async:
-    /* The handle is freed by the loop; everything else goes now. */
-    drain_cq(c->cq);
-    grpc_channel_destroy(c->channel);
-    free_metadata(c->md, c->nmd);
-    free(c->target);
-    uv_mutex_destroy(&c->lock);
-    grpc_shutdown();
-    uv_close((uv_handle_t *)&c->async, free_after_failed_create);
-    return rc;
 err_mutex:
     uv_mutex_destroy(&c->lock);
-err_cq:
-    drain_cq(c->cq);
-err_channel:
-    grpc_channel_destroy(c->channel);
+err_pems:
+    free_pems(c);
 err_md:
     free_metadata(c->md, c->nmd);
-err_grpc:
-    grpc_shutdown();
-    free(c->target);
 err_free:
+    free(c->user_agent);
+    free(c->target);
     free(c);
     return rc;
 }
@@ -851,6 +911,11 @@ int lk_grpc_client_call(lk_grpc_client *c, const char *method,
         if (iov[i].iov_len > SIZE_MAX - total)
             return LK_EINVAL;
         total += iov[i].iov_len;
+    }
+    if (!c->started) {
+        int rc = client_start(c);
+        if (rc < 0)
+            return rc;
     }
     mlen = strlen(method);
     k = calloc(1, sizeof(*k) + mlen + 1);
@@ -881,7 +946,12 @@ int lk_grpc_client_call(lk_grpc_client *c, const char *method,
         }
         slice = grpc_slice_new(body, total, free);
     }
-    k->request = grpc_raw_byte_buffer_create(&slice, 1);
+    /* A buffer marked as compressed is sent as it is, with the compressed
+     * flag set (GRPC_WRITE_INTERNAL_COMPRESS in call.cc). An empty message
+     * is no gzip member: it goes uncompressed, which is always allowed. */
+    k->request = c->gzip && total > 0 ? grpc_raw_compressed_byte_buffer_create(
+                               &slice, 1, GRPC_COMPRESS_GZIP)
+                         : grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
 
     if (timeout_ms == 0) {
@@ -950,6 +1020,12 @@ void lk_grpc_client_close(lk_grpc_client *c, void (*done)(void *arg), void *arg)
     c->closing = true;
     c->done = done;
     c->done_arg = arg;
+    if (!c->started) {
+        /* No poller to wait for: free on the loop, after the handle. */
+        c->drained = true;
+        uv_close((uv_handle_t *)&c->async, on_async_closed);
+        return;
+    }
     for (struct call *k = c->calls; k != NULL; k = k->next)
         grpc_call_cancel(k->call, NULL);
     /* Calls hold their own references to the channel's stack. */
@@ -957,4 +1033,9 @@ void lk_grpc_client_close(lk_grpc_client *c, void (*done)(void *arg), void *arg)
     c->channel = NULL;
     /* GRPC_QUEUE_SHUTDOWN follows the completions of the cancelled calls. */
     grpc_completion_queue_shutdown(c->cq);
+}
+
+bool lk__grpc_client_is_started(const lk_grpc_client *c)
+{
+    return c->started;
 }

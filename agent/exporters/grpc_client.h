@@ -27,7 +27,11 @@ struct lk_grpc_client_opts {
     const struct lk_tls_config *tls; /* NULL or !enabled: plaintext */
     const struct lk_header *headers; /* metadata sent on every call; copied */
     size_t nheaders;
-    bool gzip;              /* compress requests (grpc-encoding: gzip) */
+    /* Requests go out with grpc-encoding: gzip, and the caller compresses
+     * each message itself: lk_grpc_client_call's bytes are one gzip member,
+     * sent as they are (gRPC core would deflate on the calling thread, the
+     * loop, at a level of its own). */
+    bool gzip;
     const char *user_agent; /* user-agent prefix ("lookout/0.1.0"), or NULL */
 };
 
@@ -44,29 +48,35 @@ struct lk_grpc_result {
 typedef void (*lk_grpc_call_cb)(void *arg, const struct lk_grpc_result *r);
 
 /*
- * Creates a client for |o->target| on |loop| and starts its poller thread.
- * Nothing connects until the first call. TLS files (ca_file, cert_file,
- * key_file) are read here. On success sets |*out| (release with
- * lk_grpc_client_close) and returns 0. Errors: LK_EINVAL (no target, only one
- * of cert_file / key_file, a TLS file with no PEM block, a header name or
- * value gRPC would refuse), LK_EUNSUPPORTED (tls.insecure_skip_verify), LK_EIO
- * (a TLS file unreadable), LK_ENOMEM, LK_ESYS (thread or async handle). Each
- * failure is logged, with the file's path where there is one.
+ * Creates a client for |o->target| on |loop|. Nothing of gRPC runs until the
+ * first call, which creates the channel and the poller thread (and takes
+ * gRPC's own threads into the process); nothing connects until then either.
+ * TLS files (ca_file, cert_file, key_file) are read here. On success sets
+ * |*out| (release with lk_grpc_client_close) and returns 0. Errors: LK_EINVAL
+ * (no target, only one of cert_file / key_file, a TLS file with no PEM block,
+ * a header name or value gRPC would refuse), LK_EUNSUPPORTED
+ * (tls.insecure_skip_verify), LK_EIO (a TLS file unreadable), LK_ENOMEM,
+ * LK_ESYS (async handle). Each failure is logged, with the file's path where
+ * there is one.
  */
 int lk_grpc_client_create(lk_grpc_client **out, uv_loop_t *loop,
                           const struct lk_grpc_client_opts *o);
 
 /*
  * Starts a unary call of |method| ("/pkg.Service/Method"). The request message
- * is the concatenation of |iov|; its bytes are copied before this returns, so
- * the caller may free them at once. The deadline is |timeout_ms| from now
+ * is the concatenation of |iov| (gzip-compressed already when the client was
+ * created with |gzip|, unless empty); its bytes are copied before this returns, so the
+ * caller may free them at once. The first call creates the channel and the
+ * poller thread. The deadline is |timeout_ms| from now
  * (0: no deadline). The call does not wait for a connection: a target that is
  * down fails with UNAVAILABLE.
  * On success returns 0, and |cb(arg, result)| runs exactly once, later, on the
  * loop thread (never from inside this function). A status 0 without a
  * response message is reported as INTERNAL. Errors (|cb| never runs):
  * LK_ECLOSED after lk_grpc_client_close, LK_EINVAL (|method| does not start
- * with '/', or gRPC refused to start the call), LK_ENOMEM.
+ * with '/', gRPC refused to start the call or the TLS credentials), LK_ENOMEM,
+ * LK_ESYS (the poller thread of the first call). A call that fails to set the
+ * client up leaves it as it was: the next one tries again.
  */
 int lk_grpc_client_call(lk_grpc_client *c, const char *method,
                         const struct iovec *iov, size_t iovcnt,
@@ -83,6 +93,9 @@ int lk_grpc_client_call(lk_grpc_client *c, const char *method,
  */
 void lk_grpc_client_close(lk_grpc_client *c, void (*done)(void *arg),
                           void *arg);
+
+/* Internal, for tests: whether the first call has set gRPC up. */
+bool lk__grpc_client_is_started(const lk_grpc_client *c);
 
 /*
  * Internal, exposed for tests and fuzzing: reads a serialized google.rpc.Status

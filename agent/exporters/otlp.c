@@ -1,19 +1,57 @@
+/*
+ * OTLP/gRPC exporter: each batch is one Export call through grpc_client.
+ *
+ * With gzip on, the exporter compresses each request message itself and
+ * hands gRPC core the result (gRPC core 1.51 would deflate it on the thread
+ * that starts the call, the loop, at its own level 6): a message of
+ * OFFLOOP_GZIP_BYTES or more is compressed on libuv's thread pool and its
+ * call started from the loop when that is done; a smaller one on the loop.
+ * The compressed message stays with the batch (lk_batch_set_state), so a
+ * retry sends it again without compressing twice.
+ */
 #include "exporters/otlp.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/err.h"
+#include "core/gzip.h"
 #include "core/log.h"
 #include "exporters/grpc_client.h"
 #include "core/grpc_status.h"
 
+/* bytes; smaller messages are compressed on the loop (as otlphttp does) */
+#define OFFLOOP_GZIP_BYTES (64 * 1024)
+
 struct otlp_exporter {
     lk_exporter base;
-    lk_grpc_client *client;
+    uv_loop_t *loop;
+    lk_grpc_client *client; /* NULL once it has closed */
     uint64_t timeout_ms;
+    bool gzip;
+    int level;        /* zlib level of |gzip| */
+    bool closing;
+    int compressing;  /* compressions on the pool; close waits for them */
     void (*close_done)(void *);
     void *close_arg;
+};
+
+/* A batch's compressed message, kept across its attempts. */
+struct gz_msg {
+    uint8_t *data;
+    size_t len;
+};
+
+/* A compression on the thread pool. */
+struct gz_job {
+    uv_work_t work;
+    struct otlp_exporter *x;
+    lk_batch *b;
+    const struct iovec *iov; /* the batch's, valid until lk_batch_done */
+    size_t n, total;
+    int rc;
+    struct gz_msg *msg;
 };
 
 static const char *const export_method[] = {
@@ -107,20 +145,77 @@ static void call_done(void *arg, const struct lk_grpc_result *r)
     lk_batch_done(b, res, r->retry_after_ms, reason);
 }
 
-static int otlp_send(lk_exporter *e, lk_batch *b)
+static int start_call(struct otlp_exporter *x, lk_batch *b, const struct iovec *iov,
+                      size_t n)
 {
-    struct otlp_exporter *x = (struct otlp_exporter *)e;
-    const struct iovec *iov;
-    size_t n, total;
-
-    lk_batch_iov(b, &iov, &n, &total);
-    return lk_grpc_client_call(x->client, export_method[lk_batch_signal(b)], iov,
-                               n, x->timeout_ms, call_done, b);
+    return lk_grpc_client_call(x->client, export_method[lk_batch_signal(b)], iov, n,
+                               x->timeout_ms, call_done, b);
 }
 
-static void client_closed(void *arg)
+static void gz_msg_free(void *state)
 {
-    struct otlp_exporter *x = arg;
+    struct gz_msg *m = state;
+    free(m->data);
+    free(m);
+}
+
+/*
+ * Compresses the concatenation of |iov| into a new gz_msg. Touches nothing
+ * but its arguments: it runs on the thread pool too. The pieces are joined
+ * first, as lk_gzip_deflate_level takes one buffer (a copy costs a few % of
+ * the deflate). LK_ENOMEM, LK_EIO.
+ */
+static int gzip_message(const struct iovec *iov, size_t n, size_t total, int level,
+                        struct gz_msg **out)
+{
+    const uint8_t *in = n == 1 ? iov[0].iov_base : NULL;
+    uint8_t *joined = NULL;
+    struct gz_msg *m;
+    lk_buf buf;
+    int rc;
+
+    if (n > 1) {
+        joined = malloc(total > 0 ? total : 1);
+        if (joined == NULL)
+            return LK_ENOMEM;
+        for (size_t i = 0, off = 0; i < n; off += iov[i].iov_len, i++)
+            if (iov[i].iov_len > 0)
+                memcpy(joined + off, iov[i].iov_base, iov[i].iov_len);
+        in = joined;
+    }
+    m = malloc(sizeof(*m));
+    if (m == NULL) {
+        free(joined);
+        return LK_ENOMEM;
+    }
+    lk_buf_init(&buf, SIZE_MAX);
+    rc = lk_gzip_deflate_level(in, total, level, &buf);
+    free(joined);
+    if (rc < 0) {
+        lk_buf_fini(&buf);
+        free(m);
+        return rc;
+    }
+    m->data = lk_buf_detach(&buf, &m->len);
+    /* The buffer was sized for the worst case (deflateBound, about the
+     * input's size); the batch keeps it until its last attempt. */
+    uint8_t *fit = realloc(m->data, m->len > 0 ? m->len : 1);
+    if (fit != NULL)
+        m->data = fit;
+    *out = m;
+    return 0;
+}
+
+static int send_gzipped(struct otlp_exporter *x, lk_batch *b, struct gz_msg *m)
+{
+    struct iovec one = {.iov_base = m->data, .iov_len = m->len};
+    return start_call(x, b, &one, 1);
+}
+
+static void finish_close_if_idle(struct otlp_exporter *x)
+{
+    if (x->client != NULL || x->compressing > 0)
+        return;
     void (*done)(void *) = x->close_done;
     void *darg = x->close_arg;
     free(x->base.name);
@@ -129,9 +224,93 @@ static void client_closed(void *arg)
         done(darg);
 }
 
+static void gzip_work(uv_work_t *w)
+{
+    struct gz_job *j = w->data; /* a pool thread: only |j| and the batch's bytes */
+    j->rc = gzip_message(j->iov, j->n, j->total, j->x->level, &j->msg);
+}
+
+static void gzip_done(uv_work_t *w, int status)
+{
+    struct gz_job *j = w->data;
+    struct otlp_exporter *x = j->x;
+    lk_batch *b = j->b;
+    struct gz_msg *m = j->msg;
+    int rc = status < 0 ? LK_ESYS : j->rc;
+
+    free(j);
+    x->compressing--;
+    if (rc == 0) {
+        lk_batch_set_state(b, m, gz_msg_free);
+        if (!x->closing)
+            rc = send_gzipped(x, b, m);
+    }
+    if (x->closing) {
+        /* The batch goes back to its queue (retried or dropped there). */
+        lk_batch_done(b, LK_EXPORT_RETRY, -1, "canceled");
+        finish_close_if_idle(x);
+    } else if (rc < 0) {
+        lk_log(LK_LOG_DEBUG, "otlp export attempt not started",
+               LK_S("exporter", x->base.name) LK_S("error", lk_strerror(rc)));
+        lk_batch_done(b, LK_EXPORT_RETRY, -1,
+                      rc == LK_ENOMEM || rc == LK_EIO ? "compress_failed" : "call_failed");
+    }
+}
+
+static int otlp_send(lk_exporter *e, lk_batch *b)
+{
+    struct otlp_exporter *x = (struct otlp_exporter *)e;
+    const struct iovec *iov;
+    size_t n, total;
+    struct gz_msg *m;
+    int rc;
+
+    if (x->closing)
+        return LK_ECLOSED;
+    lk_batch_iov(b, &iov, &n, &total);
+    if (!x->gzip)
+        return start_call(x, b, iov, n);
+    m = lk_batch_state(b);
+    if (m != NULL) /* a retry: compressed the first time */
+        return send_gzipped(x, b, m);
+    if (total >= OFFLOOP_GZIP_BYTES) {
+        struct gz_job *j = calloc(1, sizeof(*j));
+        if (j == NULL)
+            return LK_ENOMEM;
+        j->x = x;
+        j->b = b;
+        j->iov = iov;
+        j->n = n;
+        j->total = total;
+        j->work.data = j;
+        if (uv_queue_work(x->loop, &j->work, gzip_work, gzip_done) != 0) {
+            free(j);
+            return LK_ESYS;
+        }
+        x->compressing++;
+        return 0; /* gzip_done starts the call */
+    }
+    rc = gzip_message(iov, n, total, x->level, &m);
+    if (rc < 0)
+        return rc;
+    lk_batch_set_state(b, m, gz_msg_free);
+    return send_gzipped(x, b, m);
+}
+
+static void client_closed(void *arg)
+{
+    struct otlp_exporter *x = arg;
+    x->client = NULL;
+    finish_close_if_idle(x);
+}
+
+/* Calls in flight end as CANCELLED; compressions on the pool cannot be
+ * stopped, so the exporter is freed after the last of them has ended its
+ * batch (gzip_done). */
 static void otlp_close(lk_exporter *e, void (*done)(void *arg), void *arg)
 {
     struct otlp_exporter *x = (struct otlp_exporter *)e;
+    x->closing = true;
     x->close_done = done;
     x->close_arg = arg;
     lk_grpc_client_close(x->client, client_closed, x);
@@ -156,13 +335,16 @@ int lk_otlp_exporter_create(lk_exporter **out, uv_loop_t *loop,
         rc = LK_ENOMEM;
         goto err_free;
     }
+    x->loop = loop;
     x->timeout_ms = cfg->timeout_ms;
+    x->gzip = lk_exporter_gzip(cfg);
+    x->level = cfg->compression_level > 0 ? (int)cfg->compression_level : 1;
     struct lk_grpc_client_opts o = {
         .target = cfg->endpoint,
         .tls = &cfg->tls,
         .headers = cfg->headers,
         .nheaders = cfg->nheaders,
-        .gzip = lk_exporter_gzip(cfg),
+        .gzip = x->gzip,
         .user_agent = "lookout/" LK_VERSION,
     };
     rc = lk_grpc_client_create(&x->client, loop, &o);

@@ -158,6 +158,7 @@ def agent_config(s, ports):
         # the exporter as the default configuration has it: compression left to
         # its default (which the default config file also names)
         "otlp-default": "  otlp/sink:\n    endpoint: 127.0.0.1:{sink_grpc}\n",
+        "otlp-gzip": "  otlp/sink:\n    endpoint: 127.0.0.1:{sink_grpc}\n    compression: gzip\n",
         "otlphttp": "  otlphttp/sink:\n    endpoint: http://127.0.0.1:{sink_http}\n"
                     "    compression: none\n",
         "loki": "  loki:\n    endpoint: http://127.0.0.1:{sink_loki}/loki/api/v1/push\n",
@@ -165,7 +166,8 @@ def agent_config(s, ports):
         "prometheusremotewrite": "  prometheusremotewrite:\n"
                                  "    endpoint: http://127.0.0.1:{sink_loki}/api/v1/write\n",
     }[s["exporter"]].format(**ports)
-    xname = {"otlp": "otlp/sink", "otlp-default": "otlp/sink", "otlphttp": "otlphttp/sink",
+    xname = {"otlp": "otlp/sink", "otlp-default": "otlp/sink", "otlp-gzip": "otlp/sink",
+             "otlphttp": "otlphttp/sink",
              "loki": "loki",
              "prometheus": "prometheus",
              "prometheusremotewrite": "prometheusremotewrite"}[s["exporter"]]
@@ -441,6 +443,13 @@ SCENARIOS = [
                                                      "--streams", "4"],
      "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
      "target_us": 0.4},
+    {"name": "traces-grpc-gzip", "title": "as traces-grpc, the exporter's requests "
+     "gzip-compressed (compression: gzip, as for a remote backend)",
+     "receiver": "otlp", "exporter": "otlp-gzip", "signal": "traces", "target": "grpc",
+     "mode": "grpc-traces", "count": 4000, "args": ["--items", "512", "--connections", "2",
+                                                     "--streams", "4"],
+     "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
+     "target_us": 0.8},
     {"name": "traces-gzip-in", "title": "as traces-grpc, the requests gzip-compressed "
      "(SDKs with OTEL_EXPORTER_OTLP_COMPRESSION=gzip)",
      "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",

@@ -936,9 +936,12 @@ class CountingProxy:
     counts the bytes sent towards the target (upstream), to see what went on the
     wire (e.g. whether gRPC messages were compressed)."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, record=False):
+        """|record|: keep the bytes of each upstream connection (upstream_streams)."""
         self.target_port = target_port
         self.upstream_bytes = 0
+        self.record = record
+        self.upstream_streams = []   # bytearray per connection, with |record|
         self._lock = threading.Lock()
         self._socks = []
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -960,10 +963,13 @@ class CountingProxy:
             except OSError:
                 client.close()
                 continue
+            seen = bytearray()
             with self._lock:
                 self._socks += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+                if self.record:
+                    self.upstream_streams.append(seen)
+            threading.Thread(target=self._pump, args=(client, server, seen), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
 
     def _pump(self, src, dst, upstream):
         try:
@@ -971,9 +977,11 @@ class CountingProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                if upstream:
+                if upstream is not None:
                     with self._lock:
                         self.upstream_bytes += len(data)
+                        if self.record:
+                            upstream += data
                 dst.sendall(data)
         except OSError:
             pass
@@ -990,6 +998,53 @@ class CountingProxy:
         with self._lock:
             for s in self._socks:
                 s.close()
+
+    def grpc_messages(self):
+        """(compressed flag, length) of every gRPC message the client sent, read
+        from the recorded HTTP/2 DATA frames (needs record=True)."""
+        with self._lock:
+            streams = [bytes(b) for b in self.upstream_streams]
+        out = []
+        for data in streams:
+            out += h2_grpc_messages(data)
+        return out
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_grpc_messages(data):
+    """(compressed flag, length) of each complete gRPC message in the DATA frames
+    of a client's HTTP/2 byte stream, stream by stream, in order of arrival."""
+    if not data.startswith(H2_PREFACE):
+        raise AssertionError("not an HTTP/2 client stream")
+    pos, bodies, order = len(H2_PREFACE), {}, []
+    while pos + 9 <= len(data):
+        length = int.from_bytes(data[pos:pos + 3], "big")
+        ftype, flags = data[pos + 3], data[pos + 4]
+        stream = int.from_bytes(data[pos + 5:pos + 9], "big") & 0x7fffffff
+        payload = data[pos + 9:pos + 9 + length]
+        if len(payload) < length:
+            break
+        pos += 9 + length
+        if ftype != 0:   # DATA only
+            continue
+        if flags & 0x8:  # PADDED
+            payload = payload[1:len(payload) - payload[0]]
+        if stream not in bodies:
+            bodies[stream] = b""
+            order.append(stream)
+        bodies[stream] += payload
+    out = []
+    for stream in order:
+        body = bodies[stream]
+        while len(body) >= 5:
+            n = int.from_bytes(body[1:5], "big")
+            if len(body) < 5 + n:
+                break
+            out.append((body[0], n))
+            body = body[5 + n:]
+    return out
 
 
 # --- suite runner (run.sh)

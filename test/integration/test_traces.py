@@ -58,6 +58,17 @@ class AgentTestCase(unittest.TestCase):
         self.client = Client(self.agent.grpc_endpoint)
         self.addCleanup(self.client.close)
 
+    def start_behind_proxy(self, record=False, **config):
+        """start() with a sink of its own behind a CountingProxy (bytes counted,
+        and kept with |record|) that the agent exports through; returns the proxy."""
+        sink = otlp_sink.OtlpSink()
+        sink.start()
+        self.addCleanup(sink.stop)
+        proxy = CountingProxy(sink.port, record=record)
+        self.addCleanup(proxy.close)
+        self.start(sink=sink, exporter_port=proxy.port, **config)
+        return proxy
+
     def stop_agent(self):
         """SIGTERM; asserts a clean exit and JSON-lines stderr."""
         rc = self.agent.stop(signal.SIGTERM)
@@ -140,12 +151,7 @@ class TracesTest(AgentTestCase):
     def test_b_gzip_request_and_uncompressed_export(self):
         # Agent exports with compression: none through a proxy that counts the
         # bytes on the wire, so the request must go out at full size.
-        sink = otlp_sink.OtlpSink()
-        sink.start()
-        self.addCleanup(sink.stop)
-        proxy = CountingProxy(sink.port)
-        self.addCleanup(proxy.close)
-        self.start(sink=sink, exporter_port=proxy.port, compression="none")
+        proxy = self.start_behind_proxy(compression="none")
         payload = "compressible " * 20000   # 260 kB, gzips to a few kB
         req = single_span_request("gzip-in", AnyValue(string_value=payload))
         self.export_ok(req, compression=grpc.Compression.Gzip)
@@ -156,18 +162,55 @@ class TracesTest(AgentTestCase):
 
     def test_b_gzip_export(self):
         # compression: gzip: the same compressible request goes out small.
-        sink = otlp_sink.OtlpSink()
-        sink.start()
-        self.addCleanup(sink.stop)
-        proxy = CountingProxy(sink.port)
-        self.addCleanup(proxy.close)
-        self.start(sink=sink, exporter_port=proxy.port, compression="gzip")
+        proxy = self.start_behind_proxy(compression="gzip")
         payload = "compressible " * 20000
         req = single_span_request("gzip-out", AnyValue(string_value=payload))
         self.export_ok(req)
         self.assert_delivered([req])
         self.assertLess(proxy.upstream_bytes, len(payload) // 4,
                         "bytes agent->sink with compression: gzip")
+        self.stop_agent()
+
+    def test_b_gzip_export_on_the_wire(self):
+        # compression: gzip: lookout compresses each message itself (one of
+        # 64 KiB or more on the thread pool) and gRPC core sends it as it is:
+        # the compressed flag set on every message, and grpc-encoding: gzip,
+        # without which grpcio refuses a compressed message. The sink decodes
+        # the same spans, from a small request and from a large one.
+        proxy = self.start_behind_proxy(record=True, compression="gzip",
+                                        exporter_extra="    compression_level: 9")
+        small = make_request("gz-small")
+        self.export_ok(small)
+        self.assert_delivered([small])
+        payload = "compressible " * 20000   # 260 kB: compressed off the loop
+        large = single_span_request("gz-large", AnyValue(string_value=payload))
+        self.export_ok(large)
+        self.assert_delivered([small, large])
+        calls = self.sink.accepted()
+        self.assertEqual([c.raw for c in calls],
+                         [small.SerializeToString(), large.SerializeToString()])
+        msgs = proxy.grpc_messages()
+        self.assertEqual(len(msgs), 2, msgs)
+        self.assertEqual([flag for flag, _ in msgs], [1, 1], "compressed flag of each message")
+        self.assertLess(msgs[0][1], len(small.SerializeToString()))
+        self.assertLess(msgs[1][1], len(payload) // 50, "bytes of the large message")
+        self.stop_agent()
+
+    def test_b_gzip_export_retried(self):
+        # A retried compressed message goes out again whole and equal.
+        proxy = self.start_behind_proxy(record=True, compression="gzip")
+        self.sink.fail_next(2, grpc.StatusCode.UNAVAILABLE)
+        payload = "retried " * 20000
+        req = single_span_request("gz-retry", AnyValue(string_value=payload))
+        self.export_ok(req)
+        self.assert_delivered([req])
+        calls = self.sink.calls()
+        self.assertEqual(len(calls), 3, "calls at the sink: two refused, one accepted")
+        self.assertEqual({c.raw for c in calls}, {req.SerializeToString()})
+        msgs = proxy.grpc_messages()
+        self.assertEqual(len(msgs), 3, msgs)
+        self.assertEqual(len(set(msgs)), 1, "the same compressed message each time")
+        self.assertEqual(msgs[0][0], 1)
         self.stop_agent()
 
     def test_c_invalid_requests_rejected(self):

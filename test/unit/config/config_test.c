@@ -2215,27 +2215,36 @@ START_TEST(compression_auto)
         ck_assert_msg(lk_endpoint_is_local(local[i]), "%s", local[i]);
     for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
         ck_assert_msg(!lk_endpoint_is_local(remote[i]), "%s", remote[i]);
-    /* The level of the gzip lookout does itself: 1 unless said, 1..9, not for
-     * the gRPC exporter (gRPC core compresses at its own level). */
+    /* The level of the gzip lookout does itself: 1 unless said, 1..9, for
+     * otlphttp, loki and (since lookout compresses its messages itself) otlp;
+     * not for an exporter that never gzips. */
     lk_config *c = config_of("receivers: {otlp: {protocols: {grpc: }}}\n"
                              "exporters:\n"
                              "  otlphttp: {endpoint: \"http://h:1\"}\n"
                              "  otlphttp/9: {endpoint: \"http://h:1\", compression_level: 9}\n"
+                             "  otlp: {endpoint: \"h:1\", compression_level: 6}\n"
                              "pipelines: {traces: {receivers: [otlp], exporters: [otlphttp, "
-                             "otlphttp/9]}}\n");
+                             "otlphttp/9, otlp]}}\n");
     ck_assert_uint_eq(c->exporters[0].compression_level, 1);
     ck_assert_uint_eq(c->exporters[1].compression_level, 9);
+    ck_assert_uint_eq(c->exporters[2].compression_level, 6);
     lk_config_destroy(c);
     char *err = errors_of("receivers: {otlp: {protocols: {grpc: }}}\n"
                           "exporters:\n"
                           "  otlphttp: {endpoint: \"http://h:1\", compression_level: 10}\n"
-                          "  otlp: {endpoint: \"h:1\", compression_level: 1}\n"
+                          "  otlp: {endpoint: \"h:1\", compression_level: 0}\n"
+                          "  prometheusremotewrite: {endpoint: \"http://h:1\", "
+                          "compression_level: 1}\n"
                           "pipelines: {traces: {receivers: [otlp], exporters: [otlphttp, "
-                          "otlp]}}\n");
+                          "otlp]}, metrics: {receivers: [otlp], exporters: "
+                          "[prometheusremotewrite]}}\n");
     ck_assert_ptr_nonnull(strstr(err, "exporters.otlphttp.compression_level: must be between "
                                       "1 and 9, got 10"));
-    ck_assert_ptr_nonnull(strstr(err, "unknown key 'compression_level' in exporters.otlp "
-                                      "(only otlphttp and loki exporters have it)"));
+    ck_assert_ptr_nonnull(strstr(err, "exporters.otlp.compression_level: must be between "
+                                      "1 and 9, got 0"));
+    ck_assert_ptr_nonnull(strstr(err, "unknown key 'compression_level' in "
+                                      "exporters.prometheusremotewrite (only otlp and otlphttp "
+                                      "and loki exporters have it)"));
     free(err);
 
     struct lk_exporter_config e = {.name = "otlp", .endpoint = "127.0.0.1:1",

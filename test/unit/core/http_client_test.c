@@ -22,6 +22,8 @@
 #include "core/err.h"
 #include "core/httpd.h"
 
+#include "loop_watchdog.h"
+
 #define MAX_REQS 64
 #define MAX_PEERS 64
 #define WATCHDOG_MS 20000
@@ -36,9 +38,6 @@ struct seen_req {
     size_t body_len;
 };
 
-static uv_loop_t loop;
-static uv_timer_t watchdog;
-static bool watchdog_fired;
 static lk_httpd *server;
 static int port;
 static bool server_closed;
@@ -135,11 +134,6 @@ static const char *seen_header(const struct seen_req *s, const char *name)
     return NULL;
 }
 
-static void on_watchdog(uv_timer_t *t)
-{
-    watchdog_fired = true;
-}
-
 static void on_server_closed(void *arg)
 {
     server_closed = true;
@@ -147,10 +141,7 @@ static void on_server_closed(void *arg)
 
 static void setup(void)
 {
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    ck_assert_int_eq(uv_timer_init(&loop, &watchdog), 0);
-    ck_assert_int_eq(uv_timer_start(&watchdog, on_watchdog, WATCHDOG_MS, 0), 0);
-    watchdog_fired = false;
+    loop_start(WATCHDOG_MS);
     nreqs = 0;
     npeers = 0;
     nheld = 0;
@@ -167,16 +158,6 @@ static void setup(void)
     ck_assert_int_gt(port, 0);
 }
 
-/* Runs the loop until |*flag| is set; the watchdog keeps the loop alive
- * and ends a hang. */
-#define RUN_UNTIL(cond)                                                        \
-    do {                                                                       \
-        while (!(cond)) {                                                      \
-            ck_assert_msg(!watchdog_fired, "watchdog: " #cond);                \
-            uv_run(&loop, UV_RUN_ONCE);                                        \
-        }                                                                      \
-    } while (0)
-
 static void teardown(void)
 {
     for (int i = 0; i < nheld; i++)
@@ -184,9 +165,7 @@ static void teardown(void)
     nheld = 0;
     lk_httpd_close(server, on_server_closed, NULL);
     RUN_UNTIL(server_closed);
-    uv_close((uv_handle_t *)&watchdog, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    loop_finish();
     for (int i = 0; i < nreqs; i++)
         free(reqs[i].body);
 }

@@ -25,6 +25,8 @@
 #include "pipeline/item.h"
 #include "pipeline/queue.h"
 
+#include "loop_watchdog.h"
+
 #define MAX_REQS 32
 #define WATCHDOG_MS 20000
 
@@ -48,9 +50,6 @@ struct seen_req {
     size_t body_len;
 };
 
-static uv_loop_t loop;
-static uv_timer_t watchdog;
-static bool watchdog_fired;
 static lk_httpd *server;
 static int port;
 static bool server_closed;
@@ -102,11 +101,6 @@ static char endpoint[128];
 static lk_exporter *exp_;
 static bool exp_closed;
 
-static void on_watchdog(uv_timer_t *t)
-{
-    watchdog_fired = true;
-}
-
 static void on_server_closed(void *arg)
 {
     server_closed = true;
@@ -117,20 +111,9 @@ static void on_exp_closed(void *arg)
     exp_closed = true;
 }
 
-#define RUN_UNTIL(cond)                                                        \
-    do {                                                                       \
-        while (!(cond)) {                                                      \
-            ck_assert_msg(!watchdog_fired, "watchdog: " #cond);                \
-            uv_run(&loop, UV_RUN_ONCE);                                        \
-        }                                                                      \
-    } while (0)
-
 static void setup(void)
 {
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    ck_assert_int_eq(uv_timer_init(&loop, &watchdog), 0);
-    ck_assert_int_eq(uv_timer_start(&watchdog, on_watchdog, WATCHDOG_MS, 0), 0);
-    watchdog_fired = false;
+    loop_start(WATCHDOG_MS);
     memset(script, 0, sizeof(script));
     nscript = 0;
     nreqs = 0;
@@ -178,9 +161,7 @@ static void teardown(void)
         lk_httpd_respond(held, 200, NULL, NULL, NULL, 0);
     lk_httpd_close(server, on_server_closed, NULL);
     RUN_UNTIL(server_closed);
-    uv_close((uv_handle_t *)&watchdog, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    loop_finish();
     lk_metrics_destroy(M);
     for (int i = 0; i < nreqs; i++)
         free(reqs[i].body);
