@@ -376,6 +376,11 @@ def steady(seconds=STEADY_SECONDS, compression=None):
         cpu0, cs0, t0 = proc_cpu_seconds(pid), thread_ctx_switches(pid), time.time()
         _, text = http_get(ports["admin"], "/metrics")
         batches0 = metric_sum(text, "lookout_exporter_request_duration_seconds_count")
+        perf = None
+        if PERF["file"]:
+            perf = subprocess.Popen(["perf", "record", "-q", "--call-graph", PERF["call_graph"],
+                                     "-o", PERF["file"], "-p", str(pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs = [subprocess.Popen(g, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for g in gens]
         rss_peak = 0
@@ -388,6 +393,9 @@ def steady(seconds=STEADY_SECONDS, compression=None):
                 raise RuntimeError("steady loadgen failed: %s" % err.strip())
         time.sleep(1.0)  # the last batches leave
         cpu1, cs1, t1 = proc_cpu_seconds(pid), thread_ctx_switches(pid), time.time()
+        if perf is not None:
+            perf.send_signal(2)
+            perf.wait(30)
         _, text = http_get(ports["admin"], "/metrics")
         batches = metric_sum(text, "lookout_exporter_request_duration_seconds_count") - batches0
         wall = t1 - t0
