@@ -2,7 +2,6 @@
 
 #include <stdbool.h>
 #include <string.h>
-#include <strings.h>
 
 struct level_word {
     const char *word;
@@ -51,10 +50,17 @@ static int word_severity(const char *s, size_t n)
 {
     /* Hot: once per log line. Compare the first letter before anything else. */
     char first = (char)(s[0] | 0x20);
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (words[i].len == n && words[i].word[0] == first &&
-            strncasecmp(words[i].word, s, n) == 0)
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        if (words[i].len != n || words[i].word[0] != first)
+            continue;
+        /* ASCII case folding in line: the words are lowercase letters,
+         * and only a letter's two cases have |0x20 equal to it. */
+        size_t k = 1;
+        while (k < n && (char)(s[k] | 0x20) == words[i].word[k])
+            k++;
+        if (k == n)
             return words[i].sev;
+    }
     return 0;
 }
 

@@ -1498,17 +1498,24 @@ static int walk_entries(struct lk_loki_encoder *e,
             en->sev = le.severity_number;
             en->pre.p = le.core;
             en->pre.len = le.core_len;
+            en->sattr = e->res_first;
+            en->nsattr = e->res_n;
+            e->nents++;
+            /* An entry adds no label of its own (lk_loki_takes_entries):
+             * once its resource has a stream, that is the entry's. */
+            if (e->res_stream != NO_STREAM) {
+                en->stream = e->res_stream;
+                e->streams[en->stream].count++;
+                continue;
+            }
             en->body.kind = AV_NONE;
             en->sevtext.p = en->trace.p = en->spanid.p = en->scope.p = empty_bytes;
             en->sevtext.len = en->trace.len = en->spanid.len = en->scope.len = 0;
             en->rattr = e->nattrs;
             en->nrattr = 0;
-            en->sattr = e->res_first;
-            en->nsattr = e->res_n;
             rc = assign_stream(e, o, en, NO_ATTR);
             if (rc < 0)
                 return rc;
-            e->nents++;
         }
         if (left != 0)
             return LK_EPROTO;
