@@ -34,7 +34,7 @@ else
 B := build-san
 endif
 
-PKGS := libuv libprotobuf-c grpc libnghttp2 jansson yaml-0.1 libcurl zlib
+PKGS := libuv libprotobuf-c grpc libnghttp2 jansson yaml-0.1 libcurl zlib libzstd
 TEST_PKGS := check openssl
 
 UNAME_S := $(shell uname -s)
@@ -44,6 +44,14 @@ HTTP_PARSER_LIBS := -lhttp_parser
 ifneq ($(shell $(PKG_CONFIG) --exists libllhttp 2>/dev/null && echo y),)
 HTTP_PARSER_CFLAGS := -DLK_HAVE_LLHTTP $(shell $(PKG_CONFIG) --cflags libllhttp)
 HTTP_PARSER_LIBS := $(shell $(PKG_CONFIG) --libs libllhttp)
+endif
+# gzip compression goes through libdeflate where the build finds it (about
+# twice zlib's speed at the same ratio, docs/bench.md), zlib otherwise;
+# inflating stays zlib's (streaming, with an output cap). LIBDEFLATE=0 forces zlib.
+LIBDEFLATE ?= $(if $(shell $(PKG_CONFIG) --exists libdeflate 2>/dev/null && echo y),1,0)
+ifeq ($(LIBDEFLATE),1)
+PKGS += libdeflate
+CODEC_CFLAGS := -DLK_HAVE_LIBDEFLATE
 endif
 ifeq ($(UNAME_S),Darwin)
 BREW_PREFIX := $(shell brew --prefix 2>/dev/null)
@@ -60,7 +68,7 @@ WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wpointer-arith \
         -Wstrict-prototypes -Wmissing-prototypes
 OPT ?= -O2 -g
 CFLAGS_ALL := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE $(OPT) $(WARN) -MMD -MP \
-        -Iagent -I$(B)/gen $(EXTRA_CFLAGS) $(HTTP_PARSER_CFLAGS) \
+        -Iagent -I$(B)/gen $(EXTRA_CFLAGS) $(HTTP_PARSER_CFLAGS) $(CODEC_CFLAGS) \
         -DLK_VERSION='"$(VERSION)"'
 ifneq ($(SANITIZE),)
 CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -111,9 +119,12 @@ DEP_TABLE := \
   bin:protoc-c|protobuf-c-compiler|protobuf-c pc:grpc|libgrpc-dev|grpc \
   pc:libnghttp2|libnghttp2-dev|nghttp2 pc:jansson|libjansson-dev|jansson \
   pc:yaml-0.1|libyaml-dev|libyaml pc:libcurl|libcurl4-openssl-dev|curl \
-  pc:zlib|zlib1g-dev|zlib h:snappy-c.h|libsnappy-dev|snappy \
+  pc:zlib|zlib1g-dev|zlib pc:libzstd|libzstd-dev|zstd h:snappy-c.h|libsnappy-dev|snappy \
   h:http_parser.h|libhttp-parser-dev|llhttp \
   bin:curl|curl|curl
+# Installed by `make deps` too, but the build goes on without it: libdeflate
+# (gzip then compresses with zlib).
+OPT_DEP_TABLE := pc:libdeflate|libdeflate-dev|libdeflate
 # What only `make test` uses: Check and OpenSSL (a TLS peer in the unit tests),
 # the sanitizer runtime for unit-san, protoc for the Python modules and the
 # proto check (with the well-known types the Loki schema imports), the Python
@@ -121,14 +132,14 @@ DEP_TABLE := \
 # (installed into build/ by test/interop/install.sh), and the checkers of the
 # service stage: shellcheck, xmllint (the plist), systemd-analyze (the unit;
 # Linux only, as the brew "-" says), which wants the unit's ExecReload command,
-# /bin/kill, to exist.
+# /bin/kill, to exist; the zstd CLI (the OTLP/HTTP sink decodes zstd bodies with it).
 TEST_DEP_TABLE := pc:check|check|check pc:openssl|libssl-dev|openssl \
   san:address,undefined|$(SAN_DEB)|- bin:protoc|protobuf-compiler|protobuf \
   proto:google/protobuf/timestamp.proto|libprotobuf-dev|protobuf \
   py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- py:snappy|python3-snappy|- \
   bin:promtool|prometheus|prometheus bin:node|nodejs|node bin:npm|npm|- \
   bin:shellcheck|shellcheck|shellcheck bin:xmllint|libxml2-utils|- bin:systemd-analyze|systemd|- \
-  bin:/bin/kill|procps|-
+  bin:/bin/kill|procps|- bin:zstd|zstd|zstd
 
 # Prints the missing entries of DEP_TABLE (and TEST_DEP_TABLE) as "deb|brew".
 define missing_deps
@@ -193,12 +204,12 @@ endef
 # Everything: the build and the tests, and the npm packages of the interop
 # test (locked versions, into build/interop-node).
 deps:
-	@$(call install_deps,$(DEP_TABLE) $(TEST_DEP_TABLE))
+	@$(call install_deps,$(DEP_TABLE) $(OPT_DEP_TABLE) $(TEST_DEP_TABLE))
 	@sh test/interop/install.sh
 
 # What `make run` needs: the build only.
 deps-build:
-	@$(call install_deps,$(DEP_TABLE))
+	@$(call install_deps,$(DEP_TABLE) $(OPT_DEP_TABLE))
 
 $(B)/proto/%.proto: proto/%.proto
 	@mkdir -p $(dir $@)
@@ -253,10 +264,11 @@ proto-check: check-test-deps
 integration: check-test-deps $(B)/lookout
 	@sh test/integration/run.sh
 
-# The reload and shutdown tests again, on an agent built with ASan+UBSan.
+# The reload and shutdown tests, and the otlphttp exporter's compression (on
+# libuv's thread pool), again on an agent built with ASan+UBSan.
 integration-san: check-test-deps
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined build-san/lookout
-	@LOOKOUT_BIN=build-san/lookout INTEGRATION_NAME=integration-san sh test/integration/run.sh test_reload
+	@LOOKOUT_BIN=build-san/lookout INTEGRATION_NAME=integration-san sh test/integration/run.sh test_reload test_otlphttp
 
 # The official OpenTelemetry JavaScript SDK against build/lookout (npm install
 # into build/interop-node on first use).
@@ -305,13 +317,15 @@ $(B)/bench/sink: test/bench/sink.c $(LIB) $(B)/.flags
 	$(call say,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(DEP_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS_ALL) $(LIBS_ALL)
 
-# The prometheus exporter's ingest and render costs, in process.
+# gzip (zlib, libdeflate), zstd and snappy on one export request.
+CODEC_PKGS := zlib libzstd $(if $(CODEC_CFLAGS),libdeflate)
 $(B)/bench/compress_bench: test/bench/compress_bench.c $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(shell $(PKG_CONFIG) --cflags zlib) -o $@ $< \
-	  $(LDFLAGS_ALL) $(shell $(PKG_CONFIG) --libs zlib) -lsnappy
+	$(Q)$(CC) $(CFLAGS_ALL) $(shell $(PKG_CONFIG) --cflags $(CODEC_PKGS)) -o $@ $< \
+	  $(LDFLAGS_ALL) $(shell $(PKG_CONFIG) --libs $(CODEC_PKGS)) -lsnappy
 
+# The prometheus exporter's ingest and render costs, in process.
 $(B)/bench/prom_bench: test/bench/prom_bench.c $(LIB) $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)

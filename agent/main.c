@@ -10,6 +10,7 @@
 
 #include "admin/admin.h"
 #include "config/config.h"
+#include "core/compress.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/platform.h"
@@ -219,7 +220,8 @@ static int run(void)
         lk_admin_set_reload(A.admin, admin_reload, NULL);
         lk_admin_set_ready(A.admin, true);
         sync_watch();
-        lk_log(LK_LOG_INFO, "started", LK_S("version", LK_VERSION) LK_S("config", path));
+        lk_log(LK_LOG_INFO, "started", LK_S("version", LK_VERSION) LK_S("config", path)
+                                           LK_S("compression", lk_compress_libraries()));
     }
     uv_run(&A.loop, UV_RUN_DEFAULT);
     /* Let close callbacks run, then release the loop. */
@@ -254,7 +256,7 @@ int main(int argc, char **argv)
             check_only = true;
             break;
         case 'v':
-            printf("lookout %s\n", LK_VERSION);
+            printf("lookout %s (%s)\n", LK_VERSION, lk_compress_libraries());
             return EXIT_OK;
         case 'h':
             usage(stdout);

@@ -14,8 +14,13 @@ enum lk_signal { LK_SIGNAL_TRACES, LK_SIGNAL_METRICS, LK_SIGNAL_LOGS, LK_SIGNAL_
 enum lk_overflow { LK_OVERFLOW_REFUSE, LK_OVERFLOW_DROP };
 
 /* auto: none to a loopback or Unix-socket endpoint, gzip otherwise
- * (lk_exporter_gzip decides). */
-enum lk_compression { LK_COMPRESSION_NONE, LK_COMPRESSION_GZIP, LK_COMPRESSION_AUTO };
+ * (lk_exporter_compression decides). */
+enum lk_compression {
+    LK_COMPRESSION_NONE,
+    LK_COMPRESSION_GZIP,
+    LK_COMPRESSION_AUTO,
+    LK_COMPRESSION_ZSTD, /* otlphttp only */
+};
 
 /* Body of a Loki push (see exporters/loki_encode.h). */
 enum lk_loki_body { LK_LOKI_BODY_PROTOBUF, LK_LOKI_BODY_JSON };
@@ -157,7 +162,8 @@ struct lk_exporter_config {
     struct lk_header *headers;
     size_t nheaders;
     enum lk_compression compression;
-    uint32_t compression_level; /* zlib level 1..9 of the gzip lookout does itself */
+    uint32_t compression_level; /* of the compression lookout does itself: gzip 1..9,
+                                   zstd 1..19 (core/compress.h) */
     struct lk_tls_config tls;
     struct lk_retry_config retry;
     struct lk_queue_config queue;
@@ -208,9 +214,12 @@ void lk_config_destroy(lk_config *c);
 
 const char *lk_signal_name(enum lk_signal s); /* "traces", "metrics", "logs" */
 
-/* Whether an exporter gzips its requests: its compression, with auto
- * resolved by its endpoint (a loopback address, "localhost" or a Unix
- * socket: no). Logs what auto chose. */
+/* How an exporter compresses its requests (NONE, GZIP or ZSTD): its
+ * compression, with auto resolved by its endpoint (a loopback address,
+ * "localhost" or a Unix socket: none; anything else: gzip, which every
+ * OTLP receiver takes). Logs what auto chose. */
+enum lk_compression lk_exporter_compression(const struct lk_exporter_config *e);
+/* Whether that is gzip. */
 bool lk_exporter_gzip(const struct lk_exporter_config *e);
 /* Whether |endpoint| ("host:port", a URL or "unix:...") is on this machine
  * by its spelling: loopback addresses, "localhost", Unix sockets. */

@@ -10,6 +10,7 @@
 
 #include "config/config_impl.h"
 #include "core/buf.h"
+#include "core/compress.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/utf8.h"
@@ -19,7 +20,7 @@ static const char *const exporter_types[] = {"otlp", "otlphttp", "loki", "promet
 
 /* ---- exporters ---- */
 
-static const char *const compression_names[] = {"none", "gzip", "auto", NULL};
+static const char *const compression_names[] = {"none", "gzip", "auto", "zstd", NULL};
 static const char *const overflow_names[] = {"refuse", "drop", NULL};
 
 /* Exporter keys that only one type knows carry its bit in .flags. */
@@ -46,8 +47,9 @@ static const struct field exporter_fields[] = {
     F_NODE("batch"),
     {.key = "max_concurrency", .type = FT_U32, .flags = EX_SENDS, .min = 1, .max = 1024,
      .off = offsetof(struct lk_exporter_config, max_concurrency)},
+    /* zstd's range; check_compression narrows it for gzip. */
     {.key = "compression_level", .type = FT_U32, .flags = EX_OTLP | EX_OTLPHTTP | EX_LOKI,
-     .min = 1, .max = 9, .off = offsetof(struct lk_exporter_config, compression_level)},
+     .min = 1, .max = LK_ZSTD_LEVEL_MAX, .off = offsetof(struct lk_exporter_config, compression_level)},
     {.key = "traces_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
     {.key = "metrics_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
     {.key = "logs_endpoint", .type = FT_NODE, .flags = EX_OTLPHTTP},
@@ -152,7 +154,9 @@ static void exporter_defaults(struct lk_exporter_config *e)
 {
     e->timeout_ms = 10 * MS_S;
     e->compression = LK_COMPRESSION_AUTO;
-    e->compression_level = 1; /* half of zlib's default CPU for 1-2 % more bytes (bench.md) */
+    /* gzip 1: half of zlib's level 6 CPU for 1-2 % more bytes; zstd 1: the
+     * cheapest of 1..19 and as small as any up to 12 (docs/bench.md). */
+    e->compression_level = 1;
     e->tls.enabled = false;
     e->tls.insecure_skip_verify = false;
     e->retry.enabled = true;
@@ -718,6 +722,27 @@ static void do_remote_write(struct ctx *c, const lk__ynode *key, const char *pat
             path);
 }
 
+/* zstd only where the protocol has it; compression_level within the
+ * codec's range. */
+static void check_compression(struct ctx *c, const char *path, const struct seen *es,
+                              struct lk_exporter_config *e)
+{
+    const struct seen *comp = SEEN(exporter_fields, es, "compression");
+    const struct seen *lvl = SEEN(exporter_fields, es, "compression_level");
+    bool zstd = e->compression == LK_COMPRESSION_ZSTD;
+    if (comp->ok && zstd && e->type != LK_EXPORTER_OTLPHTTP)
+        ERR(c, comp->val, "%s.compression: zstd is for otlphttp exporters only; %s", path,
+            e->type == LK_EXPORTER_OTLP ? "use gzip or none (OTLP/gRPC receivers take gzip)"
+            : e->type == LK_EXPORTER_LOKI
+                ? "use gzip or none (Loki takes gzip JSON or snappy protobuf)"
+                : "remote write bodies are always snappy-compressed");
+    unsigned max = zstd ? LK_ZSTD_LEVEL_MAX : LK_GZIP_LEVEL_MAX;
+    if (lvl->ok && e->compression_level > max)
+        ERR(c, lvl->val, "%s.compression_level: must be between 1 and %u for %s, got %u%s", path,
+            max, zstd ? "zstd" : "gzip", (unsigned)e->compression_level,
+            !zstd && e->type == LK_EXPORTER_OTLPHTTP ? " (zstd's are 1 to 19)" : "");
+}
+
 static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *val,
                         struct lk_exporter_config *e)
 {
@@ -730,6 +755,7 @@ static void do_exporter(struct ctx *c, const lk__ynode *key, const lk__ynode *va
     if (!cfg_walk_map(c, val, path, exporter_fields, NF(exporter_fields), e, es))
         return;
     check_type_keys(c, path, e->type, es);
+    check_compression(c, path, es, e);
 
     const struct seen *ep = SEEN(exporter_fields, es, "endpoint");
     if (e->type == LK_EXPORTER_PROMETHEUS || e->type == LK_EXPORTER_PROMETHEUSREMOTEWRITE) {
@@ -898,10 +924,10 @@ bool lk_endpoint_is_local(const char *ep)
            strcmp(host, "::1") == 0 || strcmp(host, "0:0:0:0:0:0:0:1") == 0;
 }
 
-bool lk_exporter_gzip(const struct lk_exporter_config *e)
+enum lk_compression lk_exporter_compression(const struct lk_exporter_config *e)
 {
     if (e->compression != LK_COMPRESSION_AUTO)
-        return e->compression == LK_COMPRESSION_GZIP;
+        return e->compression;
     const char *ep = e->endpoint;
     for (int i = 0; ep == NULL && i < LK_SIGNAL_COUNT; i++)
         ep = e->signal_endpoints[i];
@@ -909,5 +935,10 @@ bool lk_exporter_gzip(const struct lk_exporter_config *e)
     lk_log(LK_LOG_INFO, local ? "compression auto: none, the endpoint is on this machine"
                               : "compression auto: gzip, the endpoint is remote",
            LK_S("exporter", e->name) LK_S("endpoint", ep ? ep : ""));
-    return !local;
+    return local ? LK_COMPRESSION_NONE : LK_COMPRESSION_GZIP;
+}
+
+bool lk_exporter_gzip(const struct lk_exporter_config *e)
+{
+    return lk_exporter_compression(e) == LK_COMPRESSION_GZIP;
 }

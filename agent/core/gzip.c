@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include "core/compress.h"
 #include "core/err.h"
 
 int lk_gzip_inflate(const uint8_t *p, size_t n, size_t max, int raw_zlib,
@@ -77,24 +78,16 @@ int lk_gzip_deflate(const uint8_t *p, size_t n, lk_buf *out)
 
 int lk_gzip_deflate_level(const uint8_t *p, size_t n, int level, lk_buf *out)
 {
-    z_stream zs = {0};
-    int rc;
-
-    if (deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8,
-                     Z_DEFAULT_STRATEGY) != Z_OK)
-        return LK_ENOMEM;
-    size_t bound = deflateBound(&zs, (uLong)n);
-    rc = lk_buf_reserve(out, bound);
-    if (rc == 0) {
-        zs.next_in = (Bytef *)p;
-        zs.avail_in = (uInt)n;
-        zs.next_out = out->data + out->len;
-        zs.avail_out = (uInt)bound;
-        if (deflate(&zs, Z_FINISH) == Z_STREAM_END)
-            out->len += bound - zs.avail_out;
-        else
-            rc = LK_EIO;
-    }
-    deflateEnd(&zs);
+    if (n > LK_COMPRESS_MAX_INPUT)
+        return LK_E2BIG;
+    size_t bound = lk_compress_bound(LK_CODEC_GZIP, n);
+    int rc = lk_buf_reserve(out, bound);
+    if (rc < 0)
+        return rc;
+    struct iovec one = {.iov_base = (void *)p, .iov_len = n};
+    size_t len;
+    rc = lk_compress_iov(LK_CODEC_GZIP, level, &one, 1, n, out->data + out->len, bound, &len);
+    if (rc == 0)
+        out->len += len;
     return rc;
 }

@@ -1,4 +1,5 @@
-/* gzip / zlib decoding with an output cap (bombs are cut off, never inflated whole). */
+/* gzip / zlib decoding with an output cap (bombs are cut off, never inflated
+ * whole), and gzip encoding into an lk_buf. */
 #ifndef LK_CORE_GZIP_H
 #define LK_CORE_GZIP_H
 
@@ -16,7 +17,9 @@
 int lk_gzip_inflate(const uint8_t *p, size_t n, size_t max, int raw_zlib,
                     lk_buf *out);
 /* Compresses |n| bytes at |p| as gzip into |out| (appends), at zlib's
- * default level; _level: at |level| (1 fastest .. 9 smallest). */
+ * default level (6); _level: at |level| (1 fastest .. 9 smallest). Through
+ * core/compress.h (libdeflate where built with it): LK_E2BIG (|out|'s max or
+ * the input's size), LK_EINVAL (level), LK_ENOMEM, LK_EIO. */
 int lk_gzip_deflate(const uint8_t *p, size_t n, lk_buf *out);
 int lk_gzip_deflate_level(const uint8_t *p, size_t n, int level, lk_buf *out);
 

@@ -1,7 +1,7 @@
 /*
  * OTLP/HTTP exporter: each batch is one POST of the concatenated request
- * bodies (one valid Export<Signal>ServiceRequest), optionally gzip'd, over
- * the shared libuv-driven curl client.
+ * bodies (one valid Export<Signal>ServiceRequest), optionally compressed
+ * (gzip or zstd), over the shared libuv-driven curl client.
  *
  * Responses are sorted as the OTLP/HTTP specification says: 2xx accepted
  * (a partial_success in the body is logged), 429/502/503/504 and transport
@@ -15,15 +15,14 @@
 #include <strings.h>
 
 #include <curl/curl.h>
-#include <zlib.h>
 
+#include "core/compress.h"
 #include "core/err.h"
 #include "core/http_client.h"
 #include "core/log.h"
 #include "exporters/http_exporter.h"
 
 #define MAX_TEXT_LOG_BYTES 200 /* of a non-protobuf error body */
-#define MAX_GZIP_INPUT_BYTES (UINT32_MAX / 2)
 
 static const char *const signal_path[LK_SIGNAL_COUNT] = {
     "/v1/traces",
@@ -37,8 +36,8 @@ struct otlphttp_exporter;
 struct attempt {
     struct otlphttp_exporter *x;
     lk_batch *b;
-    uint8_t *gz; /* compressed body (gzip on), owned */
-    size_t gz_len;
+    uint8_t *zbody; /* compressed body (compression on), owned */
+    size_t zbody_len;
     /* Off the loop: the batch's bodies compressed on the thread pool. */
     uv_work_t work;
     const struct iovec *iov;
@@ -48,13 +47,14 @@ struct attempt {
 
 /* Bodies at least this large are compressed on the thread pool, so the loop
  * goes on receiving meanwhile; smaller ones are not worth the hop. */
-#define OFFLOOP_GZIP_BYTES (64 * 1024)
+#define OFFLOOP_COMPRESS_BYTES (64 * 1024)
 
 struct otlphttp_exporter {
     struct lk_http_exporter h; /* first */
     char *url[LK_SIGNAL_COUNT]; /* NULL: no endpoint for that signal */
-    bool gzip;
-    int level; /* zlib level of |gzip| */
+    bool compress;       /* with |codec| at |level| */
+    enum lk_codec codec;
+    int level;
     uint64_t timeout_ms;
 };
 
@@ -206,60 +206,9 @@ bool lk__otlphttp_error_message(const uint8_t *body, size_t len,
 
 /* ---- sending ---- */
 
-/*
- * Compresses the concatenation of |iov| as one gzip member into a new
- * buffer of its own. Runs on the loop thread: a large batch stalls the loop
- * for as long as zlib takes (a candidate for uv_queue_work).
- */
-static int gzip_iov(const struct iovec *iov, size_t n, size_t total, int level,
-                    uint8_t **out, size_t *outlen)
-{
-    z_stream zs = {0};
-    int rc = 0;
-
-    if (total > MAX_GZIP_INPUT_BYTES)
-        return LK_E2BIG;
-    if (deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8,
-                     Z_DEFAULT_STRATEGY) != Z_OK)
-        return LK_ENOMEM;
-    /* Enough for the whole input when no flush happens before the end. */
-    size_t bound = deflateBound(&zs, (uLong)total);
-    uint8_t *buf = malloc(bound);
-    if (buf == NULL) {
-        rc = LK_ENOMEM;
-        goto out_end;
-    }
-    zs.next_out = buf;
-    zs.avail_out = (uInt)bound;
-    for (size_t i = 0; i < n; i++) {
-        zs.next_in = iov[i].iov_base;
-        zs.avail_in = (uInt)iov[i].iov_len;
-        int zr = deflate(&zs, Z_NO_FLUSH);
-        /* Z_BUF_ERROR only says there was nothing to do (an empty iovec);
-         * input left over means the output bound did not hold. */
-        if ((zr != Z_OK && zr != Z_BUF_ERROR) || zs.avail_in > 0) {
-            rc = LK_EIO;
-            goto out_free;
-        }
-    }
-    zs.avail_in = 0;
-    if (deflate(&zs, Z_FINISH) != Z_STREAM_END) {
-        rc = LK_EIO;
-        goto out_free;
-    }
-    *out = buf;
-    *outlen = bound - zs.avail_out;
-    goto out_end;
-out_free:
-    free(buf);
-out_end:
-    deflateEnd(&zs);
-    return rc;
-}
-
 static void attempt_free(struct attempt *a)
 {
-    free(a->gz);
+    free(a->zbody);
     free(a);
 }
 
@@ -307,13 +256,14 @@ static void post_done(void *arg, const struct lk_http_result *r)
 
 static void post(struct attempt *a);
 
-static void gzip_work(uv_work_t *w)
+static void compress_work(uv_work_t *w)
 {
     struct attempt *a = w->data; /* a thread of the pool: touches only |a| and the batch's bytes */
-    a->rc = gzip_iov(a->iov, a->n, a->total, a->x->level, &a->gz, &a->gz_len);
+    a->rc = lk_compress_iov_alloc(a->x->codec, a->x->level, a->iov, a->n, a->total, &a->zbody,
+                                  &a->zbody_len);
 }
 
-static void gzip_done(uv_work_t *w, int status)
+static void compress_done(uv_work_t *w, int status)
 {
     struct attempt *a = w->data;
     struct otlphttp_exporter *x = a->x;
@@ -332,13 +282,13 @@ static void gzip_done(uv_work_t *w, int status)
     lk_http_exporter_release(&x->h);
 }
 
-/* POSTs |a| (its body compressed already when gzip is on); a failure to
+/* POSTs |a| (its body compressed already when compression is on); a failure to
  * start ends the batch as retryable. */
 static void post(struct attempt *a)
 {
     struct otlphttp_exporter *x = a->x;
     enum lk_signal sig = lk_batch_signal(a->b);
-    struct iovec one = {.iov_base = a->gz, .iov_len = a->gz_len};
+    struct iovec one = {.iov_base = a->zbody, .iov_len = a->zbody_len};
     int rc = lk_http_client_post(x->h.client, x->url[sig], x->h.headers, x->h.nheaders, &one,
                                  1, x->timeout_ms, post_done, a);
     if (rc < 0) {
@@ -370,30 +320,30 @@ static int otlphttp_send(lk_exporter *e, lk_batch *b)
     a->b = b;
     lk_batch_iov(b, &iov, &n, &total);
     struct iovec one;
-    if (x->gzip && total >= OFFLOOP_GZIP_BYTES) {
+    if (x->compress && total >= OFFLOOP_COMPRESS_BYTES) {
         a->iov = iov;
         a->n = n;
         a->total = total;
         a->work.data = a;
         lk_http_exporter_hold(&x->h);
-        rc = uv_queue_work(x->h.loop, &a->work, gzip_work, gzip_done);
+        rc = uv_queue_work(x->h.loop, &a->work, compress_work, compress_done);
         if (rc != 0) {
             lk_http_exporter_release(&x->h);
             rc = LK_ESYS;
             goto err_attempt;
         }
-        return 0; /* gzip_done posts it */
+        return 0; /* compress_done posts it */
     }
-    if (x->gzip) {
-        rc = gzip_iov(iov, n, total, x->level, &a->gz, &a->gz_len);
+    if (x->compress) {
+        rc = lk_compress_iov_alloc(x->codec, x->level, iov, n, total, &a->zbody, &a->zbody_len);
         if (rc < 0)
             goto err_attempt;
-        one.iov_base = a->gz;
-        one.iov_len = a->gz_len;
+        one.iov_base = a->zbody;
+        one.iov_len = a->zbody_len;
         iov = &one;
         n = 1;
     }
-    /* The batch's bytes (or |a->gz|) stay put until post_done. */
+    /* The batch's bytes (or |a->zbody|) stay put until post_done. */
     rc = lk_http_client_post(x->h.client, x->url[sig], x->h.headers, x->h.nheaders,
                              iov, n, x->timeout_ms, post_done, a);
     if (rc < 0)
@@ -465,8 +415,9 @@ static int build_headers(struct otlphttp_exporter *x,
     static const char *const reserved[] = {"Content-Type", "Content-Encoding",
                                            "Content-Length", "Transfer-Encoding", NULL};
     int rc = lk_http_exporter_add_header(&x->h, "Content-Type", "application/x-protobuf");
-    if (rc == 0 && x->gzip)
-        rc = lk_http_exporter_add_header(&x->h, "Content-Encoding", "gzip");
+    if (rc == 0 && x->compress)
+        rc = lk_http_exporter_add_header(&x->h, "Content-Encoding",
+                                         x->codec == LK_CODEC_ZSTD ? "zstd" : "gzip");
     if (rc == 0)
         rc = lk_http_exporter_add_config_headers(&x->h, cfg, reserved);
     return rc;
@@ -478,7 +429,9 @@ int lk_otlphttp_exporter_create(lk_exporter **out, uv_loop_t *loop,
     struct otlphttp_exporter *x = calloc(1, sizeof(*x));
     if (x == NULL)
         return LK_ENOMEM;
-    x->gzip = lk_exporter_gzip(cfg);
+    enum lk_compression comp = lk_exporter_compression(cfg);
+    x->compress = comp != LK_COMPRESSION_NONE;
+    x->codec = comp == LK_COMPRESSION_ZSTD ? LK_CODEC_ZSTD : LK_CODEC_GZIP;
     x->level = cfg->compression_level ? (int)cfg->compression_level : 1;
     x->timeout_ms = cfg->timeout_ms;
     int rc = build_urls(x, cfg);

@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -356,6 +357,19 @@ class Agent:
             except ValueError:
                 bad.append(line)
         return bad
+
+
+def start_agent_for(case, agent):
+    """Starts |agent| for the unittest |case| and waits until it is ready; the
+    case's cleanups kill it and remove its directory. Returns a Client to its
+    gRPC receiver, closed at cleanup too."""
+    case.addCleanup(shutil.rmtree, agent.dir, True)
+    agent.start()
+    case.addCleanup(agent.kill)
+    agent.wait_ready()
+    client = Client(agent.grpc_endpoint)
+    case.addCleanup(client.close)
+    return client
 
 
 def run_agent_cli(*args, timeout=10):

@@ -104,12 +104,7 @@ class ReloadTest(unittest.TestCase):
 
     def start_agent(self, body):
         self.agent = YamlAgent(body, log_level="info")
-        self.addCleanup(shutil.rmtree, self.agent.dir, True)
-        self.agent.start()
-        self.addCleanup(self.agent.kill)
-        self.agent.wait_ready()
-        self.client = helpers.Client(self.agent.grpc_endpoint)
-        self.addCleanup(self.client.close)
+        self.client = helpers.start_agent_for(self, self.agent)
 
     def write_config(self, text):
         """Replaces the config file the way editors do (write aside, rename)."""

@@ -51,12 +51,7 @@ class AgentTestCase(unittest.TestCase):
             self.addCleanup(sink.stop)
         self.sink = sink
         self.agent = Agent(exporter_port or self.sink.port, **config)
-        self.addCleanup(shutil.rmtree, self.agent.dir, True)
-        self.agent.start()
-        self.addCleanup(self.agent.kill)
-        self.agent.wait_ready()
-        self.client = Client(self.agent.grpc_endpoint)
-        self.addCleanup(self.client.close)
+        self.client = helpers.start_agent_for(self, self.agent)
 
     def start_behind_proxy(self, record=False, **config):
         """start() with a sink of its own behind a CountingProxy (bytes counted,

@@ -493,7 +493,7 @@ START_TEST(type_errors_have_exact_positions)
     assert_only(exporter_err(EP "    max_concurrency: many\n"),
                 NAME ":4:22: exporters.otlp.max_concurrency: expected a whole number, got 'many'");
     assert_only(exporter_err(EP "    compression: zip\n"),
-                NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, auto, got 'zip'; "
+                NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, auto, zstd, got 'zip'; "
                      "did you mean 'gzip'?");
     assert_only(exporter_err(EP "    retry: 5\n"),
                 NAME ":4:12: exporters.otlp.retry: expected a mapping, got a string");
@@ -1140,7 +1140,7 @@ START_TEST(messages_stay_on_one_line)
 {
     /* A control character in a value is escaped; a long value is cut. */
     assert_only(exporter_err(EP "    compression: \"g\\nz\\tip\"\n"),
-                NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, auto, got "
+                NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, auto, zstd, got "
                      "'g\\x0az\\x09ip'; did you mean 'gzip'?");
     char frag[512], want[512];
     char big[201];
@@ -1148,7 +1148,7 @@ START_TEST(messages_stay_on_one_line)
     big[200] = '\0';
     snprintf(frag, sizeof(frag), EP "    compression: %s\n", big);
     snprintf(want, sizeof(want),
-             NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, auto, got '%.80s...'",
+             NAME ":4:18: exporters.otlp.compression: expected one of none, gzip, auto, zstd, got '%.80s...'",
              big);
     assert_only(exporter_err(frag), want);
 }
@@ -2239,9 +2239,9 @@ START_TEST(compression_auto)
                           "otlp]}, metrics: {receivers: [otlp], exporters: "
                           "[prometheusremotewrite]}}\n");
     ck_assert_ptr_nonnull(strstr(err, "exporters.otlphttp.compression_level: must be between "
-                                      "1 and 9, got 10"));
+                                      "1 and 9 for gzip, got 10 (zstd's are 1 to 19)"));
     ck_assert_ptr_nonnull(strstr(err, "exporters.otlp.compression_level: must be between "
-                                      "1 and 9, got 0"));
+                                      "1 and 19, got 0"));
     ck_assert_ptr_nonnull(strstr(err, "unknown key 'compression_level' in "
                                       "exporters.prometheusremotewrite (only otlp and otlphttp "
                                       "and loki exporters have it)"));
@@ -2255,6 +2255,56 @@ START_TEST(compression_auto)
     ck_assert(!lk_exporter_gzip(&e));
     e.compression = LK_COMPRESSION_AUTO;
     ck_assert(lk_exporter_gzip(&e));
+}
+END_TEST
+
+/* compression: zstd, for otlphttp only, with zstd's levels. */
+START_TEST(compression_zstd)
+{
+    lk_config *c = config_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                             "exporters:\n"
+                             "  otlphttp: {endpoint: \"https://far:4318\", compression: zstd}\n"
+                             "  otlphttp/19: {endpoint: \"http://h:1\", compression: zstd,\n"
+                             "                compression_level: 19}\n"
+                             "pipelines: {traces: {receivers: [otlp], exporters: [otlphttp, "
+                             "otlphttp/19]}}\n");
+    ck_assert_int_eq(c->exporters[0].compression, LK_COMPRESSION_ZSTD);
+    ck_assert_uint_eq(c->exporters[0].compression_level, 1);
+    ck_assert_int_eq(lk_exporter_compression(&c->exporters[0]), LK_COMPRESSION_ZSTD);
+    ck_assert(!lk_exporter_gzip(&c->exporters[0]));
+    ck_assert_uint_eq(c->exporters[1].compression_level, 19);
+    /* Said explicitly: kept, even to this machine. */
+    ck_assert_int_eq(lk_exporter_compression(&c->exporters[1]), LK_COMPRESSION_ZSTD);
+    lk_config_destroy(c);
+
+    char *e = errors_of("receivers: {otlp: {protocols: {grpc: }}}\n"
+                        "exporters:\n"
+                        "  otlp: {endpoint: \"h:1\", compression: zstd}\n"
+                        "  loki: {format: json, compression: zstd}\n"
+                        "  prometheusremotewrite: {endpoint: \"http://h:1/w\", compression: zstd}\n"
+                        "  otlphttp: {endpoint: \"http://h:1\", compression: zstd,\n"
+                        "             compression_level: 20}\n"
+                        "  otlphttp/g: {endpoint: \"http://h:1\", compression: gzip,\n"
+                        "               compression_level: 12}\n"
+                        "  loki/l: {format: json, compression: gzip, compression_level: 10}\n"
+                        "pipelines:\n"
+                        "  traces: {receivers: [otlp], exporters: [otlp, otlphttp, otlphttp/g]}\n"
+                        "  logs: {receivers: [otlp], exporters: [loki, loki/l]}\n"
+                        "  metrics: {receivers: [otlp], exporters: [prometheusremotewrite]}\n");
+    ASSERT_LINE(e, NAME ":3:40: exporters.otlp.compression: zstd is for otlphttp exporters "
+                   "only; use gzip or none (OTLP/gRPC receivers take gzip)");
+    ASSERT_LINE(e, NAME ":4:37: exporters.loki.compression: zstd is for otlphttp exporters "
+                   "only; use gzip or none (Loki takes gzip JSON or snappy protobuf)");
+    ASSERT_LINE(e, NAME ":5:66: exporters.prometheusremotewrite.compression: zstd is for "
+                   "otlphttp exporters only; remote write bodies are always snappy-compressed");
+    ASSERT_LINE(e, NAME ":7:33: exporters.otlphttp.compression_level: must be between 1 and "
+                   "19, got 20");
+    ASSERT_LINE(e, NAME ":9:35: exporters.otlphttp/g.compression_level: must be between 1 and "
+                   "9 for gzip, got 12 (zstd's are 1 to 19)");
+    ASSERT_LINE(e, NAME ":10:64: exporters.loki/l.compression_level: must be between 1 and 9 "
+                   "for gzip, got 10");
+    ck_assert_uint_eq(count_lines(e), 6);
+    free(e);
 }
 END_TEST
 
@@ -2277,6 +2327,7 @@ static Suite *suite(void)
         {"env", {env_expansion, env_errors}},
         {"durations", {durations}},
         {"compression_auto", {compression_auto}},
+        {"compression_zstd", {compression_zstd}},
         {"sizes", {sizes}},
         {"endpoints", {endpoints, exporter_endpoint_schemes, listener_clashes}},
         {"exporter_checks", {headers, tls_checks, retry_and_batch_checks}},

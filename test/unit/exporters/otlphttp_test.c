@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
+#include <zstd.h>
 
 #include "core/err.h"
 #include "core/gzip.h"
@@ -334,24 +335,31 @@ START_TEST(partial_success_counts_as_sent)
 }
 END_TEST
 
-START_TEST(gzip_body_inflates_to_the_batch)
+/* Sends ITEM_A and ITEM_B with |comp|: one request whose Content-Encoding
+ * is |encoding|, two spans counted as sent. */
+static void send_two_items(enum lk_compression comp, const char *encoding)
 {
-    EC.compression = LK_COMPRESSION_GZIP;
+    EC.compression = comp;
     make_exporter();
     lk_queue *q = make_queue(LK_SIGNAL_TRACES);
     push(q, LK_SIGNAL_TRACES, ITEM_A, 1);
     push(q, LK_SIGNAL_TRACES, ITEM_B, 1);
     finish(q);
     ck_assert_int_eq(nreqs, 1);
-    ck_assert_str_eq(reqs[0].encoding, "gzip");
+    ck_assert_str_eq(reqs[0].encoding, encoding);
     ck_assert_str_eq(reqs[0].ctype, "application/x-protobuf");
+    ck_assert_uint_eq(sent_spans(), 2);
+}
+
+START_TEST(gzip_body_inflates_to_the_batch)
+{
+    send_two_items(LK_COMPRESSION_GZIP, "gzip");
     lk_buf out;
     lk_buf_init(&out, 1 << 20);
     ck_assert_int_eq(lk_gzip_inflate(reqs[0].body, reqs[0].body_len, 1 << 20, 0, &out), 0);
     ck_assert_uint_eq(out.len, 12);
     ck_assert_mem_eq(out.data, "\x0a\x05" "aaaaa" "\x0a\x03" "bbb", 12);
     lk_buf_fini(&out);
-    ck_assert_uint_eq(sent_spans(), 2);
 }
 END_TEST
 
@@ -373,25 +381,75 @@ static char *big_span(size_t n)
     return b;
 }
 
-START_TEST(large_gzip_body_off_the_loop)
+/* A 100000-byte span, then ITEM_B, with |comp| at |level|: one request
+ * (compressed on the thread pool) whose Content-Encoding is |encoding|, and
+ * small. Returns the body expected after decompression (free it), its
+ * length in |*n|. */
+static char *send_large_batch(enum lk_compression comp, uint32_t level, const char *encoding,
+                              size_t *n)
 {
-    EC.compression = LK_COMPRESSION_GZIP;
+    EC.compression = comp;
+    EC.compression_level = level;
     make_exporter();
     lk_queue *q = make_queue(LK_SIGNAL_TRACES);
     char *span = big_span(100000);
+    size_t len = strlen(span);
     push(q, LK_SIGNAL_TRACES, span, 1);
+    push(q, LK_SIGNAL_TRACES, ITEM_B, 1);
     finish(q);
     ck_assert_int_eq(nreqs, 1);
-    ck_assert_str_eq(reqs[0].encoding, "gzip");
+    ck_assert_str_eq(reqs[0].encoding, encoding);
     ck_assert_uint_lt(reqs[0].body_len, 10000);
+    ck_assert_uint_eq(sent_spans(), 2);
+    char *want = malloc(len + sizeof(ITEM_B));
+    memcpy(want, span, len);
+    memcpy(want + len, ITEM_B, sizeof(ITEM_B) - 1);
+    *n = len + sizeof(ITEM_B) - 1;
+    free(span);
+    return want;
+}
+
+START_TEST(large_gzip_body_off_the_loop)
+{
+    size_t n;
+    char *want = send_large_batch(LK_COMPRESSION_GZIP, 1, "gzip", &n);
     lk_buf out;
     lk_buf_init(&out, 1 << 20);
     ck_assert_int_eq(lk_gzip_inflate(reqs[0].body, reqs[0].body_len, 1 << 20, 0, &out), 0);
-    ck_assert_uint_eq(out.len, strlen(span));
-    ck_assert_mem_eq(out.data, span, out.len);
+    ck_assert_uint_eq(out.len, n);
+    ck_assert_mem_eq(out.data, want, n);
     lk_buf_fini(&out);
-    ck_assert_uint_eq(sent_spans(), 1);
-    free(span);
+    free(want);
+}
+END_TEST
+
+/* Decompresses a zstd frame with libzstd's own one-shot decoder; the frame
+ * states its content size. */
+static void assert_zstd_body(const uint8_t *z, size_t zlen, const void *want, size_t n)
+{
+    ck_assert_uint_eq(ZSTD_getFrameContentSize(z, zlen), n);
+    uint8_t *out = malloc(n + 1);
+    size_t got = ZSTD_decompress(out, n + 1, z, zlen);
+    ck_assert_msg(!ZSTD_isError(got), "%s", ZSTD_getErrorName(got));
+    ck_assert_uint_eq(got, n);
+    ck_assert_mem_eq(out, want, n);
+    free(out);
+}
+
+START_TEST(zstd_body_decompresses_to_the_batch)
+{
+    send_two_items(LK_COMPRESSION_ZSTD, "zstd");
+    assert_zstd_body(reqs[0].body, reqs[0].body_len, "\x0a\x05" "aaaaa" "\x0a\x03" "bbb", 12);
+}
+END_TEST
+
+/* zstd goes the same way as gzip: large bodies on the thread pool. */
+START_TEST(large_zstd_body_off_the_loop)
+{
+    size_t n;
+    char *want = send_large_batch(LK_COMPRESSION_ZSTD, 19, "zstd", &n);
+    assert_zstd_body(reqs[0].body, reqs[0].body_len, want, n);
+    free(want);
 }
 END_TEST
 
@@ -646,8 +704,8 @@ static Suite *suite(void)
         {"partial_success", partial_success_counts_as_sent},
         {"gzip", gzip_body_inflates_to_the_batch},
         {"gzip_off_loop", large_gzip_body_off_the_loop},
-        {"close_compressing", close_while_compressing},
-        {"gzip_off_loop", large_gzip_body_off_the_loop},
+        {"zstd", zstd_body_decompresses_to_the_batch},
+        {"zstd_off_loop", large_zstd_body_off_the_loop},
         {"close_compressing", close_while_compressing},
         {"url_paths", url_path_per_signal},
         {"no_endpoint", signal_without_endpoint_dropped},
