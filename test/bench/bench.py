@@ -448,6 +448,13 @@ SCENARIOS = [
                                                      "--streams", "4", "--gzip", "1"],
      "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
      "target_us": 0.8},
+    {"name": "traces-gzip-big", "title": "as traces-gzip-in, 2048-span requests (about 100 KB "
+     "compressed: above the receivers' 64 KiB inflate-off-the-loop threshold)",
+     "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",
+     "mode": "grpc-traces", "count": 1000, "args": ["--items", "2048", "--connections", "2",
+                                                     "--streams", "4", "--gzip", "1"],
+     "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
+     "target_us": 0.8},
     {"name": "traces-http", "title": "OTLP/HTTP protobuf traces -> OTLP/HTTP sink",
      "receiver": "otlp", "exporter": "otlphttp", "signal": "traces", "target": "http",
      "mode": "http-traces", "count": 4000, "args": ["--items", "512", "--connections", "4"],
