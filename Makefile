@@ -253,10 +253,12 @@ proto-check: check-test-deps
 integration: check-test-deps $(B)/lookout
 	@sh test/integration/run.sh
 
-# The reload and shutdown tests again, on an agent built with ASan+UBSan.
+# The reload and shutdown tests, and the large-inflate ones (work on the
+# thread pool outliving clients and receivers), again on an agent built with
+# ASan+UBSan.
 integration-san: check-test-deps
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined build-san/lookout
-	@LOOKOUT_BIN=build-san/lookout INTEGRATION_NAME=integration-san sh test/integration/run.sh test_reload
+	@LOOKOUT_BIN=build-san/lookout INTEGRATION_NAME=integration-san sh test/integration/run.sh test_reload test_inflate
 
 # The official OpenTelemetry JavaScript SDK against build/lookout (npm install
 # into build/interop-node on first use).
