@@ -9,6 +9,39 @@ void lk_inflate_pool_init(lk_inflate_pool *p, uv_loop_t *loop)
     p->running = 0;
     p->pending = 0;
     p->head = p->tail = NULL;
+    p->nspare = 0;
+}
+
+void lk_inflate_pool_fini(lk_inflate_pool *p)
+{
+    while (p->nspare > 0)
+        lk_buf_fini(&p->spare[--p->nspare]);
+}
+
+void lk_inflate_pool_recycle(lk_inflate_pool *p, lk_buf *b)
+{
+    if (b->data != NULL && b->cap <= LK_INFLATE_KEEP_BYTES &&
+        p->nspare < LK_INFLATE_MAX_RUNNING) {
+        lk_buf_reset(b);
+        p->spare[p->nspare++] = *b;
+        lk_buf_init(b, 0);
+        return;
+    }
+    lk_buf_fini(b);
+}
+
+/* An empty output buffer capped at |max|: a kept one when it has that cap. */
+static void take_buffer(lk_inflate_pool *p, lk_buf *out, size_t max)
+{
+    while (p->nspare > 0) {
+        lk_buf *b = &p->spare[--p->nspare];
+        if (b->max == max) {
+            *out = *b;
+            return;
+        }
+        lk_buf_fini(b); /* the limit changed (a reload) */
+    }
+    lk_buf_init(out, max);
 }
 
 bool lk_inflate_pool_wants(size_t compressed_len)
@@ -37,11 +70,16 @@ static void finish(struct lk_inflate_job *j)
 
 static void after_work_cb(uv_work_t *w, int status);
 
+/* Only a job on its way to a thread gets an output buffer: at most
+ * LK_INFLATE_MAX_RUNNING are in use, which the kept ones cover. */
 static int launch(lk_inflate_pool *p, struct lk_inflate_job *j)
 {
+    take_buffer(p, &j->out, j->max);
     j->work.data = j;
-    if (uv_queue_work(p->loop, &j->work, work_cb, after_work_cb) != 0)
+    if (uv_queue_work(p->loop, &j->work, work_cb, after_work_cb) != 0) {
+        lk_inflate_pool_recycle(p, &j->out);
         return LK_ESYS;
+    }
     j->running = true;
     p->running++;
     return 0;
@@ -76,7 +114,7 @@ int lk_inflate_pool_submit(lk_inflate_pool *p, struct lk_inflate_job *j)
     j->rc = 0;
     j->next = NULL;
     j->running = false;
-    lk_buf_init(&j->out, j->max);
+    lk_buf_init(&j->out, j->max); /* empty until launch */
     if (p->running < LK_INFLATE_MAX_RUNNING) {
         int rc = launch(p, j);
         if (rc < 0)

@@ -28,6 +28,10 @@
  * (UV_THREADPOOL_SIZE), which other work (exporter compression, file
  * system calls) shares. */
 #define LK_INFLATE_MAX_RUNNING 4
+/* Output buffers up to this capacity are kept for the next jobs (at most
+ * LK_INFLATE_MAX_RUNNING of them): a fresh buffer per body costs its page
+ * faults every time. Larger ones are freed. */
+#define LK_INFLATE_KEEP_BYTES (1024 * 1024)
 
 struct lk_inflate_pool;
 
@@ -41,8 +45,9 @@ struct lk_inflate_job {
     bool raw_zlib;     /* zlib "deflate" wrapper instead of gzip */
     /* Runs on the loop once the job is over: |rc| and |out| hold the
      * result, or |rc| is LK_ECANCELED (lk_inflate_pool_cancel_all; |out|
-     * empty). It owns |out| (lk_buf_fini it) and the job from then on, and
-     * may free the pool's owner: the pool touches neither afterwards. */
+     * empty). It owns |out| (lk_inflate_pool_recycle or lk_buf_fini it) and
+     * the job from then on, and may free the pool's owner: the pool touches
+     * neither afterwards. */
     void (*done)(struct lk_inflate_job *j);
     /* Results. */
     int rc;     /* lk_gzip_inflate's */
@@ -60,9 +65,13 @@ typedef struct lk_inflate_pool {
     unsigned running;                  /* jobs on the thread pool */
     unsigned pending;                  /* submitted jobs whose |done| has not run */
     struct lk_inflate_job *head, *tail; /* waiting for a thread, FIFO */
+    lk_buf spare[LK_INFLATE_MAX_RUNNING]; /* output buffers to reuse, empty */
+    unsigned nspare;
 } lk_inflate_pool;
 
 void lk_inflate_pool_init(lk_inflate_pool *p, uv_loop_t *loop);
+/* Frees the buffers kept for reuse. |p| must be idle. */
+void lk_inflate_pool_fini(lk_inflate_pool *p);
 
 /* Whether a body of |compressed_len| bytes is worth inflating off the loop. */
 bool lk_inflate_pool_wants(size_t compressed_len);
@@ -85,6 +94,11 @@ bool lk_inflate_pool_cancel(lk_inflate_pool *p, struct lk_inflate_job *j);
 /* Ends every waiting job at once: each |done| runs from within this call
  * with rc LK_ECANCELED. Jobs on a thread finish as usual. */
 void lk_inflate_pool_cancel_all(lk_inflate_pool *p);
+
+/* Takes back a job's |out| once its bytes are used, to give to a later job
+ * (or frees it, past LK_INFLATE_KEEP_BYTES or when enough are kept); |b|
+ * is left empty. */
+void lk_inflate_pool_recycle(lk_inflate_pool *p, lk_buf *b);
 
 /* True when no submitted job is waiting, running or yet to see its |done|:
  * the owner may be freed. */

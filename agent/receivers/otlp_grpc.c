@@ -356,7 +356,7 @@ static void accept_message(struct stream *s, const uint8_t *msg, size_t msglen)
 
 static void inflate_call_free(struct inflate_call *ic)
 {
-    lk_buf_fini(&ic->job.out);
+    lk_inflate_pool_recycle(&ic->r->inflates, &ic->job.out);
     lk_buf_fini(&ic->body);
     free(ic);
 }
@@ -933,6 +933,7 @@ static void maybe_finish_close(lk_otlp_grpc *r)
     nghttp2_session_callbacks_del(r->cbs);
     lk_buf_fini(&r->scratch);
     lk_buf_fini(&r->salvaged);
+    lk_inflate_pool_fini(&r->inflates);
     free(r->cfg.endpoint);
     free(r->name);
     free(r);

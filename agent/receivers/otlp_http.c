@@ -541,7 +541,7 @@ static void inflate_done(struct lk_inflate_job *j)
         /* The connection is gone (the receiver is closing): the result is
          * dropped, and so is the answer, which only releases the request
          * (not counted: nobody was answered). It may free the receiver. */
-        lk_buf_fini(&j->out);
+        lk_inflate_pool_recycle(&c.r->inflates, &j->out);
         free(ic);
         (void)lk_httpd_respond(c.req, 503, NULL, NULL, NULL, 0);
         return;
@@ -549,7 +549,7 @@ static void inflate_done(struct lk_inflate_job *j)
     if (!inflate_failed(&c, enc, j->rc, j->max))
         handle_body(&c, sig, j->out.data != NULL ? j->out.data : (const uint8_t *)"",
                     j->out.len);
-    lk_buf_fini(&j->out);
+    lk_inflate_pool_recycle(&c.r->inflates, &j->out);
     free(ic);
     trim_scratches(c.r);
 }
@@ -584,6 +584,7 @@ static void receiver_free(lk_otlp_http *r)
     lk_buf_fini(&r->decoded);
     lk_buf_fini(&r->salvaged);
     lk_buf_fini(&r->resp);
+    lk_inflate_pool_fini(&r->inflates);
     free(r->name);
     free(r);
 }

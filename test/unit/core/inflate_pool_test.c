@@ -111,6 +111,7 @@ static void setup(void)
 static void teardown(void)
 {
     uv_run(&loop, UV_RUN_DEFAULT);
+    lk_inflate_pool_fini(&pool);
     ck_assert_int_eq(uv_loop_close(&loop), 0);
     lk_buf_fini(&plain);
     lk_buf_fini(&gz);
@@ -251,6 +252,55 @@ START_TEST(cancel_all_ends_the_waiting_ones_at_once)
 }
 END_TEST
 
+static uint8_t *kept_data[NJOBS];
+
+static void on_done_recycle(struct lk_inflate_job *j)
+{
+    struct tjob *t = (struct tjob *)j;
+    t->done_calls++;
+    t->out_ok = j->rc == 0 && j->out.len == want_len && memcmp(j->out.data, want, want_len) == 0;
+    kept_data[t->index] = j->out.data;
+    lk_inflate_pool_recycle(&pool, &j->out);
+    ck_assert_ptr_null(j->out.data);
+    ndone++;
+}
+
+START_TEST(output_buffers_are_reused)
+{
+    /* One at a time: each job gets the buffer the one before gave back. */
+    for (int i = 0; i < 3; i++) {
+        fill(i, gz.data, gz.len, 1 << 20);
+        jobs[i].job.done = on_done_recycle;
+        submit(i);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        ck_assert(jobs[i].out_ok);
+    }
+    ck_assert_ptr_eq(kept_data[1], kept_data[0]);
+    ck_assert_ptr_eq(kept_data[2], kept_data[0]);
+    /* Another cap (a reload changed the limit): a buffer of its own. */
+    fill(3, gz.data, gz.len, 2 << 20);
+    jobs[3].job.done = on_done_recycle;
+    submit(3);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert(jobs[3].out_ok);
+    /* No more than LK_INFLATE_MAX_RUNNING are kept; one over
+     * LK_INFLATE_KEEP_BYTES is not. */
+    lk_buf big;
+    lk_buf_init(&big, SIZE_MAX);
+    ck_assert_int_eq(lk_buf_reserve(&big, LK_INFLATE_KEEP_BYTES + 1), 0);
+    lk_inflate_pool_recycle(&pool, &big);
+    ck_assert_ptr_null(big.data);
+    ck_assert_uint_le(pool.nspare, LK_INFLATE_MAX_RUNNING);
+    for (int i = 0; i < LK_INFLATE_MAX_RUNNING + 2; i++) {
+        lk_buf b;
+        lk_buf_init(&b, 1 << 20);
+        ck_assert_int_eq(lk_buf_reserve(&b, 1000), 0);
+        lk_inflate_pool_recycle(&pool, &b);
+    }
+    ck_assert_uint_eq(pool.nspare, LK_INFLATE_MAX_RUNNING);
+}
+END_TEST
+
 /* The owner is freed from the last |done|, as a closing receiver is: the
  * pool must not touch itself afterwards (ASan would see it). */
 struct owner {
@@ -266,6 +316,7 @@ static void owner_done(struct lk_inflate_job *j)
     lk_buf_fini(&j->out);
     if (--the_owner->left == 0) {
         ck_assert(lk_inflate_pool_is_idle(&the_owner->pool));
+        lk_inflate_pool_fini(&the_owner->pool);
         free(the_owner);
         the_owner = NULL;
     } else {
@@ -304,6 +355,7 @@ static Suite *suite(void)
     tcase_add_test(t, waiting_jobs_start_as_threads_free);
     tcase_add_test(t, cancel_withdraws_a_waiting_job_only);
     tcase_add_test(t, cancel_all_ends_the_waiting_ones_at_once);
+    tcase_add_test(t, output_buffers_are_reused);
     tcase_add_test(t, the_last_done_may_free_the_pool);
     suite_add_tcase(s, t);
     return s;
