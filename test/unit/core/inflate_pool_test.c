@@ -14,9 +14,9 @@
 #include "core/err.h"
 #include "core/gzip.h"
 #include "core/inflate_pool.h"
+#include "pool_hold.h"
 
 #define NJOBS 10
-#define POOL_THREADS 4 /* UV_THREADPOOL_SIZE, set in main */
 
 static uv_loop_t loop;
 static lk_inflate_pool pool;
@@ -48,39 +48,6 @@ static void on_done(struct lk_inflate_job *j)
     /* This job no longer counts; the ones started in its place do. */
     if (pool.running > max_running_seen)
         max_running_seen = pool.running;
-}
-
-/* ---- blockers: hold libuv's threads until released ---- */
-
-static uv_sem_t release;
-static uv_work_t blockers[POOL_THREADS];
-static int blockers_done;
-
-static void block_work(uv_work_t *w)
-{
-    (void)w;
-    uv_sem_wait(&release);
-}
-
-static void block_done(uv_work_t *w, int status)
-{
-    (void)w;
-    (void)status;
-    blockers_done++;
-}
-
-static void hold_threads(void)
-{
-    blockers_done = 0;
-    ck_assert_int_eq(uv_sem_init(&release, 0), 0);
-    for (int i = 0; i < POOL_THREADS; i++)
-        ck_assert_int_eq(uv_queue_work(&loop, &blockers[i], block_work, block_done), 0);
-}
-
-static void release_threads(void)
-{
-    for (int i = 0; i < POOL_THREADS; i++)
-        uv_sem_post(&release);
 }
 
 /* ---- fixtures ---- */
@@ -130,6 +97,15 @@ static void fill(int i, const uint8_t *in, size_t n, size_t max)
 static void submit(int i)
 {
     ck_assert_int_eq(lk_inflate_pool_submit(&pool, &jobs[i].job), 0);
+}
+
+/* Submits jobs[from..to) of the gzip'd text. */
+static void submit_range(int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        fill(i, gz.data, gz.len, 1 << 20);
+        submit(i);
+    }
 }
 
 /* ---- tests ---- */
@@ -184,56 +160,44 @@ END_TEST
 
 START_TEST(waiting_jobs_start_as_threads_free)
 {
-    hold_threads();
-    for (int i = 0; i < NJOBS; i++) {
-        fill(i, gz.data, gz.len, 1 << 20);
-        submit(i);
-    }
+    pool_hold(&loop);
+    submit_range(0, NJOBS);
     uv_run(&loop, UV_RUN_NOWAIT);
     ck_assert_int_eq(ndone, 0); /* the threads are held */
-    release_threads();
+    pool_release();
     uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(blockers_done, POOL_THREADS);
+    ck_assert_int_eq(pool_blockers_done, POOL_THREADS);
     ck_assert_int_eq(ndone, NJOBS);
     for (int i = 0; i < NJOBS; i++)
         ck_assert(jobs[i].out_ok);
     ck_assert_uint_le(max_running_seen, LK_INFLATE_MAX_RUNNING);
-    uv_sem_destroy(&release);
 }
 END_TEST
 
 START_TEST(cancel_withdraws_a_waiting_job_only)
 {
-    hold_threads();
-    for (int i = 0; i < 6; i++) {
-        fill(i, gz.data, gz.len, 1 << 20);
-        submit(i);
-    }
+    pool_hold(&loop);
+    submit_range(0, 6);
     /* 0..3 are with libuv, 4 and 5 wait. */
     ck_assert(!lk_inflate_pool_cancel(&pool, &jobs[1].job));
     ck_assert(lk_inflate_pool_cancel(&pool, &jobs[5].job));
     ck_assert(lk_inflate_pool_cancel(&pool, &jobs[4].job));
     ck_assert(!lk_inflate_pool_cancel(&pool, &jobs[4].job)); /* not there any more */
-    fill(6, gz.data, gz.len, 1 << 20);
-    submit(6); /* the list is still well formed */
-    release_threads();
+    submit_range(6, 7); /* the list is still well formed */
+    pool_release();
     uv_run(&loop, UV_RUN_DEFAULT);
     ck_assert_int_eq(ndone, 5);
     ck_assert_int_eq(jobs[4].done_calls, 0);
     ck_assert_int_eq(jobs[5].done_calls, 0);
     ck_assert(jobs[6].out_ok);
     ck_assert(lk_inflate_pool_is_idle(&pool));
-    uv_sem_destroy(&release);
 }
 END_TEST
 
 START_TEST(cancel_all_ends_the_waiting_ones_at_once)
 {
-    hold_threads();
-    for (int i = 0; i < 7; i++) {
-        fill(i, gz.data, gz.len, 1 << 20);
-        submit(i);
-    }
+    pool_hold(&loop);
+    submit_range(0, 7);
     lk_inflate_pool_cancel_all(&pool);
     ck_assert_int_eq(ndone, 3);
     for (int i = 4; i < 7; i++) {
@@ -242,13 +206,12 @@ START_TEST(cancel_all_ends_the_waiting_ones_at_once)
         ck_assert_uint_eq(jobs[i].out_len, 0);
     }
     ck_assert(!lk_inflate_pool_is_idle(&pool)); /* four still on threads */
-    release_threads();
+    pool_release();
     uv_run(&loop, UV_RUN_DEFAULT);
     ck_assert_int_eq(ndone, 7);
     for (int i = 0; i < 4; i++)
         ck_assert(jobs[i].out_ok);
     ck_assert(lk_inflate_pool_is_idle(&pool));
-    uv_sem_destroy(&release);
 }
 END_TEST
 
@@ -348,6 +311,7 @@ static Suite *suite(void)
     Suite *s = suite_create("inflate_pool");
     TCase *t = tcase_create("pool");
     tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_checked_fixture(t, NULL, pool_unhold);
     tcase_set_timeout(t, 60);
     tcase_add_test(t, threshold);
     tcase_add_test(t, every_job_ends_once_with_its_output);
@@ -363,8 +327,7 @@ static Suite *suite(void)
 
 int main(void)
 {
-    /* The blockers hold exactly libuv's threads; set before its first use. */
-    setenv("UV_THREADPOOL_SIZE", "4", 1);
+    pool_hold_setup();
     SRunner *sr = srunner_create(suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -33,6 +33,7 @@
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/queue.h"
+#include "pool_hold.h"
 
 #define MAX_BODY (256 * 1024) /* max_request_body_size of the receiver */
 #define MAX_BATCHES 64
@@ -525,50 +526,7 @@ static json_t *json_body(const struct resp *r)
 }
 
 
-/* ---- the thread pool: held, for bodies that must stay on it a while ---- */
-
-#define POOL_THREADS 4 /* UV_THREADPOOL_SIZE, set in main */
-
-static uv_sem_t release;
-static uv_work_t blockers[POOL_THREADS];
-static bool threads_held;
-
-static void block_work(uv_work_t *w)
-{
-    (void)w;
-    uv_sem_wait(&release);
-}
-
-static void block_done(uv_work_t *w, int status)
-{
-    (void)w;
-    (void)status;
-}
-
-/* Occupies every thread of libuv's pool until release_threads: a body
- * handed to it meanwhile waits there. */
-static void hold_threads(void)
-{
-    ck_assert_int_eq(uv_sem_init(&release, 0), 0);
-    for (int i = 0; i < POOL_THREADS; i++)
-        ck_assert_int_eq(uv_queue_work(&loop, &blockers[i], block_work, block_done), 0);
-    threads_held = true;
-}
-
-static void release_threads(void)
-{
-    threads_held = false;
-    for (int i = 0; i < POOL_THREADS; i++)
-        uv_sem_post(&release);
-}
-
-/* After a failed test (CK_FORK=no goes on in the same process), threads
- * still held would stall every later test. */
-static void unhold_threads(void)
-{
-    if (threads_held)
-        release_threads();
-}
+/* ---- the loop for a while, and large bodies ---- */
 
 static void tick(uv_timer_t *t)
 {
@@ -1248,7 +1206,7 @@ START_TEST(other_connections_are_served_while_a_body_inflates)
     uint8_t *small = traces(1, "meanwhile", &slen);
     lk_buf gz;
     gzip_of(big, blen, &gz);
-    hold_threads();
+    pool_hold(&loop);
     /* A client sends a large gzip body and hangs up at once. */
     struct exch *a = exch_new();
     add_req(a, "POST", "/v1/traces", "application/x-protobuf", "Content-Encoding: gzip\r\n",
@@ -1268,11 +1226,10 @@ START_TEST(other_connections_are_served_while_a_body_inflates)
      * read a connection whose request it is handling, so the hang-up is
      * noticed only when the answer cannot be written: the request counts as
      * any other. */
-    release_threads();
+    pool_release();
     ck_assert(run_until(two_batches, 10000));
     ck_assert_mem_eq(F[LK_SIGNAL_TRACES].sent[1], big, blen);
     ck_assert_uint_eq(counter("lookout_receiver_accepted_spans_total", HTTP_LABELS), 2);
-    uv_sem_destroy(&release);
     lk_buf_fini(&gz);
     free(big);
     free(small);
@@ -1296,7 +1253,7 @@ START_TEST(close_while_inflating_drops_the_requests)
     uint8_t *big = big_traces(3, &blen);
     lk_buf gz;
     gzip_of(big, blen, &gz);
-    hold_threads();
+    pool_hold(&loop);
     struct exch *x[CLOSE_CLIENTS];
     pthread_t t[CLOSE_CLIENTS];
     for (int i = 0; i < CLOSE_CLIENTS; i++) {
@@ -1314,7 +1271,7 @@ START_TEST(close_while_inflating_drops_the_requests)
     /* The receiver is not freed while its bodies are on the pool. */
     run_until(closed, 100);
     ck_assert(!receiver_closed);
-    release_threads();
+    pool_release();
     ck_assert(run_until(closed, 10000));
     for (int i = 0; i < CLOSE_CLIENTS; i++) {
         pthread_join(t[i], NULL);
@@ -1325,7 +1282,6 @@ START_TEST(close_while_inflating_drops_the_requests)
     ck_assert_uint_eq(counter("lookout_receiver_accepted_spans_total", HTTP_LABELS), 0);
     ck_assert_uint_eq(requests(200), 0);
     ck_assert_uint_eq(requests(503), 0);
-    uv_sem_destroy(&release);
     lk_buf_fini(&gz);
     free(big);
     stop();
@@ -1360,7 +1316,7 @@ static Suite *suite(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);
         tcase_set_timeout(t, 60);
-        tcase_add_checked_fixture(t, NULL, unhold_threads);
+        tcase_add_checked_fixture(t, NULL, pool_unhold);
         for (size_t j = 0; j < 4 && cases[i].tests[j] != NULL; j++)
             tcase_add_test(t, cases[i].tests[j]);
         suite_add_tcase(s, t);
@@ -1371,8 +1327,7 @@ static Suite *suite(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    /* hold_threads occupies exactly libuv's pool; set before its first use. */
-    setenv("UV_THREADPOOL_SIZE", "4", 1);
+    pool_hold_setup();
     SRunner *sr = srunner_create(suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
