@@ -367,9 +367,12 @@ static void inflate_done(struct lk_inflate_job *j)
     struct inflate_call *ic = (struct inflate_call *)j;
     lk_otlp_grpc *r = ic->r;
     struct stream *s = ic->s;
-    if (s != NULL) {
-        struct conn *c = s->c;
+    if (s != NULL)
         s->inflating = NULL;
+    /* A closing receiver has told every client GOAWAY and answers nothing
+     * more: queueing the message now would duplicate the client's retry. */
+    if (s != NULL && !r->closing) {
+        struct conn *c = s->c;
         if (!inflate_failed(s, j->rc, j->max))
             accept_message(s, j->out.data, j->out.len);
         conn_flush(c); /* may free |s| */
