@@ -264,11 +264,12 @@ proto-check: check-test-deps
 integration: check-test-deps $(B)/lookout
 	@sh test/integration/run.sh
 
-# The reload and shutdown tests, and the otlphttp exporter's compression (on
-# libuv's thread pool), again on an agent built with ASan+UBSan.
+# The reload and shutdown tests, the otlphttp exporter's compression and the
+# large inflates (work on libuv's thread pool outliving clients, exporters and
+# receivers), again on an agent built with ASan+UBSan.
 integration-san: check-test-deps
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined build-san/lookout
-	@LOOKOUT_BIN=build-san/lookout INTEGRATION_NAME=integration-san sh test/integration/run.sh test_reload test_otlphttp
+	@LOOKOUT_BIN=build-san/lookout INTEGRATION_NAME=integration-san sh test/integration/run.sh test_reload test_otlphttp test_inflate
 
 # The official OpenTelemetry JavaScript SDK against build/lookout (npm install
 # into build/interop-node on first use).

@@ -7,6 +7,7 @@
 
 #include "core/err.h"
 #include "core/gzip.h"
+#include "core/inflate_pool.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "receivers/grpc_wire.h"
@@ -30,6 +31,7 @@ static const char *const item_word[LK_SIGNAL_COUNT] = {"spans", "metric_points",
 enum encoding { ENC_IDENTITY, ENC_GZIP, ENC_DEFLATE, ENC_UNKNOWN };
 
 struct conn;
+struct inflate_call;
 
 struct stream {
     struct conn *c;
@@ -44,6 +46,7 @@ struct stream {
     bool rst_after_send; /* reset once the final HEADERS is on the wire */
     enum encoding enc;
     lk_buf body;         /* length-prefixed request message */
+    struct inflate_call *inflating; /* its message on the thread pool, or NULL */
     /* The response message with its prefix: |resp_empty| for an empty
      * Export<Signal>ServiceResponse, or |resp_partial| holding one with a
      * partial_success. */
@@ -82,8 +85,9 @@ struct lk_otlp_grpc {
     nghttp2_session_callbacks *cbs;
     struct conn *conns;
     uint32_t nconns;
-    lk_buf scratch; /* inflated messages; one request at a time on the loop */
+    lk_buf scratch; /* messages inflated inline; one request at a time on the loop */
     lk_buf salvaged; /* the valid part of a request with invalid items */
+    lk_inflate_pool inflates; /* large messages; the receiver is freed once it is idle */
     bool closing;
     bool listener_closed;
     void (*close_done)(void *);
@@ -96,6 +100,16 @@ struct lk_otlp_grpc {
     lk_counter *conn_refused;
     lk_gauge *conn_gauge;
     lk_metrics *metrics;
+};
+
+/* A stream's message being inflated on the thread pool. It owns the request
+ * body; the stream may go away meanwhile (RST_STREAM, its connection
+ * closing): |s| is then NULL and the result is discarded. */
+struct inflate_call {
+    struct lk_inflate_job job; /* first */
+    lk_otlp_grpc *r;
+    struct stream *s;
+    lk_buf body; /* the stream's request body: job.in points into it */
 };
 
 static void conn_flush(struct conn *c);
@@ -228,72 +242,48 @@ static void respond_http(struct stream *s, const char *status)
 
 /* ---- request handling --------------------------------------------------- */
 
-static void process_request(struct stream *s)
+/* The signal's pipeline, or NULL after answering UNIMPLEMENTED. Looked up
+ * again after an inflate on the thread pool: a reload may have changed it. */
+static lk_pipeline *pipeline_of(struct stream *s)
 {
-    lk_otlp_grpc *r = s->c->r;
-    const uint8_t *msg;
-    size_t msglen;
-    bool compressed;
-    char why[256];
-    char text[400];
-
-    if (!s->post) {
-        respond_http(s, "405");
-        return;
-    }
-    if (!s->grpc_type) {
-        respond_http(s, "415");
-        return;
-    }
-    if (s->signal < 0) {
-        respond_error(s, LK_GRPC_UNIMPLEMENTED, "unknown method", -1);
-        return;
-    }
-    lk_pipeline *p = r->pipelines[s->signal];
+    lk_pipeline *p = s->c->r->pipelines[s->signal];
     if (p == NULL) {
+        char text[128];
         snprintf(text, sizeof(text), "no %s pipeline is configured",
                  lk_signal_name((enum lk_signal)s->signal));
         respond_error(s, LK_GRPC_UNIMPLEMENTED, text, -1);
+    }
+    return p;
+}
+
+/* Answers a failed inflate (|rc| from lk_gzip_inflate with cap |max|).
+ * Returns true when it did. */
+static bool inflate_failed(struct stream *s, int rc, size_t max)
+{
+    char text[128];
+    if (rc == 0)
+        return false;
+    if (rc == LK_E2BIG) {
+        snprintf(text, sizeof(text),
+                 "decompressed message exceeds max_recv_msg_size (%llu bytes)",
+                 (unsigned long long)max);
+        respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED, text, -1);
+        return true;
+    }
+    respond_error(s, rc == LK_ENOMEM ? LK_GRPC_RESOURCE_EXHAUSTED : LK_GRPC_INVALID_ARGUMENT,
+                  rc == LK_ENOMEM ? "out of memory" : "corrupt compressed message", -1);
+    return true;
+}
+
+/* Validates the (inflated) message, offers it to the pipeline and answers. */
+static void accept_message(struct stream *s, const uint8_t *msg, size_t msglen)
+{
+    lk_otlp_grpc *r = s->c->r;
+    char why[256];
+    char text[400];
+    lk_pipeline *p = pipeline_of(s);
+    if (p == NULL)
         return;
-    }
-    if (s->enc == ENC_UNKNOWN) {
-        respond_error(s, LK_GRPC_UNIMPLEMENTED,
-                      "unsupported grpc-encoding (identity, gzip, deflate)", -1);
-        return;
-    }
-    if (lk_grpc_unary_message(s->body.data, s->body.len, &msg, &msglen,
-                              &compressed) < 0) {
-        respond_error(s, LK_GRPC_INVALID_ARGUMENT,
-                      "request body is not exactly one length-prefixed message",
-                      -1);
-        return;
-    }
-    if (compressed) {
-        if (s->enc == ENC_IDENTITY) {
-            respond_error(s, LK_GRPC_INTERNAL,
-                          "compressed message without grpc-encoding", -1);
-            return;
-        }
-        lk_buf_reset(&r->scratch);
-        int rc = lk_gzip_inflate(msg, msglen, r->cfg.max_recv_msg_size,
-                                 s->enc == ENC_DEFLATE, &r->scratch);
-        if (rc == LK_E2BIG) {
-            snprintf(text, sizeof(text),
-                     "decompressed message exceeds max_recv_msg_size (%llu bytes)",
-                     (unsigned long long)r->cfg.max_recv_msg_size);
-            respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED, text, -1);
-            return;
-        }
-        if (rc < 0) {
-            respond_error(s, rc == LK_ENOMEM ? LK_GRPC_RESOURCE_EXHAUSTED
-                                             : LK_GRPC_INVALID_ARGUMENT,
-                          rc == LK_ENOMEM ? "out of memory" : "corrupt compressed message",
-                          -1);
-            return;
-        }
-        msg = r->scratch.data;
-        msglen = r->scratch.len;
-    }
     enum lk_signal sig = (enum lk_signal)s->signal;
     struct lk_otlp_counts counts;
     struct lk_otlp_salvage_result sv = {0};
@@ -362,6 +352,112 @@ static void process_request(struct stream *s)
         return;
     }
     respond_ok(s, 0, NULL);
+}
+
+static void inflate_call_free(struct inflate_call *ic)
+{
+    lk_inflate_pool_recycle(&ic->r->inflates, &ic->job.out);
+    lk_buf_fini(&ic->body);
+    free(ic);
+}
+
+/* On the loop, once the thread is through with |j|. */
+static void inflate_done(struct lk_inflate_job *j)
+{
+    struct inflate_call *ic = (struct inflate_call *)j;
+    lk_otlp_grpc *r = ic->r;
+    struct stream *s = ic->s;
+    if (s != NULL)
+        s->inflating = NULL;
+    /* A closing receiver has told every client GOAWAY and answers nothing
+     * more: queueing the message now would duplicate the client's retry. */
+    if (s != NULL && !r->closing) {
+        struct conn *c = s->c;
+        if (!inflate_failed(s, j->rc, j->max))
+            accept_message(s, j->out.data, j->out.len);
+        conn_flush(c); /* may free |s| */
+    }
+    inflate_call_free(ic);
+    maybe_finish_close(r);
+}
+
+/* Hands the stream's compressed message |msg| (inside s->body, which moves
+ * to the job) to the thread pool; inflate_done answers. Returns 0, or
+ * LK_ENOMEM / LK_ESYS with nothing changed (inflate it inline then). */
+static int inflate_offloop(struct stream *s, const uint8_t *msg, size_t msglen)
+{
+    lk_otlp_grpc *r = s->c->r;
+    struct inflate_call *ic = calloc(1, sizeof(*ic));
+    if (ic == NULL)
+        return LK_ENOMEM;
+    ic->r = r;
+    ic->s = s;
+    ic->job.in = msg;
+    ic->job.in_len = msglen;
+    ic->job.max = r->cfg.max_recv_msg_size;
+    ic->job.raw_zlib = s->enc == ENC_DEFLATE;
+    ic->job.done = inflate_done;
+    int rc = lk_inflate_pool_submit(&r->inflates, &ic->job);
+    if (rc < 0) {
+        free(ic);
+        return rc;
+    }
+    ic->body = s->body;
+    lk_buf_init(&s->body, 0);
+    s->inflating = ic;
+    return 0;
+}
+
+static void process_request(struct stream *s)
+{
+    lk_otlp_grpc *r = s->c->r;
+    const uint8_t *msg;
+    size_t msglen;
+    bool compressed;
+
+    if (!s->post) {
+        respond_http(s, "405");
+        return;
+    }
+    if (!s->grpc_type) {
+        respond_http(s, "415");
+        return;
+    }
+    if (s->signal < 0) {
+        respond_error(s, LK_GRPC_UNIMPLEMENTED, "unknown method", -1);
+        return;
+    }
+    if (pipeline_of(s) == NULL)
+        return;
+    if (s->enc == ENC_UNKNOWN) {
+        respond_error(s, LK_GRPC_UNIMPLEMENTED,
+                      "unsupported grpc-encoding (identity, gzip, deflate)", -1);
+        return;
+    }
+    if (lk_grpc_unary_message(s->body.data, s->body.len, &msg, &msglen,
+                              &compressed) < 0) {
+        respond_error(s, LK_GRPC_INVALID_ARGUMENT,
+                      "request body is not exactly one length-prefixed message",
+                      -1);
+        return;
+    }
+    if (!compressed) {
+        accept_message(s, msg, msglen);
+        return;
+    }
+    if (s->enc == ENC_IDENTITY) {
+        respond_error(s, LK_GRPC_INTERNAL, "compressed message without grpc-encoding", -1);
+        return;
+    }
+    /* Large messages are inflated off the loop, which meanwhile serves the
+     * other streams and connections. */
+    if (lk_inflate_pool_wants(msglen) && inflate_offloop(s, msg, msglen) == 0)
+        return;
+    lk_buf_reset(&r->scratch);
+    int rc = lk_gzip_inflate(msg, msglen, r->cfg.max_recv_msg_size, s->enc == ENC_DEFLATE,
+                             &r->scratch);
+    if (!inflate_failed(s, rc, r->cfg.max_recv_msg_size))
+        accept_message(s, r->scratch.data, r->scratch.len);
 }
 
 /* ---- nghttp2 callbacks -------------------------------------------------- */
@@ -489,6 +585,23 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame,
     return 0;
 }
 
+/* Frees |s| (unlinked already). A message of its on the thread pool is
+ * withdrawn when still waiting for a thread, else left to discard its
+ * result in inflate_done. */
+static void stream_free(lk_otlp_grpc *r, struct stream *s)
+{
+    struct inflate_call *ic = s->inflating;
+    if (ic != NULL) {
+        if (lk_inflate_pool_cancel(&r->inflates, &ic->job))
+            inflate_call_free(ic);
+        else
+            ic->s = NULL;
+    }
+    lk_buf_fini(&s->body);
+    lk_buf_fini(&s->resp_partial);
+    free(s);
+}
+
 static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t err,
                            void *user)
 {
@@ -504,9 +617,7 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t err,
     if (s->next != NULL)
         s->next->prev = s->prev;
     c->nstreams--;
-    lk_buf_fini(&s->body);
-    lk_buf_fini(&s->resp_partial);
-    free(s);
+    stream_free(c->r, s);
     return 0;
 }
 
@@ -634,9 +745,7 @@ static void conn_close(struct conn *c)
     while (c->streams != NULL) {
         struct stream *s = c->streams;
         c->streams = s->next;
-        lk_buf_fini(&s->body);
-        lk_buf_fini(&s->resp_partial);
-        free(s);
+        stream_free(r, s);
     }
     nghttp2_session_del(c->h2);
     c->h2 = NULL;
@@ -759,6 +868,7 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
     memcpy(r->pipelines, pipelines, sizeof(r->pipelines));
     lk_buf_init(&r->scratch, cfg->max_recv_msg_size);
     lk_buf_init(&r->salvaged, cfg->max_recv_msg_size);
+    lk_inflate_pool_init(&r->inflates, loop);
     if (nghttp2_session_callbacks_new(&r->cbs) != 0)
         goto err_free;
     nghttp2_session_callbacks_set_on_begin_headers_callback(r->cbs, on_begin_headers);
@@ -819,13 +929,14 @@ static void listener_closed(uv_handle_t *h)
 static void maybe_finish_close(lk_otlp_grpc *r)
 {
     if (!r->closing || !r->listener_closed || r->conns != NULL ||
-        r->nconns != 0)
+        r->nconns != 0 || !lk_inflate_pool_is_idle(&r->inflates))
         return;
     void (*done)(void *) = r->close_done;
     void *arg = r->close_arg;
     nghttp2_session_callbacks_del(r->cbs);
     lk_buf_fini(&r->scratch);
     lk_buf_fini(&r->salvaged);
+    lk_inflate_pool_fini(&r->inflates);
     free(r->cfg.endpoint);
     free(r->name);
     free(r);

@@ -1,5 +1,9 @@
 /* OTLP/gRPC receiver: HTTP/2 cleartext (prior knowledge) served by nghttp2 on
- * the libuv loop, over TCP or a Unix socket. */
+ * the libuv loop, over TCP or a Unix socket. Compressed messages of
+ * LK_INFLATE_OFFLOOP_BYTES or more are inflated on libuv's thread pool
+ * (core/inflate_pool.h) while the loop serves other streams and
+ * connections; the stream is answered on the loop afterwards, and its result
+ * dropped if the stream was reset or its connection closed meanwhile. */
 #ifndef LK_RECEIVERS_OTLP_GRPC_H
 #define LK_RECEIVERS_OTLP_GRPC_H
 
@@ -21,12 +25,15 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
                        const struct lk_grpc_receiver_config *cfg,
                        lk_pipeline *const pipelines[LK_SIGNAL_COUNT],
                        lk_metrics *m);
-/* Stops accepting, sends GOAWAY to every connection, closes them once their
- * pending output is written, and calls |done| when all handles are closed. */
 /* A reload that keeps the endpoint: new limits (for new connections and
- * streams; idle timeouts as they are next armed) and pipelines. */
+ * streams; idle timeouts as they are next armed) and pipelines (a message on
+ * the thread pool goes to the pipeline of its signal when it is back). */
 void lk_otlp_grpc_update(lk_otlp_grpc *r, const struct lk_grpc_receiver_config *cfg,
                          lk_pipeline *const pipelines[LK_SIGNAL_COUNT]);
+/* Stops accepting, sends GOAWAY to every connection, closes them once their
+ * pending output is written, and calls |done| when all handles are closed
+ * and the thread pool is through with every message (results of streams
+ * closed meanwhile are dropped). */
 void lk_otlp_grpc_close(lk_otlp_grpc *r, void (*done)(void *arg), void *arg);
 
 #endif

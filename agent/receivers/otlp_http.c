@@ -11,6 +11,7 @@
 #include "core/grpc_status.h"
 #include "core/gzip.h"
 #include "core/httpd.h"
+#include "core/inflate_pool.h"
 #include "core/json_escape.h"
 #include "core/log.h"
 #include "core/pbwire.h"
@@ -51,11 +52,13 @@ struct lk_otlp_http {
     lk_httpd *httpd;
     uint64_t max_body;  /* bytes, max_request_body_size */
     lk_pipeline *pipelines[LK_SIGNAL_COUNT];
-    /* One request is handled at a time, start to answer, on the loop. */
-    lk_buf inflated;    /* decompressed body */
+    /* One request is handled at a time on the loop (from the handler, or
+     * from inflate_done for a body inflated on the thread pool). */
+    lk_buf inflated;    /* body decompressed inline */
     lk_buf decoded;     /* protobuf from a JSON body */
     lk_buf salvaged;    /* the valid part of a request with invalid items */
     lk_buf resp;        /* response body */
+    lk_inflate_pool inflates; /* large bodies; the server waits for their answers */
     void (*close_done)(void *);
     void *close_arg;
 
@@ -71,6 +74,15 @@ struct call {
     lk_otlp_http *r;
     lk_httpd_req *req;
     enum media media; /* of the request, and so of the response */
+};
+
+/* A request whose body is being inflated on the thread pool. The body stays
+ * with the request, which the server keeps until it is answered. */
+struct inflate_call {
+    struct lk_inflate_job job; /* first */
+    struct call c;
+    enum lk_signal sig;
+    enum encoding enc;
 };
 
 /* ---- metrics ------------------------------------------------------------ */
@@ -280,35 +292,41 @@ static int signal_of(const char *path)
     return -1;
 }
 
+/* Answers a failed inflate of an |enc| body (|rc| from lk_gzip_inflate with
+ * cap |max|). Returns true when it did. */
+static bool inflate_failed(struct call *c, enum encoding enc, int rc, uint64_t max)
+{
+    char text[160];
+    if (rc == 0)
+        return false;
+    if (rc == LK_E2BIG) {
+        snprintf(text, sizeof(text),
+                 "decompressed body exceeds max_request_body_size (%llu bytes)",
+                 (unsigned long long)max);
+        respond_error(c, 413, LK_GRPC_RESOURCE_EXHAUSTED, text, false);
+    } else if (rc == LK_ENOMEM) {
+        respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
+    } else {
+        respond_error(c, 400, LK_GRPC_INVALID_ARGUMENT,
+                      enc == ENC_GZIP ? "corrupt or truncated gzip body"
+                                      : "corrupt or truncated deflate (zlib) body",
+                      false);
+    }
+    return true;
+}
+
 /* Decompresses |*body| into r->inflated per |enc| and points |*body| at the
  * result. Returns true, or false after answering. */
 static bool decompress(struct call *c, enum encoding enc, const uint8_t **body,
                        size_t *len)
 {
     lk_otlp_http *r = c->r;
-    char text[160];
     if (enc == ENC_IDENTITY)
         return true;
     lk_buf_reset(&r->inflated);
     int rc = lk_gzip_inflate(*body, *len, r->max_body, enc == ENC_DEFLATE, &r->inflated);
-    if (rc == LK_E2BIG) {
-        snprintf(text, sizeof(text),
-                 "decompressed body exceeds max_request_body_size (%llu bytes)",
-                 (unsigned long long)r->max_body);
-        respond_error(c, 413, LK_GRPC_RESOURCE_EXHAUSTED, text, false);
+    if (inflate_failed(c, enc, rc, r->max_body))
         return false;
-    }
-    if (rc == LK_ENOMEM) {
-        respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
-        return false;
-    }
-    if (rc < 0) {
-        respond_error(c, 400, LK_GRPC_INVALID_ARGUMENT,
-                      enc == ENC_GZIP ? "corrupt or truncated gzip body"
-                                      : "corrupt or truncated deflate (zlib) body",
-                      false);
-        return false;
-    }
     *body = r->inflated.data != NULL ? r->inflated.data : (const uint8_t *)"";
     *len = r->inflated.len;
     return true;
@@ -347,11 +365,26 @@ static bool json_to_proto(struct call *c, enum lk_signal sig, const uint8_t **bo
     return true;
 }
 
+/* The signal's pipeline, or NULL after answering 404. Looked up again after
+ * an inflate on the thread pool: a reload may have changed it. */
+static lk_pipeline *pipeline_of(struct call *c, enum lk_signal sig)
+{
+    lk_pipeline *p = c->r->pipelines[sig];
+    if (p == NULL) {
+        char text[128];
+        snprintf(text, sizeof(text), "no %s pipeline is configured", lk_signal_name(sig));
+        respond_error(c, 404, LK_GRPC_UNIMPLEMENTED, text, false);
+    }
+    return p;
+}
+
+static void handle_body(struct call *c, enum lk_signal sig, const uint8_t *body, size_t len);
+static int inflate_offloop(struct call *c, enum lk_signal sig, enum encoding enc,
+                           const uint8_t *body, size_t len);
+
 static void handle(struct call *c)
 {
-    lk_otlp_http *r = c->r;
     lk_httpd_req *req = c->req;
-    char why[256], text[400];
 
     c->media = media_of(lk_httpd_req_header(req, "content-type"));
     int s = signal_of(lk_httpd_req_path(req));
@@ -366,12 +399,8 @@ static void handle(struct call *c)
         respond_error(c, 405, LK_GRPC_UNIMPLEMENTED, "only POST is allowed", false);
         return;
     }
-    lk_pipeline *p = r->pipelines[sig];
-    if (p == NULL) {
-        snprintf(text, sizeof(text), "no %s pipeline is configured", lk_signal_name(sig));
-        respond_error(c, 404, LK_GRPC_UNIMPLEMENTED, text, false);
+    if (pipeline_of(c, sig) == NULL)
         return;
-    }
     if (c->media == MEDIA_UNKNOWN) {
         respond_error(c, 415, LK_GRPC_UNIMPLEMENTED,
                       "unsupported Content-Type; use application/x-protobuf or "
@@ -388,7 +417,24 @@ static void handle(struct call *c)
 
     size_t len;
     const uint8_t *body = lk_httpd_req_body(req, &len);
+    /* Large bodies are inflated off the loop, which meanwhile serves the
+     * other connections. */
+    if (enc != ENC_IDENTITY && lk_inflate_pool_wants(len) &&
+        inflate_offloop(c, sig, enc, body, len) == 0)
+        return;
     if (!decompress(c, enc, &body, &len))
+        return;
+    handle_body(c, sig, body, len);
+}
+
+/* The rest of a request once its body is decompressed: JSON to protobuf,
+ * validation, the pipeline, the answer. */
+static void handle_body(struct call *c, enum lk_signal sig, const uint8_t *body, size_t len)
+{
+    lk_otlp_http *r = c->r;
+    char why[256], text[400];
+    lk_pipeline *p = pipeline_of(c, sig);
+    if (p == NULL)
         return;
     if (c->media == MEDIA_JSON && !json_to_proto(c, sig, &body, &len))
         return;
@@ -468,15 +514,66 @@ static void trim_scratch(lk_buf *b)
         lk_buf_reset(b);
 }
 
+static void trim_scratches(lk_otlp_http *r)
+{
+    trim_scratch(&r->inflated);
+    trim_scratch(&r->decoded);
+    trim_scratch(&r->salvaged);
+    trim_scratch(&r->resp);
+}
+
 static void on_request(lk_httpd_req *req, void *arg)
 {
     lk_otlp_http *r = arg;
     struct call c = {.r = r, .req = req, .media = MEDIA_UNKNOWN};
     handle(&c);
-    trim_scratch(&r->inflated);
-    trim_scratch(&r->decoded);
-    trim_scratch(&r->salvaged);
-    trim_scratch(&r->resp);
+    trim_scratches(r);
+}
+
+/* On the loop, once the thread is through with |j|. */
+static void inflate_done(struct lk_inflate_job *j)
+{
+    struct inflate_call *ic = (struct inflate_call *)j;
+    struct call c = ic->c;
+    enum lk_signal sig = ic->sig;
+    enum encoding enc = ic->enc;
+    if (j->rc == LK_ECANCELED || lk_httpd_req_is_abandoned(c.req)) {
+        /* The connection is gone (the receiver is closing): the result is
+         * dropped, and so is the answer, which only releases the request
+         * (not counted: nobody was answered). It may free the receiver. */
+        lk_inflate_pool_recycle(&c.r->inflates, &j->out);
+        free(ic);
+        (void)lk_httpd_respond(c.req, 503, NULL, NULL, NULL, 0);
+        return;
+    }
+    if (!inflate_failed(&c, enc, j->rc, j->max))
+        handle_body(&c, sig, j->out.data != NULL ? j->out.data : (const uint8_t *)"",
+                    j->out.len);
+    lk_inflate_pool_recycle(&c.r->inflates, &j->out);
+    free(ic);
+    trim_scratches(c.r);
+}
+
+/* Hands the compressed |body| of |c| to the thread pool; inflate_done
+ * answers. Returns 0, or LK_ENOMEM / LK_ESYS (inflate it inline then). */
+static int inflate_offloop(struct call *c, enum lk_signal sig, enum encoding enc,
+                           const uint8_t *body, size_t len)
+{
+    struct inflate_call *ic = calloc(1, sizeof(*ic));
+    if (ic == NULL)
+        return LK_ENOMEM;
+    ic->c = *c;
+    ic->sig = sig;
+    ic->enc = enc;
+    ic->job.in = body;
+    ic->job.in_len = len;
+    ic->job.max = c->r->max_body;
+    ic->job.raw_zlib = enc == ENC_DEFLATE;
+    ic->job.done = inflate_done;
+    int rc = lk_inflate_pool_submit(&c->r->inflates, &ic->job);
+    if (rc < 0)
+        free(ic);
+    return rc;
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -487,6 +584,7 @@ static void receiver_free(lk_otlp_http *r)
     lk_buf_fini(&r->decoded);
     lk_buf_fini(&r->salvaged);
     lk_buf_fini(&r->resp);
+    lk_inflate_pool_fini(&r->inflates);
     free(r->name);
     free(r);
 }
@@ -520,6 +618,7 @@ int lk_otlp_http_start(lk_otlp_http **out, uv_loop_t *loop, const char *name,
     lk_buf_init(&r->decoded, cfg->max_request_body_size);
     lk_buf_init(&r->salvaged, cfg->max_request_body_size);
     lk_buf_init(&r->resp, MAX_RESPONSE_BYTES);
+    lk_inflate_pool_init(&r->inflates, loop);
 
     snprintf(labels, sizeof(labels), "receiver=\"%s\",transport=\"http\"", name);
     for (int i = 0; i < LK_SIGNAL_COUNT; i++) {
@@ -598,5 +697,10 @@ void lk_otlp_http_close(lk_otlp_http *r, void (*done)(void *arg), void *arg)
 {
     r->close_done = done;
     r->close_arg = arg;
+    /* The server closes every connection now, and frees nothing (nor calls
+     * httpd_closed) before each request it handed out is answered: bodies
+     * still waiting for a thread are released at once (their answers are
+     * dropped); those on a thread end in inflate_done. */
     lk_httpd_close(r->httpd, httpd_closed, r);
+    lk_inflate_pool_cancel_all(&r->inflates);
 }

@@ -3,7 +3,11 @@
  * (core/httpd), over TCP or a Unix socket, with protobuf
  * (application/x-protobuf) or JSON (application/json) bodies, optionally
  * gzip- or deflate-encoded. JSON is turned into protobuf once, at the door,
- * so the pipeline sees only protobuf.
+ * so the pipeline sees only protobuf. Compressed bodies of
+ * LK_INFLATE_OFFLOOP_BYTES or more are inflated on libuv's thread pool
+ * (core/inflate_pool.h) and the request is finished on the loop afterwards;
+ * its connection reads nothing more meanwhile, so pipelined requests are
+ * still answered in order.
  *
  * Answers: 200 with an Export<Signal>ServiceResponse in the request's content
  * type (carrying partial_success when only some items had invalid values:
@@ -49,9 +53,11 @@ int lk_otlp_http_port(const lk_otlp_http *r);
 
 /*
  * Stops accepting and closes every connection at once (a response being
- * written is cut; every request is answered before it returns to the loop,
- * so none is lost half-handled). |done| (may be NULL) runs on the loop once
- * everything is closed; |r| is freed just before. Call once.
+ * written is cut). A request whose body is being inflated on the thread
+ * pool is not queued: its result is dropped, as the client gets no answer
+ * to retry on. |done| (may be NULL) runs on the loop once everything is
+ * closed and the thread pool is through with every body; |r| is freed just
+ * before. Call once.
  */
 /* A reload that keeps the endpoint: new limits (for new connections and
  * requests) and pipelines. */

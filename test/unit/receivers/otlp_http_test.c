@@ -28,10 +28,12 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/gzip.h"
+#include "core/inflate_pool.h"
 #include "core/selfmetrics.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/queue.h"
+#include "pool_hold.h"
 
 #define MAX_BODY (256 * 1024) /* max_request_body_size of the receiver */
 #define MAX_BATCHES 64
@@ -92,6 +94,7 @@ static struct lk_queue_config QC;
 static struct lk_batch_config BC;
 static struct lk_retry_config RC;
 static bool receiver_closed;
+static bool receiver_closing; /* lk_otlp_http_close called by the test */
 
 static void on_client_done(uv_async_t *a)
 {
@@ -145,8 +148,11 @@ static void on_receiver_closed(void *arg)
 /* Answers every held batch, closes the receiver and frees everything. */
 static void stop(void)
 {
-    receiver_closed = false;
-    lk_otlp_http_close(R, on_receiver_closed, NULL);
+    if (!receiver_closing) {
+        receiver_closed = false;
+        lk_otlp_http_close(R, on_receiver_closed, NULL);
+    }
+    receiver_closing = false;
     for (int s = 0; s < LK_SIGNAL_LOGS; s++) {
         for (int i = 0; i < F[s].calls; i++) {
             lk_batch_done(F[s].pending[i], LK_EXPORT_OK, -1, NULL);
@@ -200,6 +206,7 @@ struct exch {
     int nresp;              /* responses read */
     struct resp resp[MAX_REQS];
     bool want_eof;          /* wait for the server to close, into |eof| */
+    bool hang_up;           /* close right after sending, reading nothing */
     bool eof;               /* the server closed after the last answer */
     char buf[512 * 1024];
     size_t len;
@@ -303,6 +310,8 @@ static void *client_main(void *arg)
         } else {
             for (int i = 0; i < x->nreq; i++) {
                 cli_send(fd, x->req[i], x->req_len[i]);
+                if (x->hang_up)
+                    break;
                 if (!cli_read(fd, x, &x->resp[x->nresp]))
                     break;
                 x->nresp++;
@@ -514,6 +523,58 @@ static json_t *json_body(const struct resp *r)
     json_t *j = json_loadb((const char *)r->body, r->body_len, 0, &err);
     ck_assert_msg(j != NULL, "response is not JSON: %.*s", (int)r->body_len, r->body);
     return j;
+}
+
+
+/* ---- the loop for a while, and large bodies ---- */
+
+static void tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* Runs the loop until |cond| holds or |ms| have passed (a guard, not a
+ * timing assertion); |cond| NULL: for |ms|. Returns whether |cond| held. */
+static bool run_until(bool (*cond)(void), uint64_t ms)
+{
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    uv_timer_start(&t, tick, 5, 5);
+    uint64_t end = uv_now(&loop) + ms;
+    while ((cond == NULL || !cond()) && uv_now(&loop) < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    return cond != NULL && cond();
+}
+
+/* An ExportTraceServiceRequest of one span whose name is 180 KiB of
+ * pseudo-random letters, which gzip to well over LK_INFLATE_OFFLOOP_BYTES.
+ * |seed| varies the name. */
+static uint8_t *big_traces(uint32_t seed, size_t *len)
+{
+    static const char alphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
+    size_t n = 180 * 1024;
+    char *name = malloc(n + 1);
+    ck_assert_ptr_nonnull(name);
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        name[i] = alphabet[(x >> 16) & 63];
+    }
+    name[n] = '\0';
+    uint8_t *body = traces(1, name, len);
+    free(name);
+    ck_assert_uint_le(*len, MAX_BODY);
+    return body;
+}
+
+static void gzip_of(const uint8_t *p, size_t n, lk_buf *out)
+{
+    lk_buf_init(out, SIZE_MAX);
+    ck_assert_int_eq(lk_gzip_deflate(p, n, out), 0);
+    ck_assert(lk_inflate_pool_wants(out->len));
 }
 
 /* ---- tests ---- */
@@ -1060,6 +1121,173 @@ START_TEST(start_fails_on_a_taken_port)
 }
 END_TEST
 
+
+START_TEST(large_bodies_are_inflated_off_the_loop_in_order)
+{
+    start("127.0.0.1:0", 1000);
+    size_t blen, slen;
+    uint8_t *big = big_traces(1, &blen);
+    uint8_t *small = traces(2, "small", &slen);
+    lk_buf gz, bomb;
+    gzip_of(big, blen, &gz);
+    uLongf zlen = compressBound(blen);
+    uint8_t *z = malloc(zlen);
+    ck_assert_int_eq(compress(z, &zlen, big, blen), Z_OK); /* zlib format */
+    ck_assert(lk_inflate_pool_wants(zlen));
+    /* A bomb large enough to go to the pool: the big body, then 1 MiB of
+     * zeros, four times the limit once inflated. */
+    size_t blen2 = blen + (1u << 20);
+    uint8_t *padded = calloc(1, blen2);
+    memcpy(padded, big, blen);
+    gzip_of(padded, blen2, &bomb);
+    free(padded);
+    ck_assert_uint_le(bomb.len, MAX_BODY);
+
+    struct exch *x = exch_new();
+    x->pipelined = true;
+    add_req(x, "POST", "/v1/traces", "application/x-protobuf", "Content-Encoding: gzip\r\n",
+            gz.data, gz.len);
+    add_req(x, "POST", "/v1/traces", "application/x-protobuf", NULL, small, slen);
+    add_req(x, "POST", "/v1/traces", "application/x-protobuf", "Content-Encoding: deflate\r\n",
+            z, zlen);
+    add_req(x, "POST", "/v1/traces", "application/x-protobuf", "Content-Encoding: gzip\r\n",
+            bomb.data, bomb.len);
+    add_req(x, "POST", "/v1/traces", "application/x-protobuf", "Content-Encoding: gzip\r\n",
+            gz.data, gz.len - 4); /* truncated */
+    add_req(x, "POST", "/v1/traces", "application/json", "Content-Encoding: gzip\r\n",
+            gz.data, gz.len); /* protobuf bytes announced as JSON */
+    add_req(x, "POST", "/v1/traces", "application/x-protobuf", NULL, small, slen);
+    run(x);
+    ck_assert_int_eq(x->nresp, 7);
+    int want_status[] = {200, 200, 200, 413, 400, 400, 200};
+    for (int i = 0; i < 7; i++)
+        ck_assert_msg(x->resp[i].status == want_status[i], "answer %d: %d, want %d", i,
+                      x->resp[i].status, want_status[i]);
+    char want[128];
+    snprintf(want, sizeof(want),
+             "decompressed body exceeds max_request_body_size (%d bytes)", MAX_BODY);
+    assert_proto_status(&x->resp[3], 8, want);
+    assert_proto_status(&x->resp[4], 3, "corrupt or truncated gzip body");
+    json_t *j = json_body(&x->resp[5]);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "code")), 3);
+    json_decref(j);
+    /* Queued in the order they came, decompressed. */
+    ck_assert_int_eq(F[LK_SIGNAL_TRACES].calls, 4);
+    const uint8_t *want_body[] = {big, small, big, small};
+    size_t want_len[] = {blen, slen, blen, slen};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_uint_eq(F[LK_SIGNAL_TRACES].sent_len[i], want_len[i]);
+        ck_assert_mem_eq(F[LK_SIGNAL_TRACES].sent[i], want_body[i], want_len[i]);
+    }
+    ck_assert_uint_eq(counter("lookout_receiver_accepted_spans_total", HTTP_LABELS), 6);
+    ck_assert_uint_eq(requests(200), 4);
+    ck_assert_uint_eq(requests(413), 1);
+    ck_assert_uint_eq(requests(400), 2);
+    lk_buf_fini(&gz);
+    lk_buf_fini(&bomb);
+    free(z);
+    free(big);
+    free(small);
+    exch_free(x);
+    stop();
+}
+END_TEST
+
+static bool two_batches(void)
+{
+    return F[LK_SIGNAL_TRACES].calls == 2;
+}
+
+START_TEST(other_connections_are_served_while_a_body_inflates)
+{
+    start("127.0.0.1:0", 1000);
+    size_t blen, slen;
+    uint8_t *big = big_traces(2, &blen);
+    uint8_t *small = traces(1, "meanwhile", &slen);
+    lk_buf gz;
+    gzip_of(big, blen, &gz);
+    pool_hold(&loop);
+    /* A client sends a large gzip body and hangs up at once. */
+    struct exch *a = exch_new();
+    add_req(a, "POST", "/v1/traces", "application/x-protobuf", "Content-Encoding: gzip\r\n",
+            gz.data, gz.len);
+    a->hang_up = true;
+    run(a);
+    run_until(NULL, 100); /* the loop reads it and hands it to the pool */
+    /* Its body is stuck on the pool, yet another connection is answered. */
+    struct exch *b = exch_new();
+    add_req(b, "POST", "/v1/traces", "application/x-protobuf", NULL, small, slen);
+    run(b);
+    ck_assert_int_eq(b->nresp, 1);
+    ck_assert_int_eq(b->resp[0].status, 200);
+    ck_assert_int_eq(F[LK_SIGNAL_TRACES].calls, 1);
+    ck_assert_mem_eq(F[LK_SIGNAL_TRACES].sent[0], small, slen);
+    /* Once the pool is free the first body ends as well. The server does not
+     * read a connection whose request it is handling, so the hang-up is
+     * noticed only when the answer cannot be written: the request counts as
+     * any other. */
+    pool_release();
+    ck_assert(run_until(two_batches, 10000));
+    ck_assert_mem_eq(F[LK_SIGNAL_TRACES].sent[1], big, blen);
+    ck_assert_uint_eq(counter("lookout_receiver_accepted_spans_total", HTTP_LABELS), 2);
+    lk_buf_fini(&gz);
+    free(big);
+    free(small);
+    exch_free(a);
+    exch_free(b);
+    stop();
+}
+END_TEST
+
+#define CLOSE_CLIENTS 6 /* more than LK_INFLATE_MAX_RUNNING: some wait */
+
+static bool closed(void)
+{
+    return receiver_closed;
+}
+
+START_TEST(close_while_inflating_drops_the_requests)
+{
+    start("127.0.0.1:0", 1000);
+    size_t blen;
+    uint8_t *big = big_traces(3, &blen);
+    lk_buf gz;
+    gzip_of(big, blen, &gz);
+    pool_hold(&loop);
+    struct exch *x[CLOSE_CLIENTS];
+    pthread_t t[CLOSE_CLIENTS];
+    for (int i = 0; i < CLOSE_CLIENTS; i++) {
+        x[i] = exch_new();
+        add_req(x[i], "POST", "/v1/traces", "application/x-protobuf",
+                "Content-Encoding: gzip\r\n", gz.data, gz.len);
+        ck_assert_int_eq(pthread_create(&t[i], NULL, client_main, x[i]), 0);
+    }
+    /* Every body is read and handed over: four with libuv's held threads,
+     * two waiting behind them. */
+    run_until(NULL, 300);
+    receiver_closed = false;
+    receiver_closing = true;
+    lk_otlp_http_close(R, on_receiver_closed, NULL);
+    /* The receiver is not freed while its bodies are on the pool. */
+    run_until(closed, 100);
+    ck_assert(!receiver_closed);
+    pool_release();
+    ck_assert(run_until(closed, 10000));
+    for (int i = 0; i < CLOSE_CLIENTS; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(x[i]->nresp, 0); /* no answer: the client retries */
+        exch_free(x[i]);
+    }
+    ck_assert_int_eq(F[LK_SIGNAL_TRACES].calls, 0);
+    ck_assert_uint_eq(counter("lookout_receiver_accepted_spans_total", HTTP_LABELS), 0);
+    ck_assert_uint_eq(requests(200), 0);
+    ck_assert_uint_eq(requests(503), 0);
+    lk_buf_fini(&gz);
+    free(big);
+    stop();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("otlp_http");
@@ -1081,10 +1309,14 @@ static Suite *suite(void)
         {"connections", {keep_alive_serves_several_requests,
                          pipelined_requests_are_answered_in_order}},
         {"endpoints", {unix_socket_endpoint, start_fails_on_a_taken_port}},
+        {"offloop", {large_bodies_are_inflated_off_the_loop_in_order,
+                     other_connections_are_served_while_a_body_inflates,
+                     close_while_inflating_drops_the_requests}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);
         tcase_set_timeout(t, 60);
+        tcase_add_checked_fixture(t, NULL, pool_unhold);
         for (size_t j = 0; j < 4 && cases[i].tests[j] != NULL; j++)
             tcase_add_test(t, cases[i].tests[j]);
         suite_add_tcase(s, t);
@@ -1095,6 +1327,7 @@ static Suite *suite(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    pool_hold_setup();
     SRunner *sr = srunner_create(suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
