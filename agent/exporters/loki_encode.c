@@ -1355,13 +1355,36 @@ static int walk_scope_logs(struct lk_loki_encoder *e,
     return 0;
 }
 
+/* The attributes of one Resource message (|res|, its body) into e->attrs. */
+static int add_resource_attrs(struct lk_loki_encoder *e, struct span res)
+{
+    struct rd r = rd_of(res);
+    struct field f;
+    size_t idx;
+    int rc;
+
+    while (r.p < r.end) {
+        rc = rd_field(&r, &f);
+        if (rc < 0)
+            return rc;
+        if (f.num != 1)
+            continue;
+        if (f.wt != LK_PB_LEN)
+            return LK_EPROTO;
+        rc = add_attr(e, f.s, &idx);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int walk_resource_logs(struct lk_loki_encoder *e,
                               const struct lk_loki_encode_opts *o,
                               struct span s)
 {
-    size_t first = e->nattrs, idx;
-    struct rd r = rd_of(s), q;
-    struct field f, g;
+    size_t first = e->nattrs;
+    struct rd r = rd_of(s);
+    struct field f;
     int rc;
 
     e->last_res.p = NULL;
@@ -1374,19 +1397,9 @@ static int walk_resource_logs(struct lk_loki_encoder *e,
             continue;
         if (f.wt != LK_PB_LEN)
             return LK_EPROTO;
-        q = rd_of(f.s);
-        while (q.p < q.end) {
-            rc = rd_field(&q, &g);
-            if (rc < 0)
-                return rc;
-            if (g.num != 1)
-                continue;
-            if (g.wt != LK_PB_LEN)
-                return LK_EPROTO;
-            rc = add_attr(e, g.s, &idx);
-            if (rc < 0)
-                return rc;
-        }
+        rc = add_resource_attrs(e, f.s);
+        if (rc < 0)
+            return rc;
     }
     rc = prepare_resource(e, o, first, e->nattrs - first);
     if (rc < 0)
@@ -1446,8 +1459,6 @@ static int walk_entries(struct lk_loki_encoder *e,
     const uint8_t *p = s.p, *end = s.p + s.len;
     struct lk_loki_run run;
     struct lk_loki_entry le;
-    struct field f;
-    size_t idx;
     int rc;
 
     while (p < end) {
@@ -1457,20 +1468,10 @@ static int walk_entries(struct lk_loki_encoder *e,
         if (e->last_res.p == NULL || e->last_res.len != run.res_len ||
             memcmp(e->last_res.p, run.res, run.res_len) != 0) {
             size_t first = e->nattrs;
-            struct rd a = {run.res, run.res + run.res_len};
-            while (a.p < a.end) {
-                rc = rd_field(&a, &f);
-                if (rc < 0)
-                    return rc;
-                if (f.num != 1)
-                    continue;
-                if (f.wt != LK_PB_LEN)
-                    return LK_EPROTO;
-                rc = add_attr(e, f.s, &idx);
-                if (rc < 0)
-                    return rc;
-            }
-            rc = prepare_resource(e, o, first, e->nattrs - first);
+            struct span res = {run.res, run.res_len};
+            rc = add_resource_attrs(e, res);
+            if (rc == 0)
+                rc = prepare_resource(e, o, first, e->nattrs - first);
             if (rc < 0)
                 return rc;
             e->last_res.p = run.res;
