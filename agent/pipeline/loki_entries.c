@@ -191,29 +191,27 @@ int lk_loki_entry_next(const uint8_t **p, const uint8_t *end, struct lk_loki_ent
         en->ts |= (uint64_t)(*p)[i] << (8 * i);
     en->severity_number = (*p)[8] <= 24 ? (*p)[8] : 0;
     *p += LK_LOKI_ENTRY_HEAD;
-    if (rd_varint(p, end, &len) < 0 || rd_bytes(p, end, len, &en->core) < 0)
+    /* A core always holds its timestamp field: an empty one is not ours
+     * (and the Loki encoder tells entries from OTLP records by it). */
+    if (rd_varint(p, end, &len) < 0 || len == 0 || rd_bytes(p, end, len, &en->core) < 0)
         return LK_EPROTO;
     en->core_len = (size_t)len;
     return 0;
 }
 
-/* The next length-delimited field of a message; other wire types are not
- * in what the writer makes. */
+/* The next field of an EntryAdapter or LabelPairAdapter: all of theirs
+ * that the writer makes are length-delimited, so any other wire type is
+ * LK_EPROTO. */
 static int rd_ld(const uint8_t **p, const uint8_t *end, uint64_t *num, const uint8_t **v,
                  size_t *n)
 {
     uint64_t key, len;
-    if (rd_varint(p, end, &key) < 0)
+    if (rd_varint(p, end, &key) < 0 || (key & 7) != LK_PB_LEN ||
+        rd_varint(p, end, &len) < 0 || rd_bytes(p, end, len, v) < 0)
         return LK_EPROTO;
     *num = key >> 3;
-    if ((key & 7) == LK_PB_LEN) {
-        if (rd_varint(p, end, &len) < 0 || rd_bytes(p, end, len, v) < 0)
-            return LK_EPROTO;
-        *n = (size_t)len;
-        return 0;
-    }
-    *n = 0;
-    return (key & 7) == LK_PB_VARINT ? rd_varint(p, end, &len) : LK_EPROTO;
+    *n = (size_t)len;
+    return 0;
 }
 
 static int hex_val(uint8_t c)

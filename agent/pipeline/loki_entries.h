@@ -75,7 +75,7 @@ struct lk_loki_entry {
 };
 
 /* Read the run / entry at *|p| (before |end|) and move past it: 0, or
- * LK_EPROTO when a length runs past |end|. */
+ * LK_EPROTO when a length runs past |end| or an entry's core is empty. */
 int lk_loki_run_next(const uint8_t **p, const uint8_t *end, struct lk_loki_run *run);
 int lk_loki_entry_next(const uint8_t **p, const uint8_t *end, struct lk_loki_entry *en);
 

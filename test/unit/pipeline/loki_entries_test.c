@@ -260,6 +260,18 @@ START_TEST(malformed_entries_fail_cleanly)
     lk_loki_run_close(&bad, at, 2);
     struct iovec iov = {bad.data, bad.len};
     ck_assert_int_eq(lk_loki_encode_forms(enc, &o, &iov, &form, 1, &out, &r, &s), LK_EPROTO);
+    /* Entries with an empty core (a producer always writes the timestamp),
+     * taken as they are and converted. */
+    static const uint8_t head[LK_LOKI_ENTRY_HEAD + 1] = {0, 2, 0, 0, 0, 0x75, 0, 0, 16, 0};
+    lk_buf_reset(&bad);
+    ck_assert_int_eq(lk_loki_run_open(&bad, NULL, 0, &at), 0);
+    ck_assert_int_eq(lk_buf_append(&bad, head, sizeof(head)), 0);
+    ck_assert_int_eq(lk_buf_append(&bad, head, sizeof(head)), 0);
+    lk_loki_run_close(&bad, at, 2);
+    iov.iov_base = bad.data;
+    iov.iov_len = bad.len;
+    ck_assert_int_eq(lk_loki_encode_forms(enc, &o, &iov, &form, 1, &out, &r, &s), LK_EPROTO);
+    ck_assert_int_eq(lk_loki_encode_forms(enc, &j, &iov, &form, 1, &out, &r, &s), LK_EPROTO);
     lk_buf_fini(&bad);
     lk_loki_encoder_destroy(enc);
     lk_buf_fini(&ent);
