@@ -32,6 +32,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/membudget.h"
 #include "exporters/loki.h"
 #include "exporters/otlp.h"
 #include "exporters/otlphttp.h"
@@ -88,6 +89,7 @@ static struct {
     struct rslot *rs;
     lk_gauge *reload_ok, *reload_ts;
     lk_counter *reloads_ok, *reloads_failed;
+    lk_gauge *mem_limit, *mem_peak, *mem_used[LK_MEM_KINDS];
     struct rclose *rcloses; /* receivers closing */
     int restarts;           /* lines receivers waiting to start again */
     uint64_t retire_ms; /* shutdown_timeout of the configuration being applied */
@@ -639,6 +641,7 @@ static void commit(struct plan *p, lk_config *nc)
                               render ? render->e : NULL);
 
     lk_log_level_set(nc->log_level);
+    lk_mem_set_limit((size_t)nc->memory_limit);
     if (S.cfg != NULL) {
         lk_config **o = realloc(S.old, (S.nold + 1) * sizeof(*o));
         if (o != NULL) {
@@ -669,8 +672,30 @@ static int apply(lk_config *nc)
     return 0;
 }
 
+static void collect_memory(lk_metrics *m, void *arg)
+{
+    (void)m;
+    (void)arg;
+    lk_gauge_set(S.mem_limit, (double)lk_mem_limit());
+    lk_gauge_set(S.mem_peak, (double)lk_mem_peak());
+    for (int k = LK_MEM_NONE + 1; k < LK_MEM_KINDS; k++)
+        lk_gauge_set(S.mem_used[k], (double)lk_mem_used_by((enum lk_mem_kind)k));
+}
+
 static void register_metrics(void)
 {
+    char labels[64];
+    S.mem_limit = lk_metrics_gauge(S.m, "lookout_memory_limit_bytes",
+                                   "memory_limit: the budget for the data lookout holds.", "");
+    S.mem_peak = lk_metrics_gauge(S.m, "lookout_memory_peak_bytes",
+                                  "The most the budget has been charged since start.", "");
+    for (int k = LK_MEM_NONE + 1; k < LK_MEM_KINDS; k++) {
+        snprintf(labels, sizeof(labels), "kind=\"%s\"", lk_mem_kind_name((enum lk_mem_kind)k));
+        S.mem_used[k] = lk_metrics_gauge(S.m, "lookout_memory_used_bytes",
+                                         "Bytes charged to memory_limit, by what holds them.",
+                                         labels);
+    }
+    lk_metrics_on_collect(S.m, collect_memory, NULL);
     S.reload_ok = lk_metrics_gauge(S.m, "lookout_config_last_reload_successful",
                                    "1 when the last configuration load succeeded.", "");
     S.reload_ts = lk_metrics_gauge(S.m, "lookout_config_last_reload_success_timestamp_seconds",

@@ -921,6 +921,7 @@ static const struct field root_fields[] = {
     F_ENUM("log_level", lk_config, log_level, log_level_names),
     F_INT("shutdown_timeout", FT_DURATION, lk_config, shutdown_timeout_ms, 0, DUR_MAX),
     F_VAL("watch_config", FT_BOOL, lk_config, watch_config),
+    F_INT("memory_limit", FT_SIZE, lk_config, memory_limit, 16 * MIB, 1024 * GIB),
     F_NODE("admin"),
     F_NODE("receivers"),
     F_NODE("exporters"),
@@ -1033,6 +1034,7 @@ int lk_config_parse(const char *name, const char *text, size_t len,
     c.cfg->path = cfg_xstrdup(&c, name);
     c.cfg->log_level = LK_LOG_INFO;
     c.cfg->shutdown_timeout_ms = 5 * MS_S;
+    c.cfg->memory_limit = 256 * MIB;
     c.cfg->admin.endpoint = cfg_xstrdup(&c, "127.0.0.1:9464");
 
     rc = lk__config_yaml_parse(&doc, name, text, len, &d);

@@ -191,6 +191,7 @@ typedef struct lk_config {
     enum lk_log_level log_level;
     uint64_t shutdown_timeout_ms;
     bool watch_config; /* reload when the file changes */
+    uint64_t memory_limit; /* bytes; core/membudget.h */
     struct lk_admin_config admin;
     struct lk_receiver_config *receivers;
     size_t nreceivers;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/membudget.h"
 
 void lk_buf_init(lk_buf *b, size_t max)
 {
@@ -13,6 +14,24 @@ void lk_buf_init(lk_buf *b, size_t max)
     b->len = 0;
     b->cap = 0;
     b->max = max;
+    b->charge = LK_MEM_NONE;
+    b->strict = 0;
+}
+
+void lk_buf_charge(lk_buf *b, int kind, bool strict)
+{
+    if (b->charge != LK_MEM_NONE)
+        lk_mem_release(b->charge, b->cap);
+    b->charge = (uint8_t)kind;
+    b->strict = strict;
+    if (kind != LK_MEM_NONE)
+        lk_mem_charge(kind, b->cap);
+}
+
+static void uncharge(lk_buf *b)
+{
+    if (b->charge != LK_MEM_NONE)
+        lk_mem_release(b->charge, b->cap);
 }
 
 int lk_buf_reserve(lk_buf *b, size_t extra)
@@ -27,6 +46,26 @@ int lk_buf_reserve(lk_buf *b, size_t extra)
         ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2;
     if (ncap > b->max)
         ncap = b->max;
+    if (b->charge != LK_MEM_NONE) {
+        size_t more = ncap - b->cap;
+        if (!b->strict)
+            lk_mem_charge(b->charge, more);
+        else if (!lk_mem_try(b->charge, more)) {
+            /* Exactly what is needed may still fit where doubling does not. */
+            ncap = need;
+            more = ncap - b->cap;
+            if (!lk_mem_try(b->charge, more))
+                return LK_EMEMLIMIT;
+        }
+        uint8_t *p = realloc(b->data, ncap);
+        if (p == NULL) {
+            lk_mem_release(b->charge, more);
+            return LK_ENOMEM;
+        }
+        b->data = p;
+        b->cap = ncap;
+        return 0;
+    }
     uint8_t *p = realloc(b->data, ncap);
     if (p == NULL)
         return LK_ENOMEM;
@@ -93,6 +132,7 @@ uint8_t *lk_buf_detach(lk_buf *b, size_t *len)
     uint8_t *p = b->data;
     if (len != NULL)
         *len = b->len;
+    uncharge(b);
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
@@ -101,6 +141,7 @@ uint8_t *lk_buf_detach(lk_buf *b, size_t *len)
 
 void lk_buf_fini(lk_buf *b)
 {
+    uncharge(b);
     free(b->data);
     b->data = NULL;
     b->len = 0;
@@ -111,4 +152,26 @@ void lk_buf_truncate(lk_buf *b, size_t n)
 {
     if (n < b->len)
         b->len = n;
+}
+
+void lk_buf_shrink(lk_buf *b, size_t keep)
+{
+    if (keep < b->len)
+        keep = b->len;
+    if (b->cap <= keep)
+        return;
+    if (keep == 0) {
+        uncharge(b);
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
+        return;
+    }
+    uint8_t *p = realloc(b->data, keep);
+    if (p == NULL)
+        return;
+    if (b->charge != LK_MEM_NONE)
+        lk_mem_release(b->charge, b->cap - keep);
+    b->data = p;
+    b->cap = keep;
 }

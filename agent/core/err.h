@@ -17,7 +17,8 @@
     XX(ECLOSED, -11, "closed")                                                 \
     XX(ESYS, -12, "system call failed")                                        \
     XX(EUNSUPPORTED, -13, "not supported")                                     \
-    XX(EEXIST, -14, "already exists")
+    XX(EEXIST, -14, "already exists")                                         \
+    XX(EMEMLIMIT, -15, "memory limit reached")
 
 enum lk_err {
     LK_OK = 0,

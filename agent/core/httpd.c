@@ -8,6 +8,7 @@
 #include "core/err.h"
 #include "core/http_parser_shim.h"
 #include "core/log.h"
+#include "core/membudget.h"
 #include "core/net.h"
 
 #define DEFAULT_MAX_CONNECTIONS 128
@@ -207,6 +208,7 @@ static void conn_maybe_free(conn *c)
     lk_gauge_set(h->connections, h->nconns);
     req_fini(&c->req);
     lk_buf_fini(&c->wbuf);
+    lk_mem_release(LK_MEM_RECEIVERS, sizeof(*c));
     free(c);
     httpd_maybe_done(h);
 }
@@ -383,8 +385,10 @@ static void fail(conn *c, int status)
         n = sizeof(body) - 2;
     memcpy(body, reason, n);
     body[n++] = '\n';
-    if (write_response(c, status, "text/plain; charset=utf-8", NULL, body, n,
-                       true, false) < 0)
+    /* 503: the memory budget is spent; the client may come back. */
+    if (write_response(c, status, "text/plain; charset=utf-8",
+                       status == 503 ? "Retry-After: 1\r\n" : NULL, body, n, true,
+                       false) < 0)
         conn_close(c);
 }
 
@@ -646,6 +650,7 @@ static int on_headers_complete(lk_hp *p)
     conn *c = p->data;
     struct lk_httpd_req *r = &c->req;
     lk_httpd *h = c->h;
+    int rc;
 
     if (r->last == HL_FIELD) { /* a name without a value: cannot happen */
         if (hbuf_nul(r, 431) != 0)
@@ -685,12 +690,18 @@ static int on_headers_complete(lk_hp *p)
         r->err_status = 413;
         return LK_HP_CB_ERROR;
     }
+    /* A body that cannot fit in the memory budget now is refused before
+     * it is sent (503 with Retry-After). */
+    if (has_len && clen > lk_mem_available()) {
+        r->err_status = 503;
+        return LK_HP_CB_ERROR;
+    }
     /* Room for the announced body, up to a point: a client's claim alone
      * must not make every connection hold max_body_bytes. */
     size_t want = has_len && clen < BODY_PREALLOC_BYTES ? (size_t)clen
                                                         : BODY_PREALLOC_BYTES;
-    if (has_len && clen > 0 && lk_buf_reserve(&r->body, want) < 0) {
-        r->err_status = 500; /* out of memory */
+    if (has_len && clen > 0 && (rc = lk_buf_reserve(&r->body, want)) < 0) {
+        r->err_status = rc == LK_EMEMLIMIT ? 503 : 500; /* out of memory */
         return LK_HP_CB_ERROR;
     }
 
@@ -711,7 +722,7 @@ static int on_body(lk_hp *p, const char *at, size_t len)
     int rc = lk_buf_append(&c->req.body, at, len);
     if (rc == 0)
         return LK_HP_CB_OK;
-    c->req.err_status = rc == LK_E2BIG ? 413 : 500;
+    c->req.err_status = rc == LK_E2BIG ? 413 : rc == LK_EMEMLIMIT ? 503 : 500;
     return LK_HP_CB_ERROR;
 }
 
@@ -783,6 +794,12 @@ static void on_connection(uv_stream_t *server, int status)
     lk_buf_init(&c->wbuf, MAX_RESPONSE_BYTES);
     lk_buf_init(&c->req.hbuf, h->max_header_bytes);
     lk_buf_init(&c->req.body, h->max_body_bytes);
+    /* Bodies count in the memory budget as they arrive; the rest is
+     * bounded per connection and charged whatever the limit. */
+    lk_buf_charge(&c->wbuf, LK_MEM_RECEIVERS, false);
+    lk_buf_charge(&c->req.hbuf, LK_MEM_RECEIVERS, false);
+    lk_buf_charge(&c->req.body, LK_MEM_RECEIVERS, true);
+    lk_mem_charge(LK_MEM_RECEIVERS, sizeof(*c));
     c->req.c = c;
     lk_hp_init(&c->parser, &parser_settings, c);
     c->next = h->conns;

@@ -2,6 +2,7 @@
 
 #include "core/err.h"
 #include "core/gzip.h"
+#include "core/membudget.h"
 
 void lk_inflate_pool_init(lk_inflate_pool *p, uv_loop_t *loop)
 {
@@ -30,7 +31,9 @@ void lk_inflate_pool_recycle(lk_inflate_pool *p, lk_buf *b)
     lk_buf_fini(b);
 }
 
-/* An empty output buffer capped at |max|: a kept one when it has that cap. */
+/* An empty output buffer capped at |max|: a kept one when it has that cap.
+ * Its growth is charged to the memory budget as it inflates (a bomb stops at
+ * the budget as well as at |max|: LK_EMEMLIMIT). */
 static void take_buffer(lk_inflate_pool *p, lk_buf *out, size_t max)
 {
     while (p->nspare > 0) {
@@ -42,6 +45,7 @@ static void take_buffer(lk_inflate_pool *p, lk_buf *out, size_t max)
         lk_buf_fini(b); /* the limit changed (a reload) */
     }
     lk_buf_init(out, max);
+    lk_buf_charge(out, LK_MEM_RECEIVERS, true);
 }
 
 bool lk_inflate_pool_wants(size_t compressed_len)

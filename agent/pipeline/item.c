@@ -3,6 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/membudget.h"
+
+/* What an item counts in the memory budget: the same for both ways of making
+ * one, so that its release matches. */
+static size_t charged(const lk_item *it)
+{
+    return LK_ITEM_HEADROOM + it->len;
+}
+
 lk_item *lk_item_create(enum lk_signal sig, uint32_t count, uint64_t now_ms,
                         const uint8_t *data, size_t len)
 {
@@ -17,6 +26,7 @@ lk_item *lk_item_create(enum lk_signal sig, uint32_t count, uint64_t now_ms,
     it->len = len;
     if (len != 0)
         memcpy(it->data, data, len);
+    lk_mem_charge(LK_MEM_QUEUES, charged(it));
     return it;
 }
 
@@ -36,7 +46,16 @@ lk_item *lk_item_adopt(lk_buf *b, enum lk_signal sig, uint32_t count, uint64_t n
     it->count = count;
     it->arrived_ms = now_ms;
     it->len = total - LK_ITEM_HEADROOM;
+    lk_mem_charge(LK_MEM_QUEUES, charged(it));
     return it;
+}
+
+void lk_item_empty(lk_item *it)
+{
+    lk_mem_release(LK_MEM_QUEUES, it->len);
+    it->len = 0;
+    it->count = 0;
+    it->form = LK_FORM_OTLP;
 }
 
 lk_item *lk_item_ref(lk_item *it)
@@ -47,6 +66,8 @@ lk_item *lk_item_ref(lk_item *it)
 
 void lk_item_unref(lk_item *it)
 {
-    if (it != NULL && --it->refs == 0)
+    if (it != NULL && --it->refs == 0) {
+        lk_mem_release(LK_MEM_QUEUES, charged(it));
         free(it);
+    }
 }

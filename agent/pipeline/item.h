@@ -31,7 +31,9 @@ typedef struct lk_item {
 #define LK_ITEM_HEADROOM offsetof(lk_item, data)
 
 /* Copies |len| bytes at |data| into a new item with one reference. NULL on
- * allocation failure. */
+ * allocation failure. Items count in the memory budget (LK_MEM_QUEUES) from
+ * creation to their last reference; lk_pipeline_submit refuses them while the
+ * budget is spent. */
 lk_item *lk_item_create(enum lk_signal sig, uint32_t count, uint64_t now_ms,
                         const uint8_t *data, size_t len);
 /* Makes the bytes of |b| past its first LK_ITEM_HEADROOM (which the item's
@@ -39,6 +41,8 @@ lk_item *lk_item_create(enum lk_signal sig, uint32_t count, uint64_t now_ms,
  * without a copy: |b| is left empty. NULL (and |b| unchanged) when |b| holds
  * less than the headroom. */
 lk_item *lk_item_adopt(lk_buf *b, enum lk_signal sig, uint32_t count, uint64_t now_ms);
+/* Makes |it| an empty OTLP item (a valid, empty body), for its only holder. */
+void lk_item_empty(lk_item *it);
 lk_item *lk_item_ref(lk_item *it);
 /* NULL-safe; frees on the last reference. */
 void lk_item_unref(lk_item *it);

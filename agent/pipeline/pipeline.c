@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/membudget.h"
 
 struct lk_pipeline {
     enum lk_signal signal;
@@ -64,6 +65,16 @@ bool lk_pipeline_accepts(const lk_pipeline *p, enum lk_item_form form)
 
 int lk_pipeline_submit(lk_pipeline *p, lk_item *it)
 {
+    if (lk_mem_limit() != 0 && lk_mem_used() > lk_mem_limit()) {
+        /* The budget is spent (this item included): refuse where a queue
+         * refuses, else every queue drops its copy, counted. */
+        for (size_t i = 0; i < p->n; i++)
+            if (lk_queue_overflow(p->queues[i]) == LK_OVERFLOW_REFUSE)
+                return LK_EMEMLIMIT;
+        for (size_t i = 0; i < p->n; i++)
+            lk_queue_count_dropped(p->queues[i], it->count, "memory_limit");
+        return 0;
+    }
     for (size_t i = 0; i < p->n; i++) {
         if (lk_queue_overflow(p->queues[i]) != LK_OVERFLOW_REFUSE ||
             lk_queue_has_room(p->queues[i], it->count, it->len))

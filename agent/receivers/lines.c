@@ -23,6 +23,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/membudget.h"
 #include "core/pbwire.h"
 #include "core/severity.h"
 #include "core/utf8.h"
@@ -182,6 +183,10 @@ int lk_lines_encoder_init(struct lk_lines_encoder *e,
     lk_buf_init(&e->recs, REQ_MAX);
     lk_buf_init(&e->tmp, REQ_MAX);
     lk_buf_init(&e->static_attrs, 1024 * 1024);
+    /* Bounded by the item size (item_bytes): charged whatever the limit. */
+    lk_buf_charge(&e->req, LK_MEM_RECEIVERS, false);
+    lk_buf_charge(&e->recs, LK_MEM_RECEIVERS, false);
+    lk_buf_charge(&e->tmp, LK_MEM_RECEIVERS, false);
     e->format = (enum lk_line_format)cfg->format;
     e->entries_ok = true;
     for (size_t i = 0; i < cfg->nlabels; i++)
@@ -591,6 +596,7 @@ struct lk_lines {
     lk_counter *accepted;
     lk_counter *refused;
     lk_counter *dropped;
+    lk_counter *dropped_mem; /* overflow: drop while memory_limit is reached */
     lk_counter *too_large;
     lk_counter *truncated;
     lk_counter *invalid_utf8;
@@ -635,7 +641,7 @@ static bool offer(lk_lines *r, lk_item *it)
         return false;
     } else {
         lk_counter_add(r->refused, it->count);
-        lk_counter_add(r->dropped, it->count);
+        lk_counter_add(rc == LK_EMEMLIMIT ? r->dropped_mem : r->dropped, it->count);
     }
     lk_item_unref(it);
     return true;
@@ -707,6 +713,7 @@ void lk_line_framer_init(struct lk_line_framer *f, uint64_t max_line)
 
 void lk_line_framer_fini(struct lk_line_framer *f)
 {
+    lk_mem_release(LK_MEM_RECEIVERS, f->cap);
     free(f->buf);
     f->buf = NULL;
     f->len = f->cap = 0;
@@ -724,6 +731,9 @@ int lk_line_framer_space(struct lk_line_framer *f, uint8_t **p, size_t *n)
         if (nb == NULL && f->cap == f->len)
             return LK_ENOMEM;
         if (nb != NULL) {
+            /* Bounded by max_line_bytes per writer: charged whatever the
+             * limit; a spent budget stops the reads at the pipeline. */
+            lk_mem_charge(LK_MEM_RECEIVERS, ncap - f->cap);
             f->buf = nb;
             f->cap = ncap;
         }
@@ -1192,6 +1202,11 @@ static void register_metrics(lk_lines *r, lk_metrics *m)
                                     "Items (spans, points, records) dropped, by reason.",
                                     drop_labels);
     snprintf(drop_labels, sizeof(drop_labels),
+             "signal=\"logs\",reason=\"memory_limit\",receiver=\"%s\"", r->name);
+    r->dropped_mem = lk_metrics_counter(m, "lookout_dropped_items_total",
+                                        "Items (spans, points, records) dropped, by reason.",
+                                        drop_labels);
+    snprintf(drop_labels, sizeof(drop_labels),
              "signal=\"logs\",reason=\"too_large\",receiver=\"%s\"", r->name);
     r->too_large = lk_metrics_counter(m, "lookout_dropped_items_total",
                                       "Items (spans, points, records) dropped, by reason.",
@@ -1363,9 +1378,7 @@ static void reform_held(lk_lines *r, struct held *q)
             lk_counter_add(r->dropped, it->count);
             lk_log(LK_LOG_WARN, "out of memory, lines dropped",
                    LK_S("receiver", r->name) LK_U("lines", it->count));
-            it->count = 0;
-            it->len = 0;
-            it->form = LK_FORM_OTLP;
+            lk_item_empty(it);
             continue;
         }
         lk_item_unref(it);

@@ -9,6 +9,7 @@
 #include "core/gzip.h"
 #include "core/inflate_pool.h"
 #include "core/log.h"
+#include "core/membudget.h"
 #include "core/net.h"
 #include "receivers/grpc_wire.h"
 #include "receivers/otlp_json.h"
@@ -16,7 +17,14 @@
 #include "receivers/otlp_validate.h"
 
 #define READ_BUF_SIZE (64 * 1024)
-#define MAX_PENDING_OUT (4u << 20) /* bytes queued for a client before we stop reading */
+#define MAX_PENDING_OUT (1u << 20) /* bytes queued for a client before we stop reading */
+/* A message up to this size gets its whole buffer when its length prefix
+ * arrives; a larger one grows with what arrives, so that a client announcing
+ * large messages and sending them slowly holds (and is charged) only what it
+ * sent. */
+#define RESERVE_UPFRONT_BYTES (1u << 20)
+/* Inline inflates keep a scratch buffer up to this capacity between requests. */
+#define KEEP_SCRATCH_BYTES (1u << 20)
 #define RETRY_AFTER_MS 1000        /* hinted to clients when the pipeline is full */
 
 static const char *const service_path[LK_SIGNAL_COUNT] = {
@@ -98,6 +106,7 @@ struct lk_otlp_grpc {
     lk_counter *rejected[LK_SIGNAL_COUNT];
     lk_counter *requests[17]; /* by grpc-status */
     lk_counter *conn_refused;
+    lk_counter *mem_refused;
     lk_gauge *conn_gauge;
     lk_metrics *metrics;
 };
@@ -256,6 +265,15 @@ static lk_pipeline *pipeline_of(struct stream *s)
     return p;
 }
 
+/* Refuses the stream's request, retryably, because the memory budget is
+ * spent; what it holds is freed at once. */
+static void refuse_memory(struct stream *s)
+{
+    lk_counter_add(s->c->r->mem_refused, 1);
+    respond_error(s, LK_GRPC_UNAVAILABLE,
+                  "lookout's memory_limit is reached, retry later", RETRY_AFTER_MS);
+}
+
 /* Answers a failed inflate (|rc| from lk_gzip_inflate with cap |max|).
  * Returns true when it did. */
 static bool inflate_failed(struct stream *s, int rc, size_t max)
@@ -268,6 +286,10 @@ static bool inflate_failed(struct stream *s, int rc, size_t max)
                  "decompressed message exceeds max_recv_msg_size (%llu bytes)",
                  (unsigned long long)max);
         respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED, text, -1);
+        return true;
+    }
+    if (rc == LK_EMEMLIMIT) {
+        refuse_memory(s);
         return true;
     }
     respond_error(s, rc == LK_ENOMEM ? LK_GRPC_RESOURCE_EXHAUSTED : LK_GRPC_INVALID_ARGUMENT,
@@ -295,9 +317,12 @@ static void accept_message(struct stream *s, const uint8_t *msg, size_t msglen)
         lk_buf_reset(&r->salvaged);
         int src = lk_otlp_salvage(sig, msg, msglen, &r->salvaged, &sv, why,
                                   sizeof(why));
-        if (src == LK_ENOMEM) {
+        if (src == LK_ENOMEM || src == LK_EMEMLIMIT) {
             lk_buf_fini(&r->salvaged);
-            respond_error(s, LK_GRPC_UNAVAILABLE, "out of memory", RETRY_AFTER_MS);
+            if (src == LK_EMEMLIMIT)
+                refuse_memory(s);
+            else
+                respond_error(s, LK_GRPC_UNAVAILABLE, "out of memory", RETRY_AFTER_MS);
             return;
         }
         if (src == 0 && sv.accepted > 0) {
@@ -334,7 +359,9 @@ static void accept_message(struct stream *s, const uint8_t *msg, size_t msglen)
     lk_item_unref(it);
     if (rc < 0) {
         lk_counter_add(r->refused[s->signal], counts.items);
-        if (rc == LK_E2BIG)
+        if (rc == LK_EMEMLIMIT)
+            refuse_memory(s);
+        else if (rc == LK_E2BIG)
             respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED,
                           "request larger than lookout's queue (queue_size, max_bytes)", -1);
         else
@@ -458,6 +485,9 @@ static void process_request(struct stream *s)
                              &r->scratch);
     if (!inflate_failed(s, rc, r->cfg.max_recv_msg_size))
         accept_message(s, r->scratch.data, r->scratch.len);
+    /* A small body may inflate to a large one: its buffer is not kept. */
+    lk_buf_reset(&r->scratch);
+    lk_buf_shrink(&r->scratch, KEEP_SCRATCH_BYTES);
 }
 
 /* ---- nghttp2 callbacks -------------------------------------------------- */
@@ -476,8 +506,10 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
     s->id = frame->hd.stream_id;
     s->signal = -1;
     /* The prefix and a message of the largest allowed size; compressed
-     * messages are never larger than what they inflate to, within reason. */
+     * messages are never larger than what they inflate to, within reason.
+     * Every byte of it counts in the memory budget as it arrives. */
     lk_buf_init(&s->body, c->r->cfg.max_recv_msg_size + LK_GRPC_PREFIX_LEN);
+    lk_buf_charge(&s->body, LK_MEM_RECEIVERS, true);
     s->next = c->streams;
     if (c->streams != NULL)
         c->streams->prev = s;
@@ -529,13 +561,22 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
 {
     struct stream *s = nghttp2_session_get_stream_user_data(h2, id);
     if (s == NULL || s->responded)
+        return 0; /* refused: what still arrives is dropped, never buffered */
+    int rc = lk_buf_append(&s->body, data, len);
+    if (rc == LK_EMEMLIMIT) {
+        refuse_memory(s);
         return 0;
-    if (lk_buf_append(&s->body, data, len) == LK_E2BIG) {
+    }
+    if (rc == LK_E2BIG) {
         char text[160];
         snprintf(text, sizeof(text),
                  "message exceeds max_recv_msg_size (%llu bytes)",
                  (unsigned long long)s->c->r->cfg.max_recv_msg_size);
         respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED, text, -1);
+        return 0;
+    }
+    if (rc < 0) {
+        respond_error(s, LK_GRPC_UNAVAILABLE, "out of memory", RETRY_AFTER_MS);
         return 0;
     }
     /* Refuse an announced oversized message before it is all buffered. */
@@ -549,8 +590,12 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
                      "message of %u bytes exceeds max_recv_msg_size (%llu bytes)",
                      mlen, (unsigned long long)s->c->r->cfg.max_recv_msg_size);
             respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED, text, -1);
+        } else if ((size_t)mlen + LK_GRPC_PREFIX_LEN > s->body.len &&
+                   (size_t)mlen + LK_GRPC_PREFIX_LEN - s->body.len > lk_mem_available()) {
+            refuse_memory(s); /* it cannot fit now: refused before it arrives */
         } else if (s->body.cap < (size_t)mlen + LK_GRPC_PREFIX_LEN) {
-            lk_buf_reserve(&s->body, (size_t)mlen + LK_GRPC_PREFIX_LEN - s->body.len);
+            if (mlen <= RESERVE_UPFRONT_BYTES)
+                lk_buf_reserve(&s->body, (size_t)mlen + LK_GRPC_PREFIX_LEN - s->body.len);
         }
     }
     return 0;
@@ -559,6 +604,14 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame,
                          void *user)
 {
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && lk_mem_full()) {
+        /* No room for a body: refused before any of it arrives. */
+        struct stream *s = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+        if (s != NULL && !s->responded)
+            refuse_memory(s);
+        return 0;
+    }
     if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
         !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
@@ -716,6 +769,7 @@ static void conn_free(struct conn *c)
 {
     lk_otlp_grpc *r = c->r;
     lk_buf_fini(&c->writing);
+    lk_mem_release(LK_MEM_RECEIVERS, sizeof(*c));
     free(c);
     maybe_finish_close(r);
 }
@@ -787,6 +841,9 @@ static int conn_start(lk_otlp_grpc *r, uv_stream_t *sock)
     sock->data = c;
     lk_buf_init(&c->out, SIZE_MAX);
     lk_buf_init(&c->writing, SIZE_MAX);
+    lk_buf_charge(&c->out, LK_MEM_RECEIVERS, false);
+    lk_buf_charge(&c->writing, LK_MEM_RECEIVERS, false);
+    lk_mem_charge(LK_MEM_RECEIVERS, sizeof(*c)); /* its read buffer */
     if (nghttp2_session_server_new(&c->h2, r->cbs, c) != 0) {
         free(c);
         return LK_ENOMEM;
@@ -868,6 +925,8 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
     memcpy(r->pipelines, pipelines, sizeof(r->pipelines));
     lk_buf_init(&r->scratch, cfg->max_recv_msg_size);
     lk_buf_init(&r->salvaged, cfg->max_recv_msg_size);
+    lk_buf_charge(&r->scratch, LK_MEM_RECEIVERS, true);
+    lk_buf_charge(&r->salvaged, LK_MEM_RECEIVERS, true);
     lk_inflate_pool_init(&r->inflates, loop);
     if (nghttp2_session_callbacks_new(&r->cbs) != 0)
         goto err_free;
@@ -897,6 +956,9 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
     r->conn_refused = lk_metrics_counter(
         m, "lookout_receiver_connections_refused_total",
         "Connections closed at once because max_connections was reached.", labels);
+    r->mem_refused = lk_metrics_counter(
+        m, "lookout_receiver_memory_refusals_total",
+        "Requests refused (retryably) because memory_limit was reached.", labels);
 
     rc = lk_listener_start(&r->listener, loop, cfg->endpoint, 128, on_connection, r);
     if (rc < 0)

@@ -14,6 +14,7 @@
 #include "core/inflate_pool.h"
 #include "core/json_escape.h"
 #include "core/log.h"
+#include "core/membudget.h"
 #include "core/pbwire.h"
 #include "core/utf8.h"
 #include "receivers/otlp_json.h"
@@ -66,6 +67,7 @@ struct lk_otlp_http {
     lk_counter *accepted[LK_SIGNAL_COUNT];
     lk_counter *refused[LK_SIGNAL_COUNT];
     lk_counter *rejected[LK_SIGNAL_COUNT];
+    lk_counter *mem_refused;
     struct status_series by_status[MAX_STATUS_SERIES];
 };
 
@@ -292,6 +294,14 @@ static int signal_of(const char *path)
     return -1;
 }
 
+/* Refuses the request, retryably, because the memory budget is spent. */
+static void refuse_memory(struct call *c)
+{
+    lk_counter_add(c->r->mem_refused, 1);
+    respond_error(c, 503, LK_GRPC_UNAVAILABLE, "lookout's memory_limit is reached, retry later",
+                  true);
+}
+
 /* Answers a failed inflate of an |enc| body (|rc| from lk_gzip_inflate with
  * cap |max|). Returns true when it did. */
 static bool inflate_failed(struct call *c, enum encoding enc, int rc, uint64_t max)
@@ -306,6 +316,8 @@ static bool inflate_failed(struct call *c, enum encoding enc, int rc, uint64_t m
         respond_error(c, 413, LK_GRPC_RESOURCE_EXHAUSTED, text, false);
     } else if (rc == LK_ENOMEM) {
         respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
+    } else if (rc == LK_EMEMLIMIT) {
+        refuse_memory(c);
     } else {
         respond_error(c, 400, LK_GRPC_INVALID_ARGUMENT,
                       enc == ENC_GZIP ? "corrupt or truncated gzip body"
@@ -348,8 +360,11 @@ static bool json_to_proto(struct call *c, enum lk_signal sig, const uint8_t **bo
         respond_error(c, 413, LK_GRPC_RESOURCE_EXHAUSTED, text, false);
         return false;
     }
-    if (rc == LK_ENOMEM) {
-        respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
+    if (rc == LK_ENOMEM || rc == LK_EMEMLIMIT) {
+        if (rc == LK_EMEMLIMIT)
+            refuse_memory(c);
+        else
+            respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
         return false;
     }
     if (rc < 0) {
@@ -448,8 +463,11 @@ static void handle_body(struct call *c, enum lk_signal sig, const uint8_t *body,
          * structure, which leaves nothing to keep). */
         lk_buf_reset(&r->salvaged);
         int src = lk_otlp_salvage(sig, body, len, &r->salvaged, &sv, why, sizeof(why));
-        if (src == LK_ENOMEM) {
-            respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
+        if (src == LK_ENOMEM || src == LK_EMEMLIMIT) {
+            if (src == LK_EMEMLIMIT)
+                refuse_memory(c);
+            else
+                respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
             return;
         }
         if (src == 0 && sv.accepted > 0) {
@@ -486,7 +504,9 @@ static void handle_body(struct call *c, enum lk_signal sig, const uint8_t *body,
     lk_item_unref(it);
     if (rc < 0) {
         lk_counter_add(r->refused[sig], counts.items);
-        if (rc == LK_E2BIG)
+        if (rc == LK_EMEMLIMIT)
+            refuse_memory(c);
+        else if (rc == LK_E2BIG)
             respond_error(c, 413, LK_GRPC_RESOURCE_EXHAUSTED,
                           "request larger than lookout's queue (queue_size, max_bytes)", false);
         else
@@ -592,7 +612,10 @@ static void receiver_free(lk_otlp_http *r)
 /* Errors the HTTP server answers before routing count like the others. */
 static void count_reject(int status, void *arg)
 {
-    lk_counter_add(status_counter(arg, status), 1);
+    lk_otlp_http *r = arg;
+    lk_counter_add(status_counter(r, status), 1);
+    if (status == 503) /* the server's own 503: a body the budget cannot hold */
+        lk_counter_add(r->mem_refused, 1);
 }
 
 int lk_otlp_http_start(lk_otlp_http **out, uv_loop_t *loop, const char *name,
@@ -618,6 +641,9 @@ int lk_otlp_http_start(lk_otlp_http **out, uv_loop_t *loop, const char *name,
     lk_buf_init(&r->decoded, cfg->max_request_body_size);
     lk_buf_init(&r->salvaged, cfg->max_request_body_size);
     lk_buf_init(&r->resp, MAX_RESPONSE_BYTES);
+    lk_buf_charge(&r->inflated, LK_MEM_RECEIVERS, true);
+    lk_buf_charge(&r->decoded, LK_MEM_RECEIVERS, true);
+    lk_buf_charge(&r->salvaged, LK_MEM_RECEIVERS, true);
     lk_inflate_pool_init(&r->inflates, loop);
 
     snprintf(labels, sizeof(labels), "receiver=\"%s\",transport=\"http\"", name);
@@ -633,6 +659,9 @@ int lk_otlp_http_start(lk_otlp_http **out, uv_loop_t *loop, const char *name,
         snprintf(help, sizeof(help), "%s rejected as invalid, one by one.", item_word[i]);
         r->rejected[i] = lk_metrics_counter(m, mname, help, labels);
     }
+    r->mem_refused = lk_metrics_counter(
+        m, "lookout_receiver_memory_refusals_total",
+        "Requests refused (retryably) because memory_limit was reached.", labels);
 
     lk_gauge *conns = lk_metrics_gauge(m, "lookout_receiver_connections",
                                        "Open client connections.", labels);

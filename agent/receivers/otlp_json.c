@@ -29,12 +29,18 @@
  *
  * On failure, bytes past the original length of the output buffer are
  * unspecified (a partial encoding); callers discard the buffer.
+ *
+ * jansson's tree counts in the memory budget (core/membudget.h): its
+ * allocations go through charged_malloc, which refuses past the limit, and
+ * the decode then fails with LK_EMEMLIMIT.
  */
+#include "core/membudget.h"
 #include "core/text.h"
 #include "receivers/otlp_json.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -881,13 +887,52 @@ static int fail_json(struct dec *d, const json_error_t *e)
     return LK_EPROTO;
 }
 
+/* Each block of jansson's carries its size in front, for its release. */
+#define JHDR sizeof(max_align_t)
+static bool json_over_budget; /* an allocation was refused: loop thread only */
+
+static void *charged_malloc(size_t n)
+{
+    if (n > SIZE_MAX - JHDR)
+        return NULL;
+    if (!lk_mem_try(LK_MEM_RECEIVERS, n + JHDR)) {
+        json_over_budget = true;
+        return NULL;
+    }
+    unsigned char *b = malloc(n + JHDR);
+    if (b == NULL) {
+        lk_mem_release(LK_MEM_RECEIVERS, n + JHDR);
+        return NULL;
+    }
+    memcpy(b, &n, sizeof(n));
+    return b + JHDR;
+}
+
+static void charged_free(void *p)
+{
+    if (p == NULL)
+        return;
+    unsigned char *b = (unsigned char *)p - JHDR;
+    size_t n;
+    memcpy(&n, b, sizeof(n));
+    lk_mem_release(LK_MEM_RECEIVERS, n + JHDR);
+    free(b);
+}
+
 int lk_otlp_json_decode(enum lk_signal sig, const uint8_t *p, size_t n,
                         lk_buf *out, char *why, size_t whylen)
 {
+    static bool alloc_set;
     struct dec d;
     json_error_t err;
     json_t *root;
     int rc;
+
+    if (!alloc_set) {
+        json_set_alloc_funcs(charged_malloc, charged_free);
+        alloc_set = true;
+    }
+    json_over_budget = false;
 
     if (why == NULL)
         whylen = 0;
@@ -910,10 +955,11 @@ int lk_otlp_json_decode(enum lk_signal sig, const uint8_t *p, size_t n,
         /* jansson names most allocation failures, but one at the start of
          * parsing returns without setting any error text. */
         if (json_error_code(&err) == json_error_out_of_memory ||
-            err.text[0] == '\0') {
+            err.text[0] == '\0' || json_over_budget) {
+            int e = json_over_budget ? LK_EMEMLIMIT : LK_ENOMEM;
             if (whylen > 0)
-                snprintf(why, whylen, "%s", lk_strerror(LK_ENOMEM));
-            return LK_ENOMEM;
+                snprintf(why, whylen, "%s", lk_strerror(e));
+            return e;
         }
         return fail_json(&d, &err);
     }

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "core/err.h"
+#include "core/membudget.h"
 #include "core/selfmetrics.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/queue.h"
@@ -321,6 +322,46 @@ START_TEST(pipeline_refuses_without_partial_fanout)
 }
 END_TEST
 
+START_TEST(pipeline_refuses_or_drops_while_the_memory_budget_is_spent)
+{
+    F.hold = true;
+    lk_queue *a = make_queue(1);
+    QC.overflow = LK_OVERFLOW_DROP;
+    lk_queue *b = make_queue(1);
+    lk_queue *qs[] = {a, b};
+    lk_pipeline *p;
+    ck_assert_int_eq(lk_pipeline_create(&p, LK_SIGNAL_TRACES, qs, 2), 0);
+    lk_item *it = item("0123456789", 10);
+    /* The item itself spends the budget: nothing is queued anywhere. */
+    lk_mem_set_limit(lk_mem_used() - 1);
+    ck_assert_int_eq(lk_pipeline_submit(p, it), LK_EMEMLIMIT);
+    ck_assert_uint_eq(lk_queue_held_items(a) + lk_queue_held_items(b), 0);
+    /* Only dropping queues: each drops its copy, counted by reason. */
+    lk_pipeline *pd;
+    ck_assert_int_eq(lk_pipeline_create(&pd, LK_SIGNAL_TRACES, &qs[1], 1), 0);
+    ck_assert_int_eq(lk_pipeline_submit(pd, it), 0);
+    ck_assert_uint_eq(lk_queue_held_items(b), 0);
+    ck_assert_uint_eq(counter("lookout_dropped_items_total",
+                              "signal=\"traces\",reason=\"memory_limit\","
+                              "exporter=\"fake/x\""), 10);
+    /* Room again: queued as usual. */
+    lk_mem_set_limit(lk_mem_used());
+    ck_assert_int_eq(lk_pipeline_submit(p, it), 0);
+    ck_assert_uint_eq(lk_queue_held_items(a), 10);
+    ck_assert_uint_eq(lk_queue_held_items(b), 10);
+    lk_mem_set_limit(0);
+    lk_item_unref(it);
+    F.hold = false;
+    uv_timer_start(&F.timer, fake_timer, 0, 0);
+    run_until_empty(a);
+    run_until_empty(b);
+    lk_queue_destroy(a);
+    lk_queue_destroy(b);
+    lk_pipeline_destroy(p);
+    lk_pipeline_destroy(pd);
+}
+END_TEST
+
 static int drained;
 static void on_drained(void *arg)
 {
@@ -400,6 +441,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, full_queue_refuses_and_counts);
     tcase_add_test(t, pipeline_refuses_without_partial_fanout);
+    tcase_add_test(t, pipeline_refuses_or_drops_while_the_memory_budget_is_spent);
     suite_add_tcase(s, t);
     t = tcase_create("shutdown");
     tcase_add_checked_fixture(t, setup, teardown);
