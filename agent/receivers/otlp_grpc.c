@@ -23,6 +23,11 @@
  * large messages and sending them slowly holds (and is charged) only what it
  * sent. */
 #define RESERVE_UPFRONT_BYTES (1u << 20)
+/* A stream's body starts this far into its buffer: the room an item's
+ * header takes, less the message's length prefix. An uncompressed, valid
+ * message then becomes an item in place (lk_item_adopt), without a copy. */
+#define BODY_AT (LK_ITEM_HEADROOM - LK_GRPC_PREFIX_LEN)
+_Static_assert(LK_ITEM_HEADROOM >= LK_GRPC_PREFIX_LEN, "item header room");
 /* Inline inflates keep a scratch buffer up to this capacity between requests. */
 #define KEEP_SCRATCH_BYTES (1u << 20)
 #define RETRY_AFTER_MS 1000        /* hinted to clients when the pipeline is full */
@@ -346,8 +351,12 @@ static void accept_message(struct stream *s, const uint8_t *msg, size_t msglen)
         respond_ok(s, 0, NULL); /* nothing to forward */
         return;
     }
-    lk_item *it = lk_item_create(sig, (uint32_t)counts.items, uv_now(r->loop),
-                                 msg, msglen);
+    lk_item *it;
+    if (s->body.len >= LK_ITEM_HEADROOM && msg == s->body.data + LK_ITEM_HEADROOM &&
+        msglen == s->body.len - LK_ITEM_HEADROOM)
+        it = lk_item_adopt(&s->body, sig, (uint32_t)counts.items, uv_now(r->loop));
+    else
+        it = lk_item_create(sig, (uint32_t)counts.items, uv_now(r->loop), msg, msglen);
     /* The item holds a copy; one large salvage does not pin its size. */
     lk_buf_fini(&r->salvaged);
     if (it == NULL) {
@@ -461,7 +470,8 @@ static void process_request(struct stream *s)
                       "unsupported grpc-encoding (identity, gzip, deflate)", -1);
         return;
     }
-    if (lk_grpc_unary_message(s->body.data, s->body.len, &msg, &msglen,
+    if (s->body.len < BODY_AT ||
+        lk_grpc_unary_message(s->body.data + BODY_AT, s->body.len - BODY_AT, &msg, &msglen,
                               &compressed) < 0) {
         respond_error(s, LK_GRPC_INVALID_ARGUMENT,
                       "request body is not exactly one length-prefixed message",
@@ -508,7 +518,7 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
     /* The prefix and a message of the largest allowed size; compressed
      * messages are never larger than what they inflate to, within reason.
      * Every byte of it counts in the memory budget as it arrives. */
-    lk_buf_init(&s->body, c->r->cfg.max_recv_msg_size + LK_GRPC_PREFIX_LEN);
+    lk_buf_init(&s->body, BODY_AT + c->r->cfg.max_recv_msg_size + LK_GRPC_PREFIX_LEN);
     lk_buf_charge(&s->body, LK_MEM_RECEIVERS, true);
     s->next = c->streams;
     if (c->streams != NULL)
@@ -562,9 +572,19 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
     struct stream *s = nghttp2_session_get_stream_user_data(h2, id);
     if (s == NULL || s->responded)
         return 0; /* refused: what still arrives is dropped, never buffered */
-    int rc = lk_buf_append(&s->body, data, len);
+    static const uint8_t room[BODY_AT];
+    int rc = s->body.len == 0 ? lk_buf_append(&s->body, room, BODY_AT) : 0;
+    if (rc == 0)
+        rc = lk_buf_append(&s->body, data, len);
     if (rc == LK_EMEMLIMIT) {
         refuse_memory(s);
+        return 0;
+    }
+    if (rc == LK_E2BIG && s->body.max < BODY_AT + LK_GRPC_PREFIX_LEN +
+                                          s->c->r->cfg.max_recv_msg_size) {
+        /* Past the message its prefix announced (the cap was narrowed). */
+        respond_error(s, LK_GRPC_INVALID_ARGUMENT,
+                      "request body is not exactly one length-prefixed message", -1);
         return 0;
     }
     if (rc == LK_E2BIG) {
@@ -580,22 +600,25 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
         return 0;
     }
     /* Refuse an announced oversized message before it is all buffered. */
-    if (s->body.len >= LK_GRPC_PREFIX_LEN) {
+    if (s->body.len >= LK_ITEM_HEADROOM) {
         bool compressed;
         uint32_t mlen;
-        lk_grpc_prefix_read(s->body.data, &compressed, &mlen);
+        lk_grpc_prefix_read(s->body.data + BODY_AT, &compressed, &mlen);
+        size_t whole = LK_ITEM_HEADROOM + (size_t)mlen; /* the buffer, all arrived */
         if (mlen > s->c->r->cfg.max_recv_msg_size) {
             char text[160];
             snprintf(text, sizeof(text),
                      "message of %u bytes exceeds max_recv_msg_size (%llu bytes)",
                      mlen, (unsigned long long)s->c->r->cfg.max_recv_msg_size);
             respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED, text, -1);
-        } else if ((size_t)mlen + LK_GRPC_PREFIX_LEN > s->body.len &&
-                   (size_t)mlen + LK_GRPC_PREFIX_LEN - s->body.len > lk_mem_available()) {
+        } else if (whole > s->body.len && whole - s->body.len > lk_mem_available()) {
             refuse_memory(s); /* it cannot fit now: refused before it arrives */
-        } else if (s->body.cap < (size_t)mlen + LK_GRPC_PREFIX_LEN) {
-            if (mlen <= RESERVE_UPFRONT_BYTES)
-                lk_buf_reserve(&s->body, (size_t)mlen + LK_GRPC_PREFIX_LEN - s->body.len);
+        } else if (whole >= s->body.len && whole < s->body.max) {
+            /* Grown to the message's size, no further (a doubling would
+             * hold, and be charged, up to twice what arrives). */
+            s->body.max = whole;
+            if (s->body.cap < whole && mlen <= RESERVE_UPFRONT_BYTES)
+                lk_buf_reserve(&s->body, whole - s->body.len);
         }
     }
     return 0;
