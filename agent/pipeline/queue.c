@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/membudget.h"
 #include "core/log.h"
 
 struct lk_batch {
@@ -25,6 +26,7 @@ struct lk_batch {
     bool waiting;       /* in backoff */
     void *state;        /* the exporter's, across attempts (lk_batch_set_state) */
     void (*state_free)(void *state);
+    size_t charged;     /* LK_MEM_EXPORTERS, from the first attempt to the end */
 };
 
 struct lk_queue {
@@ -249,6 +251,7 @@ static void batch_free_cb(uv_handle_t *h)
     lk_batch *b = h->data;
     if (b->state_free != NULL)
         b->state_free(b->state);
+    lk_mem_release(LK_MEM_EXPORTERS, b->charged);
     free(b->items);
     free(b->iov);
     free(b);
@@ -278,6 +281,13 @@ static void batch_send(lk_batch *b)
     lk_queue *q = b->q;
     b->attempt++;
     b->start_ns = uv_hrtime();
+    if (b->attempt == 1) {
+        /* What the exporter makes of the batch (an encoded, maybe
+         * compressed, body kept for retries; gRPC core's copy) is charged
+         * at the batch's own size, an upper estimate, whatever the limit. */
+        b->charged = b->bytes;
+        lk_mem_charge(LK_MEM_EXPORTERS, b->charged);
+    }
     int rc = q->exp->ops->send(q->exp, b);
     if (rc < 0)
         lk_batch_done(b, LK_EXPORT_RETRY, -1, "send_error");
