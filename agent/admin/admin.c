@@ -1,5 +1,6 @@
 #include "admin/admin.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,8 @@
 #define ADMIN_MAX_BODY_BYTES (16 * 1024)
 #define ADMIN_IDLE_TIMEOUT_MS 60000 /* longer than a usual scrape interval */
 #define ADMIN_REQUEST_TIMEOUT_MS 10000
+/* A probe or a scrape sends its request as soon as it connects. */
+#define ADMIN_HANDSHAKE_TIMEOUT_MS 10000
 
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 
@@ -107,6 +110,17 @@ int lk_admin_start(lk_admin **out, uv_loop_t *loop, const char *endpoint,
         return LK_ENOMEM;
     a->metrics = m;
     lk_exposition_init(&a->expo);
+    static const char *const reasons[LK_HTTPD_CLOSE_REASONS] = {
+        "handshake_timeout", "idle_timeout", "evicted"};
+    lk_counter *closed[LK_HTTPD_CLOSE_REASONS];
+    for (int i = 0; i < LK_HTTPD_CLOSE_REASONS; i++) {
+        char labels[64];
+        snprintf(labels, sizeof(labels), "reason=\"%s\"", reasons[i]);
+        closed[i] = lk_metrics_counter(m, "lookout_admin_connections_closed_total",
+                                       "Admin connections closed by lookout on its own, "
+                                       "by reason.",
+                                       labels);
+    }
     const struct lk_httpd_opts o = {
         .endpoint = endpoint,
         .name = "admin",
@@ -115,6 +129,15 @@ int lk_admin_start(lk_admin **out, uv_loop_t *loop, const char *endpoint,
         .max_body_bytes = ADMIN_MAX_BODY_BYTES,
         .idle_timeout_ms = ADMIN_IDLE_TIMEOUT_MS,
         .request_timeout_ms = ADMIN_REQUEST_TIMEOUT_MS,
+        .handshake_timeout_ms = ADMIN_HANDSHAKE_TIMEOUT_MS,
+        .connections = lk_metrics_gauge(m, "lookout_admin_connections",
+                                        "Open admin connections.", ""),
+        .connections_refused = lk_metrics_counter(
+            m, "lookout_admin_connections_refused_total",
+            "Admin connections refused with 503: the limit was reached and every "
+            "connection was busy.",
+            ""),
+        .closed = {closed[0], closed[1], closed[2]},
     };
     int rc = lk_httpd_create(&a->httpd, loop, &o, handle, a);
     if (rc < 0) {

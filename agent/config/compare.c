@@ -90,5 +90,5 @@ bool lk_lines_receiver_config_equal(const struct lk_lines_receiver_config *a,
            str_eq(a->service_name, b->service_name) &&
            headers_eq(a->labels, a->nlabels, b->labels, b->nlabels) &&
            a->max_line_bytes == b->max_line_bytes && a->max_connections == b->max_connections &&
-           a->overflow == b->overflow;
+           a->overflow == b->overflow && a->idle_timeout_ms == b->idle_timeout_ms;
 }

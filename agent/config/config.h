@@ -46,6 +46,7 @@ struct lk_grpc_receiver_config {
     uint32_t max_concurrent_streams; /* per connection */
     uint32_t max_connections;
     uint64_t idle_timeout_ms;        /* connection with no open stream */
+    uint64_t handshake_timeout_ms;   /* accept to the first HEADERS; 0: never */
 };
 
 /* receivers: otlp: protocols: http: (OTLP/HTTP, protobuf and JSON) */
@@ -57,6 +58,7 @@ struct lk_http_receiver_config {
     uint64_t max_header_bytes;      /* request line plus headers */
     uint64_t idle_timeout_ms;       /* keep-alive connection with no request */
     uint64_t read_timeout_ms;       /* a whole request (headers and body) must arrive within */
+    uint64_t handshake_timeout_ms;  /* accept to the first request's headers */
 };
 
 /* How a line receiver reads each line (see receivers/lineparse.h). */
@@ -82,6 +84,7 @@ struct lk_lines_receiver_config {
     uint64_t max_line_bytes; /* longer lines are truncated */
     uint32_t max_connections;
     enum lk_lines_overflow overflow;
+    uint64_t idle_timeout_ms; /* stream writer silent while holding a partial line; 0: never */
 };
 
 enum lk_receiver_type {

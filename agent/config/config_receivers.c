@@ -28,6 +28,8 @@ static const struct field grpc_fields[] = {
           max_connections, 1, 1000000),
     F_INT("idle_timeout", FT_DURATION, struct lk_grpc_receiver_config,
           idle_timeout_ms, 0, DUR_MAX),
+    F_INT("handshake_timeout", FT_DURATION, struct lk_grpc_receiver_config,
+          handshake_timeout_ms, 0, DUR_MAX),
 };
 
 static const struct field http_fields[] = {
@@ -44,6 +46,8 @@ static const struct field http_fields[] = {
           idle_timeout_ms, 1, DUR_MAX),
     F_INT("read_timeout", FT_DURATION, struct lk_http_receiver_config,
           read_timeout_ms, 1, DUR_MAX),
+    F_INT("handshake_timeout", FT_DURATION, struct lk_http_receiver_config,
+          handshake_timeout_ms, 1, DUR_MAX),
 };
 
 static const struct field protocols_fields[] = {F_NODE("grpc"), F_NODE("http")};
@@ -57,6 +61,7 @@ static void receiver_defaults(struct ctx *c, struct lk_receiver_config *r)
     r->grpc.max_concurrent_streams = 100;
     r->grpc.max_connections = 256;
     r->grpc.idle_timeout_ms = 5 * MS_M;
+    r->grpc.handshake_timeout_ms = 10 * MS_S;
     r->http.enabled = false;
     r->http.endpoint = cfg_xstrdup(c, "127.0.0.1:4318");
     r->http.max_request_body_size = 64 * MIB;
@@ -64,6 +69,7 @@ static void receiver_defaults(struct ctx *c, struct lk_receiver_config *r)
     r->http.max_header_bytes = 64 * KIB;
     r->http.idle_timeout_ms = 60 * MS_S;
     r->http.read_timeout_ms = 30 * MS_S;
+    r->http.handshake_timeout_ms = 10 * MS_S;
 }
 
 static void do_receiver(struct ctx *c, const lk__ynode *key, const lk__ynode *val,
@@ -134,6 +140,8 @@ static const struct field lines_fields[] = {
     F_INT("max_connections", FT_U32, struct lk_lines_receiver_config, max_connections,
           1, 1000000),
     F_ENUM("overflow", struct lk_lines_receiver_config, overflow, lines_overflow_names),
+    F_INT("idle_timeout", FT_DURATION, struct lk_lines_receiver_config, idle_timeout_ms, 0,
+          DUR_MAX),
 };
 
 static void lines_defaults(struct ctx *c, struct lk_lines_receiver_config *l)
@@ -145,6 +153,7 @@ static void lines_defaults(struct ctx *c, struct lk_lines_receiver_config *l)
     l->max_line_bytes = 256 * KIB;
     l->max_connections = 256;
     l->overflow = LK_LINES_BLOCK;
+    l->idle_timeout_ms = 60 * MS_S;
 }
 
 /* A Loki / Prometheus label name: [A-Za-z_][A-Za-z0-9_]*, not "__" reserved. */

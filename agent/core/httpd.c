@@ -16,6 +16,7 @@
 #define DEFAULT_MAX_BODY_BYTES (4 * 1024 * 1024)
 #define DEFAULT_IDLE_TIMEOUT_MS 60000
 #define DEFAULT_REQUEST_TIMEOUT_MS 30000
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define LISTEN_BACKLOG 128
 #define READ_BUF_BYTES (16 * 1024)
 /* After the last response of a connection, how long unread input is drained
@@ -72,6 +73,11 @@ struct lk_httpd_req {
 
 struct conn {
     conn *prev, *next;
+    conn *idle_prev, *idle_next; /* in h's idle list, oldest first */
+    bool idle;                   /* on that list */
+    bool handshake_done;         /* the first request's headers arrived */
+    uint64_t handshake_deadline; /* ms, loop time */
+    uint64_t req_begin;          /* ms, loop time of the request's first byte */
     lk_httpd *h;
     uv_stream_t *stream; /* heap, from lk_listener_accept; freed on close */
     uv_timer_t timer;
@@ -103,14 +109,20 @@ struct lk_httpd {
     size_t max_body_bytes;
     uint64_t idle_timeout_ms;
     uint64_t request_timeout_ms;
+    uint64_t handshake_timeout_ms;
     lk_gauge *connections;
     lk_counter *connections_refused;
+    lk_counter *closed[LK_HTTPD_CLOSE_REASONS];
     void (*on_reject)(int status, void *arg);
     void *reject_arg;
     lk_httpd_handler handler;
     void *arg;
     conn *conns; /* every connection not yet freed */
     uint32_t nconns;
+    uint32_t nlive; /* of those, the ones not closing: max_connections counts these */
+    /* The idle connections (see httpd.h), in the order they became idle:
+     * the head is the one to evict. */
+    conn *idle_head, *idle_tail;
     void (*done)(void *arg);
     void *done_arg;
 };
@@ -169,6 +181,39 @@ static int append_uint(lk_buf *b, uint64_t v)
         v /= 10;
     } while (v != 0);
     return lk_buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+/* ---- the idle list ---- */
+
+static void idle_remove(conn *c)
+{
+    if (!c->idle)
+        return;
+    lk_httpd *h = c->h;
+    if (c->idle_prev != NULL)
+        c->idle_prev->idle_next = c->idle_next;
+    else
+        h->idle_head = c->idle_next;
+    if (c->idle_next != NULL)
+        c->idle_next->idle_prev = c->idle_prev;
+    else
+        h->idle_tail = c->idle_prev;
+    c->idle_prev = c->idle_next = NULL;
+    c->idle = false;
+}
+
+/* Marks |c| idle from now on: it goes to the end of the line. */
+static void idle_push(conn *c)
+{
+    lk_httpd *h = c->h;
+    idle_remove(c);
+    c->idle = true;
+    c->idle_prev = h->idle_tail;
+    if (h->idle_tail != NULL)
+        h->idle_tail->idle_next = c;
+    else
+        h->idle_head = c;
+    h->idle_tail = c;
 }
 
 /* ---- lifetime ---- */
@@ -237,24 +282,40 @@ static void conn_close(conn *c)
         return;
     c->closing = true;
     c->state = ST_CLOSED;
+    idle_remove(c);
+    c->h->nlive--;
     uv_close((uv_handle_t *)c->stream, on_stream_close);
     uv_close((uv_handle_t *)&c->timer, on_timer_close);
 }
 
 /* ---- timers ---- */
 
+/* Closes |c| on the server's own account, counted by |why|. */
+static void close_for(conn *c, enum lk_httpd_close_reason why)
+{
+    static const char *const what[] = {"handshake_timeout", "idle_timeout", "evicted"};
+    lk_log(LK_LOG_DEBUG, "http connection closed", LK_S("server", c->h->name)
+           LK_S("reason", what[why]));
+    lk_counter_add(c->h->closed[why], 1);
+    conn_close(c);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     conn *c = t->data;
     switch (c->state) {
     case ST_READING:
-        if (c->req.message_begun) {
+        if (!c->handshake_done && uv_now(c->h->loop) >= c->handshake_deadline) {
+            /* Nothing or only part of a first request: no answer, the
+             * client has not shown it speaks HTTP. */
+            close_for(c, LK_HTTPD_CLOSED_HANDSHAKE);
+        } else if (c->req.message_begun) {
             lk_log(LK_LOG_DEBUG, "http request timeout",
                    LK_S("server", c->h->name));
             c->rstart = c->rlen = 0;
             fail(c, 408);
         } else {
-            conn_close(c); /* idle keep-alive connection */
+            close_for(c, LK_HTTPD_CLOSED_IDLE); /* idle keep-alive connection */
         }
         break;
     case ST_WRITING: /* the client stopped reading its response */
@@ -267,8 +328,16 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
+/* While the first request is awaited, the handshake deadline comes first
+ * if it is nearer. */
 static void timer_arm(conn *c, uint64_t ms)
 {
+    if (!c->handshake_done && c->state == ST_READING) {
+        uint64_t now = uv_now(c->h->loop);
+        uint64_t left = c->handshake_deadline > now ? c->handshake_deadline - now : 0;
+        if (left < ms)
+            ms = left;
+    }
     uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
@@ -363,6 +432,7 @@ static int write_response(conn *c, int status, const char *content_type,
         return rc == LK_E2BIG ? LK_ENOMEM : rc;
     }
     c->state = ST_WRITING;
+    idle_remove(c);
     timer_arm(c, c->h->idle_timeout_ms);
     uv_buf_t ub = uv_buf_init((char *)b->data, (unsigned)b->len);
     c->wreq.data = c;
@@ -408,6 +478,7 @@ static void on_shutdown(uv_shutdown_t *s, int status)
 static void begin_linger(conn *c)
 {
     c->state = ST_LINGER;
+    idle_push(c); /* all said: the first to make room */
     c->rstart = c->rlen = 0;
     c->sreq.data = c;
     if (uv_shutdown(&c->sreq, c->stream, on_shutdown) != 0 || read_on(c) != 0) {
@@ -457,6 +528,7 @@ static void send_continue(conn *c)
 static void dispatch(conn *c)
 {
     c->state = ST_HANDLING;
+    idle_remove(c);
     read_off(c);
     uv_timer_stop(&c->timer);
     c->req_pending = true;
@@ -466,7 +538,18 @@ static void dispatch(conn *c)
 /* Waits for the next request, parsing any that is already buffered. */
 static void next_request(conn *c)
 {
+    lk_httpd *h = c->h;
+    /* Limits changed by a reload apply from this request on. */
+    if (c->req.hbuf.max != h->max_header_bytes) {
+        lk_buf_fini(&c->req.hbuf);
+        lk_buf_init(&c->req.hbuf, h->max_header_bytes);
+    }
+    if (c->req.body.max != h->max_body_bytes) {
+        lk_buf_fini(&c->req.body);
+        lk_buf_init(&c->req.body, h->max_body_bytes);
+    }
     req_reset(&c->req);
+    idle_push(c);
     c->close_after = false;
     c->state = ST_READING;
     lk_hp_resume(&c->parser);
@@ -491,7 +574,19 @@ static void process_input(conn *c)
         /* The parser callbacks only record; the loop work happens here. */
         if (c->req.message_begun && !c->req.timer_armed) {
             c->req.timer_armed = true;
+            c->req_begin = uv_now(c->h->loop);
             timer_arm(c, c->h->request_timeout_ms);
+        }
+        if (c->req.headers_done && c->idle) {
+            /* A request is in progress: the connection is busy now. */
+            idle_remove(c);
+            if (!c->handshake_done) {
+                /* The body has what is left of the request timeout. */
+                c->handshake_done = true;
+                uint64_t used = uv_now(c->h->loop) - c->req_begin;
+                uint64_t rt = c->h->request_timeout_ms;
+                timer_arm(c, used < rt ? rt - used : 0);
+            }
         }
         if (st == LK_HP_OK) {
             if (c->req.wants_continue && !c->req.continue_sent)
@@ -772,12 +867,15 @@ static void on_connection(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)s, (uv_close_cb)free);
         return;
     }
-    if (h->nconns >= h->max_connections) {
-        lk_log(LK_LOG_DEBUG, "http connection refused: too many",
-               LK_S("server", h->name) LK_U("max", h->max_connections));
-        lk_counter_add(h->connections_refused, 1);
-        reject_busy(s);
-        return;
+    if (h->nlive >= h->max_connections) {
+        if (h->idle_head == NULL) {
+            lk_log(LK_LOG_DEBUG, "http connection refused: all busy",
+                   LK_S("server", h->name) LK_U("max", h->max_connections));
+            lk_counter_add(h->connections_refused, 1);
+            reject_busy(s);
+            return;
+        }
+        close_for(h->idle_head, LK_HTTPD_CLOSED_EVICTED);
     }
     conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -801,12 +899,14 @@ static void on_connection(uv_stream_t *server, int status)
     lk_buf_charge(&c->req.body, LK_MEM_RECEIVERS, true);
     lk_mem_charge(LK_MEM_RECEIVERS, sizeof(*c));
     c->req.c = c;
+    c->handshake_deadline = uv_now(h->loop) + h->handshake_timeout_ms;
     lk_hp_init(&c->parser, &parser_settings, c);
     c->next = h->conns;
     if (h->conns != NULL)
         h->conns->prev = c;
     h->conns = c;
     h->nconns++;
+    h->nlive++;
     lk_gauge_set(h->connections, h->nconns);
     next_request(c);
 }
@@ -847,8 +947,11 @@ int lk_httpd_create(lk_httpd **out, uv_loop_t *loop,
         o->idle_timeout_ms ? o->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS;
     h->request_timeout_ms = o->request_timeout_ms ? o->request_timeout_ms
                                                   : DEFAULT_REQUEST_TIMEOUT_MS;
+    h->handshake_timeout_ms = o->handshake_timeout_ms ? o->handshake_timeout_ms
+                                                      : DEFAULT_HANDSHAKE_TIMEOUT_MS;
     h->connections = o->connections;
     h->connections_refused = o->connections_refused;
+    memcpy(h->closed, o->closed, sizeof(h->closed));
     h->on_reject = o->on_reject;
     h->reject_arg = o->reject_arg;
     int rc = lk_listener_start(&h->listener, loop, o->endpoint, LISTEN_BACKLOG,
@@ -902,6 +1005,8 @@ void lk_httpd_set_limits(lk_httpd *h, const struct lk_httpd_opts *o)
         h->idle_timeout_ms = o->idle_timeout_ms;
     if (o->request_timeout_ms)
         h->request_timeout_ms = o->request_timeout_ms;
+    if (o->handshake_timeout_ms)
+        h->handshake_timeout_ms = o->handshake_timeout_ms;
 }
 
 void lk_httpd_close(lk_httpd *h, void (*done)(void *arg), void *arg)

@@ -16,9 +16,22 @@
  * fields), 500 out of memory, 505 HTTP version other than 1.x. After the
  * last response of a connection the server sends FIN and drains unread input
  * for up to 2 s (capped by idle_timeout_ms) before closing, so that the
- * client reads the answer instead of a reset. A connection beyond
- * max_connections gets one best-effort 503 (a single non-blocking write) and
- * is closed at once.
+ * client reads the answer instead of a reset.
+ *
+ * A connection that has not sent the request line and headers of its first
+ * request within handshake_timeout_ms of being accepted is closed without an
+ * answer (a port scanner, a slowloris, a client that connected and forgot).
+ *
+ * Connections are idle when nothing of theirs is in progress: waiting for a
+ * request (none begun, or only part of its request line and headers
+ * received, so slowloris headers do not make a connection busy) or draining
+ * after their last response. Busy connections have a request whose headers
+ * are complete and that is not fully answered yet. When a connection arrives
+ * at max_connections, the connection that has been idle the longest is
+ * closed to make room (idle since it was accepted, or since its last
+ * response was written; bytes of an unfinished header section do not count
+ * as activity). Only when every connection is busy does the new one get one
+ * best-effort 503 (a single non-blocking write) and get closed at once.
  *
  * libuv writes with writev(): the process must ignore SIGPIPE, or a client
  * that resets its connection mid-response kills it.
@@ -38,6 +51,14 @@ typedef struct lk_httpd_req lk_httpd_req;
 
 #define LK_HTTPD_MAX_HEADERS 100 /* header fields per request */
 
+/* Why the server closed a connection on its own (counted in opts.closed). */
+enum lk_httpd_close_reason {
+    LK_HTTPD_CLOSED_HANDSHAKE, /* no complete first request within handshake_timeout_ms */
+    LK_HTTPD_CLOSED_IDLE,      /* no request within idle_timeout_ms after a response */
+    LK_HTTPD_CLOSED_EVICTED,   /* idle longest when a new connection needed its slot */
+    LK_HTTPD_CLOSE_REASONS
+};
+
 /* Zero in any limit selects the default given in its comment. */
 struct lk_httpd_opts {
     const char *endpoint;        /* "host:port", "[v6]:port" or "unix:///path" */
@@ -50,8 +71,13 @@ struct lk_httpd_opts {
                                     written; default 60000 */
     uint64_t request_timeout_ms; /* from a request's first byte to its last
                                     (slowloris defence); default 30000 */
+    uint64_t handshake_timeout_ms; /* from accept to the end of the first
+                                      request's headers; default 10000 */
     lk_gauge *connections;           /* NULL, or kept at the open connection count */
-    lk_counter *connections_refused; /* NULL, or counts those over max_connections */
+    lk_counter *connections_refused; /* NULL, or counts those refused with 503
+                                        (max_connections, every one busy) */
+    /* Each NULL, or counts the connections closed for that reason. */
+    lk_counter *closed[LK_HTTPD_CLOSE_REASONS];
     /* NULL, or called with each error status the server answers by itself,
      * before any handler sees the request (400, 408, 413, 414, 431, 500). */
     void (*on_reject)(int status, void *arg);
@@ -79,15 +105,18 @@ int lk_httpd_create(lk_httpd **out, uv_loop_t *loop,
 /* The bound TCP port (useful with port 0), or -1 for a Unix socket. */
 int lk_httpd_port(const lk_httpd *h);
 
+/* New limits (the non-zero ones of |o|; the endpoint, callbacks and
+ * counters are ignored): for connections accepted and requests begun from
+ * now on (a kept-alive connection's next request gets the new header and
+ * body caps); max_connections at once. */
+void lk_httpd_set_limits(lk_httpd *h, const struct lk_httpd_opts *o);
+
 /*
  * Closes the listener and every connection (responses in flight are cut).
  * |done| (may be NULL) runs once every handle is closed and every request
  * given to the handler has been answered; |h| is freed just before. Call
  * once; |h| must not be used afterwards except through pending requests.
  */
-/* New limits (the non-zero ones of |o|; the endpoint and callbacks are
- * ignored): for connections accepted and requests begun from now on. */
-void lk_httpd_set_limits(lk_httpd *h, const struct lk_httpd_opts *o);
 void lk_httpd_close(lk_httpd *h, void (*done)(void *arg), void *arg);
 
 /* Request accessors. Strings are NUL-terminated. */

@@ -550,6 +550,8 @@ static void held_fini(struct held *q)
 
 struct conn {
     uv_pipe_t h;
+    uv_timer_t idle; /* runs while a partial line waits for the writer */
+    int pending;     /* handles still closing */
     lk_lines *r;
     struct conn *prev, *next;
     struct lk_lines_origin origin;
@@ -569,6 +571,7 @@ struct lk_lines {
     bool datagram;
     uint64_t max_line;
     uint32_t max_conns;
+    uint64_t idle_timeout_ms; /* 0: writers are never closed for silence */
     enum lk_lines_overflow overflow;
     lk_pipeline *logs;
     struct lk_lines_encoder enc;
@@ -602,6 +605,7 @@ struct lk_lines {
     lk_counter *invalid_utf8;
     lk_counter *paused;
     lk_counter *conn_refused;
+    lk_counter *conn_closed_idle;
     lk_gauge *conn_gauge;
     uint64_t invalid_seen; /* enc.invalid_utf8 already counted */
 };
@@ -839,6 +843,8 @@ static void frame(struct conn *c, size_t n, bool at_end)
 static void conn_closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
+    if (--c->pending > 0)
+        return;
     lk_lines *r = c->r;
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -860,7 +866,9 @@ static void conn_close(struct conn *c)
         return;
     c->closing = true;
     c->r->open++;
+    c->pending = 2;
     uv_close((uv_handle_t *)&c->h, conn_closed);
+    uv_close((uv_handle_t *)&c->idle, conn_closed);
 }
 
 static void arm_retry(lk_lines *r)
@@ -897,11 +905,47 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     b->len = n;
 }
 
+/*
+ * A writer that stops in the middle of a line for idle_timeout is closed and
+ * its partial line taken as a line: a crashed or stuck writer's last words
+ * get through, and it holds no connection. Writers that are silent between
+ * lines stay (a logger keeps its socket open).
+ */
+static void idle_cb(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    lk_lines *r = c->r;
+    if (c->closing || c->ended)
+        return;
+    if (c->held.n > 0) {
+        /* We stopped reading (the pipeline is full): not the writer's doing. */
+        uv_timer_start(&c->idle, idle_cb, r->idle_timeout_ms, 0);
+        return;
+    }
+    lk_counter_add(r->conn_closed_idle, 1);
+    lk_log(LK_LOG_DEBUG, "closing a line writer silent inside a line",
+           LK_S("receiver", r->name) LK_I("pid", c->origin.cred.pid));
+    uv_read_stop((uv_stream_t *)&c->h);
+    c->ended = true;
+    frame(c, 0, true);
+    submit_conn(c);
+}
+
+/* Runs the idle timer while |c| holds part of a line. */
+static void arm_idle(struct conn *c)
+{
+    if (c->r->idle_timeout_ms > 0 && (c->framer.len > 0 || c->framer.discarding))
+        uv_timer_start(&c->idle, idle_cb, c->r->idle_timeout_ms, 0);
+    else
+        uv_timer_stop(&c->idle);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct conn *c = s->data;
     if (nread > 0) {
         frame(c, (size_t)nread, false);
+        arm_idle(c);
         submit_conn(c);
         return;
     }
@@ -957,6 +1001,8 @@ static void on_connection(uv_stream_t *server, int status)
     r->conns = c;
     r->nconns++;
     lk_gauge_add(r->conn_gauge, 1);
+    uv_timer_init(r->loop, &c->idle);
+    c->idle.data = c;
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->h, &fd) == 0)
         peer_of(fd, &c->origin, c->pname, sizeof(c->pname));
@@ -1224,6 +1270,13 @@ static void register_metrics(lk_lines *r, lk_metrics *m)
     r->conn_refused = lk_metrics_counter(
         m, "lookout_receiver_connections_refused_total",
         "Connections closed at once because max_connections was reached.", labels);
+    if (!r->datagram) {
+        char l[320];
+        snprintf(l, sizeof(l), "%s,reason=\"idle_timeout\"", labels);
+        r->conn_closed_idle = lk_metrics_counter(
+            m, "lookout_receiver_connections_closed_total",
+            "Connections the receiver closed on its own, by reason.", l);
+    }
 }
 
 int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
@@ -1238,6 +1291,7 @@ int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
     r->datagram = cfg->datagram;
     r->max_line = cfg->max_line_bytes;
     r->max_conns = cfg->max_connections;
+    r->idle_timeout_ms = cfg->idle_timeout_ms;
     r->overflow = cfg->overflow;
     r->dgram_fd = -1;
     r->dgram_pid = 0;

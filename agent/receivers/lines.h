@@ -1,6 +1,8 @@
 /* Line receiver: log lines written by local processes to a Unix socket
  * (stream: newline-framed; datagram: one line each), turned into OTLP logs
- * items for the logs pipeline. */
+ * items for the logs pipeline. A stream writer that stops inside a line for
+ * cfg->idle_timeout_ms (0: never) is closed and its partial line taken as a
+ * line; writers silent between lines stay connected. */
 #ifndef LK_RECEIVERS_LINES_H
 #define LK_RECEIVERS_LINES_H
 

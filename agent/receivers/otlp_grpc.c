@@ -31,6 +31,7 @@ _Static_assert(LK_ITEM_HEADROOM >= LK_GRPC_PREFIX_LEN, "item header room");
 /* Inline inflates keep a scratch buffer up to this capacity between requests. */
 #define KEEP_SCRATCH_BYTES (1u << 20)
 #define RETRY_AFTER_MS 1000        /* hinted to clients when the pipeline is full */
+#define DRAIN_MS 1000              /* after GOAWAY, the most a connection is kept */
 
 static const char *const service_path[LK_SIGNAL_COUNT] = {
     "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -85,6 +86,8 @@ struct conn {
     bool write_busy;
     bool reading;
     bool closing;
+    bool handshake_done; /* the client's first HEADERS arrived */
+    bool draining;       /* told GOAWAY (idle or evicted): closes once it is written */
     int pending_closes; /* handles still closing: sock, idle */
     char rbuf[READ_BUF_SIZE];
 };
@@ -96,8 +99,13 @@ struct lk_otlp_grpc {
     lk_listener listener;
     lk_pipeline *pipelines[LK_SIGNAL_COUNT];
     nghttp2_session_callbacks *cbs;
+    /* Open connections, least recently active first (a connection moves to
+     * the end when it reads after its handshake): eviction walks from the
+     * head to the first idle one. */
     struct conn *conns;
+    struct conn *conns_tail;
     uint32_t nconns;
+    uint32_t ndraining; /* of those, told GOAWAY: not counted against max_connections */
     lk_buf scratch; /* messages inflated inline; one request at a time on the loop */
     lk_buf salvaged; /* the valid part of a request with invalid items */
     lk_inflate_pool inflates; /* large messages; the receiver is freed once it is idle */
@@ -112,6 +120,7 @@ struct lk_otlp_grpc {
     lk_counter *requests[17]; /* by grpc-status */
     lk_counter *conn_refused;
     lk_counter *mem_refused;
+    lk_counter *conn_closed[3]; /* by enum close_reason */
     lk_gauge *conn_gauge;
     lk_metrics *metrics;
 };
@@ -125,6 +134,10 @@ struct inflate_call {
     struct stream *s;
     lk_buf body; /* the stream's request body: job.in points into it */
 };
+
+enum close_reason { CLOSED_HANDSHAKE, CLOSED_IDLE, CLOSED_EVICTED };
+static const char *const close_reason_name[] = {"handshake_timeout", "idle_timeout",
+                                                "evicted"};
 
 static void conn_flush(struct conn *c);
 static void conn_close(struct conn *c);
@@ -699,6 +712,46 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t err,
 
 /* ---- connection I/O ----------------------------------------------------- */
 
+static void conn_link(struct conn *c)
+{
+    lk_otlp_grpc *r = c->r;
+    c->next = NULL;
+    c->prev = r->conns_tail;
+    if (r->conns_tail != NULL)
+        r->conns_tail->next = c;
+    else
+        r->conns = c;
+    r->conns_tail = c;
+}
+
+static void conn_unlink(struct conn *c)
+{
+    lk_otlp_grpc *r = c->r;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        r->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        r->conns_tail = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* Activity: |c| becomes the most recently active connection, and its idle
+ * timeout starts over. */
+static void conn_touch(struct conn *c)
+{
+    if (c->r->conns_tail != c) {
+        conn_unlink(c);
+        conn_link(c);
+    }
+    if (!c->draining)
+        uv_timer_again(&c->idle);
+}
+
+static void handshake_done(struct conn *c);
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct conn *c = h->data;
@@ -715,7 +768,8 @@ static void read_cb(uv_stream_t *sock, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    uv_timer_again(&c->idle);
+    if (c->handshake_done)
+        conn_touch(c);
     ssize_t rc = nghttp2_session_mem_recv(c->h2, (const uint8_t *)buf->base,
                                           (size_t)nread);
     if (rc < 0) {
@@ -724,6 +778,8 @@ static void read_cb(uv_stream_t *sock, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
+    if (!c->handshake_done && nghttp2_session_get_last_proc_stream_id(c->h2) > 0)
+        handshake_done(c);
     conn_flush(c);
 }
 
@@ -829,29 +885,82 @@ static void conn_close(struct conn *c)
     lk_buf_fini(&c->out);
     /* The write in flight, if any, still owns |writing| until the socket
      * closes; uv_close cancels it, and the buffer is freed with it below. */
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        r->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    conn_unlink(c);
     r->nconns--;
+    if (c->draining)
+        r->ndraining--;
     lk_gauge_set(r->conn_gauge, r->nconns);
     c->pending_closes = 2;
     uv_close((uv_handle_t *)&c->idle, timer_closed);
     uv_close((uv_handle_t *)c->sock, sock_closed);
 }
 
-static void idle_cb(uv_timer_t *t)
+static void count_close(struct conn *c, enum close_reason why)
 {
-    struct conn *c = t->data;
-    if (c->nstreams > 0)
-        return; /* a request is being received: not idle */
+    lk_counter_add(c->r->conn_closed[why], 1);
+    lk_log(LK_LOG_DEBUG, "closing connection", LK_S("receiver", c->r->name)
+           LK_S("reason", close_reason_name[why]));
+}
+
+static void conn_timer_cb(uv_timer_t *t);
+
+/* Tells the client GOAWAY (streams it began stay answered, none more
+ * accepted); the connection closes once that is written (conn_flush), or
+ * after DRAIN_MS if the client does not let it be written. */
+static void conn_goaway(struct conn *c)
+{
     nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
                           nghttp2_session_get_last_proc_stream_id(c->h2),
                           NGHTTP2_NO_ERROR, NULL, 0);
     nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+    c->draining = true;
+    c->r->ndraining++;
+    uv_timer_start(&c->idle, conn_timer_cb, DRAIN_MS, 0);
     conn_flush(c);
+}
+
+/* One timer per connection: the handshake deadline until the first HEADERS,
+ * then the idle timeout (repeating), then the drain deadline. */
+static void conn_timer_cb(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (c->draining) {
+        conn_close(c);
+        return;
+    }
+    if (!c->handshake_done) {
+        /* No preface, or no request after it: a port scanner, a
+         * half-open client. Nothing to tell it. */
+        count_close(c, CLOSED_HANDSHAKE);
+        conn_close(c);
+        return;
+    }
+    if (c->nstreams > 0)
+        return; /* a request is being received: not idle */
+    count_close(c, CLOSED_IDLE);
+    conn_goaway(c);
+}
+
+static void handshake_done(struct conn *c)
+{
+    lk_otlp_grpc *r = c->r;
+    c->handshake_done = true;
+    conn_touch(c);
+    if (r->cfg.idle_timeout_ms > 0)
+        uv_timer_start(&c->idle, conn_timer_cb, r->cfg.idle_timeout_ms,
+                       r->cfg.idle_timeout_ms);
+    else
+        uv_timer_stop(&c->idle);
+}
+
+/* The connection idle longest (no stream open, not draining already), or
+ * NULL when every connection is busy. */
+static struct conn *oldest_idle(lk_otlp_grpc *r)
+{
+    for (struct conn *c = r->conns; c != NULL; c = c->next)
+        if (c->nstreams == 0 && !c->draining && !c->closing)
+            return c;
+    return NULL;
 }
 
 static int conn_start(lk_otlp_grpc *r, uv_stream_t *sock)
@@ -882,15 +991,13 @@ static int conn_start(lk_otlp_grpc *r, uv_stream_t *sock)
     nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 16 << 20);
     uv_timer_init(r->loop, &c->idle);
     c->idle.data = c;
-    c->next = r->conns;
-    if (r->conns != NULL)
-        r->conns->prev = c;
-    r->conns = c;
+    conn_link(c);
     r->nconns++;
     lk_gauge_set(r->conn_gauge, r->nconns);
-    if (r->cfg.idle_timeout_ms > 0)
-        uv_timer_start(&c->idle, idle_cb, r->cfg.idle_timeout_ms,
-                       r->cfg.idle_timeout_ms);
+    if (r->cfg.handshake_timeout_ms > 0)
+        uv_timer_start(&c->idle, conn_timer_cb, r->cfg.handshake_timeout_ms, 0);
+    else
+        handshake_done(c); /* no deadline: idle timeout from the start */
     c->reading = true;
     uv_read_start(sock, alloc_cb, read_cb);
     conn_flush(c);
@@ -905,12 +1012,21 @@ static void on_connection(uv_stream_t *server, int status)
     uv_stream_t *sock = lk_listener_accept(&r->listener, r->loop);
     if (sock == NULL)
         return;
-    if (r->nconns >= r->cfg.max_connections) {
-        lk_counter_add(r->conn_refused, 1);
-        lk_log(LK_LOG_WARN, "connection limit reached, closing new connection",
-               LK_S("receiver", r->name) LK_U("max_connections", r->cfg.max_connections));
-        uv_close((uv_handle_t *)sock, (uv_close_cb)free);
-        return;
+    if (r->nconns - r->ndraining >= r->cfg.max_connections) {
+        /* Room is made by the connection idle longest. Connections told
+         * GOAWAY close within DRAIN_MS; a flood may not pile up more of them
+         * than max_connections. */
+        struct conn *old = r->ndraining < r->cfg.max_connections ? oldest_idle(r) : NULL;
+        if (old == NULL) {
+            lk_counter_add(r->conn_refused, 1);
+            lk_log(LK_LOG_WARN, "connection limit reached, closing new connection",
+                   LK_S("receiver", r->name)
+                   LK_U("max_connections", r->cfg.max_connections));
+            uv_close((uv_handle_t *)sock, (uv_close_cb)free);
+            return;
+        }
+        count_close(old, CLOSED_EVICTED);
+        conn_goaway(old);
     }
     if (conn_start(r, sock) < 0)
         uv_close((uv_handle_t *)sock, (uv_close_cb)free);
@@ -982,6 +1098,13 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
     r->mem_refused = lk_metrics_counter(
         m, "lookout_receiver_memory_refusals_total",
         "Requests refused (retryably) because memory_limit was reached.", labels);
+    for (int i = 0; i < 3; i++) {
+        char l[320];
+        snprintf(l, sizeof(l), "%s,reason=\"%s\"", labels, close_reason_name[i]);
+        r->conn_closed[i] = lk_metrics_counter(
+            m, "lookout_receiver_connections_closed_total",
+            "Connections the receiver closed on its own, by reason.", l);
+    }
 
     rc = lk_listener_start(&r->listener, loop, cfg->endpoint, 128, on_connection, r);
     if (rc < 0)

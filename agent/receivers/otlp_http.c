@@ -609,6 +609,15 @@ static void receiver_free(lk_otlp_http *r)
     free(r);
 }
 
+/* lookout_receiver_connections_closed_total{|labels|,reason=|reason|} */
+static lk_counter *closed_counter(lk_metrics *m, const char *labels, const char *reason)
+{
+    char l[320];
+    snprintf(l, sizeof(l), "%s,reason=\"%s\"", labels, reason);
+    return lk_metrics_counter(m, "lookout_receiver_connections_closed_total",
+                              "Connections the receiver closed on its own, by reason.", l);
+}
+
 /* Errors the HTTP server answers before routing count like the others. */
 static void count_reject(int status, void *arg)
 {
@@ -669,6 +678,7 @@ int lk_otlp_http_start(lk_otlp_http **out, uv_loop_t *loop, const char *name,
         m, "lookout_receiver_connections_refused_total",
         "Connections closed at once because max_connections was reached.", labels);
     struct lk_httpd_opts o = {
+        .handshake_timeout_ms = cfg->handshake_timeout_ms,
         .endpoint = cfg->endpoint,
         .name = name,
         .max_connections = cfg->max_connections,
@@ -678,6 +688,9 @@ int lk_otlp_http_start(lk_otlp_http **out, uv_loop_t *loop, const char *name,
         .request_timeout_ms = cfg->read_timeout_ms,
         .connections = conns,
         .connections_refused = conns_refused,
+        .closed = {closed_counter(m, labels, "handshake_timeout"),
+                   closed_counter(m, labels, "idle_timeout"),
+                   closed_counter(m, labels, "evicted")},
         .on_reject = count_reject,
         .reject_arg = r,
     };
@@ -712,7 +725,20 @@ void lk_otlp_http_update(lk_otlp_http *r, const struct lk_http_receiver_config *
                          lk_pipeline *const pipelines[LK_SIGNAL_COUNT])
 {
     memcpy(r->pipelines, pipelines, sizeof(r->pipelines));
+    /* The caps after decompression and JSON decoding follow the body limit.
+     * The scratch buffers hold nothing between requests (a body on the
+     * thread pool has its own); a request being inflated there keeps the
+     * cap it started with. */
+    if (r->max_body != cfg->max_request_body_size) {
+        r->max_body = cfg->max_request_body_size;
+        lk_buf *scratch[] = {&r->inflated, &r->decoded, &r->salvaged};
+        for (size_t i = 0; i < sizeof(scratch) / sizeof(scratch[0]); i++) {
+            lk_buf_fini(scratch[i]);
+            lk_buf_init(scratch[i], cfg->max_request_body_size);
+        }
+    }
     struct lk_httpd_opts o = {
+        .handshake_timeout_ms = cfg->handshake_timeout_ms,
         .max_connections = cfg->max_connections,
         .max_header_bytes = (size_t)cfg->max_header_bytes,
         .max_body_bytes = (size_t)cfg->max_request_body_size,

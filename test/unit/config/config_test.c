@@ -172,6 +172,7 @@ START_TEST(default_file_states_the_builtin_defaults)
     ck_assert_uint_eq(fg->max_concurrent_streams, dg->max_concurrent_streams);
     ck_assert_uint_eq(fg->max_connections, dg->max_connections);
     ck_assert_uint_eq(fg->idle_timeout_ms, dg->idle_timeout_ms);
+    ck_assert_uint_eq(fg->handshake_timeout_ms, dg->handshake_timeout_ms);
     const struct lk_http_receiver_config *fh = &f->receivers[0].http,
                                          *dh = &d->receivers[0].http;
     ck_assert_int_eq(fh->enabled, dh->enabled);
@@ -181,6 +182,7 @@ START_TEST(default_file_states_the_builtin_defaults)
     ck_assert_uint_eq(fh->max_header_bytes, dh->max_header_bytes);
     ck_assert_uint_eq(fh->idle_timeout_ms, dh->idle_timeout_ms);
     ck_assert_uint_eq(fh->read_timeout_ms, dh->read_timeout_ms);
+    ck_assert_uint_eq(fh->handshake_timeout_ms, dh->handshake_timeout_ms);
     const struct lk_exporter_config *fx = &f->exporters[0], *dx = &d->exporters[0];
     ck_assert_uint_eq(fx->timeout_ms, dx->timeout_ms);
     ck_assert_int_eq(fx->compression, dx->compression);
@@ -220,6 +222,7 @@ START_TEST(defaults_are_applied)
     ck_assert_uint_eq(g->max_concurrent_streams, 100);
     ck_assert_uint_eq(g->max_connections, 256);
     ck_assert_uint_eq(g->idle_timeout_ms, 5 * 60 * 1000);
+    ck_assert_uint_eq(g->handshake_timeout_ms, 10 * 1000);
     ck_assert(!c->receivers[0].http.enabled); /* only what is listed */
     const struct lk_exporter_config *x = &c->exporters[0];
     ck_assert_str_eq(x->name, "otlp");
@@ -269,6 +272,7 @@ START_TEST(every_key_is_read)
         "        max_concurrent_streams: 7\n"
         "        max_connections: 9\n"
         "        idle_timeout: 0s\n"
+        "        handshake_timeout: 0s\n"
         "exporters:\n"
         "  otlp/b:\n"
         "    endpoint: https://gw.example:443\n"
@@ -294,6 +298,7 @@ START_TEST(every_key_is_read)
     ck_assert_uint_eq(r->grpc.max_concurrent_streams, 7);
     ck_assert_uint_eq(r->grpc.max_connections, 9);
     ck_assert_uint_eq(r->grpc.idle_timeout_ms, 0);
+    ck_assert_uint_eq(r->grpc.handshake_timeout_ms, 0);
     const struct lk_exporter_config *x = &c->exporters[0];
     ck_assert_str_eq(x->name, "otlp/b");
     ck_assert_str_eq(x->endpoint, "gw.example:443");
@@ -1220,6 +1225,7 @@ START_TEST(http_receiver_defaults)
     ck_assert_uint_eq(r->http.max_header_bytes, 64 * 1024);
     ck_assert_uint_eq(r->http.idle_timeout_ms, 60000);
     ck_assert_uint_eq(r->http.read_timeout_ms, 30000);
+    ck_assert_uint_eq(r->http.handshake_timeout_ms, 10000);
     lk_config_destroy(c);
     /* Both protocols side by side on their default ports. */
     c = config_of("receivers: {otlp: {protocols: {grpc: {}, http: {}}}}\n"
@@ -1243,6 +1249,7 @@ START_TEST(http_receiver_every_key)
                              "        max_header_bytes: 16KiB\n"
                              "        idle_timeout: 5s\n"
                              "        read_timeout: 1500ms\n"
+                             "        handshake_timeout: 2s\n"
                              "exporters: {otlp: {endpoint: \"h:1\"}}\n"
                              "pipelines: {logs: {receivers: [otlp/h], exporters: [otlp]}}\n");
     const struct lk_http_receiver_config *h = &c->receivers[0].http;
@@ -1253,6 +1260,7 @@ START_TEST(http_receiver_every_key)
     ck_assert_uint_eq(h->max_header_bytes, 16 * 1024);
     ck_assert_uint_eq(h->idle_timeout_ms, 5000);
     ck_assert_uint_eq(h->read_timeout_ms, 1500);
+    ck_assert_uint_eq(h->handshake_timeout_ms, 2000);
     lk_config_destroy(c);
 }
 END_TEST
@@ -1300,6 +1308,12 @@ START_TEST(http_receiver_errors)
     assert_only(http_receiver_err("        idle_timeout: 0s\n"),
                 NAME ":5:23: receivers.otlp.protocols.http.idle_timeout: must be between 1ms "
                      "and 8760h, got 0s");
+    assert_only(http_receiver_err("        handshake_timeout: 0s\n"),
+                NAME ":5:28: receivers.otlp.protocols.http.handshake_timeout: must be between "
+                     "1ms and 8760h, got 0s");
+    assert_only(http_receiver_err("        handshake_timout: 1s\n"),
+                NAME ":5:9: unknown key 'handshake_timout' in receivers.otlp.protocols.http; "
+                     "did you mean 'handshake_timeout'?");
     assert_only(http_receiver_err("        read_timeout: 30\n"),
                 NAME ":5:23: receivers.otlp.protocols.http.read_timeout: duration '30' needs a "
                      "unit, e.g. 5s or 500ms (units: ms, s, m, h)");
@@ -1627,6 +1641,7 @@ static void assert_lines_defaults(const struct lk_receiver_config *r)
     ck_assert_uint_eq(l->max_line_bytes, 256 * KIB_);
     ck_assert_uint_eq(l->max_connections, 256);
     ck_assert_int_eq(l->overflow, LK_LINES_BLOCK);
+    ck_assert_uint_eq(l->idle_timeout_ms, 60 * 1000);
 }
 
 static void assert_loki_defaults(const struct lk_exporter_config *x)
@@ -1688,12 +1703,14 @@ START_TEST(lines_receiver_every_key)
                              "    max_line_bytes: 1MiB\n"
                              "    max_connections: 10\n"
                              "    overflow: drop\n"
+                             "    idle_timeout: 0s\n"
                              "  lines/app:\n"
                              "    path: /tmp/app.sock\n"
                              "    socket_type: stream\n"
                              "    mode: 640\n"
                              "    format: raw\n"
                              "    max_line_bytes: 256\n"
+                             "    idle_timeout: 1500ms\n"
                              "  lines/j: {path: /tmp/j.sock, format: json, mode: \"0600\"}\n"
                              LINES_TAIL);
     ck_assert_uint_eq(c->nreceivers, 3);
@@ -1715,6 +1732,7 @@ START_TEST(lines_receiver_every_key)
     ck_assert_uint_eq(l->max_line_bytes, 1024 * KIB_);
     ck_assert_uint_eq(l->max_connections, 10);
     ck_assert_int_eq(l->overflow, LK_LINES_DROP);
+    ck_assert_uint_eq(l->idle_timeout_ms, 0);
 
     const struct lk_receiver_config *r = receiver_named(c, "lines/app");
     ck_assert_int_eq(r->type, LK_RECEIVER_LINES);
@@ -1724,6 +1742,7 @@ START_TEST(lines_receiver_every_key)
     ck_assert_int_eq(r->lines.format, LK_LINES_RAW);
     ck_assert_uint_eq(r->lines.max_line_bytes, 256);
     ck_assert_uint_eq(r->lines.max_connections, 256);
+    ck_assert_uint_eq(r->lines.idle_timeout_ms, 1500);
     ck_assert_int_eq(receiver_named(c, "lines/j")->lines.format, LK_LINES_JSON);
     ck_assert_uint_eq(receiver_named(c, "lines/j")->lines.mode, 0600);
     lk_config_destroy(c);
@@ -1776,6 +1795,9 @@ START_TEST(lines_receiver_errors)
     assert_only(errors_of(lines_yaml("    max_line_bytes: 100\n")),
                 NAME ":3:21: receivers.lines.max_line_bytes: must be between 256 and 16MiB, got "
                      "100");
+    assert_only(errors_of(lines_yaml("    idle_timeout: 1\n")),
+                NAME ":3:19: receivers.lines.idle_timeout: duration '1' needs a unit, e.g. 5s "
+                     "or 500ms (units: ms, s, m, h)");
     assert_only(errors_of(lines_yaml("    paht: /x\n")),
                 NAME ":3:5: unknown key 'paht' in receivers.lines; did you mean 'path'?");
 

@@ -21,6 +21,7 @@
 
 #include "core/err.h"
 #include "core/httpd.h"
+#include "core/selfmetrics.h"
 
 /* ---- a blocking client ---- */
 
@@ -199,6 +200,26 @@ static int held_respond_rc;
 static bool closed_before_held_answer;
 static int requests_seen;
 static char paths_seen[1024]; /* " /a /b" */
+/* /park requests wait here until the client thread sends |release|. */
+static lk_httpd_req *parked[8];
+static int parked_n; /* read by the client thread: atomic */
+static uv_async_t release;
+static lk_metrics *metrics;
+static lk_counter *closed_ctr[LK_HTTPD_CLOSE_REASONS];
+static lk_counter *refused_ctr;
+
+static void answer_parked(void)
+{
+    int n = __atomic_load_n(&parked_n, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < n; i++)
+        lk_httpd_respond(parked[i], 200, "text/plain", NULL, "parked", 6);
+    __atomic_store_n(&parked_n, 0, __ATOMIC_SEQ_CST);
+}
+
+static void on_release(uv_async_t *a)
+{
+    answer_parked();
+}
 
 struct delayed {
     uv_timer_t t;
@@ -228,6 +249,13 @@ static void handler(lk_httpd_req *req, void *arg)
     snprintf(paths_seen + used, sizeof(paths_seen) - used, " %s", path);
     if (strcmp(path, "/hold") == 0) {
         held = req;
+        return;
+    }
+    if (strcmp(path, "/park") == 0) {
+        int n = __atomic_load_n(&parked_n, __ATOMIC_SEQ_CST);
+        ck_assert_int_lt(n, 8);
+        parked[n] = req;
+        __atomic_store_n(&parked_n, n + 1, __ATOMIC_SEQ_CST);
         return;
     }
     size_t blen;
@@ -262,7 +290,9 @@ static void on_client_done(uv_async_t *a)
 {
     if (!closed_by_test)
         lk_httpd_close(server, on_server_closed, NULL);
+    answer_parked(); /* the server waits for these answers (dropped) */
     uv_close((uv_handle_t *)a, NULL);
+    uv_close((uv_handle_t *)&release, NULL);
 }
 
 static void *client_main(void *arg)
@@ -280,6 +310,8 @@ static void start_server(const struct lk_httpd_opts *o)
     held = NULL;
     requests_seen = 0;
     paths_seen[0] = '\0';
+    parked_n = 0;
+    ck_assert_int_eq(uv_async_init(&loop, &release, on_release), 0);
     ck_assert_int_eq(lk_httpd_create(&server, &loop, o, handler, NULL), 0);
     server_port = lk_httpd_port(server);
 }
@@ -298,10 +330,50 @@ static void run_client(void (*fn)(void *), void *arg)
     ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 
+/* Counters of closes and refusals, fresh for each test (freed by
+ * metrics_teardown). */
 static struct lk_httpd_opts opts(void)
 {
+    static const char *const reasons[] = {"reason=\"handshake\"", "reason=\"idle\"",
+                                          "reason=\"evicted\""};
+    metrics = lk_metrics_create();
     struct lk_httpd_opts o = {.endpoint = "127.0.0.1:0", .name = "test"};
+    for (int i = 0; i < LK_HTTPD_CLOSE_REASONS; i++)
+        o.closed[i] = closed_ctr[i] =
+            lk_metrics_counter(metrics, "closed_total", "", reasons[i]);
+    o.connections_refused = refused_ctr = lk_metrics_counter(metrics, "refused_total", "", "");
     return o;
+}
+
+static void metrics_teardown(void)
+{
+    lk_metrics_destroy(metrics);
+    metrics = NULL;
+}
+
+/* Waits (10 s at most) until the server holds |n| /park requests. */
+static int wait_parked(int n)
+{
+    for (int i = 0; i < 10000; i++) {
+        if (__atomic_load_n(&parked_n, __ATOMIC_SEQ_CST) >= n)
+            return 0;
+        usleep(1000);
+    }
+    return -1;
+}
+
+/* True when |c| is open with nothing to read (does not wait). */
+static int cli_is_open_quiet(struct cli *c)
+{
+    char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* True when the server closed |c| without sending a byte. */
+static int cli_closed_silently(struct cli *c)
+{
+    return c->len == 0 && cli_fill(c) == 0 && c->len == 0;
 }
 
 /* ---- tests ---- */
@@ -602,27 +674,27 @@ static void c_max_conns(void *arg)
     struct result *res = arg;
     struct cli *a = cli_connect(server_port);
     struct cli *b = cli_connect(server_port);
-    cli_sends(a, "GET /a HTTP/1.1\r\n\r\n");
-    cli_sends(b, "GET /b HTTP/1.1\r\n\r\n");
-    res->rc[0] = cli_read(a, &res->r[0], 0);
-    res->rc[1] = cli_read(b, &res->r[1], 0);
-    /* Both are open and counted: a third is turned away. */
+    cli_sends(a, "GET /park HTTP/1.1\r\n\r\n");
+    cli_sends(b, "GET /park HTTP/1.1\r\n\r\n");
+    /* Both are open and busy (their requests are with the handler): there
+     * is no idle one to make room, so a third is turned away. */
+    res->rc[3] = wait_parked(2);
     struct cli *c = cli_connect(server_port);
     res->rc[2] = cli_read(c, &res->r[2], 0);
     res->eof = cli_at_eof(c);
     cli_close(c);
-    /* Once one closes, there is room again (the server notices the close
-     * asynchronously, hence the retries). */
+    /* Answered, both are idle keep-alive connections: the next one makes
+     * room by closing the one idle longest. */
+    uv_async_send(&release);
+    res->rc[0] = cli_read(a, &res->r[0], 0);
+    res->rc[1] = cli_read(b, &res->r[1], 0);
+    struct cli *d = cli_connect(server_port);
+    cli_sends(d, "GET /d HTTP/1.1\r\n\r\n");
+    if (cli_read(d, &res->r[3], 0) != 0)
+        res->rc[3] = -1;
+    cli_close(d);
+    res->eof2 = cli_at_eof(a);
     cli_close(a);
-    for (int i = 0; i < 100; i++) {
-        struct cli *d = cli_connect(server_port);
-        cli_sends(d, "GET /d HTTP/1.1\r\n\r\n");
-        res->rc[3] = cli_read(d, &res->r[3], 0);
-        cli_close(d);
-        if (res->rc[3] == 0 && res->r[3].status == 200)
-            break;
-        usleep(10000);
-    }
     cli_close(b);
 }
 
@@ -634,13 +706,123 @@ START_TEST(max_connections_503)
     struct result res;
     memset(&res, 0, sizeof(res));
     run_client(c_max_conns, &res);
+    ck_assert_int_eq(res.rc[0], 0);
     ck_assert_int_eq(res.r[0].status, 200);
+    ck_assert_int_eq(res.rc[1], 0);
     ck_assert_int_eq(res.r[1].status, 200);
     ck_assert_int_eq(res.rc[2], 0);
     ck_assert_int_eq(res.r[2].status, 503);
     ck_assert(res.eof);
     ck_assert_int_eq(res.rc[3], 0);
     ck_assert_int_eq(res.r[3].status, 200);
+    ck_assert(res.eof2); /* a, idle longest, made room for d */
+    ck_assert_uint_eq(lk_counter_value(refused_ctr), 1);
+    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_HTTPD_CLOSED_EVICTED]), 1);
+}
+END_TEST
+
+struct evict_result {
+    struct resp r[3];
+    int rc[3];
+    int a_eof, b_open, c_open;     /* after d */
+    int b_eof, c_open2;            /* after e */
+    int c_silent;                  /* after f */
+};
+
+static void c_evict(void *arg)
+{
+    struct evict_result *res = arg;
+    /* a: one request answered, then idle (keep-alive). */
+    struct cli *a = cli_connect(server_port);
+    cli_sends(a, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    res->rc[0] = cli_read(a, &res->r[0], 0);
+    /* b: connected, silent. c: a slowloris, part of a header section. */
+    struct cli *b = cli_connect(server_port);
+    struct cli *c = cli_connect(server_port);
+    cli_sends(c, "GET /c HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    /* The limit is reached: d is served, a (idle longest) is closed. */
+    struct cli *d = cli_connect(server_port);
+    cli_sends(d, "GET /d HTTP/1.1\r\nHost: x\r\n\r\n");
+    res->rc[1] = cli_read(d, &res->r[1], 0);
+    res->a_eof = cli_at_eof(a);
+    res->b_open = cli_is_open_quiet(b);
+    res->c_open = cli_is_open_quiet(c);
+    /* e makes b go, then f makes c go (d and e are idle now too, but
+     * became so later). */
+    struct cli *e = cli_connect(server_port);
+    cli_sends(e, "GET /e HTTP/1.1\r\nHost: x\r\n\r\n");
+    res->rc[2] = cli_read(e, &res->r[2], 0);
+    res->b_eof = cli_closed_silently(b);
+    res->c_open2 = cli_is_open_quiet(c);
+    struct cli *f = cli_connect(server_port);
+    res->c_silent = cli_closed_silently(c);
+    cli_close(a);
+    cli_close(b);
+    cli_close(c);
+    cli_close(d);
+    cli_close(e);
+    cli_close(f);
+}
+
+START_TEST(evicts_idle_longest)
+{
+    struct lk_httpd_opts o = opts();
+    o.max_connections = 3;
+    start_server(&o);
+    struct evict_result res;
+    memset(&res, 0, sizeof(res));
+    run_client(c_evict, &res);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(res.rc[i], 0);
+        ck_assert_int_eq(res.r[i].status, 200);
+    }
+    ck_assert(res.a_eof);
+    ck_assert(res.b_open);
+    ck_assert(res.c_open);
+    ck_assert(res.b_eof);
+    ck_assert(res.c_open2);
+    ck_assert(res.c_silent);
+    ck_assert_str_eq(paths_seen, " /a /d /e"); /* never /c */
+    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_HTTPD_CLOSED_EVICTED]), 3);
+    ck_assert_uint_eq(lk_counter_value(refused_ctr), 0);
+}
+END_TEST
+
+static void c_handshake(void *arg)
+{
+    struct result *res = arg;
+    struct cli *a = cli_connect(server_port); /* says nothing */
+    struct cli *b = cli_connect(server_port); /* part of a request */
+    cli_sends(b, "GET /b HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    struct cli *c = cli_connect(server_port); /* a request at once */
+    cli_sends(c, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    res->rc[0] = cli_read(c, &res->r[0], 0);
+    res->eof = cli_closed_silently(a) && cli_closed_silently(b);
+    /* Past the handshake, the timeout no longer applies to c. */
+    usleep(600 * 1000);
+    cli_sends(c, "GET /c2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    res->rc[1] = cli_read(c, &res->r[1], 0);
+    cli_close(a);
+    cli_close(b);
+    cli_close(c);
+}
+
+START_TEST(handshake_timeout_closes_silent)
+{
+    struct lk_httpd_opts o = opts();
+    o.handshake_timeout_ms = 300;
+    start_server(&o);
+    struct result res;
+    memset(&res, 0, sizeof(res));
+    run_client(c_handshake, &res);
+    ck_assert(res.eof);
+    ck_assert_int_eq(res.rc[0], 0);
+    ck_assert_int_eq(res.r[0].status, 200);
+    ck_assert_int_eq(res.rc[1], 0);
+    ck_assert_int_eq(res.r[1].status, 200);
+    ck_assert_str_eq(paths_seen, " /c /c2");
+    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_HTTPD_CLOSED_HANDSHAKE]), 2);
+    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_HTTPD_CLOSED_IDLE]), 0);
 }
 END_TEST
 
@@ -860,6 +1042,8 @@ static Suite *suite(void)
         {"request_timeout_408", request_timeout_408},
         {"idle_connection_closed", idle_connection_closed},
         {"max_connections_503", max_connections_503},
+        {"evicts_idle_longest", evicts_idle_longest},
+        {"handshake_timeout_closes_silent", handshake_timeout_closes_silent},
         {"connection_close_honoured", connection_close_honoured},
         {"head_has_no_body", head_has_no_body},
         {"expect_continue", expect_continue},
@@ -870,6 +1054,7 @@ static Suite *suite(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);
         tcase_set_timeout(tc, 30);
+        tcase_add_checked_fixture(tc, NULL, metrics_teardown);
         tcase_add_test(tc, cases[i].fn);
         suite_add_tcase(s, tc);
     }

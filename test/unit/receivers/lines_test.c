@@ -11,17 +11,29 @@
  * Encoder tests decode finish()'s bytes with the protobuf-c code generated
  * from proto/ and also pass them through lk_otlp_validate, which checks what
  * a strict downstream decoder would (valid UTF-8 in every string included).
+ *
+ * The idle test runs the receiver on a real Unix socket with a real queue
+ * and pipeline, writers on a second thread, and a fake exporter that keeps
+ * every batch; assertions run after both are done.
  */
 #include "receivers/lines.h"
 
 #include <check.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "core/utf8.h"
+#include "pipeline/exporter.h"
+#include "pipeline/queue.h"
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "receivers/otlp_validate.h"
 
@@ -1037,6 +1049,199 @@ START_TEST(encoder_reset_and_reuse)
 }
 END_TEST
 
+/* ---- the receiver on a socket: writers silent inside a line ---- */
+
+#define MAX_BATCHES 64
+
+struct fake {
+    lk_exporter base;
+    lk_batch *pending[MAX_BATCHES];
+    char bodies[1024]; /* " body body ..." of every record sent */
+    int calls;
+};
+
+static int fake_send(lk_exporter *e, lk_batch *b)
+{
+    struct fake *f = (struct fake *)e;
+    const struct iovec *iov;
+    size_t n, total;
+    ck_assert_int_lt(f->calls, MAX_BATCHES);
+    lk_batch_iov(b, &iov, &n, &total);
+    uint8_t *all = malloc(total + 1);
+    ck_assert_ptr_nonnull(all);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(all + off, iov[i].iov_base, iov[i].iov_len);
+        off += iov[i].iov_len;
+    }
+    /* Concatenated requests are one request (repeated fields merge). */
+    Req *r = opentelemetry__proto__collector__logs__v1__export_logs_service_request__unpack(
+        NULL, total, all);
+    ck_assert_ptr_nonnull(r);
+    for (size_t i = 0; i < r->n_resource_logs; i++)
+        for (size_t j = 0; j < r->resource_logs[i]->n_scope_logs; j++) {
+            const Opentelemetry__Proto__Logs__V1__ScopeLogs *sl =
+                r->resource_logs[i]->scope_logs[j];
+            for (size_t k = 0; k < sl->n_log_records; k++) {
+                size_t used = strlen(f->bodies);
+                snprintf(f->bodies + used, sizeof(f->bodies) - used, " %s",
+                         sl->log_records[k]->body->string_value);
+            }
+        }
+    req_free(r);
+    free(all);
+    f->pending[f->calls++] = b;
+    return 0;
+}
+
+static void fake_close(lk_exporter *e, void (*done)(void *), void *arg)
+{
+    if (done)
+        done(arg);
+}
+
+static const struct lk_exporter_ops fake_ops = {"fake", fake_send, fake_close};
+
+static uv_loop_t sloop;
+static uv_async_t writers_done;
+static char sock_path[108];
+
+struct idle_result {
+    int a_eof;     /* the writer silent inside a line was closed */
+    int b_open;    /* the writer silent between lines was not */
+    int b_more_ok; /* and could still write */
+};
+
+static int writer_connect(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = 10}; /* a guard against hanging */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static int write_all(int fd, const char *s)
+{
+    return send(fd, s, strlen(s), MSG_NOSIGNAL) == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+static void *writers_main(void *arg)
+{
+    struct idle_result *res = arg;
+    /* b first: were it (wrongly) timed out, that would happen before a. */
+    int b = writer_connect();
+    int a = writer_connect();
+    if (a >= 0 && b >= 0 && write_all(b, "b-line\n") == 0 &&
+        write_all(a, "a-full\na-part") == 0) {
+        char c;
+        res->a_eof = recv(a, &c, 1, 0) == 0;
+        ssize_t n = recv(b, &c, 1, MSG_DONTWAIT);
+        res->b_open = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        res->b_more_ok = write_all(b, "b-more\n") == 0;
+    }
+    if (a >= 0)
+        close(a);
+    if (b >= 0)
+        close(b);
+    uv_async_send(&writers_done);
+    return NULL;
+}
+
+static void on_writers_done(uv_async_t *h)
+{
+    uv_stop(h->loop);
+}
+
+static void on_lines_closed(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+START_TEST(idle_writer_inside_a_line_is_closed)
+{
+    snprintf(sock_path, sizeof(sock_path), "/tmp/lk_lines_idle_%d.sock", (int)getpid());
+    ck_assert_int_eq(uv_loop_init(&sloop), 0);
+    ck_assert_int_eq(uv_async_init(&sloop, &writers_done, on_writers_done), 0);
+    lk_metrics *m = lk_metrics_create();
+    struct lk_queue_config qc = {.queue_size = 1000, .max_bytes = 1 << 20,
+                                 .overflow = LK_OVERFLOW_REFUSE};
+    struct lk_batch_config bc = {.send_batch_size = 1, .send_batch_max_bytes = 1 << 20,
+                                 .timeout_ms = 1};
+    struct lk_retry_config rc = {.enabled = false, .initial_interval_ms = 1,
+                                 .max_interval_ms = 1, .multiplier = 1};
+    struct fake f;
+    memset(&f, 0, sizeof(f));
+    f.base.ops = &fake_ops;
+    f.base.name = "fake";
+    lk_queue *q;
+    lk_pipeline *p;
+    struct lk_queue_opts qo = {.signal = LK_SIGNAL_LOGS, .queue = &qc, .batch = &bc,
+                               .retry = &rc, .max_concurrency = MAX_BATCHES};
+    ck_assert_int_eq(lk_queue_create(&q, &sloop, &qo, &f.base, m), 0);
+    ck_assert_int_eq(lk_pipeline_create(&p, LK_SIGNAL_LOGS, &q, 1), 0);
+    struct lk_lines_receiver_config cfg = {
+        .path = sock_path,
+        .mode = 0600,
+        .format = LK_LINES_RAW,
+        .max_line_bytes = 1024,
+        .max_connections = 4,
+        .overflow = LK_LINES_BLOCK,
+        .idle_timeout_ms = 200,
+    };
+    lk_lines *r;
+    ck_assert_int_eq(lk_lines_start(&r, &sloop, "lines", &cfg, p, m), 0);
+
+    struct idle_result res = {0};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, writers_main, &res), 0);
+    uv_run(&sloop, UV_RUN_DEFAULT);
+    pthread_join(t, NULL);
+
+    bool closed = false;
+    lk_lines_close(r, on_lines_closed, &closed);
+    while (lk_queue_held_items(q) > 0 || !closed) {
+        for (int i = 0; i < f.calls; i++)
+            if (f.pending[i] != NULL) {
+                lk_batch_done(f.pending[i], LK_EXPORT_OK, -1, NULL);
+                f.pending[i] = NULL;
+            }
+        uv_run(&sloop, UV_RUN_ONCE);
+    }
+    uint64_t idle_closed = lk_counter_value(lk_metrics_counter(
+        m, "lookout_receiver_connections_closed_total", "",
+        "receiver=\"lines\",transport=\"unix\",reason=\"idle_timeout\""));
+    uint64_t accepted = lk_counter_value(lk_metrics_counter(
+        m, "lookout_receiver_accepted_log_records_total", "",
+        "receiver=\"lines\",transport=\"unix\""));
+    uv_close((uv_handle_t *)&writers_done, NULL);
+    uv_run(&sloop, UV_RUN_DEFAULT);
+    lk_pipeline_destroy(p);
+    lk_queue_destroy(q);
+    uv_run(&sloop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&sloop), 0);
+    lk_metrics_destroy(m);
+
+    ck_assert(res.a_eof);
+    ck_assert(res.b_open);
+    ck_assert(res.b_more_ok);
+    ck_assert_uint_eq(idle_closed, 1);
+    ck_assert_uint_eq(accepted, 4);
+    /* Each writer's lines in order; the partial one taken as a line. */
+    ck_assert_msg(strstr(f.bodies, " a-full") != NULL && strstr(f.bodies, " a-part") != NULL &&
+                      strstr(f.bodies, " a-full") < strstr(f.bodies, " a-part"),
+                  "bodies:%s", f.bodies);
+    ck_assert_msg(strstr(f.bodies, " b-line") != NULL && strstr(f.bodies, " b-more") != NULL &&
+                      strstr(f.bodies, " b-line") < strstr(f.bodies, " b-more"),
+                  "bodies:%s", f.bodies);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("lines");
@@ -1063,6 +1268,7 @@ static Suite *suite(void)
         {"encoder_utf8", {encoder_repairs_invalid_utf8, encoder_process_name_stays_valid_utf8,
                           encoder_long_service_name_stays_valid_utf8}},
         {"encoder_reuse", {encoder_empty_finish_returns_zero, encoder_reset_and_reuse}},
+        {"idle_writer", {idle_writer_inside_a_line_is_closed}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);

@@ -1288,6 +1288,81 @@ START_TEST(close_while_inflating_drops_the_requests)
 }
 END_TEST
 
+/* A reload's lk_otlp_http_update with |max_body|, the rest as start() has it. */
+static void update_body_limit(uint64_t max_body)
+{
+    struct lk_http_receiver_config cfg = {
+        .enabled = true,
+        .endpoint = "127.0.0.1:0",
+        .max_request_body_size = max_body,
+        .max_connections = 16,
+        .max_header_bytes = 8 * 1024,
+        .idle_timeout_ms = 10000,
+        .read_timeout_ms = 10000,
+    };
+    lk_otlp_http_update(R, &cfg, P);
+}
+
+/* One POST of |body| (gzip-encoded when |gz|) on a new connection: its status. */
+static int post_once(const uint8_t *body, size_t len, bool gz, char *text, size_t textlen)
+{
+    struct exch *x = exch_new();
+    add_req(x, "POST", "/v1/traces", "application/x-protobuf",
+            gz ? "Content-Encoding: gzip\r\n" : NULL, body, len);
+    run(x);
+    ck_assert_int_eq(x->nresp, 1);
+    int status = x->resp[0].status;
+    if (text != NULL) {
+        struct status st;
+        decode_status(&x->resp[0], &st);
+        snprintf(text, textlen, "%.200s", st.message);
+    }
+    exch_free(x);
+    return status;
+}
+
+START_TEST(reload_changes_the_body_limits)
+{
+    start("127.0.0.1:0", 1000);
+    /* Spans named with 20 KiB, then 400 KiB, of one letter: their gzip is
+     * small on the wire (inflated inline), their size is the name's. */
+    char *name = malloc(400 * 1024 + 1);
+    memset(name, 'a', 400 * 1024);
+    name[20 * 1024] = '\0';
+    size_t small_len, big_len;
+    uint8_t *small = traces(1, name, &small_len);
+    name[20 * 1024] = 'a';
+    name[400 * 1024] = '\0';
+    uint8_t *big = traces(1, name, &big_len);
+    free(name);
+    lk_buf small_gz, big_gz;
+    lk_buf_init(&small_gz, SIZE_MAX);
+    lk_buf_init(&big_gz, SIZE_MAX);
+    ck_assert_int_eq(lk_gzip_deflate(small, small_len, &small_gz), 0);
+    ck_assert_int_eq(lk_gzip_deflate(big, big_len, &big_gz), 0);
+    ck_assert_uint_lt(big_gz.len, 8 * 1024);
+    char text[256];
+
+    ck_assert_int_eq(post_once(small_gz.data, small_gz.len, true, NULL, 0), 200);
+    /* Lowered: the cap after decompression follows, not only the one on the wire. */
+    update_body_limit(8 * 1024);
+    ck_assert_int_eq(post_once(small_gz.data, small_gz.len, true, text, sizeof(text)), 413);
+    ck_assert_str_eq(text, "decompressed body exceeds max_request_body_size (8192 bytes)");
+    ck_assert_int_eq(post_once(small, small_len, false, NULL, 0), 413);
+    /* Raised past the size the receiver started with: both caps follow. */
+    update_body_limit(1024 * 1024);
+    ck_assert_uint_gt(big_len, MAX_BODY);
+    ck_assert_int_eq(post_once(big_gz.data, big_gz.len, true, NULL, 0), 200);
+    ck_assert_int_eq(post_once(big, big_len, false, NULL, 0), 200);
+    ck_assert_int_eq(F[LK_SIGNAL_TRACES].calls, 3);
+    lk_buf_fini(&small_gz);
+    lk_buf_fini(&big_gz);
+    free(small);
+    free(big);
+    stop();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("otlp_http");
@@ -1305,6 +1380,7 @@ static Suite *suite(void)
         {"routing", {unknown_paths_and_unconfigured_signals_are_404, other_methods_are_405}},
         {"limits", {bodies_over_the_limit_are_413, gzip_bomb_is_413_without_inflating_it,
                     headers_over_the_limit_are_431}},
+        {"reload", {reload_changes_the_body_limits}},
         {"backpressure", {full_queue_is_503_with_retry_after}},
         {"connections", {keep_alive_serves_several_requests,
                          pipelined_requests_are_answered_in_order}},
