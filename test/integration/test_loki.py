@@ -6,7 +6,11 @@ answers with Loki's "total ignored: N out of M" counted as dropped by reason and
 never retried, the rest counted as sent; other 4xx dropped whole; the OTLP log
 record -> Loki entry mapping (labels, hint attributes, defaults, escaping, label
 cap, timestamps, non-string bodies, structured metadata and its order); JSON and
-gzip bodies against protobuf; tenant, basic, bearer and custom headers.
+gzip bodies against protobuf; tenant, basic, bearer and custom headers; structured
+metadata against a sink that validates it as Loki does: `auto` falls back when Loki
+refuses it (every line arrives once, level and ids in the line, logged once, counted),
+`off` never sends it, `on` drops the refused batch as a bad_request, and Loki's two
+limits are kept (pairs cut and counted, every push accepted).
 
 Run all: sh test/integration/run.sh test_loki (from the repo root, after `make`).
 Run one: /usr/bin/python3 test/integration/test_loki.py LokiTest.test_otlp_logs_mapping
