@@ -114,7 +114,7 @@ static int create_exporter(const struct lk_exporter_config *ec, lk_exporter **ou
     case LK_EXPORTER_OTLPHTTP:
         return lk_otlphttp_exporter_create(out, S.loop, ec);
     case LK_EXPORTER_LOKI:
-        return lk_loki_exporter_create(out, S.loop, ec);
+        return lk_loki_exporter_create(out, S.loop, ec, S.m);
     case LK_EXPORTER_PROMETHEUS:
         return lk_prometheus_exporter_create(out, S.loop, ec, S.m);
     case LK_EXPORTER_PROMETHEUSREMOTEWRITE:

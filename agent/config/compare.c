@@ -72,6 +72,9 @@ bool lk_exporter_config_equal(const struct lk_exporter_config *a,
         !str_eq(a->auth.bearer_token, b->auth.bearer_token))
         return false;
     if (a->loki.format != b->loki.format ||
+        a->loki.structured_metadata != b->loki.structured_metadata ||
+        a->loki.md_max_entries != b->loki.md_max_entries ||
+        a->loki.md_max_bytes != b->loki.md_max_bytes ||
         !strv_eq(a->loki.labels, a->loki.nlabels, b->loki.labels, b->loki.nlabels))
         return false;
     const struct lk_prometheus_config *pa = &a->prometheus, *pb = &b->prometheus;

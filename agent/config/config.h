@@ -146,11 +146,18 @@ struct lk_prometheus_config {
     uint64_t max_series;                 /* new series beyond are dropped; 0: no limit */
 };
 
+/* Whether a Loki exporter sends structured metadata: auto sends it and stops
+ * (for the exporter's life) when Loki answers that it does not accept it. */
+enum lk_loki_md { LK_LOKI_MD_AUTO, LK_LOKI_MD_ON, LK_LOKI_MD_OFF };
+
 /* loki only */
 struct lk_loki_config {
     enum lk_loki_body format;
     char **labels;      /* label names indexed as stream labels */
     size_t nlabels;
+    enum lk_loki_md structured_metadata;
+    uint32_t md_max_entries; /* pairs per entry; 0: no limit */
+    uint64_t md_max_bytes;   /* bytes of names and values per entry; 0: no limit */
 };
 
 struct lk_exporter_config {

@@ -33,6 +33,8 @@ static const char *const overflow_names[] = {"refuse", "drop", NULL};
  * scraped) does not have. */
 #define EX_SENDS 32u
 static const char *const loki_format_names[] = {"protobuf", "json", NULL};
+/* Indexed by enum lk_loki_md. */
+static const char *const loki_md_names[] = {"auto", "on", "off", NULL};
 
 static const struct field exporter_fields[] = {
     {.key = "endpoint", .type = FT_NODE, .flags = EX_SENDS},
@@ -61,6 +63,12 @@ static const struct field exporter_fields[] = {
      .off = offsetof(struct lk_exporter_config, auth.bearer_token)},
     {.key = "auth", .type = FT_NODE, .flags = EX_LOKI | EX_PRW},
     {.key = "labels", .type = FT_NODE, .flags = EX_LOKI},
+    {.key = "structured_metadata", .type = FT_ENUM, .names = loki_md_names, .flags = EX_LOKI,
+     .off = offsetof(struct lk_exporter_config, loki.structured_metadata)},
+    {.key = "structured_metadata_max_entries", .type = FT_U32, .flags = EX_LOKI, .min = 0,
+     .max = 1000000, .off = offsetof(struct lk_exporter_config, loki.md_max_entries)},
+    {.key = "structured_metadata_max_bytes", .type = FT_SIZE, .flags = EX_LOKI, .min = 0,
+     .max = 1024 * MIB, .off = offsetof(struct lk_exporter_config, loki.md_max_bytes)},
     {.key = "add_metric_suffixes", .type = FT_BOOL, .flags = EX_PROM | EX_PRW,
      .off = offsetof(struct lk_exporter_config, prometheus.add_metric_suffixes)},
     {.key = "promote_resource_attributes", .type = FT_NODE, .flags = EX_PROM | EX_PRW},
@@ -544,6 +552,9 @@ static void loki_defaults(struct ctx *c, struct lk_exporter_config *e)
     e->max_concurrency = 1;
     e->batch.send_batch_max_bytes = 1 * MIB;
     e->loki.format = LK_LOKI_BODY_PROTOBUF;
+    e->loki.structured_metadata = LK_LOKI_MD_AUTO;
+    e->loki.md_max_entries = 128; /* Loki's max_structured_metadata_entries_count */
+    e->loki.md_max_bytes = 64 * KIB; /* max_structured_metadata_size: "64KB", 1024s */
     e->loki.labels = calloc(NF(labels), sizeof(*e->loki.labels));
     if (e->loki.labels == NULL) {
         c->oom = true;

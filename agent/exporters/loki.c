@@ -8,6 +8,14 @@
  * rest (too old, out of order, line too long, rate limited): the refused
  * count is read from the body, dropped and counted by reason, never retried.
  * Any other status drops the batch.
+ *
+ * Structured metadata: with `structured_metadata: auto`, a 400 saying that
+ * Loki does not accept it (lk__loki_md_refused) turns it off for the rest of
+ * the exporter's life and the same batch is sent again at once without it
+ * (level, trace_id and span_id then travel in the line). Loki stored the
+ * entries of the refused push that had no metadata; sent again unchanged
+ * (same timestamp, same line, same stream) they are dropped by Loki as
+ * duplicates.
  */
 #include "exporters/loki.h"
 
@@ -37,6 +45,8 @@ struct attempt {
     lk_batch *b;
     uint8_t *body; /* compressed push body, owned */
     size_t len;
+    bool no_md;    /* the body holds no structured metadata */
+    uint64_t cut_entries, cut_size; /* metadata pairs cut to Loki's limits */
 };
 
 struct loki_exporter {
@@ -53,6 +63,13 @@ struct loki_exporter {
     char **labels;
     size_t nlabels;
     char host[256];
+    enum lk_loki_md md_mode;
+    bool md_off;      /* no structured metadata sent: `off`, or after the refusal */
+    uint32_t md_max_entries;
+    uint64_t md_max_bytes;
+    lk_gauge *md_enabled;  /* 1 while structured metadata is sent */
+    lk_counter *md_cut[2]; /* pairs cut: by entries, by size */
+    lk_counter *md_resent; /* batches sent again without it */
 };
 
 enum lk_export_result lk_loki_classify(int http_status)
@@ -124,6 +141,18 @@ const char *lk__loki_refusal(const uint8_t *body, size_t len, uint64_t *ignored)
     return reason;
 }
 
+bool lk__loki_md_refused(int http_status, const uint8_t *body, size_t len)
+{
+    static const char words[] = "includes structured metadata, but this feature is disallowed";
+    size_t k = sizeof(words) - 1;
+    if (http_status != 400 || body == NULL)
+        return false;
+    for (size_t i = 0; k <= len && i <= len - k; i++)
+        if (body[i] == 'i' && memcmp(body + i, words, k) == 0)
+            return true;
+    return false;
+}
+
 static void attempt_free(struct attempt *a)
 {
     free(a->body);
@@ -144,17 +173,59 @@ static void log_refusal(struct loki_exporter *x, int status, const char *reason,
            LK_S("message", msg));
 }
 
+static int start_attempt(struct loki_exporter *x, lk_batch *b);
+
+/* Loki does not take structured metadata: none is sent from now on. */
+static void md_fall_back(struct loki_exporter *x, const struct lk_http_result *r)
+{
+    if (x->md_off)
+        return;
+    x->md_off = true;
+    lk_gauge_set(x->md_enabled, 0);
+    char msg[320];
+    lk_http_body_excerpt(r, msg, sizeof(msg));
+    lk_log(LK_LOG_WARN,
+           "loki does not accept structured metadata; sending entries without it from "
+           "now on (level, trace_id and span_id go into the line)",
+           LK_S("exporter", x->h.base.name) LK_S("message", msg)
+           LK_S("hint", "set structured_metadata: off to skip the refused push, or allow "
+                        "structured metadata in Loki (allow_structured_metadata, schema v13)"));
+}
+
+/* Pairs cut from a body Loki took. */
+static void count_cuts(struct loki_exporter *x, uint64_t by_entries, uint64_t by_size)
+{
+    if (by_entries > 0)
+        lk_counter_add(x->md_cut[0], by_entries);
+    if (by_size > 0)
+        lk_counter_add(x->md_cut[1], by_size);
+}
+
 static void post_done(void *arg, const struct lk_http_result *r)
 {
     struct attempt *a = arg;
     struct loki_exporter *x = a->x;
     lk_batch *b = a->b;
     uint64_t items = lk_batch_items(b);
+    uint64_t cut_entries = a->cut_entries, cut_size = a->cut_size;
+    bool no_md = a->no_md;
     char reason[32];
     attempt_free(a);
 
+    if (!no_md && x->md_mode == LK_LOKI_MD_AUTO &&
+        lk__loki_md_refused(r->http_status, r->body, r->body_len)) {
+        md_fall_back(x, r);
+        if (!x->h.closing && start_attempt(x, b) == 0) {
+            lk_counter_add(x->md_resent, 1);
+            return;
+        }
+        /* Not sent again now: the queue's next attempt goes without it. */
+        lk_batch_done(b, LK_EXPORT_RETRY, -1, "structured_metadata");
+        return;
+    }
     enum lk_export_result res = lk_loki_classify(r->http_status);
     if (res == LK_EXPORT_OK) {
+        count_cuts(x, cut_entries, cut_size);
         lk_batch_done(b, LK_EXPORT_OK, -1, NULL);
         return;
     }
@@ -176,6 +247,8 @@ static void post_done(void *arg, const struct lk_http_result *r)
             ignored = items;
         log_refusal(x, r->http_status, why, ignored, items, r);
         /* Loki stored the entries it did not list; they count as sent. */
+        if (ignored < items)
+            count_cuts(x, cut_entries, cut_size);
         lk_batch_count_rejected(b, ignored, why);
         lk_batch_done(b, LK_EXPORT_OK, -1, NULL);
         return;
@@ -205,7 +278,11 @@ static int build_body(struct loki_exporter *x, lk_batch *b, struct attempt *a)
         .nlabels = x->nlabels,
         .host = x->host,
         .now_ns = wall_ns(),
+        .no_metadata = x->md_off,
+        .md_max_entries = x->md_max_entries,
+        .md_max_bytes = x->md_max_bytes,
     };
+    a->no_md = x->md_off;
     if (n > x->cap_forms) {
         uint8_t *f = realloc(x->forms, n);
         if (f == NULL)
@@ -220,6 +297,7 @@ static int build_body(struct loki_exporter *x, lk_batch *b, struct attempt *a)
                                   &streams);
     if (rc < 0)
         return rc;
+    lk_loki_encoder_cuts(x->enc, &a->cut_entries, &a->cut_size);
     if (x->json && !x->gzip) {
         a->body = lk_buf_detach(&x->scratch, &a->len);
         return 0;
@@ -251,6 +329,14 @@ static int loki_send(lk_exporter *e, lk_batch *b)
     struct loki_exporter *x = (struct loki_exporter *)e;
     if (x->h.closing)
         return LK_ECLOSED;
+    return start_attempt(x, b);
+}
+
+/* Encodes |b| as the exporter sends now and posts it: 0 when it is on its
+ * way or dropped (as malformed, outside this call); else an error, |b|
+ * untouched. */
+static int start_attempt(struct loki_exporter *x, lk_batch *b)
+{
     struct attempt *a = calloc(1, sizeof(*a));
     if (a == NULL)
         return LK_ENOMEM;
@@ -319,8 +405,34 @@ static int build_headers(struct loki_exporter *x, const struct lk_exporter_confi
     return rc;
 }
 
+/* The structured-metadata self-metrics of exporter |name|. */
+static void register_metrics(struct loki_exporter *x, lk_metrics *m, const char *name)
+{
+    char labels[512];
+    if (m == NULL)
+        return;
+    snprintf(labels, sizeof(labels), "exporter=\"%s\"", name);
+    x->md_enabled = lk_metrics_gauge(m, "lookout_exporter_structured_metadata_enabled",
+                                     "1 while a loki exporter sends structured metadata; 0 "
+                                     "with structured_metadata: off or after Loki refused it.",
+                                     labels);
+    lk_gauge_set(x->md_enabled, x->md_off ? 0 : 1);
+    x->md_resent = lk_metrics_counter(m, "lookout_exporter_structured_metadata_resent_batches_total",
+                                      "Batches a loki exporter sent again without structured "
+                                      "metadata after Loki refused it.",
+                                      labels);
+    static const char *const why[2] = {"entries", "size"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(labels, sizeof(labels), "exporter=\"%s\",reason=\"%s\"", name, why[i]);
+        x->md_cut[i] = lk_metrics_counter(m, "lookout_exporter_structured_metadata_cut_total",
+                                          "Structured metadata pairs a loki exporter left out "
+                                          "to stay within Loki's limits per entry.",
+                                          labels);
+    }
+}
+
 int lk_loki_exporter_create(lk_exporter **out, uv_loop_t *loop,
-                            const struct lk_exporter_config *cfg)
+                            const struct lk_exporter_config *cfg, lk_metrics *m)
 {
     struct loki_exporter *x = calloc(1, sizeof(*x));
     if (x == NULL)
@@ -329,6 +441,10 @@ int lk_loki_exporter_create(lk_exporter **out, uv_loop_t *loop,
     x->gzip = x->json && lk_exporter_gzip(cfg);
     x->level = cfg->compression_level ? (int)cfg->compression_level : 1;
     x->timeout_ms = cfg->timeout_ms;
+    x->md_mode = cfg->loki.structured_metadata;
+    x->md_off = x->md_mode == LK_LOKI_MD_OFF;
+    x->md_max_entries = cfg->loki.md_max_entries;
+    x->md_max_bytes = cfg->loki.md_max_bytes;
     lk_buf_init(&x->scratch, MAX_BODY_BYTES);
     size_t hlen = sizeof(x->host);
     if (uv_os_gethostname(x->host, &hlen) != 0)
@@ -357,6 +473,7 @@ int lk_loki_exporter_create(lk_exporter **out, uv_loop_t *loop,
         rc = build_headers(x, cfg);
     if (rc < 0)
         goto fail;
+    register_metrics(x, m, cfg->name);
     *out = &x->h.base;
     return 0;
 fail:

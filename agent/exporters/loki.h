@@ -9,17 +9,19 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "core/selfmetrics.h"
 #include "pipeline/exporter.h"
 
 extern const struct lk_exporter_ops lk_loki_exporter_ops;
 
 /*
- * Creates the exporter for |cfg| (copied). Returns 0, LK_EINVAL (a URL that
- * is not http(s), an invalid header; logged), LK_EIO (TLS files unreadable),
- * LK_ENOMEM or LK_ESYS. Release it through ops->close.
+ * Creates the exporter for |cfg| (copied), its structured-metadata
+ * self-metrics registered in |m| (may be NULL). Returns 0, LK_EINVAL (a URL
+ * that is not http(s), an invalid header; logged), LK_EIO (TLS files
+ * unreadable), LK_ENOMEM or LK_ESYS. Release it through ops->close.
  */
 int lk_loki_exporter_create(lk_exporter **out, uv_loop_t *loop,
-                            const struct lk_exporter_config *cfg);
+                            const struct lk_exporter_config *cfg, lk_metrics *m);
 
 /* How a push answered with |http_status| ends (0: no response). */
 enum lk_export_result lk_loki_classify(int http_status);
@@ -35,5 +37,14 @@ bool lk_loki_takes_entries_config(const struct lk_exporter_config *cfg);
  * too_new, line_too_long, rate_limited or bad_request.
  */
 const char *lk__loki_refusal(const uint8_t *body, size_t len, uint64_t *ignored);
+
+/*
+ * Internal, exposed for tests: whether a push answered |http_status| with
+ * |body| was refused because Loki does not accept structured metadata
+ * (limits_config.allow_structured_metadata false: Loki 2.9's default, or
+ * Loki 3 on a schema older than v13): a 400 whose body holds Loki's words
+ * "includes structured metadata, but this feature is disallowed".
+ */
+bool lk__loki_md_refused(int http_status, const uint8_t *body, size_t len);
 
 #endif

@@ -160,6 +160,7 @@ struct emeta {
     size_t first, n; /* pieces */
     struct vref line; /* or, for an entry with a core, its resource's metadata */
     size_t size;     /* protobuf EntryAdapter body */
+    bool core;       /* written as its core and |line| (else as pieces) */
 };
 
 struct lk_loki_encoder {
@@ -208,7 +209,12 @@ struct lk_loki_encoder {
     size_t cap_conv_at;
     size_t rm_sattr[4];   /* resource metadata rendered for the stream being */
     struct vref rm[4];    /* emitted, by resource (first attribute) */
+    size_t rm_n[4];       /* its pairs */
+    uint64_t rm_bytes[4]; /* and their names' and values' bytes */
     unsigned nrm;
+
+    const struct lk_loki_encode_opts *o; /* of the call running */
+    uint64_t cut_entries, cut_size;      /* lk_loki_encoder_cuts */
 };
 
 /* --- scratch arrays */
@@ -1663,6 +1669,100 @@ static int meta_attrs(struct lk_loki_encoder *e, const struct stream *st,
     return 0;
 }
 
+void lk_loki_encoder_cuts(const struct lk_loki_encoder *e, uint64_t *by_entries,
+                          uint64_t *by_size)
+{
+    *by_entries = e->cut_entries;
+    *by_size = e->cut_size;
+}
+
+static inline uint64_t piece_bytes(const struct piece *p)
+{
+    return (uint64_t)p->name.len + p->v.len;
+}
+
+/* Keeps the pieces of |m| (the last ones of e->pieces) within the limits of
+ * e->o, in order; see lk_loki_encoder_cuts. Under the limits nothing moves. */
+static void cut_pieces(struct lk_loki_encoder *e, struct emeta *m)
+{
+    const struct lk_loki_encode_opts *o = e->o;
+    size_t maxn = o->md_max_entries ? o->md_max_entries : SIZE_MAX;
+    uint64_t maxb = o->md_max_bytes ? o->md_max_bytes : UINT64_MAX;
+    uint64_t used = 0;
+    size_t keep = m->first;
+
+    if (o->md_max_entries == 0 && o->md_max_bytes == 0)
+        return;
+    if (m->n <= maxn) {
+        for (size_t i = m->first; i < m->first + m->n; i++)
+            used += piece_bytes(&e->pieces[i]);
+        if (used <= maxb)
+            return;
+        used = 0;
+    }
+    for (size_t i = m->first; i < m->first + m->n; i++) {
+        const struct piece *p = &e->pieces[i];
+        if (keep - m->first >= maxn) {
+            e->cut_entries++;
+            continue;
+        }
+        if (piece_bytes(p) > maxb - used) {
+            e->cut_size++;
+            continue;
+        }
+        used += piece_bytes(p);
+        e->pieces[keep++] = *p;
+    }
+    m->n = keep - m->first;
+    e->npieces = keep;
+}
+
+/* Reads an entry's core (a logproto EntryAdapter): its line into *|line|
+ * and its metadata pairs appended to e->pieces (pointing into the core). */
+static int core_read(struct lk_loki_encoder *e, struct span core, struct span *line)
+{
+    struct rd r = rd_of(core), q;
+    struct field f, g;
+    int rc;
+
+    line->p = empty_bytes;
+    line->len = 0;
+    while (r.p < r.end) {
+        rc = rd_field(&r, &f);
+        if (rc < 0)
+            return rc;
+        if (f.num != 2 && f.num != 3)
+            continue;
+        if (f.wt != LK_PB_LEN)
+            return LK_EPROTO;
+        if (f.num == 2) {
+            *line = f.s;
+            continue;
+        }
+        struct span name = {empty_bytes, 0};
+        struct vref v = {empty_bytes, 0, 0};
+        q = rd_of(f.s);
+        while (q.p < q.end) {
+            rc = rd_field(&q, &g);
+            if (rc < 0)
+                return rc;
+            if ((g.num != 1 && g.num != 2) || g.wt != LK_PB_LEN)
+                continue;
+            if (g.num == 1) {
+                name = g.s;
+            } else {
+                v.p = g.s.len ? g.s.p : empty_bytes;
+                v.len = g.s.len;
+            }
+        }
+        ENSURE(rc, e->pieces, e->cap_pieces, e->npieces + 1);
+        if (rc < 0)
+            return rc;
+        piece_put(e, name.p, name.len, &v);
+    }
+    return 0;
+}
+
 /* Collects the line and structured metadata of |en| into e->pieces (values
  * rendered into e->arena). */
 static int gather(struct lk_loki_encoder *e, const struct stream *st,
@@ -1706,6 +1806,9 @@ static int gather(struct lk_loki_encoder *e, const struct stream *st,
     if (rc == 0)
         rc = value_text(&e->arena, &en->body, &m->line);
     m->n = e->npieces - m->first;
+    m->core = false;
+    if (rc == 0)
+        cut_pieces(e, m);
     return rc;
 }
 
@@ -1789,33 +1892,17 @@ static void write_entry(struct lk_loki_encoder *e, struct pbw *w,
     }
 }
 
-/* An entry with a core: only its resource's metadata is gathered, rendered
- * once per resource and stream as protobuf pairs into e->arena. The core's
- * own names (level, trace_id, span_id) are never taken from the resource. */
-static int gather_pre(struct lk_loki_encoder *e, const struct stream *st,
-                      const struct entry *en, struct emeta *m)
+/* The metadata of an entry with a core that its resource adds: pieces
+ * appended to e->pieces. The core's own names (level, trace_id, span_id)
+ * are never taken from the resource. Room was made by the caller. */
+static void pre_resource_pieces(struct lk_loki_encoder *e, const struct stream *st,
+                                const struct entry *en, size_t first)
 {
     static const struct {
         const char *name;
         size_t len;
     } core_names[] = {{"level", 5}, {"trace_id", 8}, {"span_id", 7}};
-    unsigned cached = e->nrm < 4 ? e->nrm : 4;
-    size_t first = e->npieces;
-    struct vref v;
-    int rc;
 
-    m->first = first;
-    m->n = 0;
-    for (unsigned i = 0; i < cached; i++) {
-        if (e->rm_sattr[i] == en->sattr) {
-            m->line = e->rm[i];
-            m->size = en->pre.len + m->line.len;
-            return 0;
-        }
-    }
-    ENSURE(rc, e->pieces, e->cap_pieces, first + en->nsattr);
-    if (rc < 0)
-        return rc;
     for (size_t i = en->sattr; i < en->sattr + en->nsattr; i++) {
         const struct attr *a = &e->attrs[i];
         struct span name = {attr_name(e, a), a->name_len};
@@ -1827,11 +1914,80 @@ static int gather_pre(struct lk_loki_encoder *e, const struct stream *st,
             continue;
         piece_put(e, name.p, name.len, &a->text);
     }
+}
+
+/* An entry with a core, exploded into its line and pieces (its core's
+ * metadata, then its resource's) to be cut to the limits and written
+ * like a walked record: the same bytes as the core when nothing is cut. */
+static int gather_core(struct lk_loki_encoder *e, const struct stream *st,
+                       const struct entry *en, struct emeta *m)
+{
+    struct span line;
+    int rc;
+
+    m->first = e->npieces;
+    m->core = false;
+    rc = core_read(e, en->pre, &line);
+    if (rc == 0)
+        ENSURE(rc, e->pieces, e->cap_pieces, e->npieces + en->nsattr);
+    if (rc < 0)
+        return rc;
+    pre_resource_pieces(e, st, en, m->first);
+    m->n = e->npieces - m->first;
+    m->line.p = line.len ? line.p : empty_bytes;
+    m->line.off = 0;
+    m->line.len = line.len;
+    cut_pieces(e, m);
+    m->size = entry_size(e, en, m);
+    return 0;
+}
+
+/* Whether an entry with a core whose resource adds |n| pairs of |bytes| may
+ * go as it is: its core holds at most 3 pairs (level, trace_id, span_id),
+ * of fewer bytes than the core itself, so no limit can be reached. */
+static inline bool pre_fits(const struct lk_loki_encoder *e, const struct entry *en,
+                            size_t n, uint64_t bytes)
+{
+    const struct lk_loki_encode_opts *o = e->o;
+    return (o->md_max_entries == 0 || n + 3 <= o->md_max_entries) &&
+           (o->md_max_bytes == 0 || bytes + en->pre.len <= o->md_max_bytes);
+}
+
+/* An entry with a core: only its resource's metadata is gathered, rendered
+ * once per resource and stream as protobuf pairs into e->arena. An entry
+ * that might pass a limit is exploded (gather_core). */
+static int gather_pre(struct lk_loki_encoder *e, const struct stream *st,
+                      const struct entry *en, struct emeta *m)
+{
+    unsigned cached = e->nrm < 4 ? e->nrm : 4;
+    size_t first = e->npieces, n = 0;
+    uint64_t bytes = 0;
+    struct vref v;
+    int rc;
+
+    m->first = first;
+    m->n = 0;
+    m->core = true;
+    for (unsigned i = 0; i < cached; i++) {
+        if (e->rm_sattr[i] == en->sattr) {
+            if (!pre_fits(e, en, e->rm_n[i], e->rm_bytes[i]))
+                return gather_core(e, st, en, m);
+            m->line = e->rm[i];
+            m->size = en->pre.len + m->line.len;
+            return 0;
+        }
+    }
+    ENSURE(rc, e->pieces, e->cap_pieces, first + en->nsattr);
+    if (rc < 0)
+        return rc;
+    pre_resource_pieces(e, st, en, first);
     v.p = NULL;
     v.off = e->arena.len;
     for (size_t i = first; i < e->npieces && rc == 0; i++) {
         const struct piece *p = &e->pieces[i];
         size_t ps = piece_size(p);
+        n++;
+        bytes += piece_bytes(p);
         rc = lk_buf_reserve(&e->arena, ld_size(ps));
         if (rc == 0) {
             struct pbw w = {e->arena.data + e->arena.len};
@@ -1849,9 +2005,102 @@ static int gather_pre(struct lk_loki_encoder *e, const struct stream *st,
     v.len = e->arena.len - v.off;
     e->rm_sattr[e->nrm % 4] = en->sattr;
     e->rm[e->nrm % 4] = v;
+    e->rm_n[e->nrm % 4] = n;
+    e->rm_bytes[e->nrm % 4] = bytes;
     e->nrm++;
+    if (!pre_fits(e, en, n, bytes))
+        return gather_core(e, st, en, m);
     m->line = v;
     m->size = en->pre.len + v.len;
+    return 0;
+}
+
+/* An entry sent without structured metadata: its line, with level, trace_id
+ * and span_id (those it has, and that are not labels of its stream) put into
+ * it by lk_loki_line_with_fields. Both forms give the same line. */
+static int gather_bare(struct lk_loki_encoder *e, const struct stream *st,
+                       const struct entry *en, struct emeta *m)
+{
+    static const char *const names[3] = {"level", "trace_id", "span_id"};
+    static const size_t nlens[3] = {5, 8, 7};
+    struct vref vals[3], line;
+    bool have[3] = {false, false, false};
+    const char *un[3];
+    const uint8_t *uv[3];
+    size_t ul[3], nu = 0, need;
+    bool changed;
+    int rc = 0;
+
+    m->first = e->npieces;
+    m->n = 0;
+    m->core = false;
+    if (en->pre.len > 0) {
+        struct span l;
+        rc = core_read(e, en->pre, &l);
+        if (rc < 0)
+            return rc;
+        for (size_t i = m->first; i < e->npieces; i++)
+            for (size_t k = 0; k < 3; k++)
+                if (!have[k] && key_is(e->pieces[i].name, names[k], nlens[k])) {
+                    vals[k] = e->pieces[i].v;
+                    have[k] = vals[k].len > 0;
+                }
+        e->npieces = m->first;
+        line.p = l.len ? l.p : empty_bytes;
+        line.off = 0;
+        line.len = l.len;
+    } else {
+        const char *lvl = level_norm(en);
+        rc = value_text(&e->arena, &en->body, &line);
+        if (lvl != NULL) {
+            vals[0] = vref_lit(lvl);
+        } else {
+            vals[0].p = en->sevtext.len ? en->sevtext.p : empty_bytes;
+            vals[0].len = en->sevtext.len;
+        }
+        have[0] = vals[0].len > 0;
+        for (size_t k = 1; k < 3 && rc == 0; k++) {
+            struct span id = k == 1 ? en->trace : en->spanid;
+            if (id.len == 0 || all_zero(id))
+                continue;
+            vals[k].p = NULL;
+            vals[k].off = e->arena.len;
+            rc = append_hex(&e->arena, id.p, id.len);
+            vals[k].len = e->arena.len - vals[k].off;
+            have[k] = true;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    need = line.len + 2;
+    for (size_t k = 0; k < 3; k++) {
+        if (!have[k] || !meta_free(e, st, m->first, (const uint8_t *)names[k], nlens[k]))
+            continue;
+        un[nu] = names[k];
+        ul[nu] = vals[k].len;
+        need += 6 * (nlens[k] + vals[k].len) + 8;
+        vals[nu++] = vals[k];
+    }
+    m->line = line;
+    if (nu == 0)
+        return 0;
+    /* Room first: the line and the values may be in the arena, which must
+     * not move while they are read. */
+    rc = lk_buf_reserve(&e->arena, need);
+    if (rc < 0)
+        return rc;
+    for (size_t k = 0; k < nu; k++)
+        uv[k] = vref_ptr(&vals[k], &e->arena);
+    size_t off = e->arena.len;
+    rc = lk_loki_line_with_fields(&e->arena, vref_ptr(&line, &e->arena), line.len, un,
+                                  uv, ul, nu, &changed);
+    if (rc < 0)
+        return rc;
+    if (changed) {
+        m->line.p = NULL;
+        m->line.off = off;
+        m->line.len = e->arena.len - off;
+    }
     return 0;
 }
 
@@ -1882,7 +2131,10 @@ static int emit_proto(struct lk_loki_encoder *e, lk_buf *out)
             return rc;
         for (size_t k = 0; k < st->count; k++) {
             const struct entry *en = &e->ents[seg[k]];
-            if (en->pre.len > 0) {
+            if (e->o->no_metadata) {
+                rc = gather_bare(e, st, en, &e->em[k]);
+                e->em[k].size = entry_size(e, en, &e->em[k]);
+            } else if (en->pre.len > 0) {
                 rc = gather_pre(e, st, en, &e->em[k]);
             } else {
                 rc = gather(e, st, en, &e->em[k]);
@@ -1903,7 +2155,7 @@ static int emit_proto(struct lk_loki_encoder *e, lk_buf *out)
         w_ld(&w, 0x0a, e->slab.data + st->lab_off, st->lab_len); /* labels */
         for (size_t k = 0; k < st->count; k++) {
             const struct entry *en = &e->ents[seg[k]];
-            if (en->pre.len > 0)
+            if (e->em[k].core)
                 write_pre_entry(e, &w, en, &e->em[k]);
             else
                 write_entry(e, &w, en, &e->em[k]);
@@ -1944,7 +2196,7 @@ static int emit_json(struct lk_loki_encoder *e, lk_buf *out)
             const struct entry *en = &e->ents[seg[k]];
             lk_buf_reset(&e->arena);
             e->npieces = 0;
-            rc = gather(e, st, en, &m);
+            rc = e->o->no_metadata ? gather_bare(e, st, en, &m) : gather(e, st, en, &m);
             if (rc == 0)
                 rc = lk_buf_append(out, k > 0 ? ",[\"" : "[\"", k > 0 ? 3 : 2);
             if (rc == 0)
@@ -1971,6 +2223,232 @@ static int emit_json(struct lk_loki_encoder *e, lk_buf *out)
     }
     if (rc == 0)
         rc = lk_buf_append(out, "]}", 2);
+    return rc;
+}
+
+/* --- lines without structured metadata */
+
+static inline bool is_blank(uint8_t c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Moves *|i| past a JSON string whose opening quote is at *|i|; false when
+ * it does not end before |n|. */
+static bool skip_json_string(const uint8_t *p, size_t n, size_t *i)
+{
+    for (size_t k = *i + 1; k < n; k++) {
+        if (p[k] == '\\')
+            k++;
+        else if (p[k] == '"') {
+            *i = k + 1;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Moves *|i| past one JSON value (not validated beyond its nesting and
+ * strings); false when it runs past |n|. */
+static bool skip_json_value(const uint8_t *p, size_t n, size_t *i)
+{
+    size_t k = *i;
+    unsigned depth = 0;
+
+    if (k >= n)
+        return false;
+    if (p[k] == '"')
+        return skip_json_string(p, n, i);
+    if (p[k] != '{' && p[k] != '[') {
+        while (k < n && p[k] != ',' && p[k] != '}' && p[k] != ']' && !is_blank(p[k]))
+            k++;
+        if (k == *i)
+            return false;
+        *i = k;
+        return true;
+    }
+    while (k < n) {
+        if (p[k] == '"') {
+            if (!skip_json_string(p, n, &k))
+                return false;
+            continue;
+        }
+        if (p[k] == '{' || p[k] == '[')
+            depth++;
+        else if ((p[k] == '}' || p[k] == ']') && --depth == 0) {
+            *i = k + 1;
+            return true;
+        }
+        k++;
+    }
+    return false;
+}
+
+/*
+ * If |p| is a JSON object (blanks around it allowed), sets *close to the
+ * offset of its closing brace and *nkeys, and marks in *has (bit i) each of
+ * |names| that is a key of its top level. False for anything else.
+ */
+static bool json_object_keys(const uint8_t *p, size_t n, const char *const *names,
+                             size_t nnames, size_t *close, size_t *nkeys, unsigned *has)
+{
+    size_t i = 0, end = n;
+
+    while (i < end && is_blank(p[i]))
+        i++;
+    while (end > i && is_blank(p[end - 1]))
+        end--;
+    if (end - i < 2 || p[i] != '{' || p[end - 1] != '}')
+        return false;
+    *close = end - 1;
+    *nkeys = 0;
+    *has = 0;
+    i++;
+    for (;;) {
+        while (i < *close && is_blank(p[i]))
+            i++;
+        if (i == *close)
+            return *nkeys == 0; /* "{}", or a trailing comma */
+        size_t ks = i;
+        if (p[i] != '"' || !skip_json_string(p, *close, &i))
+            return false;
+        for (size_t k = 0; k < nnames; k++) {
+            size_t kl = strlen(names[k]);
+            if (i - ks - 2 == kl && memcmp(p + ks + 1, names[k], kl) == 0)
+                *has |= 1u << k;
+        }
+        (*nkeys)++;
+        while (i < *close && is_blank(p[i]))
+            i++;
+        if (i >= *close || p[i] != ':')
+            return false;
+        i++;
+        while (i < *close && is_blank(p[i]))
+            i++;
+        if (!skip_json_value(p, *close, &i))
+            return false;
+        while (i < *close && is_blank(p[i]))
+            i++;
+        if (i == *close)
+            return true;
+        if (p[i] != ',')
+            return false;
+        i++;
+    }
+}
+
+/* Marks in *has (bit i) each of |names| that the line has as a `name=`
+ * token (logfmt: tokens split by blanks, double-quoted values skipped). */
+static void logfmt_keys(const uint8_t *p, size_t n, const char *const *names,
+                        size_t nnames, unsigned *has)
+{
+    size_t i = 0;
+
+    *has = 0;
+    while (i < n) {
+        while (i < n && is_blank(p[i]))
+            i++;
+        size_t ks = i;
+        while (i < n && !is_blank(p[i]) && p[i] != '=' && p[i] != '"')
+            i++;
+        if (i < n && p[i] == '=' && i > ks) {
+            for (size_t k = 0; k < nnames; k++) {
+                size_t kl = strlen(names[k]);
+                if (i - ks == kl && memcmp(p + ks, names[k], kl) == 0)
+                    *has |= 1u << k;
+            }
+            i++;
+        }
+        /* The rest of the token, a quoted part as one piece. */
+        while (i < n && !is_blank(p[i])) {
+            if (p[i] == '"') {
+                size_t q = i;
+                if (!skip_json_string(p, n, &q))
+                    return;
+                i = q;
+            } else {
+                i++;
+            }
+        }
+    }
+}
+
+static bool logfmt_needs_quotes(const uint8_t *v, size_t n)
+{
+    if (n == 0)
+        return true;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] <= ' ' || v[i] == '=' || v[i] == '"' || v[i] == 0x7f)
+            return true;
+    return false;
+}
+
+static int logfmt_value(lk_buf *b, const uint8_t *v, size_t n)
+{
+    size_t run = 0;
+    int rc;
+
+    if (!logfmt_needs_quotes(v, n))
+        return lk_buf_append(b, v, n);
+    rc = lk_buf_append(b, "\"", 1);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *esc = v[i] == '"' ? "\\\"" : v[i] == '\\' ? "\\\\"
+                          : v[i] == '\n' ? "\\n" : NULL;
+        if (esc == NULL)
+            continue;
+        append_ok(b, v + run, i - run, &rc);
+        append_ok(b, (const uint8_t *)esc, 2, &rc);
+        run = i + 1;
+    }
+    append_ok(b, v + run, n - run, &rc);
+    return rc < 0 ? rc : lk_buf_append(b, "\"", 1);
+}
+
+int lk_loki_line_with_fields(lk_buf *out, const uint8_t *line, size_t len,
+                             const char *const *names, const uint8_t *const *values,
+                             const size_t *vlens, size_t n, bool *changed)
+{
+    size_t close = 0, nkeys = 0, start;
+    unsigned has = 0;
+    bool json;
+    int rc = 0;
+
+    *changed = false;
+    if (n == 0 || n > 8)
+        return n == 0 ? 0 : LK_EINVAL;
+    if (len == 0)
+        line = empty_bytes;
+    json = json_object_keys(line, len, names, n, &close, &nkeys, &has);
+    if (!json)
+        logfmt_keys(line, len, names, n, &has);
+    if (has == (1u << n) - 1)
+        return 0;
+    *changed = true;
+    start = out->len;
+    append_ok(out, line, json ? close : len, &rc);
+    for (size_t k = 0; k < n && rc == 0; k++) {
+        if (has & (1u << k))
+            continue;
+        if (json) {
+            if (nkeys++ > 0)
+                rc = lk_buf_append(out, ",", 1);
+            if (rc == 0)
+                rc = json_str(out, (const uint8_t *)names[k], strlen(names[k]));
+            if (rc == 0)
+                rc = lk_buf_append(out, ":", 1);
+            if (rc == 0)
+                rc = json_str(out, vlens[k] ? values[k] : empty_bytes, vlens[k]);
+        } else {
+            if (out->len > start)
+                rc = lk_buf_append(out, " ", 1);
+            append_ok(out, (const uint8_t *)names[k], strlen(names[k]), &rc);
+            append_ok(out, (const uint8_t *)"=", 1, &rc);
+            if (rc == 0)
+                rc = logfmt_value(out, vlens[k] ? values[k] : empty_bytes, vlens[k]);
+        }
+    }
+    if (json)
+        append_ok(out, line + close, len - close, &rc);
     return rc;
 }
 
@@ -2046,6 +2524,9 @@ int lk_loki_encode_forms(struct lk_loki_encoder *e,
 
     *records = 0;
     *streams = 0;
+    e->o = o;
+    e->cut_entries = 0;
+    e->cut_size = 0;
     e->nents = 0;
     e->nattrs = 0;
     e->nstreams = 0;

@@ -32,7 +32,18 @@ struct lk_loki_encode_opts {
     const char *host;          /* default for the host label; NULL: omit */
     uint64_t now_ns;           /* ns since the epoch, for records with neither
                                   time_unix_nano nor observed_time_unix_nano */
+    /* Structured metadata (all zero: sent, no limits). */
+    bool no_metadata;          /* none sent: level, trace_id and span_id go into
+                                  the line instead (lk_loki_line_with_fields) */
+    uint32_t md_max_entries;   /* pairs per entry at most; 0: no limit */
+    uint64_t md_max_bytes;     /* name + value bytes per entry at most (as
+                                  Loki measures them); 0: no limit */
 };
+
+/* Loki's defaults of max_structured_metadata_entries_count and
+ * max_structured_metadata_size (64 KB as Loki reads "64KB": 65536). */
+#define LK_LOKI_MD_MAX_ENTRIES 128
+#define LK_LOKI_MD_MAX_BYTES 65536
 
 /* Reusable scratch (hash table, arrays) so that a steady stream of batches
  * allocates nothing new. One encoder serves one call at a time. */
@@ -76,6 +87,34 @@ int lk_loki_encode_forms(struct lk_loki_encoder *e,
                          const struct lk_loki_encode_opts *o,
                          const struct iovec *iov, const uint8_t *forms, size_t n,
                          lk_buf *out, uint64_t *records, uint64_t *streams);
+
+/*
+ * Structured metadata pairs the last encode call left out to keep each entry
+ * within |o->md_max_entries| (*by_entries) and |o->md_max_bytes| (*by_size).
+ * A pair is kept, in order, when both limits leave room for it; one that
+ * does not fit is cut (later, smaller ones may still fit). The size of a
+ * pair is its name's bytes plus its value's (Loki's
+ * util.StructuredMetadataSize; lookout counts `level` too, as Loki before
+ * 3.x did, so what it sends passes either way).
+ */
+void lk_loki_encoder_cuts(const struct lk_loki_encoder *e, uint64_t *by_entries,
+                          uint64_t *by_size);
+
+/*
+ * The line an entry carries when it is sent without structured metadata:
+ * |line| (|len| bytes) with the |n| pairs |names|[i] = |values|[i] (lengths
+ * in |vlens|) that it lacks put into it. A JSON object line (first and last
+ * non-blank bytes `{` `}`, top level well-formed) gets each key it does not
+ * have at its top level added before its closing brace, as a JSON string;
+ * any other line gets ` name=value` appended for each key it has no
+ * `name=` token of (logfmt; the value in double quotes, `\` and `"`
+ * escaped, when it is empty or holds a blank, `=` or `"`). Appends the
+ * result to |out| and returns 0, or LK_ENOMEM / LK_E2BIG from |out|; sets
+ * *changed to whether anything was added (when not, nothing is appended).
+ */
+int lk_loki_line_with_fields(lk_buf *out, const uint8_t *line, size_t len,
+                             const char *const *names, const uint8_t *const *values,
+                             const size_t *vlens, size_t n, bool *changed);
 
 /* Whether entries items go into a push body made with |o| as they are:
  * protobuf bodies, no `level` label. */

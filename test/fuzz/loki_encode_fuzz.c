@@ -9,7 +9,9 @@
  * jansson into as many streams. Any failure must be LK_EPROTO (the output
  * cap is far above what a fuzz input can produce), and both formats must
  * agree on it. The input is also fed as an LK_FORM_LOKI_ENTRIES item
- * (pipeline/loki_entries.h), as it is and turned back into OTLP.
+ * (pipeline/loki_entries.h), as it is and turned back into OTLP. Both forms
+ * are encoded once more without structured metadata (no entry may carry
+ * any) and with small metadata limits (no entry may pass them).
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -46,6 +48,34 @@ static void check_protobuf(const lk_buf *out, uint64_t records,
                 (unsigned long long)streams, (unsigned long long)entries,
                 (unsigned long long)records);
         abort();
+    }
+    logproto__push_request__free_unpacked(p, NULL);
+}
+
+/* No entry of the protobuf body at |out| carries more than |max_n| pairs or
+ * |max_bytes| bytes of structured metadata. */
+static void check_md(const lk_buf *out, size_t max_n, size_t max_bytes)
+{
+    Logproto__PushRequest *p =
+        logproto__push_request__unpack(NULL, out->len, out->data);
+
+    if (p == NULL) {
+        fprintf(stderr, "protobuf output does not unpack\n");
+        abort();
+    }
+    for (size_t s = 0; s < p->n_streams; s++) {
+        for (size_t k = 0; k < p->streams[s]->n_entries; k++) {
+            const Logproto__EntryAdapter *e = p->streams[s]->entries[k];
+            size_t bytes = 0;
+            for (size_t m = 0; m < e->n_structuredmetadata; m++)
+                bytes += strlen(e->structuredmetadata[m]->name) +
+                         strlen(e->structuredmetadata[m]->value);
+            if (e->n_structuredmetadata > max_n || bytes > max_bytes) {
+                fprintf(stderr, "metadata: %zu pairs, %zu bytes\n",
+                        e->n_structuredmetadata, bytes);
+                abort();
+            }
+        }
     }
     logproto__push_request__free_unpacked(p, NULL);
 }
@@ -123,6 +153,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (rc == 0 && f == 1)
             check_protobuf(&out, records, streams);
+    }
+
+    /* Without structured metadata, and with small limits, in both forms. */
+    for (int m = 0; m < 4; m++) {
+        o.format = LK_LOKI_PROTOBUF;
+        o.nlabels = sizeof(labels) / sizeof(labels[0]) - 1;
+        o.no_metadata = (m & 1) == 0;
+        o.md_max_entries = o.no_metadata ? 0 : 2;
+        o.md_max_bytes = o.no_metadata ? 0 : 64;
+        lk_buf_reset(&out);
+        rc = lk_loki_encode_forms(enc, &o, &iov, m < 2 ? NULL : &form, 1, &out, &records,
+                                  &streams);
+        if (rc != 0 && rc != LK_EPROTO) {
+            fprintf(stderr, "metadata mode %d: unexpected result %d\n", m, rc);
+            abort();
+        }
+        if (m < 2 && rc != first_rc) {
+            fprintf(stderr, "metadata mode %d: %d, with metadata %d\n", m, rc, first_rc);
+            abort();
+        }
+        if (rc == 0 && m < 2)
+            check_protobuf(&out, records, streams);
+        /* An entry's core is the producer's: one holding more than level,
+         * trace_id and span_id goes as it is when its bytes fit. */
+        if (rc == 0)
+            check_md(&out, o.no_metadata ? 0 : m < 2 ? 2 : SIZE_MAX, o.no_metadata ? 0 : 64);
     }
     lk_buf_fini(&out);
     free(body);

@@ -21,6 +21,21 @@ are used in the order they were given. A push the sink cannot decode is answered
 400 and recorded with its error. Entries of pushes answered with a non-2xx status
 are kept apart from the delivered ones (rejected()).
 
+Loki's own validation of structured metadata can be switched on (as Loki's
+distributor does it, pkg/distributor/validator.go ValidateEntry):
+refuse_structured_metadata() plays a Loki whose limits_config has
+allow_structured_metadata: false (Loki 2.9's default; Loki 3 on an old schema);
+enforce_structured_metadata_limits(entries, size) plays max_structured_metadata_
+entries_count / max_structured_metadata_size (size: each pair's name plus value;
+this sink counts `level` too, as Loki did before 3.x: the stricter measure). As Loki,
+the sink then checks every entry (the size before the count), stores the entries
+that pass, and answers 400 when any failed, with Loki's messages grouped as its
+util.GroupedErrors does ("N errors like: ..." joined by "; "), through Go's
+http.Error (text/plain; charset=utf-8, X-Content-Type-Options: nosniff, a newline
+at the end). Stored entries count as delivered (entries()), and, as Loki's ingester
+does, an entry identical to one stored before (same stream, timestamp and line) is
+dropped as a duplicate.
+
 Env: LOOKOUT_PYGEN (default build/pytest-gen) is where the Python module is
 generated, in loki_ref/ (or loki_own/); LOOKOUT_REF_DIR (default ../shared/reference
 beside the repository) holds the reference copies, LOOKOUT_LOKI_REF_PROTO overrides
@@ -190,6 +205,9 @@ class Push:
         self.push_format = ""           # PushRequest.format (protobuf)
         self.error = None               # why decoding failed, or None
         self.status = None              # status answered
+        self.answer = ""                # body answered
+        self.stored = None              # [(labels, Entry)] Loki's validation kept (when on)
+        self.duplicates = 0             # entries dropped as duplicates of stored ones
 
     @property
     def ok(self):
@@ -204,6 +222,40 @@ class Push:
 
     def entry_count(self):
         return sum(len(s.entries) for s in self.streams)
+
+    def delivered(self):
+        """[(labels, Entry)] the sink stored of this push."""
+        if self.stored is not None:
+            return self.stored
+        return self.entries() if self.ok else []
+
+
+# Loki's texts (pkg/validation/validate.go), with the stream's labels for %s.
+MD_DISALLOWED_MSG = ("stream '%s' includes structured metadata, but this feature is "
+                     "disallowed. Please see `limits_config.allow_structured_metadata` or "
+                     "contact your Loki administrator to enable it.")
+MD_TOO_LARGE_MSG = ("stream '%s' has structured metadata too large: '%d' bytes, limit: "
+                    "'%d' bytes. Please see `limits_config.max_structured_metadata_size` "
+                    "or contact your Loki administrator to increase it.")
+MD_TOO_MANY_MSG = ("stream '%s' has too many structured metadata labels: '%d', limit: '%d'. "
+                   "Please see `limits_config.max_structured_metadata_entries_count` or "
+                   "contact your Loki administrator to increase it.")
+
+
+def md_size(entry):
+    """Bytes of an entry's structured metadata as Loki measures them."""
+    return sum(len(n.encode()) + len(v.encode()) for n, v in entry.metadata)
+
+
+def grouped_errors(messages):
+    """Loki's util.GroupedErrors.Error() of |messages| (in first-seen order)."""
+    counts = {}
+    for m in messages:
+        counts[m] = counts.get(m, 0) + 1
+    parts = []
+    for m, n in counts.items():
+        parts.append(("%d errors like: " % n if len(counts) > 1 or n > 1 else "") + m)
+    return "; ".join(parts)
 
 
 def _decode_protobuf(push):
@@ -314,6 +366,10 @@ class LokiSink:
         self._cond = threading.Condition()
         self._pushes = []
         self._rules = []
+        self._md_allowed = True
+        self._md_max_entries = 0
+        self._md_max_bytes = 0
+        self._stored_keys = set()
 
     # --- lifecycle
 
@@ -355,6 +411,50 @@ class LokiSink:
         with self._cond:
             self._rules.append(_Rule(status, body, headers, seconds=seconds))
 
+    def refuse_structured_metadata(self, refuse=True):
+        """Entries with structured metadata are refused as Loki does when
+        limits_config.allow_structured_metadata is false."""
+        with self._cond:
+            self._md_allowed = not refuse
+
+    def enforce_structured_metadata_limits(self, max_entries=128, max_bytes=64 * 1024):
+        """Loki's max_structured_metadata_entries_count and
+        max_structured_metadata_size (0: no limit); Loki's defaults."""
+        with self._cond:
+            self._md_max_entries = max_entries
+            self._md_max_bytes = max_bytes
+
+    def _validating(self):
+        return not self._md_allowed or self._md_max_entries or self._md_max_bytes
+
+    def _validate(self, push):
+        """Loki's per-entry checks of structured metadata: sets push.stored; returns
+        the error messages (one per refused entry)."""
+        errors = []
+        push.stored = []
+        for s in push.streams:
+            name = render_labels(s.labels)
+            for e in s.entries:
+                msg = None
+                if e.metadata:
+                    size = md_size(e)
+                    if not self._md_allowed:
+                        msg = MD_DISALLOWED_MSG % name
+                    elif self._md_max_bytes and size > self._md_max_bytes:
+                        msg = MD_TOO_LARGE_MSG % (name, size, self._md_max_bytes)
+                    elif self._md_max_entries and len(e.metadata) > self._md_max_entries:
+                        msg = MD_TOO_MANY_MSG % (name, len(e.metadata), self._md_max_entries)
+                if msg is not None:
+                    errors.append(msg)
+                    continue
+                key = (name, e.ts, e.line)
+                if key in self._stored_keys:
+                    push.duplicates += 1
+                    continue
+                self._stored_keys.add(key)
+                push.stored.append((s.labels, e))
+        return errors
+
     def clear_rules(self):
         with self._cond:
             self._rules = []
@@ -378,10 +478,11 @@ class LokiSink:
         return [(p, p.error) for p in self.pushes() if p.error is not None]
 
     def entries(self):
-        """[(labels, Entry)] of every delivered entry, in arrival order."""
+        """[(labels, Entry)] of every delivered entry, in arrival order (with
+        Loki's validation on: what it stored, also of pushes answered 400)."""
         out = []
-        for p in self.accepted():
-            out += p.entries()
+        for p in self.pushes():
+            out += p.delivered()
         return out
 
     def rejected_entries(self):
@@ -391,7 +492,7 @@ class LokiSink:
         return out
 
     def entry_count(self):
-        return sum(p.entry_count() for p in self.accepted())
+        return sum(len(p.delivered()) for p in self.pushes())
 
     def wait_for(self, predicate, timeout):
         """Waits until predicate(self) is true; returns its last value."""
@@ -446,13 +547,21 @@ class LokiSink:
         with self._cond:
             if push.error is None:
                 now = time.monotonic()
+                ruled = False
                 while self._rules:
                     rule = self._rules[0]
                     if rule.take(now):
                         status, body, headers = rule.status, rule.body, rule.headers
+                        ruled = True
                         break
                     self._rules.pop(0)
+                if not ruled and self._validating():
+                    errors = self._validate(push)
+                    if errors:
+                        status, body = 400, grouped_errors(errors) + "\n"
+                        headers = {"X-Content-Type-Options": "nosniff"}
             push.status = status
+            push.answer = body
             self._pushes.append(push)
             self._cond.notify_all()
         return status, body, headers

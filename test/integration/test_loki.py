@@ -6,7 +6,11 @@ answers with Loki's "total ignored: N out of M" counted as dropped by reason and
 never retried, the rest counted as sent; other 4xx dropped whole; the OTLP log
 record -> Loki entry mapping (labels, hint attributes, defaults, escaping, label
 cap, timestamps, non-string bodies, structured metadata and its order); JSON and
-gzip bodies against protobuf; tenant, basic, bearer and custom headers.
+gzip bodies against protobuf; tenant, basic, bearer and custom headers; structured
+metadata against a sink that validates it as Loki does: `auto` falls back when Loki
+refuses it (every line arrives once, level and ids in the line, logged once, counted),
+`off` never sends it, `on` drops the refused batch as a bad_request, and Loki's two
+limits are kept (pairs cut and counted, every push accepted).
 
 Run all: sh test/integration/run.sh test_loki (from the repo root, after `make`).
 Run one: /usr/bin/python3 test/integration/test_loki.py LokiTest.test_otlp_logs_mapping
@@ -379,6 +383,234 @@ class LokiTest(test_lines.LogsCase):
         for k, v in capped.labels.items():
             if k.startswith("lbl_"):
                 self.assertEqual(v, "v%d" % int(k[4:]), "value of label %s" % k)
+        self.stop_agent()
+
+    # --- structured metadata: a Loki that refuses it, Loki's limits
+
+    MD_LOG = "loki does not accept structured metadata"
+
+    def md_metric(self, name, **labels):
+        return self.agent.metric("lookout_exporter_structured_metadata_" + name,
+                                 exporter="loki", **labels) or 0
+
+    def md_lines(self):
+        """Lines written to the socket (Loki-entries form with protobuf bodies) and the
+        line each must arrive as without structured metadata."""
+        return [
+            ('{"level":"info","msg":"all three","trace_id":"%s","span_id":"%s"}'
+             % (TRACE_A, SPAN_A),) * 2,
+            ('{"lvl":"WARN","msg":"json lvl","traceID":"%s"}' % TRACE_A,
+             '{"lvl":"WARN","msg":"json lvl","traceID":"%s","level":"warn","trace_id":"%s"}'
+             % (TRACE_A, TRACE_A)),
+            ('level=error msg="logfmt line" trace_id=%s' % TRACE_A,) * 2,
+            ('lvl=debug msg="x y" span_id=%s' % SPAN_A,
+             'lvl=debug msg="x y" span_id=%s level=debug' % SPAN_A),
+            ("plain text line",) * 2,
+        ]
+
+    def md_request(self):
+        """OTLP log records (the OTLP form) and the lines they must arrive as without
+        structured metadata; the last record has no metadata at all."""
+        req = logs_service_pb2.ExportLogsServiceRequest()
+        rl = req.resource_logs.add()
+        rl.resource.attributes.append(kv("service.name", string_value="md-otlp"))
+        sl = rl.scope_logs.add()
+        want = []
+
+        def rec(body, sev, trace=b"", span=b"", scope_attr=True):
+            lr = sl.log_records.add()
+            lr.body.CopyFrom(body)
+            lr.time_unix_nano = TP + len(want)
+            lr.severity_number = sev
+            lr.trace_id = trace
+            lr.span_id = span
+            return lr
+        lr = rec(s_("otlp text"), 9, bytes.fromhex(TRACE_A), bytes.fromhex(SPAN_A))
+        lr.attributes.append(kv("user.id", string_value="u1"))
+        want.append("otlp text level=info trace_id=%s span_id=%s" % (TRACE_A, SPAN_A))
+        rec(kvl(k=s_("v")), 17)
+        want.append('{"k":"v","level":"error"}')
+        rec(s_('{"msg":"otlp json"}'), 13, bytes.fromhex(TRACE_A))
+        want.append('{"msg":"otlp json","level":"warn","trace_id":"%s"}' % TRACE_A)
+        rec(s_("bare"), 0)
+        want.append("bare")
+        return req, want
+
+    def _md_agent(self, extra, fmt="protobuf"):
+        self.start_sinks()
+        exporter = loki_exporter("loki", self.sink, extra=("format: %s\n" % fmt) + extra)
+        self.start_agent(config_body(lines_receiver() + OTLP_RECEIVER, exporter,
+                                     ["lines", "otlp"], ["loki"]))
+        client = Client(self.agent.grpc_endpoint)
+        self.addCleanup(client.close)
+        return client
+
+    def _write_lines(self, lines):
+        write_stream(self.sock(), "".join(line + "\n" for line in lines).encode())
+
+    def _check_no_md_delivery(self, want_lines):
+        """Every wanted line arrived exactly once, none with structured metadata."""
+        self.wait_entries(len(want_lines))
+        time.sleep(QUIET)
+        self.assert_sink_clean()
+        found = self.by_line()
+        self.assertEqual(sorted(found), sorted(want_lines), "lines delivered")
+        for line in want_lines:
+            labels, e = self.one(found, line)
+            self.assertEqual(e.metadata, [], "metadata of %r" % line)
+        for p in self.sink.pushes():
+            if p.status == 204:
+                self.assertEqual([e for _, e in p.entries() if e.metadata], [],
+                                 "entries with metadata in a push after the fallback")
+
+    def _refused_auto(self, fmt, otlp_first):
+        """structured_metadata: auto (the default) against a Loki that refuses it."""
+        client = self._md_agent("", fmt)
+        self.sink.refuse_structured_metadata()
+        req, otlp_want = self.md_request()
+        lines = self.md_lines()
+        if otlp_first:
+            client.export_signal(LOGS, req)
+            self.wait_entries(1)   # the record without metadata, stored from the 400
+        else:
+            self._write_lines([w for w, _ in lines])
+            self.wait_entries(len(lines))
+        self.sink.wait_for_pushes(2, DELIVERY)
+        self.assertEqual([p.status for p in self.sink.pushes()][:2], [400, 204],
+                         "the refused push, then the same batch without metadata")
+        refused = self.sink.pushes()[0]
+        self.assertIn("includes structured metadata, but this feature is disallowed",
+                      refused.answer)
+        if otlp_first:
+            self._write_lines([w for w, _ in lines])
+        else:
+            client.export_signal(LOGS, req)
+        self._check_no_md_delivery([g for _, g in lines] + otlp_want)
+        statuses = [p.status for p in self.sink.pushes()]
+        self.assertEqual(statuses.count(400), 1, "one refusal, then never again: %r" % statuses)
+        self.assertEqual(self.agent.stderr_text().count(self.MD_LOG), 1,
+                         "the fallback is logged once\n" + self.agent.log_tail())
+        self.assertEqual(self.md_metric("enabled"), 0)
+        self.assertEqual(self.md_metric("resent_batches_total"), 1)
+        self.assert_no_drops()
+        self.assertEqual(self.sent(), len(lines) + len(otlp_want), "sent, each once")
+        self.assertEqual(self.retries(), 0, "a re-send is not a retry")
+        self.assertEqual(sum(p.duplicates for p in self.sink.pushes()),
+                         1 if otlp_first else 0,
+                         "the record without metadata, stored from the refused push, "
+                         "came again unchanged (Loki drops it as a duplicate)")
+        self.stop_agent()
+
+    def test_md_refused_auto_protobuf(self):
+        """auto, protobuf: lines (Loki-entries form) meet the refusal and are sent again
+        at once without metadata, level/ids in the line; OTLP records after it go
+        without metadata from the start; logged once, gauge 0, one re-sent batch."""
+        self._refused_auto("protobuf", otlp_first=False)
+
+    def test_md_refused_auto_json(self):
+        """auto, JSON bodies: OTLP records meet the refusal first (the one without
+        metadata is stored by Loki and its repeat dropped as a duplicate), then lines
+        (OTLP form) go without metadata."""
+        self._refused_auto("json", otlp_first=True)
+
+    def test_md_off_never_sent(self):
+        """off: no push carries structured metadata, lines are rewritten, nothing is
+        refused (the sink would accept metadata)."""
+        client = self._md_agent("structured_metadata: off\n")
+        req, otlp_want = self.md_request()
+        lines = self.md_lines()
+        self._write_lines([w for w, _ in lines])
+        client.export_signal(LOGS, req)
+        self._check_no_md_delivery([g for _, g in lines] + otlp_want)
+        self.assertEqual({p.status for p in self.sink.pushes()}, {204})
+        self.assertEqual(self.md_metric("enabled"), 0)
+        self.assertEqual(self.md_metric("resent_batches_total"), 0)
+        self.assertNotIn(self.MD_LOG, self.agent.stderr_text())
+        self.assert_no_drops()
+        self.stop_agent()
+
+    def test_md_on_refusal_is_bad_request(self):
+        """on: a refusal drops the batch as a bad_request, as before; not re-sent."""
+        self._md_agent("structured_metadata: on\n")
+        self.sink.refuse_structured_metadata()
+        lines = ["on %d" % i for i in range(3)]
+        new = self._push_and_settle(lines, 0)
+        self.assertEqual([p.status for p in new], [400], "refused once, not re-sent")
+        self.assertTrue(all(e.metadata for _, e in new[0].entries()))
+        self.assertEqual(self.dropped(reason="bad_request"), 3)
+        self.assertEqual(self.sent(), 0)
+        self.assertEqual(self.md_metric("enabled"), 1)
+        self.assertEqual(self.md_metric("resent_batches_total"), 0)
+        self.assertNotIn(self.MD_LOG, self.agent.stderr_text())
+        self.stop_agent()
+
+    def _md_limits(self, fmt, max_entries, max_bytes, extra):
+        client = self._md_agent(extra, fmt)
+        self.sink.enforce_structured_metadata_limits(max_entries, max_bytes)
+        return client
+
+    def test_md_limits_small(self):
+        """Small limits, protobuf: lines (entries form: level, trace_id, span_id and 3
+        peer keys each) and OTLP records are cut to them, counted by reason; the sink,
+        enforcing the same limits as Loki does, accepts every push."""
+        client = self._md_limits("protobuf", 4, 120,
+                                 "structured_metadata_max_entries: 4\n"
+                                 "structured_metadata_max_bytes: 120\n")
+        lines = ['{"level":"info","msg":"cut %d","trace_id":"%s","span_id":"%s"}'
+                 % (i, TRACE_A, SPAN_A) for i in range(5)]
+        self._write_lines(lines)
+        req = logs_service_pb2.ExportLogsServiceRequest()
+        lr = req.resource_logs.add().scope_logs.add().log_records.add()
+        lr.body.string_value = "big attribute"
+        lr.time_unix_nano = TP
+        lr.severity_number = 9
+        lr.attributes.extend([kv("big", string_value="x" * 200), kv("small", string_value="s")])
+        client.export_signal(LOGS, req)
+        self.wait_entries(len(lines) + 1)
+        time.sleep(QUIET)
+        self.assert_sink_clean()
+        self.assertEqual({p.status for p in self.sink.pushes()}, {204}, "every push accepted")
+        found = self.by_line()
+        for line in lines:
+            _, e = self.one(found, line)
+            self.assertEqual([n for n, _ in e.metadata],
+                             ["level", "trace_id", "span_id", "process_pid"])
+        _, e = self.one(found, "big attribute")
+        self.assertEqual(e.metadata, [("level", "info"), ("small", "s")])
+        self.assertEqual(self.md_metric("cut_total", reason="entries"), 2 * len(lines))
+        self.assertEqual(self.md_metric("cut_total", reason="size"), 1)
+        self.assertEqual(self.md_metric("enabled"), 1)
+        self.assert_no_drops()
+        self.stop_agent()
+
+    def test_md_limits_loki_defaults_json(self):
+        """Loki's defaults (128 pairs, 64 KiB), JSON bodies: 140 attributes and one of
+        70000 bytes are cut, the sink enforcing Loki's defaults accepts every push."""
+        client = self._md_limits("json", 128, 64 * 1024, "")
+        req = logs_service_pb2.ExportLogsServiceRequest()
+        sl = req.resource_logs.add().scope_logs.add()
+        many = sl.log_records.add()
+        many.body.string_value = "many"
+        many.time_unix_nano = TP
+        many.attributes.extend([kv("a%03d" % i, string_value="v") for i in range(140)])
+        big = sl.log_records.add()
+        big.body.string_value = "big"
+        big.time_unix_nano = TP + 1
+        big.attributes.extend([kv("big", string_value="x" * 70000),
+                               kv("fits", string_value="y" * 65000)])
+        client.export_signal(LOGS, req)
+        self.wait_entries(2)
+        time.sleep(QUIET)
+        self.assert_sink_clean()
+        self.assertEqual({p.status for p in self.sink.pushes()}, {204})
+        found = self.by_line()
+        _, e = self.one(found, "many")
+        self.assertEqual([n for n, _ in e.metadata], ["a%03d" % i for i in range(128)])
+        _, e = self.one(found, "big")
+        self.assertEqual([n for n, _ in e.metadata], ["fits"])
+        self.assertEqual(self.md_metric("cut_total", reason="entries"), 12)
+        self.assertEqual(self.md_metric("cut_total", reason="size"), 1)
+        self.assert_no_drops()
         self.stop_agent()
 
     def test_json_and_gzip_bodies(self):

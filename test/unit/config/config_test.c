@@ -1667,6 +1667,9 @@ static void assert_loki_defaults(const struct lk_exporter_config *x)
     ck_assert_uint_eq(x->loki.nlabels, 5);
     for (size_t i = 0; i < 5; i++)
         ck_assert_str_eq(x->loki.labels[i], labels[i]);
+    ck_assert_int_eq(x->loki.structured_metadata, LK_LOKI_MD_AUTO);
+    ck_assert_uint_eq(x->loki.md_max_entries, 128);
+    ck_assert_uint_eq(x->loki.md_max_bytes, 64 * KIB_);
 }
 
 START_TEST(lines_receiver_defaults)
@@ -1894,6 +1897,24 @@ START_TEST(loki_exporter_keys)
     ck_assert_uint_eq(x->loki.nlabels, 0);
     lk_config_destroy(c);
 
+    /* Structured metadata: the mode and Loki's two limits (0: none). */
+    c = config_of(loki_yaml("    structured_metadata: off\n"
+                            "    structured_metadata_max_entries: 0\n"
+                            "    structured_metadata_max_bytes: 8KiB\n"));
+    x = &c->exporters[0];
+    ck_assert_int_eq(x->loki.structured_metadata, LK_LOKI_MD_OFF);
+    ck_assert_uint_eq(x->loki.md_max_entries, 0);
+    ck_assert_uint_eq(x->loki.md_max_bytes, 8 * KIB_);
+    lk_config_destroy(c);
+    c = config_of(loki_yaml("    structured_metadata: on\n"
+                            "    structured_metadata_max_entries: 1000\n"
+                            "    structured_metadata_max_bytes: 0\n"));
+    x = &c->exporters[0];
+    ck_assert_int_eq(x->loki.structured_metadata, LK_LOKI_MD_ON);
+    ck_assert_uint_eq(x->loki.md_max_entries, 1000);
+    ck_assert_uint_eq(x->loki.md_max_bytes, 0);
+    lk_config_destroy(c);
+
     /* protobuf with compression: none is fine (snappy is implied). */
     c = config_of(loki_yaml("    format: protobuf\n    compression: none\n"));
     ck_assert_int_eq(c->exporters[0].loki.format, LK_LOKI_BODY_PROTOBUF);
@@ -1911,6 +1932,9 @@ START_TEST(loki_exporter_errors)
                      "snappy-compressed; compression applies to format: json");
     assert_only(errors_of(loki_yaml("    format: xml\n")),
                 NAME ":3:13: exporters.loki.format: expected one of protobuf, json, got 'xml'");
+    assert_only(errors_of(loki_yaml("    structured_metadata: yes\n")),
+                NAME ":3:26: exporters.loki.structured_metadata: expected one of auto, on, off, "
+                     "got 'yes'");
     assert_only(errors_of(loki_yaml("    auth: {username: u}\n")),
                 NAME ":3:5: exporters.loki.auth: username and password go together; password "
                      "is missing");

@@ -1252,6 +1252,270 @@ START_TEST(json_matches_protobuf)
 }
 END_TEST
 
+/* --- structured metadata: lines without it, and Loki's limits */
+
+/* lk_loki_line_with_fields on |line| with level / trace_id / span_id values
+ * (NULL: the entry has none); the result (the line itself when unchanged). */
+static const char *with_fields(const char *line, const char *level, const char *trace,
+                               const char *span)
+{
+    static char res[4096];
+    const char *names[3], *vals[3];
+    const uint8_t *uv[3];
+    size_t ul[3], n = 0;
+    const char *all[3] = {"level", "trace_id", "span_id"};
+    const char *given[3] = {level, trace, span};
+    lk_buf b;
+    bool changed;
+
+    for (int k = 0; k < 3; k++) {
+        if (given[k] == NULL)
+            continue;
+        names[n] = all[k];
+        vals[n] = given[k];
+        uv[n] = (const uint8_t *)vals[n];
+        ul[n] = strlen(vals[n]);
+        n++;
+    }
+    lk_buf_init(&b, SIZE_MAX);
+    ck_assert_int_eq(lk_buf_append(&b, "prefix", 6), 0); /* appends, never rewrites */
+    ck_assert_int_eq(lk_loki_line_with_fields(&b, (const uint8_t *)line, strlen(line),
+                                              names, uv, ul, n, &changed),
+                     0);
+    ck_assert_uint_eq(changed, b.len > 6);
+    ck_assert_uint_lt(b.len, sizeof(res));
+    if (!changed) {
+        snprintf(res, sizeof(res), "%s", line);
+    } else {
+        memcpy(res, b.data + 6, b.len - 6);
+        res[b.len - 6] = '\0';
+    }
+    lk_buf_fini(&b);
+    return res;
+}
+
+#define TR "4bf92f3577b34da6a3ce929d0e0e4736"
+#define SP "00f067aa0ba902b7"
+
+START_TEST(line_fields_json)
+{
+    /* Keys it lacks are added at its top level, before the closing brace. */
+    ck_assert_str_eq(with_fields("{\"msg\":\"hi\"}", "info", TR, SP),
+                     "{\"msg\":\"hi\",\"level\":\"info\",\"trace_id\":\"" TR
+                     "\",\"span_id\":\"" SP "\"}");
+    /* Keys it has stay as they are (the line keeps its own spelling). */
+    ck_assert_str_eq(with_fields("{\"level\":\"WARNING\",\"msg\":\"x\"}", "warn", TR, NULL),
+                     "{\"level\":\"WARNING\",\"msg\":\"x\",\"trace_id\":\"" TR "\"}");
+    ck_assert_str_eq(with_fields("{\"level\":\"info\",\"trace_id\":\"" TR "\"}", "info", TR,
+                                 NULL),
+                     "{\"level\":\"info\",\"trace_id\":\"" TR "\"}");
+    /* Empty object, blanks around and inside, nested and quoted look-alikes. */
+    ck_assert_str_eq(with_fields("{}", "info", NULL, NULL), "{\"level\":\"info\"}");
+    ck_assert_str_eq(with_fields(" { } \n", "info", NULL, NULL), " { \"level\":\"info\"} \n");
+    ck_assert_str_eq(with_fields(" {\"a\" : [1,{\"level\":2}] , \"b\":{\"level\":\"x\"} }",
+                                 "error", NULL, NULL),
+                     " {\"a\" : [1,{\"level\":2}] , \"b\":{\"level\":\"x\"} ,\"level\":\"error\"}");
+    ck_assert_str_eq(with_fields("{\"msg\":\"\\\"level\\\":\\\"x\\\"\",\"n\":1.5e3,\"t\":true}",
+                                 "debug", NULL, NULL),
+                     "{\"msg\":\"\\\"level\\\":\\\"x\\\"\",\"n\":1.5e3,\"t\":true,"
+                     "\"level\":\"debug\"}");
+    /* A value that JSON must escape. */
+    ck_assert_str_eq(with_fields("{\"a\":1}", "we\"ird\n", NULL, NULL),
+                     "{\"a\":1,\"level\":\"we\\\"ird\\n\"}");
+}
+END_TEST
+
+START_TEST(line_fields_not_json)
+{
+    /* logfmt: appended, unless the line has the key as a token. */
+    ck_assert_str_eq(with_fields("ts=1 msg=hello", "info", TR, SP),
+                     "ts=1 msg=hello level=info trace_id=" TR " span_id=" SP);
+    ck_assert_str_eq(with_fields("level=warn msg=\"a trace_id=1 b\"", "warn", TR, NULL),
+                     "level=warn msg=\"a trace_id=1 b\" trace_id=" TR);
+    ck_assert_str_eq(with_fields("level=warn trace_id=" TR, "warn", TR, NULL),
+                     "level=warn trace_id=" TR);
+    ck_assert_str_eq(with_fields("xlevel=1 level_x=2", "info", NULL, NULL),
+                     "xlevel=1 level_x=2 level=info");
+    /* Raw text, the empty line, values that need quotes. */
+    ck_assert_str_eq(with_fields("plain text", "error", NULL, SP),
+                     "plain text level=error span_id=" SP);
+    ck_assert_str_eq(with_fields("", "info", NULL, NULL), "level=info");
+    ck_assert_str_eq(with_fields("x", "my level", NULL, NULL), "x level=\"my level\"");
+    ck_assert_str_eq(with_fields("x", "a=\"b\\", NULL, NULL), "x level=\"a=\\\"b\\\\\"");
+    /* Not quite JSON objects: logfmt. */
+    ck_assert_str_eq(with_fields("{\"a\":}", "info", NULL, NULL), "{\"a\":} level=info");
+    ck_assert_str_eq(with_fields("{\"a\":1,}", "info", NULL, NULL), "{\"a\":1,} level=info");
+    ck_assert_str_eq(with_fields("{\"a\":1} tail", "info", NULL, NULL),
+                     "{\"a\":1} tail level=info");
+    ck_assert_str_eq(with_fields("[1,2]", "info", NULL, NULL), "[1,2] level=info");
+    ck_assert_str_eq(with_fields("{\"a\":\"unterminated}", "info", NULL, NULL),
+                     "{\"a\":\"unterminated} level=info");
+    /* Nothing to add: unchanged. */
+    ck_assert_str_eq(with_fields("anything", NULL, NULL, NULL), "anything");
+}
+END_TEST
+
+/* A record with |sev| (0: none), trace and span ids when |ids|. */
+static LR *md_record(SL *sl, const char *body, int sev, bool ids)
+{
+    static const uint8_t tr[16] = {0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6,
+                                   0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36};
+    static const uint8_t sp[8] = {0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7};
+    LR *r = lr_add(sl, body, T0);
+    r->severity_number = sev;
+    if (ids) {
+        r->trace_id.data = (uint8_t *)tr;
+        r->trace_id.len = 16;
+        r->span_id.data = (uint8_t *)sp;
+        r->span_id.len = 8;
+    }
+    return r;
+}
+
+START_TEST(no_metadata_bodies)
+{
+    Req *q = req_new();
+    RL *rl = rl_add(q);
+    res_attr(rl, "service.name", av_s("api"));
+    res_attr(rl, "process.pid", av_i(42));
+    SL *sl = sl_add(rl, "my.lib");
+    LR *r = md_record(sl, "{\"msg\":\"json\"}", 9, true);
+    lr_attr(r, "user", av_s("u1"));
+    md_record(sl, "text line", 17, true);
+    md_record(sl, "no level", 0, false);
+    r = md_record(sl, NULL, 13, false);
+    r->body = av_kvl(1, "k", av_s("v"));
+    opts.no_metadata = true;
+    Push *p = encode_pb(q);
+    ck_assert_uint_eq(p->n_streams, 1);
+    Stream *st = p->streams[0];
+    ck_assert_uint_eq(st->n_entries, 4);
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_msg(st->entries[i]->n_structuredmetadata == 0, "entry %zu: %s", i,
+                      meta_names(st->entries[i]));
+    ck_assert_str_eq(st->entries[0]->line, "{\"msg\":\"json\",\"level\":\"info\",\"trace_id\":\"" TR
+                                           "\",\"span_id\":\"" SP "\"}");
+    ck_assert_str_eq(st->entries[1]->line, "text line level=error trace_id=" TR " span_id=" SP);
+    ck_assert_str_eq(st->entries[2]->line, "no level");
+    ck_assert_str_eq(st->entries[3]->line, "{\"k\":\"v\",\"level\":\"warn\"}");
+    /* The same in a JSON body: no metadata object at all. */
+    json_t *j = encode_json(q);
+    json_t *values = json_object_get(json_array_get(json_object_get(j, "streams"), 0), "values");
+    ck_assert_uint_eq(json_array_size(values), 4);
+    for (size_t i = 0; i < 4; i++) {
+        json_t *v = json_array_get(values, i);
+        ck_assert_uint_eq(json_array_size(v), 2);
+        ck_assert_str_eq(json_string_value(json_array_get(v, 1)), st->entries[i]->line);
+    }
+    json_decref(j);
+}
+END_TEST
+
+START_TEST(no_metadata_level_label)
+{
+    /* A `level` stream label already says it: not put into the line. */
+    static const char *const lab[] = {"service_name", "level"};
+    Req *q = req_new();
+    RL *rl = rl_add(q);
+    SL *sl = sl_add(rl, NULL);
+    md_record(sl, "x", 9, true);
+    opts.labels = lab;
+    opts.nlabels = 2;
+    opts.no_metadata = true;
+    Push *p = encode_pb(q);
+    ck_assert_str_eq(p->streams[0]->entries[0]->line, "x trace_id=" TR " span_id=" SP);
+    ck_assert_ptr_nonnull(strstr(p->streams[0]->labels, "level=\"info\""));
+}
+END_TEST
+
+static uint64_t md_bytes(const Entry *e)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < e->n_structuredmetadata; i++)
+        n += strlen(e->structuredmetadata[i]->name) + strlen(e->structuredmetadata[i]->value);
+    return n;
+}
+
+START_TEST(limit_entries)
+{
+    Req *q = req_new();
+    RL *rl = rl_add(q);
+    SL *sl = sl_add(rl, NULL);
+    char k[16];
+    LR *r = md_record(sl, "many", 9, true); /* level, trace_id, span_id first */
+    for (int i = 0; i < 127; i++) {
+        snprintf(k, sizeof(k), "a%03d", i);
+        lr_attr(r, keep(strdup(k)), av_s("v"));
+    }
+    r = md_record(sl, "exactly", 0, false);
+    for (int i = 0; i < 128; i++) {
+        snprintf(k, sizeof(k), "b%03d", i);
+        lr_attr(r, keep(strdup(k)), av_s("v"));
+    }
+    opts.md_max_entries = LK_LOKI_MD_MAX_ENTRIES;
+    opts.md_max_bytes = LK_LOKI_MD_MAX_BYTES;
+    Push *p = encode_pb(q);
+    uint64_t ce, cs;
+    lk_loki_encoder_cuts(enc, &ce, &cs);
+    ck_assert_uint_eq(ce, 2);
+    ck_assert_uint_eq(cs, 0);
+    Entry *e0 = p->streams[0]->entries[0], *e1 = p->streams[0]->entries[1];
+    ck_assert_uint_eq(e0->n_structuredmetadata, 128);
+    ck_assert_str_eq(e0->structuredmetadata[0]->name, "level");
+    ck_assert_str_eq(e0->structuredmetadata[2]->name, "span_id");
+    ck_assert_str_eq(e0->structuredmetadata[127]->name, "a124"); /* a125, a126 cut */
+    ck_assert_uint_eq(e1->n_structuredmetadata, 128);               /* at the limit */
+    /* No limit: all of them. */
+    opts.md_max_entries = 0;
+    p = encode_pb(q);
+    lk_loki_encoder_cuts(enc, &ce, &cs);
+    ck_assert_uint_eq(ce, 0);
+    ck_assert_uint_eq(p->streams[0]->entries[0]->n_structuredmetadata, 130);
+}
+END_TEST
+
+START_TEST(limit_size)
+{
+    /* level "info" counts 5 + 4 bytes; the attribute fills the rest exactly. */
+    size_t fill = LK_LOKI_MD_MAX_BYTES - 9 - 1;
+    char *big = keep(malloc(fill + 2));
+    memset(big, 'x', fill + 1);
+    big[fill] = '\0';
+    Req *q = req_new();
+    RL *rl = rl_add(q);
+    SL *sl = sl_add(rl, NULL);
+    LR *r = md_record(sl, "at the limit", 9, false);
+    lr_attr(r, "k", av_s(big));
+    r = md_record(sl, "one over", 9, false);
+    char *over = keep(malloc(fill + 2));
+    memset(over, 'x', fill + 1);
+    over[fill + 1] = '\0';
+    lr_attr(r, "k", av_s(over));
+    lr_attr(r, "z", av_s("1")); /* fits after the big one is cut */
+    opts.md_max_entries = LK_LOKI_MD_MAX_ENTRIES;
+    opts.md_max_bytes = LK_LOKI_MD_MAX_BYTES;
+    Push *p = encode_pb(q);
+    uint64_t ce, cs;
+    lk_loki_encoder_cuts(enc, &ce, &cs);
+    ck_assert_uint_eq(ce, 0);
+    ck_assert_uint_eq(cs, 1);
+    Entry *e0 = p->streams[0]->entries[0], *e1 = p->streams[0]->entries[1];
+    ck_assert_str_eq(e0->line, "at the limit");
+    ck_assert_uint_eq(md_bytes(e0), LK_LOKI_MD_MAX_BYTES);
+    ck_assert_str_eq(meta_names(e0), "level,k");
+    ck_assert_str_eq(meta_names(e1), "level,z");
+    /* The same cut in a JSON body. */
+    json_t *j = encode_json(q);
+    json_t *values = json_object_get(json_array_get(json_object_get(j, "streams"), 0), "values");
+    json_t *md = json_array_get(json_array_get(values, 1), 2);
+    ck_assert_uint_eq(json_object_size(md), 2);
+    ck_assert_ptr_nonnull(json_object_get(md, "z"));
+    json_decref(j);
+    lk_loki_encoder_cuts(enc, &ce, &cs);
+    ck_assert_uint_eq(cs, 1);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("loki_encode");
@@ -1282,6 +1546,12 @@ static Suite *suite(void)
         {"reuse", encoder_reuse},
         {"json", json_body},
         {"json_vs_protobuf", json_matches_protobuf},
+        {"line_fields_json", line_fields_json},
+        {"line_fields_not_json", line_fields_not_json},
+        {"no_metadata_bodies", no_metadata_bodies},
+        {"no_metadata_level_label", no_metadata_level_label},
+        {"limit_entries", limit_entries},
+        {"limit_size", limit_size},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

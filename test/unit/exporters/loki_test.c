@@ -12,6 +12,7 @@
 #include "exporters/loki.h"
 
 #include <check.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,62 @@ START_TEST(refusal_binary_junk)
 }
 END_TEST
 
+/* Loki's answer when limits_config.allow_structured_metadata is false
+ * (validation.DisallowedStructuredMetadataErrorMsg, grouped by the
+ * distributor, written by http.Error with a newline). */
+#define MD_REFUSED                                                                         \
+    "stream '{service_name=\"api\"}' includes structured metadata, but this feature is "   \
+    "disallowed. Please see `limits_config.allow_structured_metadata` or contact your "    \
+    "Loki administrator to enable it.\n"
+
+static bool md_refused(int status, const char *body)
+{
+    return lk__loki_md_refused(status, (const uint8_t *)body, strlen(body));
+}
+
+START_TEST(md_refusal_recognised)
+{
+    ck_assert(md_refused(400, MD_REFUSED));
+    /* Grouped: several entries, several streams, mixed with other errors. */
+    ck_assert(md_refused(400, "3 errors like: " MD_REFUSED));
+    ck_assert(md_refused(400, "2 errors like: stream '{a=\"b\"}' has structured metadata too "
+                              "large: '70000' bytes, limit: '65536' bytes.; 5 errors like: "
+                              MD_REFUSED));
+    ck_assert(md_refused(400, "includes structured metadata, but this feature is disallowed"));
+}
+END_TEST
+
+START_TEST(md_refusal_near_misses)
+{
+    /* Another status with the same words: not the refusal (5xx is retried). */
+    ck_assert(!md_refused(500, MD_REFUSED));
+    ck_assert(!md_refused(429, MD_REFUSED));
+    ck_assert(!md_refused(200, MD_REFUSED));
+    ck_assert(!md_refused(0, MD_REFUSED));
+    /* Loki's other structured-metadata answers are limits, not a refusal. */
+    ck_assert(!md_refused(400, "stream '{a=\"b\"}' has structured metadata too large: "
+                               "'70000' bytes, limit: '65536' bytes. Please see "
+                               "`limits_config.max_structured_metadata_size` or contact "
+                               "your Loki administrator to increase it.\n"));
+    ck_assert(!md_refused(400, "stream '{a=\"b\"}' has too many structured metadata labels: "
+                               "'130', limit: '128'. Please see "
+                               "`limits_config.max_structured_metadata_entries_count` or "
+                               "contact your Loki administrator to increase it.\n"));
+    /* Cut short, other words, other case. */
+    ck_assert(!md_refused(400, "stream '{a=\"b\"}' includes structured metadata, but this "
+                               "feature is disall"));
+    ck_assert(!md_refused(400, "structured metadata is disallowed"));
+    ck_assert(!md_refused(400, "INCLUDES STRUCTURED METADATA, BUT THIS FEATURE IS DISALLOWED"));
+    ck_assert(!md_refused(400, ""));
+    ck_assert(!lk__loki_md_refused(400, NULL, 0));
+    /* The refusal is not one of the counted 400 reasons either. */
+    uint64_t ignored;
+    ck_assert_str_eq(lk__loki_refusal((const uint8_t *)MD_REFUSED, strlen(MD_REFUSED),
+                                      &ignored),
+                     "bad_request");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("loki");
@@ -230,6 +287,7 @@ static Suite *suite(void)
         {"refusal_rate_limited", {refusal_rate_limited}},
         {"refusal_unknown", {refusal_without_a_known_reason}},
         {"refusal_junk", {refusal_binary_junk}},
+        {"md_refusal", {md_refusal_recognised, md_refusal_near_misses}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);

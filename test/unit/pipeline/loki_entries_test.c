@@ -75,6 +75,8 @@ static void build(const struct lk_lines_receiver_config *cfg, enum lk_item_form 
     lk_lines_encoder_fini(&e);
 }
 
+static uint64_t last_cuts[2]; /* of the last encode(): by entries, by size */
+
 static void encode(const struct lk_loki_encode_opts *o, const lk_buf *body, uint8_t form,
                    size_t copies, lk_buf *out, uint64_t *records)
 {
@@ -91,7 +93,46 @@ static void encode(const struct lk_loki_encode_opts *o, const lk_buf *body, uint
     ck_assert_int_eq(lk_loki_encoder_create(&enc), 0);
     ck_assert_int_eq(lk_loki_encode_forms(enc, o, iov, forms, copies, out, records, &streams),
                      0);
+    lk_loki_encoder_cuts(enc, &last_cuts[0], &last_cuts[1]);
     lk_loki_encoder_destroy(enc);
+}
+
+/* What a body made with metadata off or limited holds: no metadata at all
+ * (and the ids and levels in the lines), or metadata within the limits. */
+static void check_md(const struct lk_loki_encode_opts *o, const lk_buf *b, uint64_t records)
+{
+    Logproto__PushRequest *p = logproto__push_request__unpack(NULL, b->len, b->data);
+    ck_assert_ptr_nonnull(p);
+    uint64_t entries = 0;
+    bool saw_trace = false, saw_added_level = false, saw_logfmt = false;
+    for (size_t s = 0; s < p->n_streams; s++) {
+        for (size_t k = 0; k < p->streams[s]->n_entries; k++) {
+            Logproto__EntryAdapter *en = p->streams[s]->entries[k];
+            size_t bytes = 0;
+            entries++;
+            for (size_t m = 0; m < en->n_structuredmetadata; m++)
+                bytes += strlen(en->structuredmetadata[m]->name) +
+                         strlen(en->structuredmetadata[m]->value);
+            if (o->no_metadata)
+                ck_assert_uint_eq(en->n_structuredmetadata, 0);
+            if (o->md_max_entries)
+                ck_assert_uint_le(en->n_structuredmetadata, o->md_max_entries);
+            if (o->md_max_bytes)
+                ck_assert_uint_le(bytes, o->md_max_bytes);
+            if (strcmp(en->line, lines_a[0]) == 0) /* has all three: unchanged */
+                saw_trace = true;
+            if (strcmp(en->line, "{\"severity\":\"INFO+2\",\"message\":\"slog offset\","
+                                 "\"level\":\"info\"}") == 0)
+                saw_added_level = true;
+            if (strcmp(en->line, lines_a[3]) == 0)
+                saw_logfmt = true;
+        }
+    }
+    ck_assert_uint_eq(entries, records);
+    ck_assert(saw_trace);
+    ck_assert(saw_logfmt);
+    ck_assert(saw_added_level == o->no_metadata);
+    logproto__push_request__free_unpacked(p, NULL);
 }
 
 static void compare(const struct lk_lines_receiver_config *cfg,
@@ -108,13 +149,18 @@ static void compare(const struct lk_lines_receiver_config *cfg,
     build(cfg, LK_FORM_LOKI_ENTRIES, &ent, &n2);
     ck_assert_uint_eq(n1, n2);
     ck_assert_uint_eq(n1, 4 * (sizeof(lines_a) / sizeof(lines_a[0])));
+    uint64_t cuts[2];
     encode(o, &otlp, LK_FORM_OTLP, copies, &a, &r1);
+    memcpy(cuts, last_cuts, sizeof(cuts));
     encode(o, &ent, LK_FORM_LOKI_ENTRIES, copies, &b, &r2);
+    ck_assert_uint_eq(last_cuts[0], cuts[0]);
+    ck_assert_uint_eq(last_cuts[1], cuts[1]);
     ck_assert_uint_eq(r1, copies * n1);
     ck_assert_uint_eq(r2, r1);
     ck_assert_uint_eq(a.len, b.len);
     ck_assert_msg(memcmp(a.data, b.data, a.len) == 0, "push bodies differ");
-    if (o->format == LK_LOKI_PROTOBUF) {
+    if (o->format == LK_LOKI_PROTOBUF && !o->no_metadata && o->md_max_entries == 0 &&
+        o->md_max_bytes == 0) {
         Logproto__PushRequest *p = logproto__push_request__unpack(NULL, b.len, b.data);
         ck_assert_ptr_nonnull(p);
         uint64_t entries = 0;
@@ -139,6 +185,9 @@ static void compare(const struct lk_lines_receiver_config *cfg,
         ck_assert(saw_pid);
         logproto__push_request__free_unpacked(p, NULL);
     }
+    if (o->format == LK_LOKI_PROTOBUF && (o->no_metadata || o->md_max_entries != 0 ||
+                                          o->md_max_bytes != 0))
+        check_md(o, &b, r2);
     lk_buf_fini(&otlp);
     lk_buf_fini(&ent);
     lk_buf_fini(&a);
@@ -202,6 +251,70 @@ START_TEST(same_body_converted)
                                     .now_ns = RECV_NS};
     ck_assert(!lk_loki_takes_entries(&j));
     compare(&c, &j, 2);
+}
+END_TEST
+
+START_TEST(same_body_no_metadata)
+{
+    struct lk_lines_receiver_config c = cfg_plain();
+    struct lk_loki_encode_opts o = {.format = LK_LOKI_PROTOBUF,
+                                    .labels = default_labels,
+                                    .nlabels = 5,
+                                    .host = "host-1",
+                                    .now_ns = RECV_NS,
+                                    .no_metadata = true,
+                                    .md_max_entries = LK_LOKI_MD_MAX_ENTRIES,
+                                    .md_max_bytes = LK_LOKI_MD_MAX_BYTES};
+    compare(&c, &o, 1);
+    compare(&c, &o, 3);
+    o.format = LK_LOKI_JSON;
+    compare(&c, &o, 2);
+}
+END_TEST
+
+START_TEST(same_body_limits)
+{
+    struct lk_lines_receiver_config c = cfg_plain();
+    struct lk_loki_encode_opts o = {.format = LK_LOKI_PROTOBUF,
+                                    .labels = default_labels,
+                                    .nlabels = 5,
+                                    .host = "host-1",
+                                    .now_ns = RECV_NS};
+    lk_buf plain, ent;
+    uint32_t n;
+    uint64_t r;
+    /* Loki's defaults cut nothing here: the same bytes as no limits. */
+    lk_buf_init(&plain, SIZE_MAX);
+    lk_buf_init(&ent, SIZE_MAX);
+    build(&c, LK_FORM_LOKI_ENTRIES, &ent, &n);
+    encode(&o, &ent, LK_FORM_LOKI_ENTRIES, 2, &plain, &r);
+    o.md_max_entries = LK_LOKI_MD_MAX_ENTRIES;
+    o.md_max_bytes = LK_LOKI_MD_MAX_BYTES;
+    lk_buf limited;
+    lk_buf_init(&limited, SIZE_MAX);
+    encode(&o, &ent, LK_FORM_LOKI_ENTRIES, 2, &limited, &r);
+    ck_assert_uint_eq(last_cuts[0] + last_cuts[1], 0);
+    ck_assert_uint_eq(limited.len, plain.len);
+    ck_assert(memcmp(limited.data, plain.data, plain.len) == 0);
+    compare(&c, &o, 2);
+    /* Small limits cut in both forms alike: by count, by size, both. */
+    o.md_max_entries = 4;
+    o.md_max_bytes = 0;
+    compare(&c, &o, 2);
+    ck_assert_uint_gt(last_cuts[0], 0);
+    o.md_max_entries = 0;
+    o.md_max_bytes = 60;
+    compare(&c, &o, 2);
+    ck_assert_uint_gt(last_cuts[1], 0);
+    o.md_max_entries = 3;
+    o.md_max_bytes = 45;
+    compare(&c, &o, 1);
+    ck_assert_uint_gt(last_cuts[0] + last_cuts[1], 0);
+    o.format = LK_LOKI_JSON;
+    compare(&c, &o, 2);
+    lk_buf_fini(&plain);
+    lk_buf_fini(&ent);
+    lk_buf_fini(&limited);
 }
 END_TEST
 
@@ -286,6 +399,8 @@ int main(void)
     tcase_add_test(tc, same_body_default_labels);
     tcase_add_test(tc, same_body_static_labels);
     tcase_add_test(tc, same_body_converted);
+    tcase_add_test(tc, same_body_no_metadata);
+    tcase_add_test(tc, same_body_limits);
     tcase_add_test(tc, static_label_named_like_metadata_keeps_otlp);
     tcase_add_test(tc, malformed_entries_fail_cleanly);
     suite_add_tcase(s, tc);
