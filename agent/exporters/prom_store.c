@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/membudget.h"
 #include "core/pbexpo.h"
 #include "core/selfmetrics.h"
 
@@ -142,8 +143,21 @@ static void exp_free(struct expstate *x)
 
 static void family_free(lk_prom_family *f);
 
+/* What a series counts in the memory budget (LK_MEM_SERIES): itself, its
+ * labels and its bucket arrays; exemplars and native buckets are left out. */
+static size_t arrays_bytes(size_t cap)
+{
+    return cap == 0 ? 0 : cap * (sizeof(double) + sizeof(uint64_t)) + sizeof(uint64_t);
+}
+
+static size_t series_bytes(const lk_prom_series *se)
+{
+    return sizeof(*se) + se->labels_len + 1 + arrays_bytes(se->cap);
+}
+
 static void series_free(lk_prom_series *se)
 {
+    lk_mem_release(LK_MEM_SERIES, series_bytes(se));
     exp_free(se->exp);
     free(se->ex);
     free(se->bounds);
@@ -350,6 +364,7 @@ lk_prom_series *lk_prom_series_get(lk_prom_store *s, lk_prom_family *f,
     se->labels_len = len;
     if (len > 0)
         memcpy(se->labels, labels, len);
+    lk_mem_charge(LK_MEM_SERIES, series_bytes(se));
     size_t b = h & (s->nbuckets - 1);
     se->hnext = s->table[b];
     s->table[b] = se;
@@ -460,6 +475,10 @@ static int reserve(lk_prom_series *se, size_t n, bool hist)
             return LK_ENOMEM;
         se->qvalues = q;
     }
+    if (cap >= se->cap)
+        lk_mem_charge(LK_MEM_SERIES, arrays_bytes(cap) - arrays_bytes(se->cap));
+    else
+        lk_mem_release(LK_MEM_SERIES, arrays_bytes(se->cap) - arrays_bytes(cap));
     se->cap = cap;
     return 0;
 }

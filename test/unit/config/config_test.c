@@ -164,6 +164,7 @@ START_TEST(default_file_states_the_builtin_defaults)
                              "pipelines: {traces: {receivers: [otlp], exporters: [otlp/jaeger]}}\n");
     ck_assert_int_eq(f->log_level, d->log_level);
     ck_assert_uint_eq(f->shutdown_timeout_ms, d->shutdown_timeout_ms);
+    ck_assert_uint_eq(f->memory_limit, d->memory_limit);
     ck_assert_str_eq(f->admin.endpoint, d->admin.endpoint);
     const struct lk_grpc_receiver_config *fg = &f->receivers[0].grpc,
                                          *dg = &d->receivers[0].grpc;
@@ -254,6 +255,21 @@ START_TEST(defaults_are_applied)
     ck_assert_uint_eq(x->batch.timeout_ms, 200);
     ck_assert_uint_eq(x->max_concurrency, 4);
     lk_config_destroy(c);
+}
+END_TEST
+
+START_TEST(memory_limit_default_range_and_errors)
+{
+    lk_config *c = config_of("exporters: {otlp: {endpoint: h:1}}\n" TAIL);
+    ck_assert_uint_eq(c->memory_limit, 256u << 20);
+    lk_config_destroy(c);
+    c = config_of("memory_limit: 1GiB\nexporters: {otlp: {endpoint: h:1}}\n" TAIL);
+    ck_assert_uint_eq(c->memory_limit, 1u << 30);
+    lk_config_destroy(c);
+    assert_only(errors_of("memory_limit: 1MiB\nexporters: {otlp: {endpoint: h:1}}\n" TAIL),
+                NAME ":1:15: memory_limit: must be between 16MiB and 1024GiB, got 1MiB");
+    assert_prefix(errors_of("memory_limit: lots\nexporters: {otlp: {endpoint: h:1}}\n" TAIL),
+                  NAME ":1:15: memory_limit: expected a size");
 }
 END_TEST
 
@@ -2363,7 +2379,8 @@ static Suite *suite(void)
     } cases[] = {
         {"default_file", {default_file_parses, default_file_states_the_builtin_defaults}},
         {"defaults", {defaults_are_applied, null_sections_take_defaults}},
-        {"values", {every_key_is_read, quoted_scalars_convert_like_plain_ones}},
+        {"values", {every_key_is_read, quoted_scalars_convert_like_plain_ones,
+                    memory_limit_default_range_and_errors}},
         {"yaml", {syntax_errors_give_libyaml_position, structure_errors, aliases_are_rejected,
                   duplicate_keys}},
         {"unknown_keys", {unknown_keys_with_suggestions, unknown_keys_in_nested_sections,
