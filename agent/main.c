@@ -178,6 +178,7 @@ static int run(void)
     int rc;
 
     signal(SIGPIPE, SIG_IGN);
+    lk_platform_tune_allocator();
     /* gRPC C core prints plain-text lines on stderr, which would break the
      * one-JSON-object-per-line log; failures reach our log as call statuses.
      * Users can still set GRPC_VERBOSITY=ERROR to see gRPC's own words. */

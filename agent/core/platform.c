@@ -16,6 +16,9 @@
 
 #include "core/err.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #if defined(__linux__)
 #include <dirent.h>
 #elif defined(__APPLE__)
@@ -454,4 +457,14 @@ void lk_platform_register_build_info(lk_metrics *m, const char *version)
                      1.0);
     }
     lk_buf_fini(&labels);
+}
+
+void lk_platform_tune_allocator(void)
+{
+#if defined(__GLIBC__)
+    /* MALLOC_MMAP_THRESHOLD_ in the environment still wins: it is the
+     * documented way to tune glibc, and mallopt would override it. */
+    if (getenv("MALLOC_MMAP_THRESHOLD_") == NULL)
+        (void)mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+#endif
 }

@@ -67,6 +67,15 @@ int lk_platform_process_name(int pid, char *buf, size_t len);
 const char *lk_platform_os(void);
 
 /*
+ * Makes the C library give large blocks back to the OS when they are freed
+ * (glibc: a fixed mmap threshold of 1 MiB instead of its dynamic one, which
+ * after the first large free serves blocks of up to 32 MiB from the heap and
+ * keeps them resident afterwards). Without it, RSS after a burst of large
+ * requests stays well above what the memory budget counts. No-op elsewhere.
+ */
+void lk_platform_tune_allocator(void);
+
+/*
  * Registers the standard process_* metrics in |m| and refreshes them on every
  * render through lk_metrics_on_collect:
  *   process_cpu_seconds_total (counter, fractional: lk_metrics_float_counter),
