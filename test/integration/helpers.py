@@ -1507,8 +1507,14 @@ class _Hpack:
 
 class H2Stream:
     def __init__(self, sid, body):
+        """|body|: bytes, or a list of bytes sent one after the other (so that
+        many streams can share one large part without copies)."""
         self.id = sid
-        self.body = body            # bytes or memoryview still to send
+        if body is None:
+            self.parts = None
+        else:
+            self.parts = [memoryview(p) for p in (body if isinstance(body, list) else [body])]
+        self.size = sum(len(p) for p in self.parts) if self.parts is not None else 0
         self.sent = 0
         self.window = 0
         self.headers = []           # response headers, then trailers
@@ -1516,6 +1522,25 @@ class H2Stream:
         self.rst = None             # RST_STREAM error code
         self.closed = False         # END_STREAM or RST_STREAM seen
         self.done_at = None
+
+    @property
+    def body(self):
+        return self.parts
+
+    def take(self, n):
+        """The next |n| bytes of the body (from self.sent), as bytes."""
+        out, pos, need = bytearray(), self.sent, n
+        for p in self.parts:
+            if pos >= len(p):
+                pos -= len(p)
+                continue
+            chunk = p[pos:pos + need]
+            out += chunk
+            need -= len(chunk)
+            pos = 0
+            if need == 0:
+                break
+        return bytes(out)
 
     def header(self, name):
         for k, v in self.headers:
@@ -1682,7 +1707,7 @@ class H2Client:
         with self.cond:
             sid = self.next_id
             self.next_id += 2
-            st = H2Stream(sid, memoryview(body) if body is not None else None)
+            st = H2Stream(sid, body)
             st.window = self.peer_initial_window
             self.streams[sid] = st
         headers = [(":method", "POST"), (":scheme", "http"), (":path", path),
@@ -1712,17 +1737,17 @@ class H2Client:
                     if st.closed or self.closed:
                         pending.remove(st)
                         continue
-                    left = len(st.body) - st.sent
+                    left = st.size - st.sent
                     n = min(left, self.peer_max_frame, st.window, self.conn_window)
                     if n <= 0 and left > 0:
                         continue
                     st.window -= n
                     self.conn_window -= n
-                    chunk = st.body[st.sent:st.sent + n]
+                    chunk = st.take(n)
                     st.sent += n
-                    end = st.sent == len(st.body)
+                    end = st.sent == st.size
                 try:
-                    self._send(self._frame(0, 1 if end else 0, st.id, bytes(chunk)))
+                    self._send(self._frame(0, 1 if end else 0, st.id, chunk))
                 except OSError:
                     return total
                 total += n
@@ -1780,8 +1805,14 @@ class WellBehaved:
 
     KINDS = ("grpc", "http", "admin", "lines")
 
-    def __init__(self, agent, lines_path=None, interval=0.1, timeout=5.0, tag="wb"):
+    def __init__(self, agent, lines_path=None, interval=0.1, timeout=5.0, tag="wb",
+                 refusal_ok=False):
+        """|refusal_ok|: a retryable refusal (gRPC UNAVAILABLE with RetryInfo,
+        HTTP 503/429 with Retry-After) is an answer, not an error (overload
+        tests, where queues are meant to be full); counted in |refusals|."""
         self.agent = agent
+        self.refusal_ok = refusal_ok
+        self.refusals = 0
         self.lines_path = lines_path
         self.interval = interval
         self.timeout = timeout
@@ -1831,7 +1862,15 @@ class WellBehaved:
 
         def grpc_call():
             req = single_span_request("%s-grpc-%d" % (self.tag, self._next()))
-            client.export(req, timeout=self.timeout)
+            try:
+                client.export(req, timeout=self.timeout)
+            except grpc.RpcError as e:
+                if not (self.refusal_ok and e.code() == grpc.StatusCode.UNAVAILABLE
+                        and grpc_error_retry_delay(e) is not None):
+                    raise
+                with self._lock:
+                    self.refusals += 1
+                return
             with self._lock:
                 self.acked_spans.add(req.resource_spans[0].scope_spans[0].spans[0].span_id)
 
@@ -1853,6 +1892,11 @@ class WellBehaved:
                     if attempt:
                         raise
                     continue   # a keep-alive connection the server closed: once more
+                if (self.refusal_ok and r.status in (429, 503)
+                        and r.getheader("Retry-After") is not None):
+                    with self._lock:
+                        self.refusals += 1
+                    return
                 if r.status != 200:
                     raise AssertionError("POST /v1/traces answered %d" % r.status)
                 with self._lock:
