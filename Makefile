@@ -5,6 +5,8 @@
 #                   (the reload tests also on an ASan+UBSan agent), interop
 #   make bench      benchmarks (see test/bench/)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
+#   make reliability  hostile clients, overload, failing backends (test_hostile,
+#                   test_overload, test_backends); make valgrind-smoke; make fuzz-smoke
 #   make deps       install what the build and the tests lack (apt-get or brew, npm)
 #   make fresh-check  make run and make test on a brand-new Debian 12 (chroot, root)
 # Knobs: CC=gcc|clang, SANITIZE=address,undefined (builds into build-san/), V=1
@@ -22,6 +24,8 @@ endif
 CC ?= cc
 SANITIZE ?=
 FUZZ_SECONDS ?= 20
+# Seconds per fuzz target in `make test` (the fuzz stage, make fuzz-smoke).
+FUZZ_SMOKE_SECONDS ?= 10
 VERSION := 0.1.0
 
 ifeq ($(FUZZ),1)
@@ -93,6 +97,7 @@ UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(B)/test/%)
 FUZZ_SRC := $(shell find test/fuzz -maxdepth 1 -name '*_fuzz.c' 2>/dev/null | sort)
 
 .PHONY: all run test unit unit-san proto-check service-check integration integration-san interop bench fuzz fuzz-bins deps deps-build \
+        reliability valgrind-smoke fuzz-smoke \
         clean check-deps check-test-deps format-check fresh-check
 .DEFAULT_GOAL := all
 
@@ -132,14 +137,18 @@ OPT_DEP_TABLE := pc:libdeflate|libdeflate-dev|libdeflate
 # (installed into build/ by test/interop/install.sh), and the checkers of the
 # service stage: shellcheck, xmllint (the plist), systemd-analyze (the unit;
 # Linux only, as the brew "-" says), which wants the unit's ExecReload command,
-# /bin/kill, to exist; the zstd CLI (the OTLP/HTTP sink decodes zstd bodies with it).
+# /bin/kill, to exist; the zstd CLI (the OTLP/HTTP sink decodes zstd bodies with it);
+# valgrind (the valgrind stage) and clang with libFuzzer (fuzz:LIST: clang links
+# and runs a fuzz target with -fsanitize=fuzzer,LIST; the fuzz stage), neither
+# required on macOS, where those stages say "skipped".
 TEST_DEP_TABLE := pc:check|check|check pc:openssl|libssl-dev|openssl \
   san:address,undefined|$(SAN_DEB)|- bin:protoc|protobuf-compiler|protobuf \
   proto:google/protobuf/timestamp.proto|libprotobuf-dev|protobuf \
   py:grpc|python3-grpcio|- py:google.protobuf|python3-protobuf|- py:yaml|python3-yaml|- py:snappy|python3-snappy|- \
   bin:promtool|prometheus|prometheus bin:node|nodejs|node bin:npm|npm|- \
   bin:shellcheck|shellcheck|shellcheck bin:xmllint|libxml2-utils|- bin:systemd-analyze|systemd|- \
-  bin:/bin/kill|procps|- bin:zstd|zstd|zstd
+  bin:/bin/kill|procps|- bin:zstd|zstd|zstd \
+  bin:valgrind|valgrind|- bin:clang|clang|- fuzz:address,undefined|libclang-rt-dev|-
 
 # Prints the missing entries of DEP_TABLE (and TEST_DEP_TABLE) as "deb|brew".
 define missing_deps
@@ -154,6 +163,9 @@ for e in $(foreach d,$(1),'$(d)'); do \
        protoc -I$$d --descriptor_set_out=$$d/t.pb $$d/t.proto >/dev/null 2>&1 && ok=1; rm -rf "$$d" ;; \
     san) d=build/.depcheck && mkdir -p $$d && echo 'int main(void) { return 0; }' > $$d/t.c && \
        $(CC) -fsanitize=$$name $$d/t.c -o $$d/t >/dev/null 2>&1 && $$d/t && ok=1; rm -rf "$$d" ;; \
+    fuzz) d=build/.depcheck && mkdir -p $$d && \
+       printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n' > $$d/f.c && \
+       clang -fsanitize=fuzzer,$$name $$d/f.c -o $$d/f >/dev/null 2>&1 && $$d/f -runs=1 >/dev/null 2>&1 && ok=1; rm -rf "$$d" ;; \
     h) if [ $$name = http_parser.h ] && $(PKG_CONFIG) --exists libllhttp 2>/dev/null; then ok=1; \
        elif printf '#include <%s>\n' $$name | $(CC) $(EXTRA_CFLAGS) -E -x c - >/dev/null 2>&1; then ok=1; fi ;; \
   esac; \
@@ -271,6 +283,24 @@ integration-san: check-test-deps
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined build-san/lookout
 	@LOOKOUT_BIN=build-san/lookout INTEGRATION_NAME=integration-san sh test/integration/run.sh test_reload test_otlphttp test_inflate
 
+# Hostile clients, overload and failing backends (test/integration/test_hostile.py,
+# test_overload.py, test_backends.py; `make integration` leaves them out), with a
+# watchdog of their own (LOOKOUT_WATCHDOG, seconds).
+RELIABILITY_WATCHDOG ?= 900
+reliability: check-test-deps $(B)/lookout
+	@LOOKOUT_WATCHDOG=$(RELIABILITY_WATCHDOG) INTEGRATION_NAME=reliability \
+	  sh test/integration/run.sh test_hostile test_overload test_backends
+
+# build/lookout under valgrind with gRPC, HTTP and lines traffic, then SIGTERM.
+valgrind-smoke: check-test-deps $(B)/lookout
+	@sh test/valgrind/smoke.sh
+
+# Every fuzz target for FUZZ_SMOKE_SECONDS (the fuzz stage of `make test`).
+fuzz-smoke:
+	@if [ "$(UNAME_S)" = Darwin ]; then echo "fuzz: skipped, no libFuzzer in Apple's clang"; \
+	else $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) && \
+	  echo "fuzz: $$(ls build-fuzz/fuzz/*_fuzz | wc -l | tr -d ' ') passed, 0 failed"; fi
+
 # The official OpenTelemetry JavaScript SDK against build/lookout (npm install
 # into build/interop-node on first use).
 interop: check-test-deps $(B)/lookout
@@ -294,6 +324,9 @@ test: deps
 	$(STAGE) integration $(MAKE) --no-print-directory integration
 	$(STAGE) integration-san $(MAKE) --no-print-directory integration-san
 	$(STAGE) interop $(MAKE) --no-print-directory interop
+	$(STAGE) reliability $(MAKE) --no-print-directory reliability
+	$(STAGE) valgrind $(MAKE) --no-print-directory valgrind-smoke
+	$(STAGE) fuzz $(MAKE) --no-print-directory fuzz-smoke
 	@echo "test: all stages passed in $$(( $$(date +%s) - $$(cat build/.test-start) ))s"
 
 # The two README commands on a brand-new Debian 12 (debootstrap + chroot, as

@@ -1138,3 +1138,868 @@ def process_name(pid):
         out = subprocess.run(["ps", "-o", "comm=", "-p", str(pid)], capture_output=True,
                              text=True).stdout.strip()
         return os.path.basename(out)
+
+
+# --- reliability tests (test_hostile, test_overload, test_backends)
+
+# The documented overhead above `memory_limit`: peak RSS must stay within
+# memory_limit plus this. The one place to set it (from measurements:
+# docs/testing.md, "Reliability").
+MEMORY_OVERHEAD_MIB = 64
+# memory_limit when the config does not say (docs/configuration.md).
+DEFAULT_MEMORY_LIMIT_MIB = 256
+# How much slower than its normal latency a well-behaved client may be served
+# while others misbehave (seconds).
+LATENCY_SLACK = 1.0
+
+
+def result_line(test, **fields):
+    """Prints the one summary line of a reliability test, for quoting:
+    RESULT test sent=... acked=... delivered=... dropped=... peak_rss_mib=...
+    worst_latency_ms=..."""
+    parts = ["%s=%s" % (k, ("%.1f" % v) if isinstance(v, float) else v)
+             for k, v in fields.items()]
+    line = "RESULT %s %s" % (test, " ".join(parts))
+    print(line, flush=True)
+    out = os.environ.get("LOOKOUT_RESULTS_FILE")
+    if out:
+        with open(out, "a") as f:
+            f.write(line + "\n")
+    return line
+
+
+def _proc_status_kib(pid, field):
+    """VmRSS, VmHWM ... of process |pid| in KiB (Linux), or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def rss_kib(pid):
+    """Resident set size of |pid| in KiB: /proc/PID/status VmRSS on Linux, ps
+    elsewhere; None once it is gone."""
+    v = _proc_status_kib(pid, "VmRSS")
+    if v is not None:
+        return v
+    if sys.platform.startswith("linux"):
+        return None
+    out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True,
+                         text=True).stdout.strip()
+    return int(out) if out.isdigit() else None
+
+
+class RssSampler:
+    """Samples the RSS of |pid| every |interval| s in a thread from start() to
+    stop(); peak_mib() is the larger of the highest sample and VmHWM (the
+    kernel's own high-water mark, which sees peaks between samples)."""
+
+    def __init__(self, pid, interval=0.02):
+        self.pid = pid
+        self.interval = interval
+        self.samples = []
+        self.hwm_kib = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            v = rss_kib(self.pid)
+            if v is None:
+                return
+            self.samples.append(v)
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        """Stops sampling (call while the process still runs, for VmHWM)."""
+        self.hwm_kib = _proc_status_kib(self.pid, "VmHWM")
+        self._stop.set()
+        self._thread.join(5)
+        return self
+
+    def peak_mib(self):
+        peak = max(self.samples + [self.hwm_kib or 0]) if self.samples else (self.hwm_kib or 0)
+        return peak / 1024.0
+
+
+def agent_rejects(config_text):
+    """None when `lookout --check-config` accepts |config_text|, else its stderr
+    (used to skip the tests of features the agent does not have yet)."""
+    d = tempfile.mkdtemp(prefix="lk-chk-", dir="/tmp")
+    try:
+        path = os.path.join(d, "lookout.yaml")
+        with open(path, "w") as f:
+            f.write(config_text)
+        r = run_agent_cli("--check-config", "-c", path)
+        return None if r.returncode == 0 else (r.stderr.strip() or "exit %d" % r.returncode)
+    finally:
+        shutil.rmtree(d, True)
+
+
+def skip_unless_accepted(case, config_text, feature):
+    """Skips |case| when the agent rejects |config_text| (the feature is not
+    built yet); says which feature and what the agent said."""
+    err = agent_rejects(config_text)
+    if err is not None:
+        case.skipTest("waiting on %s: lookout --check-config says: %s"
+                      % (feature, err.splitlines()[-1] if err else ""))
+
+
+def raise_fd_limit(want=16384):
+    """Raises this process's soft RLIMIT_NOFILE towards |want| (children, the
+    agent among them, inherit it); returns the soft limit in force."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+# --- protobuf wire reading (google.rpc.Status and RetryInfo without generated code)
+
+def pb_fields(data):
+    """[(field number, wire type, value)] of a protobuf message: ints for
+    varints and fixed, bytes for length-delimited. Raises ValueError when
+    malformed."""
+    out, pos = [], 0
+
+    def varint():
+        nonlocal pos
+        v, shift = 0, 0
+        while True:
+            if pos >= len(data) or shift > 63:
+                raise ValueError("truncated varint")
+            b = data[pos]
+            pos += 1
+            v |= (b & 0x7f) << shift
+            shift += 7
+            if not b & 0x80:
+                return v
+    while pos < len(data):
+        key = varint()
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            out.append((num, wt, varint()))
+        elif wt == 2:
+            n = varint()
+            if pos + n > len(data):
+                raise ValueError("truncated field %d" % num)
+            out.append((num, wt, data[pos:pos + n]))
+            pos += n
+        elif wt in (1, 5):
+            n = 8 if wt == 1 else 4
+            if pos + n > len(data):
+                raise ValueError("truncated field %d" % num)
+            out.append((num, wt, int.from_bytes(data[pos:pos + n], "little")))
+            pos += n
+        else:
+            raise ValueError("wire type %d" % wt)
+    return out
+
+
+RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def parse_rpc_status(data):
+    """google.rpc.Status bytes -> (code, message, {type_url: value bytes})."""
+    code, message, details = 0, "", {}
+    for num, wt, v in pb_fields(data):
+        if num == 1 and wt == 0:
+            code = v
+        elif num == 2 and wt == 2:
+            message = v.decode("utf-8", "replace")
+        elif num == 3 and wt == 2:
+            url, value = "", b""
+            for n2, w2, v2 in pb_fields(v):
+                if n2 == 1 and w2 == 2:
+                    url = v2.decode()
+                elif n2 == 2 and w2 == 2:
+                    value = v2
+            details[url] = value
+    return code, message, details
+
+
+def retry_delay_of(status_bytes):
+    """The RetryInfo.retry_delay (seconds, float) in a google.rpc.Status, or None
+    when it has no RetryInfo detail."""
+    _, _, details = parse_rpc_status(status_bytes)
+    if RETRY_INFO_TYPE not in details:
+        return None
+    seconds = nanos = 0
+    for num, wt, v in pb_fields(details[RETRY_INFO_TYPE]):
+        if num == 1 and wt == 2:   # retry_delay: google.protobuf.Duration
+            for n2, w2, v2 in pb_fields(v):
+                if n2 == 1 and w2 == 0:
+                    seconds = v2
+                elif n2 == 2 and w2 == 0:
+                    nanos = v2
+    return seconds + nanos / 1e9
+
+
+def b64_header(value):
+    """A -bin header's value (base64, padding optional) as bytes."""
+    import base64
+    if isinstance(value, bytes):
+        return value   # grpcio hands -bin metadata over decoded already
+    return base64.b64decode(value + "=" * (-len(value) % 4))
+
+
+def grpc_error_retry_delay(err):
+    """RetryInfo delay (s) in the grpc-status-details-bin trailer of a
+    grpc.RpcError, or None."""
+    for key, value in (err.trailing_metadata() or ()):
+        if key == "grpc-status-details-bin":
+            return retry_delay_of(b64_header(value))
+    return None
+
+
+def rpc_status_message(code, message="", retry_delay=None):
+    """Serialized google.rpc.Status, with a RetryInfo detail when |retry_delay|
+    (seconds) is given: what a backend sends in grpc-status-details-bin."""
+    def varint(v):
+        out = bytearray()
+        while True:
+            b = v & 0x7f
+            v >>= 7
+            out.append(b | (0x80 if v else 0))
+            if not v:
+                return bytes(out)
+
+    def field(num, payload):
+        return varint(num << 3 | 2) + varint(len(payload)) + payload
+    out = varint(1 << 3) + varint(code)
+    if message:
+        out += field(2, message.encode())
+    if retry_delay is not None:
+        secs = int(retry_delay)
+        nanos = int(round((retry_delay - secs) * 1e9))
+        duration = (varint(1 << 3) + varint(secs) if secs else b"") + \
+            (varint(2 << 3) + varint(nanos) if nanos else b"")
+        any_ = field(1, RETRY_INFO_TYPE.encode()) + field(2, field(1, duration))
+        out += field(3, any_)
+    return out
+
+
+# --- a raw HTTP/2 client (hand-written framing; nghttp2's HPACK decoder via ctypes)
+
+class _Hpack:
+    """HPACK: header blocks are encoded here as literals without indexing (no
+    Huffman, no table: any server can read them); the server's blocks are
+    decoded with libnghttp2's inflater through ctypes (one per connection)."""
+
+    _lib = None
+
+    @classmethod
+    def lib(cls):
+        if cls._lib is None:
+            import ctypes
+            import ctypes.util
+            names = [ctypes.util.find_library("nghttp2"), "libnghttp2.so.14",
+                     "libnghttp2.14.dylib", "/opt/homebrew/lib/libnghttp2.dylib",
+                     "/usr/local/lib/libnghttp2.dylib"]
+            for name in names:
+                if not name:
+                    continue
+                try:
+                    cls._lib = ctypes.CDLL(name)
+                    break
+                except OSError:
+                    continue
+            if cls._lib is None:
+                raise AssertionError("libnghttp2 not found (its HPACK decoder reads the "
+                                     "agent's response headers)")
+        return cls._lib
+
+    _NV = None
+
+    @classmethod
+    def nv_type(cls):
+        """nghttp2_nv, declared once (ctypes checks pointer types by identity)."""
+        if cls._NV is None:
+            import ctypes
+
+            class NV(ctypes.Structure):
+                _fields_ = [("name", ctypes.POINTER(ctypes.c_uint8)),
+                            ("value", ctypes.POINTER(ctypes.c_uint8)),
+                            ("namelen", ctypes.c_size_t), ("valuelen", ctypes.c_size_t),
+                            ("flags", ctypes.c_uint8)]
+            lib = cls.lib()
+            lib.nghttp2_hd_inflate_hd2.restype = ctypes.c_ssize_t
+            lib.nghttp2_hd_inflate_hd2.argtypes = [ctypes.c_void_p, ctypes.POINTER(NV),
+                                                   ctypes.POINTER(ctypes.c_int),
+                                                   ctypes.c_void_p, ctypes.c_size_t,
+                                                   ctypes.c_int]
+            lib.nghttp2_hd_inflate_new.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+            lib.nghttp2_hd_inflate_end_headers.argtypes = [ctypes.c_void_p]
+            lib.nghttp2_hd_inflate_del.argtypes = [ctypes.c_void_p]
+            cls._NV = NV
+        return cls._NV
+
+    def __init__(self):
+        import ctypes
+        self.ct = ctypes
+        self.NV = self.nv_type()
+        lib = self.lib()
+        self.inflater = ctypes.c_void_p()
+        if lib.nghttp2_hd_inflate_new(ctypes.byref(self.inflater)) != 0:
+            raise AssertionError("nghttp2_hd_inflate_new failed")
+
+    @staticmethod
+    def _int(v, prefix_bits, first):
+        limit = (1 << prefix_bits) - 1
+        if v < limit:
+            return bytes([first | v])
+        out = bytearray([first | limit])
+        v -= limit
+        while v >= 128:
+            out.append((v & 0x7f) | 0x80)
+            v >>= 7
+        out.append(v)
+        return bytes(out)
+
+    @classmethod
+    def encode(cls, headers):
+        out = bytearray()
+        for name, value in headers:
+            name = name.encode() if isinstance(name, str) else name
+            value = value.encode() if isinstance(value, str) else value
+            out += b"\x00" + cls._int(len(name), 7, 0) + name + cls._int(len(value), 7, 0) + value
+        return bytes(out)
+
+    def decode(self, block):
+        """[(name, value)] (str) of one complete header block."""
+        ct, lib = self.ct, self.lib()
+        nv = self.NV()
+        flags = ct.c_int(0)
+        out, pos = [], 0
+        buf = ct.create_string_buffer(block, len(block))
+        base = ct.addressof(buf)
+        while True:
+            n = lib.nghttp2_hd_inflate_hd2(self.inflater, ct.byref(nv), ct.byref(flags),
+                                           base + pos, len(block) - pos, 1)
+            if n < 0:
+                raise ValueError("HPACK decoding failed: %d" % n)
+            pos += n
+            if flags.value & 0x02:   # NGHTTP2_HD_INFLATE_EMIT
+                out.append((ct.string_at(nv.name, nv.namelen).decode("latin-1"),
+                            ct.string_at(nv.value, nv.valuelen).decode("latin-1")))
+            if flags.value & 0x01:   # NGHTTP2_HD_INFLATE_FINAL
+                lib.nghttp2_hd_inflate_end_headers(self.inflater)
+                return out
+            if n == 0 and pos >= len(block):
+                return out
+
+    def close(self):
+        if self.inflater:
+            self.lib().nghttp2_hd_inflate_del(self.inflater)
+            self.inflater = None
+
+
+class H2Stream:
+    def __init__(self, sid, body):
+        """|body|: bytes, or a list of bytes sent one after the other (so that
+        many streams can share one large part without copies)."""
+        self.id = sid
+        if body is None:
+            self.parts = None
+        else:
+            self.parts = [memoryview(p) for p in (body if isinstance(body, list) else [body])]
+        self.size = sum(len(p) for p in self.parts) if self.parts is not None else 0
+        self.sent = 0
+        self.window = 0
+        self.headers = []           # response headers, then trailers
+        self.data = bytearray()
+        self.rst = None             # RST_STREAM error code
+        self.closed = False         # END_STREAM or RST_STREAM seen
+        self.done_at = None
+
+    @property
+    def body(self):
+        return self.parts
+
+    def take(self, n):
+        """The next |n| bytes of the body (from self.sent), as bytes."""
+        out, pos, need = bytearray(), self.sent, n
+        for p in self.parts:
+            if pos >= len(p):
+                pos -= len(p)
+                continue
+            chunk = p[pos:pos + need]
+            out += chunk
+            need -= len(chunk)
+            pos = 0
+            if need == 0:
+                break
+        return bytes(out)
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    @property
+    def grpc_status(self):
+        v = self.header("grpc-status")
+        return int(v) if v is not None else None
+
+    @property
+    def http_status(self):
+        v = self.header(":status")
+        return int(v) if v is not None else None
+
+    def retry_delay(self):
+        v = self.header("grpc-status-details-bin")
+        return retry_delay_of(b64_header(v)) if v is not None else None
+
+
+class H2Client:
+    """One HTTP/2 connection (h2c, prior knowledge) written frame by frame, for
+    what grpcio will not do: many huge uploads on one connection honouring the
+    server's flow control exactly, a message prefix declaring 1 GiB, a gzip bomb
+    as a gRPC message, a client that never reads. With read=False nothing is
+    read from the socket, ever (not even SETTINGS)."""
+
+    def __init__(self, host, port, read=True, window=1 << 24, timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(None)
+        self.read = read
+        self.cond = threading.Condition()
+        self.streams = {}
+        self.next_id = 1
+        self.conn_window = 65535
+        self.peer_initial_window = 65535
+        self.peer_max_frame = 16384
+        self.peer_max_streams = None
+        self.goaway = None
+        self.closed = False
+        self.wlock = threading.Lock()
+        self.hpack = _Hpack() if read else None
+        settings = (self._setting(2, 0) + self._setting(4, window))   # no push, our window
+        self._send(H2_PREFACE + self._frame(4, 0, 0, settings))
+        self._send(self._frame(8, 0, 0, (window).to_bytes(4, "big")))   # +window on the connection
+        if read:
+            threading.Thread(target=self._reader, daemon=True).start()
+
+    @staticmethod
+    def _setting(ident, value):
+        return ident.to_bytes(2, "big") + value.to_bytes(4, "big")
+
+    @staticmethod
+    def _frame(ftype, flags, sid, payload=b""):
+        return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+
+    def _send(self, data):
+        with self.wlock:
+            self.sock.sendall(data)
+
+    def _recv_exact(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            buf += chunk
+        return bytes(buf)
+
+    def _reader(self):
+        block, block_sid, block_end = b"", 0, False
+        try:
+            while True:
+                head = self._recv_exact(9)
+                length = int.from_bytes(head[:3], "big")
+                ftype, flags = head[3], head[4]
+                sid = int.from_bytes(head[5:9], "big") & 0x7fffffff
+                payload = self._recv_exact(length) if length else b""
+                if ftype == 4 and not flags & 1:    # SETTINGS
+                    with self.cond:
+                        for i in range(0, len(payload) - 5, 6):
+                            ident = int.from_bytes(payload[i:i + 2], "big")
+                            value = int.from_bytes(payload[i + 2:i + 6], "big")
+                            if ident == 4:
+                                delta = value - self.peer_initial_window
+                                self.peer_initial_window = value
+                                for st in self.streams.values():
+                                    st.window += delta
+                            elif ident == 5:
+                                self.peer_max_frame = value
+                            elif ident == 3:
+                                self.peer_max_streams = value
+                        self.cond.notify_all()
+                    self._send(self._frame(4, 1, 0))
+                elif ftype == 6 and not flags & 1:   # PING
+                    self._send(self._frame(6, 1, 0, payload))
+                elif ftype == 8:                    # WINDOW_UPDATE
+                    inc = int.from_bytes(payload[:4], "big") & 0x7fffffff
+                    with self.cond:
+                        if sid == 0:
+                            self.conn_window += inc
+                        elif sid in self.streams:
+                            self.streams[sid].window += inc
+                        self.cond.notify_all()
+                elif ftype in (1, 9):               # HEADERS, CONTINUATION
+                    if ftype == 1:
+                        p = payload
+                        if flags & 0x8:
+                            p = p[1:len(p) - p[0]]
+                        if flags & 0x20:
+                            p = p[5:]
+                        block, block_sid, block_end = p, sid, bool(flags & 1)
+                    else:
+                        block += payload
+                    if flags & 0x4:                 # END_HEADERS
+                        hs = self.hpack.decode(block)
+                        with self.cond:
+                            st = self.streams.get(block_sid)
+                            if st is not None:
+                                st.headers += hs
+                                if block_end:
+                                    st.closed, st.done_at = True, time.monotonic()
+                            self.cond.notify_all()
+                elif ftype == 0:                    # DATA
+                    p = payload
+                    if flags & 0x8:
+                        p = p[1:len(p) - p[0]]
+                    with self.cond:
+                        st = self.streams.get(sid)
+                        if st is not None:
+                            st.data += p
+                            if flags & 1:
+                                st.closed, st.done_at = True, time.monotonic()
+                        self.cond.notify_all()
+                    if length:
+                        self._send(self._frame(8, 0, 0, length.to_bytes(4, "big"))
+                                   + (self._frame(8, 0, sid, length.to_bytes(4, "big"))
+                                      if not flags & 1 else b""))
+                elif ftype == 3:                    # RST_STREAM
+                    with self.cond:
+                        st = self.streams.get(sid)
+                        if st is not None:
+                            st.rst = int.from_bytes(payload[:4], "big")
+                            st.closed, st.done_at = True, time.monotonic()
+                        self.cond.notify_all()
+                elif ftype == 7:                    # GOAWAY
+                    with self.cond:
+                        self.goaway = (int.from_bytes(payload[:4], "big") & 0x7fffffff,
+                                       int.from_bytes(payload[4:8], "big"))
+                        self.cond.notify_all()
+        except (OSError, ConnectionError, ValueError):
+            pass
+        finally:
+            with self.cond:
+                self.closed = True
+                self.cond.notify_all()
+
+    def open(self, path, body, authority="localhost", content_type="application/grpc",
+             extra=(), end_stream_with_headers=False):
+        """Sends HEADERS for a POST to |path|; |body| is sent later by
+        send_bodies() (or nothing at all). Returns the H2Stream."""
+        with self.cond:
+            sid = self.next_id
+            self.next_id += 2
+            st = H2Stream(sid, body)
+            st.window = self.peer_initial_window
+            self.streams[sid] = st
+        headers = [(":method", "POST"), (":scheme", "http"), (":path", path),
+                   (":authority", authority), ("content-type", content_type),
+                   ("te", "trailers")] + list(extra)
+        flags = 0x4 | (0x1 if end_stream_with_headers else 0)
+        self._send(self._frame(1, flags, sid, _Hpack.encode(headers)))
+        return st
+
+    def send_data(self, st, data, end=False):
+        """One DATA frame, whatever the windows say (for hostile clients)."""
+        self._send(self._frame(0, 1 if end else 0, st.id, data))
+
+    def send_bodies(self, streams, deadline, stall=None):
+        """Sends the bodies of |streams| round robin, DATA frames no larger than
+        the server's SETTINGS_MAX_FRAME_SIZE and never past its flow-control
+        windows, each stream ended with END_STREAM. Stops at |deadline|
+        (monotonic), or when no window opened for |stall| seconds, or when every
+        stream is sent or closed by the server. Returns the bytes sent."""
+        total = 0
+        pending = [st for st in streams if st.body is not None]
+        last_progress = time.monotonic()
+        while pending and time.monotonic() < deadline:
+            progressed = False
+            for st in list(pending):
+                with self.cond:
+                    if st.closed or self.closed:
+                        pending.remove(st)
+                        continue
+                    left = st.size - st.sent
+                    n = min(left, self.peer_max_frame, st.window, self.conn_window)
+                    if n <= 0 and left > 0:
+                        continue
+                    st.window -= n
+                    self.conn_window -= n
+                    chunk = st.take(n)
+                    st.sent += n
+                    end = st.sent == st.size
+                try:
+                    self._send(self._frame(0, 1 if end else 0, st.id, chunk))
+                except OSError:
+                    return total
+                total += n
+                progressed = True
+                if end:
+                    pending.remove(st)
+            if progressed:
+                last_progress = time.monotonic()
+            else:
+                if stall is not None and time.monotonic() - last_progress > stall:
+                    break
+                with self.cond:
+                    if self.closed:
+                        break
+                    self.cond.wait(0.05)
+        return total
+
+    def wait_closed(self, streams, timeout):
+        """Waits until each of |streams| is closed (answered or reset) or the
+        connection is; returns the streams still open."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                open_ = [st for st in streams if not st.closed]
+                left = deadline - time.monotonic()
+                if not open_ or self.closed or left <= 0:
+                    return open_
+                self.cond.wait(min(left, 0.1))
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self.hpack is not None:
+            self.hpack.close()
+            self.hpack = None
+
+
+def grpc_frame(message, compressed=False, declared=None):
+    """A gRPC length-prefixed message; |declared| overrides the length."""
+    n = len(message) if declared is None else declared
+    return bytes([1 if compressed else 0]) + n.to_bytes(4, "big") + message
+
+
+# --- well-behaved clients measured in the background
+
+class WellBehaved:
+    """One well-behaved client per listener, each calling in its own thread every
+    |interval| seconds from start() to stop(), timing every call: an OTLP/gRPC
+    export (grpcio, one span), an OTLP/HTTP POST (protobuf, one span, on a
+    keep-alive connection), admin GET /healthz and /metrics, and a line written
+    to the lines socket. Records what each had acknowledged, so that the test
+    can check it arrived."""
+
+    KINDS = ("grpc", "http", "admin", "lines")
+    # A connection the agent closed (an idle keep-alive connection evicted at
+    # max_connections is fair game) is reopened and the call made again, up to
+    # this many times, at once and then after 50, 100 ms: as clients do. The
+    # time it takes counts in the call's latency.
+    RECONNECTS = 3
+
+    def __init__(self, agent, lines_path=None, interval=0.1, timeout=5.0, tag="wb",
+                 refusal_ok=False):
+        """|refusal_ok|: a retryable refusal (gRPC UNAVAILABLE with RetryInfo,
+        HTTP 503/429 with Retry-After) is an answer, not an error (overload
+        tests, where queues are meant to be full); counted in |refusals|."""
+        self.agent = agent
+        self.refusal_ok = refusal_ok
+        self.refusals = 0
+        self.lines_path = lines_path
+        self.interval = interval
+        self.timeout = timeout
+        self.tag = tag
+        self.lat = {k: [] for k in self.KINDS}        # [(monotonic start, seconds)]
+        self.errors = {k: [] for k in self.KINDS}     # [(monotonic, text)]
+        self.acked_spans = set()                      # span ids answered OK
+        self.lines_written = []
+        self.sent = 0                                 # spans and lines sent
+        self.mark = None                              # start of the hostile phase
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = []
+        self._n = 0
+
+    def _next(self, item=True):
+        """A fresh number; |item|: it names an item sent (span or line)."""
+        with self._lock:
+            self._n += 1
+            if item:
+                self.sent += 1
+            return self._n
+
+    def _timed(self, kind, fn):
+        t0 = time.monotonic()
+        try:
+            fn()
+            ok = True
+        except Exception as e:  # any failure of a well-behaved call is a finding
+            ok = False
+            with self._lock:
+                self.errors[kind].append((t0, "%s: %s" % (type(e).__name__, e)))
+        with self._lock:
+            self.lat[kind].append((t0, time.monotonic() - t0))
+        return ok
+
+    def _loop(self, kind, body):
+        while not self._stop.is_set():
+            self._timed(kind, body)
+            self._stop.wait(self.interval)
+
+    def start(self):
+        import http.client
+        RECONNECTS = self.RECONNECTS
+        client = Client(self.agent.grpc_endpoint, own_connection=True)
+        self._grpc_client = client
+        state = {"http": None, "admin": None, "lines": None}
+
+        def grpc_call():
+            req = single_span_request("%s-grpc-%d" % (self.tag, self._next()))
+            try:
+                client.export(req, timeout=self.timeout)
+            except grpc.RpcError as e:
+                if not (self.refusal_ok and e.code() == grpc.StatusCode.UNAVAILABLE
+                        and grpc_error_retry_delay(e) is not None):
+                    raise
+                with self._lock:
+                    self.refusals += 1
+                return
+            with self._lock:
+                self.acked_spans.add(req.resource_spans[0].scope_spans[0].spans[0].span_id)
+
+        def http_call():
+            req = single_span_request("%s-http-%d" % (self.tag, self._next()))
+            body = req.SerializeToString()
+            for attempt in range(RECONNECTS + 1):
+                if state["http"] is None:
+                    state["http"] = http.client.HTTPConnection("127.0.0.1", self.agent.http_port,
+                                                               timeout=self.timeout)
+                try:
+                    state["http"].request("POST", "/v1/traces", body,
+                                          {"Content-Type": "application/x-protobuf"})
+                    r = state["http"].getresponse()
+                    r.read()
+                except (OSError, http.client.HTTPException):
+                    state["http"].close()
+                    state["http"] = None
+                    if attempt == RECONNECTS:
+                        raise
+                    time.sleep(0.05 * attempt)   # a keep-alive connection closed (evicted): again
+                    continue
+                if (self.refusal_ok and r.status in (429, 503)
+                        and r.getheader("Retry-After") is not None):
+                    with self._lock:
+                        self.refusals += 1
+                    return
+                if r.status != 200:
+                    raise AssertionError("POST /v1/traces answered %d" % r.status)
+                with self._lock:
+                    self.acked_spans.add(req.resource_spans[0].scope_spans[0].spans[0].span_id)
+                return
+
+        def admin_call():
+            path = "/healthz" if self._next(item=False) % 2 else "/metrics"
+            for attempt in range(RECONNECTS + 1):
+                if state["admin"] is None:
+                    state["admin"] = http.client.HTTPConnection("127.0.0.1", self.agent.admin_port,
+                                                                timeout=self.timeout)
+                try:
+                    state["admin"].request("GET", path)
+                    r = state["admin"].getresponse()
+                    data = r.read()
+                except (OSError, http.client.HTTPException):
+                    state["admin"].close()
+                    state["admin"] = None
+                    if attempt == RECONNECTS:
+                        raise
+                    time.sleep(0.05 * attempt)
+                    continue
+                if r.status != 200 or (path == "/metrics" and b"lookout_build_info" not in data):
+                    raise AssertionError("GET %s answered %d" % (path, r.status))
+                return
+
+        def lines_call():
+            line = "%s-line-%d" % (self.tag, self._next())
+            for attempt in range(RECONNECTS + 1):
+                if state["lines"] is None:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.settimeout(self.timeout)
+                    s.connect(self.lines_path)
+                    state["lines"] = s
+                try:
+                    state["lines"].sendall((line + "\n").encode())
+                except OSError:
+                    state["lines"].close()
+                    state["lines"] = None
+                    if attempt == RECONNECTS:
+                        raise
+                    time.sleep(0.05 * attempt)
+                    continue
+                with self._lock:
+                    self.lines_written.append(line)
+                return
+
+        self._state = state
+        bodies = {"grpc": grpc_call, "http": http_call if self.agent.http_port else None,
+                  "admin": admin_call, "lines": lines_call if self.lines_path else None}
+        for kind, body in bodies.items():
+            if body is None:
+                continue
+            t = threading.Thread(target=self._loop, args=(kind, body), daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def begin_hostile(self, settle=2.0):
+        """Lets the clients run |settle| s to measure their normal latency, then
+        marks the start of the hostile phase."""
+        time.sleep(settle)
+        self.mark = time.monotonic()
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 5)
+        for k in ("http", "admin", "lines"):
+            if self._state.get(k) is not None:
+                self._state[k].close()
+        self._grpc_client.close()
+
+    def normal(self, kind):
+        """Median latency (s) of |kind| before the hostile phase."""
+        before = sorted(d for t, d in self.lat[kind] if self.mark is None or t < self.mark)
+        return before[len(before) // 2] if before else 0.0
+
+    def worst(self, kind):
+        """Largest latency (s) of |kind| in the hostile phase."""
+        during = [d for t, d in self.lat[kind] if self.mark is None or t >= self.mark]
+        return max(during) if during else 0.0
+
+    def worst_over_normal(self):
+        """(kind, worst - normal) of the kind that suffered most."""
+        kinds = [k for k in self.KINDS if self.lat[k]]
+        return max(((k, self.worst(k) - self.normal(k)) for k in kinds), key=lambda x: x[1])
+
+    def worst_ms(self):
+        return max((self.worst(k) for k in self.KINDS if self.lat[k]), default=0.0) * 1000
+
+    def calls_during(self, kind):
+        return sum(1 for t, _ in self.lat[kind] if self.mark is not None and t >= self.mark)
+
+    def report(self):
+        return ", ".join("%s: normal %.0f ms, worst %.0f ms, %d calls, %d errors"
+                         % (k, self.normal(k) * 1000, self.worst(k) * 1000, len(self.lat[k]),
+                            len(self.errors[k])) for k in self.KINDS if self.lat[k])

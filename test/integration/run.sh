@@ -6,7 +6,12 @@
 # test_traces.TracesTest.test_a_spans_round_trip) and ends with one line
 # "integration: N passed, N failed". Exit status is non-zero on any failure.
 # Env: LOOKOUT_BIN (default build/lookout), LOOKOUT_PROTO_DIR (default proto),
-# INTEGRATION_NAME (the name of the summary line, default integration).
+# INTEGRATION_NAME (the name of the summary line, default integration),
+# LOOKOUT_WATCHDOG (seconds the whole run may take, default 300).
+# Without arguments it runs every module except the reliability ones
+# (RELIABILITY_TESTS: `make reliability` runs those, with a longer watchdog).
+
+RELIABILITY_TESTS="test_hostile test_overload test_backends"
 
 cd "$(dirname "$0")/../.." || exit 1
 
@@ -42,7 +47,14 @@ done
 # Every wait inside has its own deadline; this caps the whole run in case one
 # does not (coreutils timeout, where present).
 WATCHDOG=
-command -v timeout >/dev/null 2>&1 && WATCHDOG="timeout 300"
+command -v timeout >/dev/null 2>&1 && WATCHDOG="timeout ${LOOKOUT_WATCHDOG:-300}"
+
+if [ $# -eq 0 ]; then
+    for f in test/integration/test_*.py; do
+        m=$(basename "$f" .py)
+        case " $RELIABILITY_TESTS " in *" $m "*) ;; *) set -- "$@" "$m" ;; esac
+    done
+fi
 
 LOOKOUT_PYGEN="$PWD/$GEN" LOOKOUT_PROTO_DIR="$PROTO_DIR" LOOKOUT_RESULT="$RESULT" \
     $WATCHDOG "$PY" -c 'import sys; sys.path.insert(0, "test/integration"); import helpers; sys.exit(helpers.main(sys.argv[1:]))' "$@"
