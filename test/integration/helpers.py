@@ -1421,10 +1421,17 @@ class _Hpack:
         return cls._lib
 
     _NV = None
+    _NV_LOCK = threading.Lock()
 
     @classmethod
     def nv_type(cls):
-        """nghttp2_nv, declared once (ctypes checks pointer types by identity)."""
+        """nghttp2_nv, declared once (ctypes checks pointer types by identity;
+        clients on several threads must not each declare their own)."""
+        with cls._NV_LOCK:
+            return cls._nv_type_locked()
+
+    @classmethod
+    def _nv_type_locked(cls):
         if cls._NV is None:
             import ctypes
 

@@ -395,7 +395,11 @@ class BackendsTest(unittest.TestCase):
         self.assertEqual((c["sent"], c["failed"]), (0, 5), "sent, send_failed")
         self.assertEqual(c["retries"], len(attempts) - 1, "retries = attempts - 1: %r" % attempts)
         self.assertGreaterEqual(len(attempts), 3, "retried before giving up: %r" % attempts)
-        self.assertGreaterEqual(took, 1.9, "gave up after %.2f s, before max_elapsed_time" % took)
+        # A retry that would start past max_elapsed_time is not made: the batch
+        # is given up as soon as the next wait (at most max_interval 200 ms
+        # plus 50 % jitter) would cross it.
+        self.assertGreaterEqual(took, 2.0 - 0.3 - 0.05,
+                                "gave up after %.2f s, before max_elapsed_time" % took)
         self.assertEqual(backend.delivered(), [])
         self.finish(sent, [], c)
 

@@ -237,6 +237,13 @@ class OverloadTest(test_hostile.ReliabilityCase):
                         "(%s)" % (kind, over * 1000, self.wb.report()))
         self.assertLess(peak, self.budget_mib, "peak RSS %.1f MiB over memory_limit %d MiB + "
                         "%d MiB" % (peak, self.memory_limit_mib, MEMORY_OVERHEAD_MIB))
+        # Drained, the budget gives back exactly what it was charged: no item
+        # or batch is still counted (the well-behaved clients have stopped).
+        def held(kind):
+            return self.agent.metric("lookout_memory_used_bytes", kind=kind)
+        wait_until(lambda: held("queues") == 0 and held("exporters") == 0, 10)
+        self.assertEqual((held("queues"), held("exporters")), (0, 0),
+                         "memory still charged after the backlog drained")
         self.assertEqual(self.agent.stop(), 0, "exit status after SIGTERM\n" + self.agent.log_tail())
 
     def test_senders_faster_than_backend_queue_bound(self):
