@@ -68,10 +68,11 @@ const char *lk_platform_os(void);
 
 /*
  * Makes the C library give large blocks back to the OS when they are freed
- * (glibc: a fixed mmap threshold of 1 MiB instead of its dynamic one, which
+ * (glibc: a fixed mmap threshold of 4 MiB instead of its dynamic one, which
  * after the first large free serves blocks of up to 32 MiB from the heap and
- * keeps them resident afterwards). Without it, RSS after a burst of large
- * requests stays well above what the memory budget counts. No-op elsewhere.
+ * keeps them resident afterwards; and a trim threshold of 8 MiB). Without
+ * it, RSS after a burst of large requests stays well above what the memory
+ * budget counts. No-op elsewhere.
  */
 void lk_platform_tune_allocator(void);
 
