@@ -469,7 +469,7 @@ void lk_platform_tune_allocator(void)
      * again: +50 % CPU per span in traces-grpc); 8 MiB keeps them. Batches
      * (send_batch_max_bytes, 4 MiB by default) stay on the heap. */
     if (getenv("MALLOC_MMAP_THRESHOLD_") == NULL)
-        (void)mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+        (void)mallopt(M_MMAP_THRESHOLD, LK_PLATFORM_LARGE_BLOCK);
     if (getenv("MALLOC_TRIM_THRESHOLD_") == NULL)
         (void)mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 #endif

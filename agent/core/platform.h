@@ -75,6 +75,10 @@ const char *lk_platform_os(void);
  * budget counts. No-op elsewhere.
  */
 void lk_platform_tune_allocator(void);
+/* Blocks of this size or more come straight from the OS (mmap) once
+ * lk_platform_tune_allocator has run: a buffer that will be large is best
+ * allocated at this size at once rather than grown to it on the heap. */
+#define LK_PLATFORM_LARGE_BLOCK (4u * 1024 * 1024)
 
 /*
  * Registers the standard process_* metrics in |m| and refreshes them on every

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/membudget.h"
 #include "core/net.h"
+#include "core/platform.h"
 #include "receivers/grpc_wire.h"
 #include "receivers/otlp_json.h"
 #include "receivers/otlp_salvage.h"
@@ -18,10 +19,10 @@
 
 #define READ_BUF_SIZE (64 * 1024)
 #define MAX_PENDING_OUT (1u << 20) /* bytes queued for a client before we stop reading */
-/* A message up to this size gets its whole buffer when its length prefix
- * arrives; a larger one grows with what arrives, so that a client announcing
- * large messages and sending them slowly holds (and is charged) only what it
- * sent. */
+/* A message up to this size (or up to LK_PLATFORM_LARGE_BLOCK) gets its whole
+ * buffer when its length prefix arrives; a larger one gets that much and
+ * grows with what arrives, so that a client announcing large messages and
+ * sending them slowly holds (and is charged) little more than what it sent. */
 #define RESERVE_UPFRONT_BYTES (1u << 20)
 /* A stream's body starts this far into its buffer: the room an item's
  * header takes, less the message's length prefix. An uncompressed, valid
@@ -630,8 +631,14 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
             /* Grown to the message's size, no further (a doubling would
              * hold, and be charged, up to twice what arrives). */
             s->body.max = whole;
-            if (s->body.cap < whole && mlen <= RESERVE_UPFRONT_BYTES)
-                lk_buf_reserve(&s->body, whole - s->body.len);
+            /* A large one starts at the size the allocator maps from the
+             * OS, not on the heap, where growing would leave freed blocks
+             * resident. */
+            size_t want = mlen <= RESERVE_UPFRONT_BYTES || whole < LK_PLATFORM_LARGE_BLOCK
+                              ? whole
+                              : LK_PLATFORM_LARGE_BLOCK;
+            if (s->body.cap < want)
+                lk_buf_reserve(&s->body, want - s->body.len);
         }
     }
     return 0;
