@@ -175,3 +175,9 @@ void lk_buf_shrink(lk_buf *b, size_t keep)
     b->data = p;
     b->cap = keep;
 }
+
+void lk_buf_set_max(lk_buf *b, size_t max)
+{
+    lk_buf_shrink(b, max);
+    b->max = max;
+}

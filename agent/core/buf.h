@@ -25,6 +25,9 @@ void lk_buf_init(lk_buf *b, size_t max);
  * lookout holds already). lk_buf_fini and lk_buf_detach release the charge.
  */
 void lk_buf_charge(lk_buf *b, int kind, bool strict);
+/* A new cap for growth, keeping the buffer's charge (lk_buf_charge); memory
+ * past |max| is given back. The buffer must hold at most |max| bytes. */
+void lk_buf_set_max(lk_buf *b, size_t max);
 /* Gives back capacity past |keep| bytes (and past len), e.g. a scratch
  * buffer that grew for one large request. */
 void lk_buf_shrink(lk_buf *b, size_t keep);

@@ -542,11 +542,11 @@ static void next_request(conn *c)
     /* Limits changed by a reload apply from this request on. */
     if (c->req.hbuf.max != h->max_header_bytes) {
         lk_buf_fini(&c->req.hbuf);
-        lk_buf_init(&c->req.hbuf, h->max_header_bytes);
+        lk_buf_set_max(&c->req.hbuf, h->max_header_bytes);
     }
     if (c->req.body.max != h->max_body_bytes) {
         lk_buf_fini(&c->req.body);
-        lk_buf_init(&c->req.body, h->max_body_bytes);
+        lk_buf_set_max(&c->req.body, h->max_body_bytes);
     }
     req_reset(&c->req);
     idle_push(c);

@@ -734,7 +734,7 @@ void lk_otlp_http_update(lk_otlp_http *r, const struct lk_http_receiver_config *
         lk_buf *scratch[] = {&r->inflated, &r->decoded, &r->salvaged};
         for (size_t i = 0; i < sizeof(scratch) / sizeof(scratch[0]); i++) {
             lk_buf_fini(scratch[i]);
-            lk_buf_init(scratch[i], cfg->max_request_body_size);
+            lk_buf_set_max(scratch[i], cfg->max_request_body_size);
         }
     }
     struct lk_httpd_opts o = {

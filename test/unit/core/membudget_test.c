@@ -69,6 +69,12 @@ START_TEST(a_strict_buffer_fails_at_the_limit_and_releases_everything)
     /* The charge stays with the buffer after fini: it grows charged again. */
     ck_assert_int_eq(lk_buf_append(&b, chunk, 10), 0);
     ck_assert_uint_eq(lk_mem_used(), base + b.cap);
+    /* A reload's new cap keeps the charge (and the strictness). */
+    lk_buf_fini(&b);
+    lk_buf_set_max(&b, 5000);
+    ck_assert_int_eq(lk_buf_append(&b, chunk, 10), 0);
+    ck_assert_uint_eq(lk_mem_used(), base + b.cap);
+    ck_assert_uint_eq(b.max, 5000);
     size_t len;
     uint8_t *p = lk_buf_detach(&b, &len);
     ck_assert_uint_eq(lk_mem_used(), base); /* the caller owns it, uncharged */
