@@ -110,18 +110,7 @@ int lk_admin_start(lk_admin **out, uv_loop_t *loop, const char *endpoint,
         return LK_ENOMEM;
     a->metrics = m;
     lk_exposition_init(&a->expo);
-    static const char *const reasons[LK_HTTPD_CLOSE_REASONS] = {
-        "handshake_timeout", "idle_timeout", "evicted"};
-    lk_counter *closed[LK_HTTPD_CLOSE_REASONS];
-    for (int i = 0; i < LK_HTTPD_CLOSE_REASONS; i++) {
-        char labels[64];
-        snprintf(labels, sizeof(labels), "reason=\"%s\"", reasons[i]);
-        closed[i] = lk_metrics_counter(m, "lookout_admin_connections_closed_total",
-                                       "Admin connections closed by lookout on its own, "
-                                       "by reason.",
-                                       labels);
-    }
-    const struct lk_httpd_opts o = {
+    struct lk_httpd_opts o = {
         .endpoint = endpoint,
         .name = "admin",
         .max_connections = ADMIN_MAX_CONNECTIONS,
@@ -137,8 +126,10 @@ int lk_admin_start(lk_admin **out, uv_loop_t *loop, const char *endpoint,
             "Admin connections refused with 503: the limit was reached and every "
             "connection was busy.",
             ""),
-        .closed = {closed[0], closed[1], closed[2]},
     };
+    lk_conn_close_counters(m, "lookout_admin_connections_closed_total",
+                           "Admin connections closed by lookout on its own, by reason.", "",
+                           o.closed);
     int rc = lk_httpd_create(&a->httpd, loop, &o, handle, a);
     if (rc < 0) {
         free(a);

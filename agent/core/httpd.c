@@ -112,7 +112,7 @@ struct lk_httpd {
     uint64_t handshake_timeout_ms;
     lk_gauge *connections;
     lk_counter *connections_refused;
-    lk_counter *closed[LK_HTTPD_CLOSE_REASONS];
+    lk_counter *closed[LK_CONN_CLOSE_REASONS];
     void (*on_reject)(int status, void *arg);
     void *reject_arg;
     lk_httpd_handler handler;
@@ -291,11 +291,10 @@ static void conn_close(conn *c)
 /* ---- timers ---- */
 
 /* Closes |c| on the server's own account, counted by |why|. */
-static void close_for(conn *c, enum lk_httpd_close_reason why)
+static void close_for(conn *c, enum lk_conn_close_reason why)
 {
-    static const char *const what[] = {"handshake_timeout", "idle_timeout", "evicted"};
     lk_log(LK_LOG_DEBUG, "http connection closed", LK_S("server", c->h->name)
-           LK_S("reason", what[why]));
+           LK_S("reason", lk_conn_close_reason_name(why)));
     lk_counter_add(c->h->closed[why], 1);
     conn_close(c);
 }
@@ -308,14 +307,14 @@ static void on_timer(uv_timer_t *t)
         if (!c->handshake_done && uv_now(c->h->loop) >= c->handshake_deadline) {
             /* Nothing or only part of a first request: no answer, the
              * client has not shown it speaks HTTP. */
-            close_for(c, LK_HTTPD_CLOSED_HANDSHAKE);
+            close_for(c, LK_CONN_CLOSED_HANDSHAKE);
         } else if (c->req.message_begun) {
             lk_log(LK_LOG_DEBUG, "http request timeout",
                    LK_S("server", c->h->name));
             c->rstart = c->rlen = 0;
             fail(c, 408);
         } else {
-            close_for(c, LK_HTTPD_CLOSED_IDLE); /* idle keep-alive connection */
+            close_for(c, LK_CONN_CLOSED_IDLE); /* idle keep-alive connection */
         }
         break;
     case ST_WRITING: /* the client stopped reading its response */
@@ -875,7 +874,7 @@ static void on_connection(uv_stream_t *server, int status)
             reject_busy(s);
             return;
         }
-        close_for(h->idle_head, LK_HTTPD_CLOSED_EVICTED);
+        close_for(h->idle_head, LK_CONN_CLOSED_EVICTED);
     }
     conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {

@@ -44,6 +44,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "core/net.h"
 #include "core/selfmetrics.h"
 
 typedef struct lk_httpd lk_httpd;
@@ -51,13 +52,6 @@ typedef struct lk_httpd_req lk_httpd_req;
 
 #define LK_HTTPD_MAX_HEADERS 100 /* header fields per request */
 
-/* Why the server closed a connection on its own (counted in opts.closed). */
-enum lk_httpd_close_reason {
-    LK_HTTPD_CLOSED_HANDSHAKE, /* no complete first request within handshake_timeout_ms */
-    LK_HTTPD_CLOSED_IDLE,      /* no request within idle_timeout_ms after a response */
-    LK_HTTPD_CLOSED_EVICTED,   /* idle longest when a new connection needed its slot */
-    LK_HTTPD_CLOSE_REASONS
-};
 
 /* Zero in any limit selects the default given in its comment. */
 struct lk_httpd_opts {
@@ -77,7 +71,7 @@ struct lk_httpd_opts {
     lk_counter *connections_refused; /* NULL, or counts those refused with 503
                                         (max_connections, every one busy) */
     /* Each NULL, or counts the connections closed for that reason. */
-    lk_counter *closed[LK_HTTPD_CLOSE_REASONS];
+    lk_counter *closed[LK_CONN_CLOSE_REASONS];
     /* NULL, or called with each error status the server answers by itself,
      * before any handler sees the request (400, 408, 413, 414, 431, 500). */
     void (*on_reject)(int status, void *arg);

@@ -150,3 +150,21 @@ uv_stream_t *lk_listener_accept(lk_listener *l, uv_loop_t *loop)
         uv_tcp_nodelay((uv_tcp_t *)s, 1);
     return s;
 }
+
+const char *lk_conn_close_reason_name(enum lk_conn_close_reason why)
+{
+    static const char *const names[LK_CONN_CLOSE_REASONS] = {"handshake_timeout",
+                                                             "idle_timeout", "evicted"};
+    return (unsigned)why < LK_CONN_CLOSE_REASONS ? names[why] : "unknown";
+}
+
+void lk_conn_close_counters(lk_metrics *m, const char *name, const char *help,
+                            const char *labels, lk_counter *out[LK_CONN_CLOSE_REASONS])
+{
+    for (int i = 0; i < LK_CONN_CLOSE_REASONS; i++) {
+        char l[320];
+        snprintf(l, sizeof(l), "%s%sreason=\"%s\"", labels, labels[0] != '\0' ? "," : "",
+                 lk_conn_close_reason_name((enum lk_conn_close_reason)i));
+        out[i] = lk_metrics_counter(m, name, help, l);
+    }
+}

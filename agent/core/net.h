@@ -4,6 +4,8 @@
 
 #include <uv.h>
 
+#include "core/selfmetrics.h"
+
 /* A listener is a TCP or Unix stream server handle, embedded by value. */
 typedef struct lk_listener {
     union {
@@ -35,6 +37,21 @@ void lk_listener_close(lk_listener *l, uv_close_cb close_cb);
  * to match the listener), initialised on |loop|. NULL on failure. Free the
  * returned handle in its close callback. */
 uv_stream_t *lk_listener_accept(lk_listener *l, uv_loop_t *loop);
+/* Why a server closed a client connection on its own: the `reason` label of
+ * lookout_receiver_connections_closed_total and its admin twin. */
+enum lk_conn_close_reason {
+    LK_CONN_CLOSED_HANDSHAKE, /* no complete first request within handshake_timeout */
+    LK_CONN_CLOSED_IDLE,      /* no request (or, lines: no end of line) within idle_timeout */
+    LK_CONN_CLOSED_EVICTED,   /* idle longest when a new connection needed its slot */
+    LK_CONN_CLOSE_REASONS
+};
+/* "handshake_timeout", "idle_timeout", "evicted". */
+const char *lk_conn_close_reason_name(enum lk_conn_close_reason why);
+/* Registers the counter |name| for each reason, with |labels| (may be "")
+ * and reason="..." as labels, into |out|. */
+void lk_conn_close_counters(lk_metrics *m, const char *name, const char *help,
+                            const char *labels, lk_counter *out[LK_CONN_CLOSE_REASONS]);
+
 /* Splits "host:port" / "[v6]:port" into |host| (size |hostlen|) and |port|. */
 int lk_endpoint_split(const char *endpoint, char *host, size_t hostlen,
                       int *port);

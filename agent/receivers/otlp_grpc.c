@@ -121,7 +121,7 @@ struct lk_otlp_grpc {
     lk_counter *requests[17]; /* by grpc-status */
     lk_counter *conn_refused;
     lk_counter *mem_refused;
-    lk_counter *conn_closed[3]; /* by enum close_reason */
+    lk_counter *conn_closed[LK_CONN_CLOSE_REASONS];
     lk_gauge *conn_gauge;
     lk_metrics *metrics;
 };
@@ -135,10 +135,6 @@ struct inflate_call {
     struct stream *s;
     lk_buf body; /* the stream's request body: job.in points into it */
 };
-
-enum close_reason { CLOSED_HANDSHAKE, CLOSED_IDLE, CLOSED_EVICTED };
-static const char *const close_reason_name[] = {"handshake_timeout", "idle_timeout",
-                                                "evicted"};
 
 static void conn_flush(struct conn *c);
 static void conn_close(struct conn *c);
@@ -902,11 +898,11 @@ static void conn_close(struct conn *c)
     uv_close((uv_handle_t *)c->sock, sock_closed);
 }
 
-static void count_close(struct conn *c, enum close_reason why)
+static void count_close(struct conn *c, enum lk_conn_close_reason why)
 {
     lk_counter_add(c->r->conn_closed[why], 1);
     lk_log(LK_LOG_DEBUG, "closing connection", LK_S("receiver", c->r->name)
-           LK_S("reason", close_reason_name[why]));
+           LK_S("reason", lk_conn_close_reason_name(why)));
 }
 
 static void conn_timer_cb(uv_timer_t *t);
@@ -938,13 +934,13 @@ static void conn_timer_cb(uv_timer_t *t)
     if (!c->handshake_done) {
         /* No preface, or no request after it: a port scanner, a
          * half-open client. Nothing to tell it. */
-        count_close(c, CLOSED_HANDSHAKE);
+        count_close(c, LK_CONN_CLOSED_HANDSHAKE);
         conn_close(c);
         return;
     }
     if (c->nstreams > 0)
         return; /* a request is being received: not idle */
-    count_close(c, CLOSED_IDLE);
+    count_close(c, LK_CONN_CLOSED_IDLE);
     conn_goaway(c);
 }
 
@@ -1032,7 +1028,7 @@ static void on_connection(uv_stream_t *server, int status)
             uv_close((uv_handle_t *)sock, (uv_close_cb)free);
             return;
         }
-        count_close(old, CLOSED_EVICTED);
+        count_close(old, LK_CONN_CLOSED_EVICTED);
         conn_goaway(old);
     }
     if (conn_start(r, sock) < 0)
@@ -1105,13 +1101,9 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
     r->mem_refused = lk_metrics_counter(
         m, "lookout_receiver_memory_refusals_total",
         "Requests refused (retryably) because memory_limit was reached.", labels);
-    for (int i = 0; i < 3; i++) {
-        char l[320];
-        snprintf(l, sizeof(l), "%s,reason=\"%s\"", labels, close_reason_name[i]);
-        r->conn_closed[i] = lk_metrics_counter(
-            m, "lookout_receiver_connections_closed_total",
-            "Connections the receiver closed on its own, by reason.", l);
-    }
+    lk_conn_close_counters(m, "lookout_receiver_connections_closed_total",
+                           "Connections the receiver closed on its own, by reason.", labels,
+                           r->conn_closed);
 
     rc = lk_listener_start(&r->listener, loop, cfg->endpoint, 128, on_connection, r);
     if (rc < 0)

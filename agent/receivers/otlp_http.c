@@ -610,14 +610,6 @@ static void receiver_free(lk_otlp_http *r)
 }
 
 /* lookout_receiver_connections_closed_total{|labels|,reason=|reason|} */
-static lk_counter *closed_counter(lk_metrics *m, const char *labels, const char *reason)
-{
-    char l[320];
-    snprintf(l, sizeof(l), "%s,reason=\"%s\"", labels, reason);
-    return lk_metrics_counter(m, "lookout_receiver_connections_closed_total",
-                              "Connections the receiver closed on its own, by reason.", l);
-}
-
 /* Errors the HTTP server answers before routing count like the others. */
 static void count_reject(int status, void *arg)
 {
@@ -688,12 +680,12 @@ int lk_otlp_http_start(lk_otlp_http **out, uv_loop_t *loop, const char *name,
         .request_timeout_ms = cfg->read_timeout_ms,
         .connections = conns,
         .connections_refused = conns_refused,
-        .closed = {closed_counter(m, labels, "handshake_timeout"),
-                   closed_counter(m, labels, "idle_timeout"),
-                   closed_counter(m, labels, "evicted")},
         .on_reject = count_reject,
         .reject_arg = r,
     };
+    lk_conn_close_counters(m, "lookout_receiver_connections_closed_total",
+                           "Connections the receiver closed on its own, by reason.", labels,
+                           o.closed);
     rc = lk_httpd_create(&r->httpd, loop, &o, on_request, r);
     if (rc < 0)
         goto err_free;

@@ -205,7 +205,7 @@ static lk_httpd_req *parked[8];
 static int parked_n; /* read by the client thread: atomic */
 static uv_async_t release;
 static lk_metrics *metrics;
-static lk_counter *closed_ctr[LK_HTTPD_CLOSE_REASONS];
+static lk_counter *closed_ctr[LK_CONN_CLOSE_REASONS];
 static lk_counter *refused_ctr;
 
 static void answer_parked(void)
@@ -338,7 +338,7 @@ static struct lk_httpd_opts opts(void)
                                           "reason=\"evicted\""};
     metrics = lk_metrics_create();
     struct lk_httpd_opts o = {.endpoint = "127.0.0.1:0", .name = "test"};
-    for (int i = 0; i < LK_HTTPD_CLOSE_REASONS; i++)
+    for (int i = 0; i < LK_CONN_CLOSE_REASONS; i++)
         o.closed[i] = closed_ctr[i] =
             lk_metrics_counter(metrics, "closed_total", "", reasons[i]);
     o.connections_refused = refused_ctr = lk_metrics_counter(metrics, "refused_total", "", "");
@@ -717,7 +717,7 @@ START_TEST(max_connections_503)
     ck_assert_int_eq(res.r[3].status, 200);
     ck_assert(res.eof2); /* a, idle longest, made room for d */
     ck_assert_uint_eq(lk_counter_value(refused_ctr), 1);
-    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_HTTPD_CLOSED_EVICTED]), 1);
+    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_CONN_CLOSED_EVICTED]), 1);
 }
 END_TEST
 
@@ -783,7 +783,7 @@ START_TEST(evicts_idle_longest)
     ck_assert(res.c_open2);
     ck_assert(res.c_silent);
     ck_assert_str_eq(paths_seen, " /a /d /e"); /* never /c */
-    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_HTTPD_CLOSED_EVICTED]), 3);
+    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_CONN_CLOSED_EVICTED]), 3);
     ck_assert_uint_eq(lk_counter_value(refused_ctr), 0);
 }
 END_TEST
@@ -821,8 +821,8 @@ START_TEST(handshake_timeout_closes_silent)
     ck_assert_int_eq(res.rc[1], 0);
     ck_assert_int_eq(res.r[1].status, 200);
     ck_assert_str_eq(paths_seen, " /c /c2");
-    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_HTTPD_CLOSED_HANDSHAKE]), 2);
-    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_HTTPD_CLOSED_IDLE]), 0);
+    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_CONN_CLOSED_HANDSHAKE]), 2);
+    ck_assert_uint_eq(lk_counter_value(closed_ctr[LK_CONN_CLOSED_IDLE]), 0);
 }
 END_TEST
 
