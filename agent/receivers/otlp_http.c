@@ -302,6 +302,16 @@ static void refuse_memory(struct call *c)
                   true);
 }
 
+/* Refuses the request, retryably, for want of memory: the budget's
+ * (LK_EMEMLIMIT) or the allocator's (LK_ENOMEM). */
+static void refuse_no_memory(struct call *c, int rc)
+{
+    if (rc == LK_EMEMLIMIT)
+        refuse_memory(c);
+    else
+        respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
+}
+
 /* Answers a failed inflate of an |enc| body (|rc| from lk_gzip_inflate with
  * cap |max|). Returns true when it did. */
 static bool inflate_failed(struct call *c, enum encoding enc, int rc, uint64_t max)
@@ -314,10 +324,8 @@ static bool inflate_failed(struct call *c, enum encoding enc, int rc, uint64_t m
                  "decompressed body exceeds max_request_body_size (%llu bytes)",
                  (unsigned long long)max);
         respond_error(c, 413, LK_GRPC_RESOURCE_EXHAUSTED, text, false);
-    } else if (rc == LK_ENOMEM) {
-        respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
-    } else if (rc == LK_EMEMLIMIT) {
-        refuse_memory(c);
+    } else if (rc == LK_ENOMEM || rc == LK_EMEMLIMIT) {
+        refuse_no_memory(c, rc);
     } else {
         respond_error(c, 400, LK_GRPC_INVALID_ARGUMENT,
                       enc == ENC_GZIP ? "corrupt or truncated gzip body"
@@ -361,10 +369,7 @@ static bool json_to_proto(struct call *c, enum lk_signal sig, const uint8_t **bo
         return false;
     }
     if (rc == LK_ENOMEM || rc == LK_EMEMLIMIT) {
-        if (rc == LK_EMEMLIMIT)
-            refuse_memory(c);
-        else
-            respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
+        refuse_no_memory(c, rc);
         return false;
     }
     if (rc < 0) {
@@ -464,10 +469,7 @@ static void handle_body(struct call *c, enum lk_signal sig, const uint8_t *body,
         lk_buf_reset(&r->salvaged);
         int src = lk_otlp_salvage(sig, body, len, &r->salvaged, &sv, why, sizeof(why));
         if (src == LK_ENOMEM || src == LK_EMEMLIMIT) {
-            if (src == LK_EMEMLIMIT)
-                refuse_memory(c);
-            else
-                respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
+            refuse_no_memory(c, src);
             return;
         }
         if (src == 0 && sv.accepted > 0) {
