@@ -95,3 +95,10 @@ bool lk_lines_receiver_config_equal(const struct lk_lines_receiver_config *a,
            a->max_line_bytes == b->max_line_bytes && a->max_connections == b->max_connections &&
            a->overflow == b->overflow && a->idle_timeout_ms == b->idle_timeout_ms;
 }
+
+bool lk_storage_config_equal(const struct lk_storage_config *a,
+                             const struct lk_storage_config *b)
+{
+    return str_eq(a->path, b->path) && a->max_bytes == b->max_bytes &&
+           a->durable == b->durable && a->commit_interval_ms == b->commit_interval_ms;
+}

@@ -917,12 +917,20 @@ static const char *const log_level_names[] = {"debug", "info", "warn", "error",
 static const struct field admin_fields[] = {
     F_VAL("endpoint", FT_ENDPOINT, struct lk_admin_config, endpoint),
 };
+static const struct field storage_fields[] = {
+    F_VAL("path", FT_STRING, struct lk_storage_config, path),
+    F_INT("max_bytes", FT_SIZE, struct lk_storage_config, max_bytes, 1 * MIB, 1024 * 1024 * GIB),
+    F_VAL("durable", FT_BOOL, struct lk_storage_config, durable),
+    F_INT("commit_interval", FT_DURATION, struct lk_storage_config, commit_interval_ms, 0,
+          10 * MS_S),
+};
 static const struct field root_fields[] = {
     F_ENUM("log_level", lk_config, log_level, log_level_names),
     F_INT("shutdown_timeout", FT_DURATION, lk_config, shutdown_timeout_ms, 0, DUR_MAX),
     F_VAL("watch_config", FT_BOOL, lk_config, watch_config),
     F_INT("memory_limit", FT_SIZE, lk_config, memory_limit, 16 * MIB, 1024 * GIB),
     F_NODE("admin"),
+    F_NODE("storage"),
     F_NODE("receivers"),
     F_NODE("exporters"),
     F_NODE("pipelines"),
@@ -931,7 +939,7 @@ static const struct field root_fields[] = {
 static void validate(struct ctx *c, const lk__ynode *root)
 {
     lk_config *cfg = c->cfg;
-    struct seen rs[NF(root_fields)], as[NF(admin_fields)];
+    struct seen rs[NF(root_fields)], as[NF(admin_fields)], ss[NF(storage_fields)];
 
     if (!cfg_walk_map(c, root, "", root_fields, NF(root_fields), cfg, rs))
         return;
@@ -942,6 +950,18 @@ static void validate(struct ctx *c, const lk__ynode *root)
         if (ep->val == NULL || ep->ok)
             cfg_add_listener(c, cfg->admin.endpoint, "admin",
                          ep->val ? ep->val : admin->key ? admin->key : &cfg_top_pos);
+    }
+    const struct seen *st = SEEN(root_fields, rs, "storage");
+    if (st->val != NULL) {
+        cfg->storage.max_bytes = 1 * GIB;
+        if (cfg_walk_map(c, st->val, "storage", storage_fields, NF(storage_fields),
+                         &cfg->storage, ss)) {
+            const struct seen *path = SEEN(storage_fields, ss, "path");
+            if (path->val == NULL)
+                ERR(c, st->key, "storage needs a path (the spool's SQLite file)");
+            else if (path->ok && cfg->storage.path[0] == '\0')
+                ERR(c, path->val, "storage.path must not be empty");
+        }
     }
     /* Pipelines come last whatever the order in the file: they refer to the
      * receivers and exporters. */
@@ -965,6 +985,7 @@ void lk_config_destroy(lk_config *c)
         return;
     free(c->path);
     free(c->admin.endpoint);
+    free(c->storage.path);
     for (size_t i = 0; i < c->nreceivers; i++) {
         free(c->receivers[i].name);
         free(c->receivers[i].grpc.endpoint);

@@ -196,6 +196,14 @@ struct lk_admin_config {
     char *endpoint; /* "host:port" */
 };
 
+/* storage: the disk spool (storage/spool.h); path NULL: memory only. */
+struct lk_storage_config {
+    char *path;                  /* the SQLite file */
+    uint64_t max_bytes;          /* payload bytes held on disk */
+    bool durable;                /* acknowledge only after the commit */
+    uint64_t commit_interval_ms; /* 0: the next commit as soon as the last one ended */
+};
+
 typedef struct lk_config {
     char *path;
     enum lk_log_level log_level;
@@ -203,6 +211,7 @@ typedef struct lk_config {
     bool watch_config; /* reload when the file changes */
     uint64_t memory_limit; /* bytes; core/membudget.h */
     struct lk_admin_config admin;
+    struct lk_storage_config storage;
     struct lk_receiver_config *receivers;
     size_t nreceivers;
     struct lk_exporter_config *exporters;
@@ -239,6 +248,8 @@ bool lk_endpoint_is_local(const char *endpoint);
 /* Whether two sections say the same (config/compare.c), for a reload. */
 bool lk_exporter_config_equal(const struct lk_exporter_config *a,
                               const struct lk_exporter_config *b);
+bool lk_storage_config_equal(const struct lk_storage_config *a,
+                             const struct lk_storage_config *b);
 bool lk_lines_receiver_config_equal(const struct lk_lines_receiver_config *a,
                                     const struct lk_lines_receiver_config *b);
 

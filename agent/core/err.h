@@ -18,7 +18,8 @@
     XX(ESYS, -12, "system call failed")                                        \
     XX(EUNSUPPORTED, -13, "not supported")                                     \
     XX(EEXIST, -14, "already exists")                                         \
-    XX(EMEMLIMIT, -15, "memory limit reached")
+    XX(EMEMLIMIT, -15, "memory limit reached")                                 \
+    XX(EFULL, -16, "no space left")
 
 enum lk_err {
     LK_OK = 0,

@@ -11,6 +11,7 @@ struct lk_pipeline {
     size_t n;
     lk_queue **queues;
     uint32_t forms; /* bit per enum lk_item_form every exporter takes */
+    bool durable;
 };
 
 int lk_pipeline_set_queues(lk_pipeline *p, lk_queue **queues, size_t n)
@@ -63,7 +64,22 @@ bool lk_pipeline_accepts(const lk_pipeline *p, enum lk_item_form form)
     return form == LK_FORM_OTLP || (p->forms >> form & 1u) != 0;
 }
 
+bool lk_pipeline_durable(const lk_pipeline *p)
+{
+    return p->durable;
+}
+
+void lk_pipeline_set_durable(lk_pipeline *p, bool durable)
+{
+    p->durable = durable;
+}
+
 int lk_pipeline_submit(lk_pipeline *p, lk_item *it)
+{
+    return lk_pipeline_submit_acked(p, it, NULL);
+}
+
+int lk_pipeline_submit_acked(lk_pipeline *p, lk_item *it, lk_ack *ack)
 {
     if (lk_mem_limit() != 0 && lk_mem_used() > lk_mem_limit()) {
         /* The budget is spent (this item included): refuse where a queue
@@ -85,7 +101,7 @@ int lk_pipeline_submit(lk_pipeline *p, lk_item *it)
         return it->count > items || it->len > bytes ? LK_E2BIG : LK_EAGAIN;
     }
     for (size_t i = 0; i < p->n; i++)
-        (void)lk_queue_push(p->queues[i], it); /* a drop is counted inside */
+        (void)lk_queue_push_acked(p->queues[i], it, ack); /* a drop is counted inside */
     return 0;
 }
 

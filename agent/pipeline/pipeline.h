@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "pipeline/ack.h"
 #include "pipeline/item.h"
 #include "pipeline/queue.h"
 
@@ -36,6 +37,15 @@ bool lk_pipeline_accepts(const lk_pipeline *p, enum lk_item_form form);
  * item is larger than a refusing queue's whole capacity (it never fits).
  */
 int lk_pipeline_submit(lk_pipeline *p, lk_item *it);
+
+/* Whether receivers acknowledge only once what they submit is committed to
+ * the disk spool (storage.durable): then they use lk_pipeline_submit_acked
+ * and answer their clients from the ack's callback (pipeline/ack.h). */
+bool lk_pipeline_durable(const lk_pipeline *p);
+void lk_pipeline_set_durable(lk_pipeline *p, bool durable);
+/* lk_pipeline_submit, with |ack| (pipeline/ack.h) waiting for the commits of
+ * what the queues took. */
+int lk_pipeline_submit_acked(lk_pipeline *p, lk_item *it, lk_ack *ack);
 
 /*
  * The largest item a receiver should make: a quarter of the smallest queue's

@@ -223,6 +223,12 @@ int lk_queue_push(lk_queue *q, lk_item *it)
     return push(q, it, false);
 }
 
+int lk_queue_push_acked(lk_queue *q, lk_item *it, lk_ack *ack)
+{
+    (void)ack; /* TODO(spool): held until the commit */
+    return push(q, it, false);
+}
+
 int lk_queue_push_over(lk_queue *q, lk_item *it)
 {
     return push(q, it, true);

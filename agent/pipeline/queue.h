@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "core/selfmetrics.h"
+#include "pipeline/ack.h"
 #include "pipeline/exporter.h"
 #include "pipeline/item.h"
 
@@ -35,6 +36,8 @@ enum lk_overflow lk_queue_overflow(const lk_queue *q);
  * dropped and counted (reason "queue_full") and LK_EAGAIN returned; callers
  * with a refuse policy check lk_queue_has_room first. */
 int lk_queue_push(lk_queue *q, lk_item *it);
+/* The same; with a durable spool, |ack| (may be NULL) waits for its commit. */
+int lk_queue_push_acked(lk_queue *q, lk_item *it, lk_ack *ack);
 /* The same past the caps (memory permitting): for data a receiver has
  * already taken from its clients when it shuts down. */
 int lk_queue_push_over(lk_queue *q, lk_item *it);

@@ -1,0 +1,108 @@
+/*
+ * The disk spool's database: one SQLite file in WAL mode holding the
+ * batches queues put aside, one row each. Crash and power-loss safety is
+ * SQLite's; this module only says what to store and how to recover a file
+ * that is not a spool.
+ *
+ * Synchronous and not thread-safe: only the spool thread (storage/spool.c)
+ * calls it, one connection per lk_spool_db.
+ *
+ * Schema (user_version 1):
+ *   batches(id INTEGER PRIMARY KEY, exporter TEXT, signal INTEGER,
+ *           created_ms INTEGER, attempts INTEGER, items INTEGER,
+ *           form INTEGER, payload BLOB)
+ *   index on (exporter, signal, id)
+ * Rows of one stream (exporter, signal) are read in id order: ids grow as
+ * rows are appended; lk_spool_db_insert_first gives an id below every row.
+ */
+#ifndef LK_STORAGE_SPOOL_DB_H
+#define LK_STORAGE_SPOOL_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct lk_spool_db lk_spool_db;
+
+struct lk_spool_row {
+    int64_t id;           /* set by the inserts; read */
+    const char *exporter; /* exporter name, e.g. "otlp/jaeger" */
+    int signal;           /* enum lk_signal */
+    int form;             /* enum lk_item_form */
+    uint32_t items;       /* spans, points or records in the payload */
+    uint32_t attempts;    /* export attempts made before it was spooled */
+    int64_t created_ms;   /* unix time in ms when it was received */
+    const void *payload;  /* borrowed: for inserts until they return; for
+                             reads until the callback returns */
+    size_t len;
+};
+
+/*
+ * Opens |path|, creating it (not its directory) when missing, in WAL mode
+ * with synchronous FULL when |durable| (every commit reaches the disk) or
+ * NORMAL (a commit may be lost on power loss, never the database).
+ *
+ * A file that is not a spool (not an SQLite database, fails
+ * PRAGMA quick_check, another schema or user_version) is renamed to
+ * "<path>.corrupt-<unix seconds>" together with its -wal and -shm files,
+ * and a fresh database made at |path|; *moved_to is then that new name
+ * (malloc'd, caller frees), else NULL. Never fails because of the old
+ * file's content.
+ *
+ * Returns 0, or LK_EIO / LK_ENOMEM with *err a malloc'd message (caller
+ * frees) naming the path and SQLite's error when no database can be opened
+ * at all (missing directory, no permission).
+ */
+int lk_spool_db_open(lk_spool_db **out, const char *path, bool durable,
+                     char **moved_to, char **err);
+/* NULL-safe. A transaction still open is rolled back. */
+void lk_spool_db_close(lk_spool_db *db);
+/* synchronous FULL (true) or NORMAL (false), for a reload. */
+int lk_spool_db_set_durable(lk_spool_db *db, bool durable);
+
+/* One transaction around what follows. Each returns 0, LK_EFULL (disk or
+ * file-size limit full: SQLITE_FULL, ENOSPC, EFBIG) or LK_EIO (anything
+ * else); after a failure in a transaction, roll it back. */
+int lk_spool_db_begin(lk_spool_db *db);
+int lk_spool_db_commit(lk_spool_db *db);
+void lk_spool_db_rollback(lk_spool_db *db);
+
+/* Appends |row| (payload, exporter and the other fields); sets row->id. */
+int lk_spool_db_insert(lk_spool_db *db, struct lk_spool_row *row);
+/* The same with an id below every row in the table: read before them. */
+int lk_spool_db_insert_first(lk_spool_db *db, struct lk_spool_row *row);
+/* Deletes the rows with these ids (missing ones are ignored). */
+int lk_spool_db_delete(lk_spool_db *db, const int64_t *ids, size_t n);
+
+/*
+ * Calls |fn| for each row of stream (|exporter|, |signal|) with id > |after|,
+ * in id order, until |fn| returns non-zero, |max_rows| rows were given, or
+ * the payloads given reach |max_bytes| (the row that passes it is still
+ * given, so at least one row comes whatever its size). Returns 0 or LK_EIO.
+ */
+int lk_spool_db_read(lk_spool_db *db, const char *exporter, int signal,
+                     int64_t after, size_t max_rows, size_t max_bytes,
+                     int (*fn)(void *arg, const struct lk_spool_row *row),
+                     void *arg);
+
+/* One stream's summary, for start-up and the metrics. */
+struct lk_spool_stream_info {
+    const char *exporter; /* valid during the callback */
+    int signal;
+    uint64_t rows;
+    uint64_t bytes;         /* sum of payload lengths */
+    uint64_t items;
+    int64_t oldest_created_ms;
+};
+/* Calls |fn| once per stream present in the table. Returns 0 or LK_EIO. */
+int lk_spool_db_streams(lk_spool_db *db,
+                        void (*fn)(void *arg, const struct lk_spool_stream_info *s),
+                        void *arg);
+
+/* Bytes the database takes on disk: the file plus its WAL. */
+uint64_t lk_spool_db_file_bytes(const lk_spool_db *db);
+/* Checkpoints the WAL into the database and truncates it (after deletes
+ * emptied the table, so the files shrink). Returns 0 or LK_EFULL / LK_EIO. */
+int lk_spool_db_checkpoint(lk_spool_db *db);
+
+#endif
