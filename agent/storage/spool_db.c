@@ -83,7 +83,7 @@ static const char *const STMT_SQL[ST_COUNT] = {
                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_INSERT_FIRST] = "INSERT INTO batches(id, exporter, signal, created_ms,"
                         " attempts, items, form, payload)"
-                        " VALUES((SELECT coalesce(min(id), 1) FROM batches) - 1,"
+                        " VALUES((SELECT min(coalesce(min(id), 0), 0) FROM batches) - 1,"
                         " ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_DELETE] = "DELETE FROM batches WHERE id = ?1",
     [ST_READ] = "SELECT id, created_ms, attempts, items, form, payload"
@@ -541,7 +541,7 @@ static int attach(lk_spool_db *db, bool durable, char *reason, size_t n,
     rc = setup(db, durable, kind == PROBE_FRESH, err);
     if (rc < 0)
         return rc;
-    src = query_int(db->conn, "SELECT coalesce(max(id), 0) FROM batches",
+    src = query_int(db->conn, "SELECT max(coalesce(max(id), 0), 0) FROM batches",
                     &db->last_id);
     if (src != SQLITE_OK)
         return open_failure(err, db->path, db->conn, src, "cannot read");
@@ -871,4 +871,18 @@ int lk_spool_db_checkpoint(lk_spool_db *db)
 void lk__spool_db_set_quick_check_max(uint64_t bytes)
 {
     quick_check_max_bytes = bytes;
+}
+
+int lk_spool_db_oldest(lk_spool_db *db, int64_t *created_ms)
+{
+    /* -1 stands for "no row": created_ms is never negative. */
+    int src = query_int(db->conn,
+                        "SELECT coalesce((SELECT created_ms FROM batches ORDER BY id LIMIT 1), -1)",
+                        created_ms);
+    return map_rc(db, src);
+}
+
+int64_t lk_spool_db_last_id(const lk_spool_db *db)
+{
+    return db->last_id;
 }

@@ -14,6 +14,8 @@
  *   index on (exporter, signal, id)
  * Rows of one stream (exporter, signal) are read in id order: ids grow as
  * rows are appended; lk_spool_db_insert_first gives an id below every row.
+ * Appended ids are positive, those given by insert_first negative: never 0,
+ * which the queues use for "not in the spool".
  * While a database is open, an appended row never gets an id given before,
  * even when the rows at the end were deleted (a reader's cursor past it
  * would miss it); after a reopen appends continue above the highest row.
@@ -116,6 +118,13 @@ struct lk_spool_stream_info {
 int lk_spool_db_streams(lk_spool_db *db,
                         void (*fn)(void *arg, const struct lk_spool_stream_info *s),
                         void *arg);
+
+/* The highest id appended so far (0 when none): an append's id is above. */
+int64_t lk_spool_db_last_id(const lk_spool_db *db);
+
+/* created_ms of the row read first (the lowest id) in *created_ms, or -1
+ * when the table is empty. Returns 0 or LK_EIO. */
+int lk_spool_db_oldest(lk_spool_db *db, int64_t *created_ms);
 
 /* Bytes the database takes on disk: the file plus its WAL. */
 uint64_t lk_spool_db_file_bytes(const lk_spool_db *db);

@@ -251,9 +251,11 @@ START_TEST(insert_first_goes_before_every_row)
     struct tmp t;
     tmp_init(&t);
     lk_spool_db *db = open_ok(t.path);
-    /* On an empty table too. */
+    /* On an empty table too; and ids are never 0 (the queues' "no row"):
+     * insert_first's are negative, appends' positive even after them. */
     int64_t x = put_first(db, "e", 0, "x");
-    put(db, "e", 0, "a");
+    ck_assert_int_lt(x, 0);
+    ck_assert_int_gt(put(db, "e", 0, "a"), 0);
     put(db, "e", 0, "b");
     put(db, "other", 0, "o");
     ck_assert_int_eq(lk_spool_db_begin(db), 0);
