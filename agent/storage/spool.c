@@ -408,13 +408,15 @@ static void appended(lk_spool *s, struct op *o)
         if (o->row > st->max_row)
             st->max_row = o->row;
         lk_counter_add(st->written, 1);
+        /* Read back already, the queue has it: not expected, as the writes'
+         * results are handed out before the reads'. */
+        bool loaded = o->row <= st->cursor;
         bool taken = false;
-        if (st->disk_rows == 0 && !st->reading && st->ops != NULL)
+        if (!loaded && st->disk_rows == 0 && !st->reading && st->ops != NULL)
             taken = st->ops->appended(st->owner, o->it, o->row, 0);
         if (taken) {
-            if (o->row > st->cursor)
-                st->cursor = o->row;
-        } else {
+            st->cursor = o->row;
+        } else if (!loaded) {
             st->disk_rows++;
             st->disk_bytes += o->len;
         }
@@ -531,7 +533,22 @@ static void async_cb(uv_async_t *h)
         lk_counter_add(s->c_commits, commits);
         lk_histogram_observe(s->h_commit, (double)ns / 1e9 / (double)commits);
     }
+    /* The thread ran the job's writes, then its reads, so a read may return
+     * a row appended in the same job: the writes' results go first (that
+     * row is then counted on disk, as a read was in flight), the reads'
+     * after, in order. */
+    struct op *reads = NULL, **tail = &reads;
     for (struct op *o = job, *next; o != NULL; o = next) {
+        next = o->next;
+        if (o->kind == OP_READ) {
+            o->next = NULL;
+            *tail = o;
+            tail = &o->next;
+        } else {
+            finish(s, o);
+        }
+    }
+    for (struct op *o = reads, *next; o != NULL; o = next) {
         next = o->next;
         finish(s, o);
     }

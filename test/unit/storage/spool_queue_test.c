@@ -203,6 +203,94 @@ START_TEST(spills_while_down_and_sends_in_order)
 }
 END_TEST
 
+/* Appends while the queue reads back: a read and an append often share a
+ * job, and the read sees the appended row; it must reach the exporter once
+ * (a duplicate here was found by test_durability.py). */
+START_TEST(appends_during_read_back_are_sent_once_in_order)
+{
+    SC.commit_interval_ms = 2; /* operations pile up into shared jobs */
+    lk_spool *s = open_spool();
+    lk_queue *q = make_queue(s);
+    F.down = true; /* the first hundred spill */
+    for (int i = 0; i < 400; i++) {
+        if (i == 100)
+            F.down = false;
+        ck_assert_int_eq(push_n(q, i, i + 1), 1);
+        for (int k = 0; k < 3; k++)
+            uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    RUN_UNTIL(F.items >= 400 && gauge("lookout_spool_bytes") == 0 &&
+              lk_queue_held_items(q) == 0);
+    expect_in_order(400);
+    ck_assert_uint_gt(lk_counter_value(lk_metrics_counter(
+                          M, "lookout_spool_read_batches_total", "",
+                          "exporter=\"fake/x\",signal=\"traces\"")),
+                      0); /* it did spill and read back */
+    flag = false;
+    lk_queue_drain(q, set_flag, NULL);
+    RUN_UNTIL(flag);
+    lk_queue_destroy(q);
+    lk_spool_close(s);
+}
+END_TEST
+
+/* The spool's own contract, with a stand-in for the queue: a read and an
+ * append in the same job (the read sees the row appended before it in that
+ * transaction) give that row to the owner once. */
+static int owner_got[8];
+static bool owner_takes;
+
+static bool owner_appended(void *owner, lk_item *it, int64_t row, int status)
+{
+    (void)owner;
+    (void)row;
+    if (status == 0 && owner_takes)
+        owner_got[it->data[0] - '0']++;
+    return status == 0 && owner_takes;
+}
+
+static void owner_read(void *owner, lk_item **items, const int64_t *rows, size_t n)
+{
+    (void)owner;
+    (void)rows;
+    for (size_t i = 0; i < n; i++) {
+        owner_got[items[i]->data[0] - '0']++;
+        lk_item_unref(items[i]);
+    }
+}
+
+static const struct lk_spool_owner_ops owner_ops = {owner_appended, owner_read};
+
+START_TEST(a_row_read_in_its_own_job_reaches_the_owner_once)
+{
+    lk_spool *s = open_spool();
+    lk_spool_stream *st = lk_spool_stream_get(s, "fake/x", LK_SIGNAL_TRACES);
+    memset(owner_got, 0, sizeof(owner_got));
+    owner_takes = false; /* the first row stays on disk */
+    lk_spool_stream_set_owner(st, &owner_ops, NULL);
+    lk_item *one = lk_item_create(LK_SIGNAL_TRACES, 1, uv_now(&loop), (const uint8_t *)"1", 1);
+    lk_spool_stream_append(st, one, NULL);
+    RUN_UNTIL(lk_spool_stream_writing(st) == 0);
+    ck_assert_uint_eq(lk_spool_stream_disk_rows(st), 1);
+    owner_takes = true;
+    /* Both go in the next job: the read first, then the append. */
+    ck_assert(lk_spool_stream_read(st, 1 << 20));
+    lk_item *two = lk_item_create(LK_SIGNAL_TRACES, 1, uv_now(&loop), (const uint8_t *)"2", 1);
+    lk_spool_stream_append(st, two, NULL);
+    RUN_UNTIL(lk_spool_stream_writing(st) == 0 && owner_got[2] > 0);
+    for (int i = 0; i < 20; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(owner_got[1], 1);
+    ck_assert_int_eq(owner_got[2], 1);
+    ck_assert_uint_eq(lk_spool_stream_disk_rows(st), 0);
+    lk_item_unref(one);
+    lk_item_unref(two);
+    lk_spool_stream_release_owner(st, NULL);
+    lk_spool_stream_put(st);
+    lk_spool_close(s);
+}
+END_TEST
+
 START_TEST(parked_at_shutdown_and_sent_after_restart)
 {
     lk_spool *s = open_spool();
@@ -358,6 +446,8 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, spills_while_down_and_sends_in_order);
+    tcase_add_test(tc, appends_during_read_back_are_sent_once_in_order);
+    tcase_add_test(tc, a_row_read_in_its_own_job_reaches_the_owner_once);
     tcase_add_test(tc, parked_at_shutdown_and_sent_after_restart);
     tcase_add_test(tc, durable_acknowledges_after_the_commit);
     tcase_add_test(tc, max_bytes_applies_the_overflow_policy);
