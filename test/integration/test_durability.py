@@ -43,6 +43,7 @@ repo root, after `make`).
 """
 
 import collections
+import http.client
 import os
 import re
 import resource
@@ -123,11 +124,14 @@ class SeqSenders:
     answered), |interval| s apart, from start() to stop(). Answers sort the
     spans: acked (OK), refused (UNAVAILABLE with RetryInfo: the agent said no,
     the client would retry), unknown (no answer: timeout, agent gone).
-    |errors| keeps answers that are neither OK nor a retryable refusal."""
+    |errors| keeps answers that are neither OK nor a retryable refusal.
+    With |http_port|, the requests are OTLP/HTTP protobuf POSTs to that port
+    (refusals: 503 or 429 with Retry-After) instead of gRPC exports."""
 
     def __init__(self, endpoint, count=2, spans=5, payload=128, interval=0.01,
-                 timeout=5.0, first_sender=0):
+                 timeout=5.0, first_sender=0, http_port=None):
         self.endpoint = endpoint
+        self.http_port = http_port
         self.count = count
         self.spans = spans
         self.payload = payload
@@ -151,7 +155,8 @@ class SeqSenders:
         return self
 
     def _run(self, sender):
-        client = Client(self.endpoint, own_connection=True)
+        client = HttpExporter(self.http_port, self.timeout) if self.http_port else \
+            Client(self.endpoint, own_connection=True)
         seq = 0
         try:
             while not self._stop.is_set():
@@ -159,19 +164,17 @@ class SeqSenders:
                 ids = [span_id_of(sender, s) for s in range(seq, seq + self.spans)]
                 seq += self.spans
                 delay = self.interval
-                try:
-                    client.export(req, timeout=self.timeout)
-                    what = self.acked
-                except grpc.RpcError as e:
-                    retry = (grpc_error_retry_delay(e) if e.code() == grpc.StatusCode.UNAVAILABLE
-                             else None)
-                    if retry is not None:
-                        what = self.refused
-                        delay = max(delay, min(retry, 0.2))
-                    else:
-                        what = self.unknown
-                        with self.lock:
-                            self.errors.append((sender, e.code(), e.details()))
+                if self.http_port:
+                    answer, retry, note = client.export(req)
+                else:
+                    answer, retry, note = self._grpc_export(client, req)
+                what = {"ok": self.acked, "refused": self.refused}.get(answer, self.unknown)
+                if answer == "refused":
+                    delay = max(delay, min(retry, 0.2))
+                elif answer != "ok":
+                    delay = max(delay, 0.05)   # no answer at all: do not spin
+                    with self.lock:
+                        self.errors.append((sender, answer, note))
                 with self.lock:
                     self.sent += len(ids)
                     what.update(ids)
@@ -179,6 +182,22 @@ class SeqSenders:
                     self._stop.wait(delay)
         finally:
             client.close()
+
+    def _grpc_export(self, client, req):
+        """("ok" | "refused" | the status, RetryInfo seconds, details)."""
+        try:
+            client.export(req, timeout=self.timeout)
+            return "ok", None, None
+        except grpc.RpcError as e:
+            retry = (grpc_error_retry_delay(e) if e.code() == grpc.StatusCode.UNAVAILABLE
+                     else None)
+            if retry is not None:
+                return "refused", retry, None
+            return e.code(), None, e.details()
+
+    def halt(self):
+        """Tells the threads to stop after their current request."""
+        self._stop.set()
 
     def stop(self):
         self._stop.set()
@@ -189,6 +208,51 @@ class SeqSenders:
     def acked_count(self):
         with self.lock:
             return len(self.acked)
+
+
+class HttpExporter:
+    """OTLP/HTTP protobuf POSTs of trace requests on one keep-alive connection."""
+
+    def __init__(self, port, timeout):
+        self.port = port
+        self.timeout = timeout
+        self.conn = None
+
+    def export(self, req):
+        """("ok" | "refused" | "HTTP <status>" | "no answer", Retry-After
+        seconds, details)."""
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        try:
+            self.conn.request("POST", "/v1/traces", req.SerializeToString(),
+                              {"Content-Type": "application/x-protobuf"})
+            r = self.conn.getresponse()
+            body = r.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            return "no answer", None, "%s: %s" % (type(e).__name__, e)
+        if r.status == 200:
+            return "ok", None, None
+        retry_after = r.getheader("Retry-After")
+        if r.status in (429, 503) and retry_after is not None and retry_after.strip().isdigit():
+            return "refused", float(retry_after), None
+        return "HTTP %d" % r.status, None, body[:200]
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class Merged:
+    """The tallies of several SeqSenders, stopped, as one."""
+
+    def __init__(self, *senders):
+        self.sent = sum(s.sent for s in senders)
+        self.acked = set().union(*(s.acked for s in senders))
+        self.refused = set().union(*(s.refused for s in senders))
+        self.unknown = set().union(*(s.unknown for s in senders))
+        self.errors = sum((s.errors for s in senders), [])
 
 
 def send_acked(case, endpoint, sender, n, per_request=10, payload=256):
@@ -294,11 +358,13 @@ def storage_yaml(path, durable=False, max_bytes="1GiB"):
 
 
 def traces_body(sink_port, storage="", queue_size=100000, overflow="refuse",
-                max_elapsed="0s", batch=500):
-    """The OTLP/gRPC receiver to one otlp exporter, one batch in flight."""
+                max_elapsed="0s", batch=500, http=False):
+    """The OTLP/gRPC receiver (and OTLP/HTTP with |http|) to one otlp exporter,
+    one batch in flight."""
     return (storage +
             "receivers:\n  otlp:\n    protocols:\n"
-            "      grpc:\n        endpoint: 127.0.0.1:@GRPC_PORT@\n"
+            "      grpc:\n        endpoint: 127.0.0.1:@GRPC_PORT@\n" +
+            ("      http:\n        endpoint: 127.0.0.1:@HTTP_PORT@\n" if http else "") +
             "exporters:\n  %s:\n    endpoint: 127.0.0.1:%d\n"
             "    compression: none\n    timeout: 2s\n    max_concurrency: 1\n"
             "    retry: {initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: %s}\n"
@@ -454,7 +520,8 @@ class DurabilityTest(DurabilityCase):
                 "  lines:\n    path: @DIR@/lines.sock\n"
                 "exporters:\n"
                 "  otlp/sink:\n    endpoint: 127.0.0.1:%d\n    compression: none\n"
-                "    timeout: 2s\n    batch: {send_batch_size: 100, timeout: 50ms}\n"
+                "    timeout: 2s\n    max_concurrency: 1\n"
+                "    batch: {send_batch_size: 100, timeout: 50ms}\n"
                 "    queue: {queue_size: 300}\n"
                 "  otlphttp/sink:\n    endpoint: %s\n    timeout: 2s\n"
                 "    batch: {send_batch_size: 100, timeout: 50ms}\n"
@@ -539,17 +606,23 @@ class DurabilityTest(DurabilityCase):
         backend = GrpcBackend(self)
         backend.current.set_delay(0.2)    # slower than the senders: a backlog builds
         body = lambda port: traces_body(port, storage_yaml(self.spool, durable=True),  # noqa: E731
-                                        batch=200)
+                                        batch=200, http=True)
         agent = self.start_agent(body(backend.port))
-        senders = SeqSenders(agent.grpc_endpoint, count=3, spans=10, interval=0).start()
-        self.addCleanup(senders.stop)
-        wait_until(lambda: senders.acked_count() >= 3000, 20, 0.1)
+        grpc_senders = SeqSenders(agent.grpc_endpoint, count=2, spans=10, interval=0).start()
+        self.addCleanup(grpc_senders.stop)
+        http_senders = SeqSenders(None, count=1, spans=10, interval=0, first_sender=2,
+                                  http_port=agent.http_port).start()
+        self.addCleanup(http_senders.stop)
+        wait_until(lambda: grpc_senders.acked_count() + http_senders.acked_count() >= 3000,
+                   20, 0.1)
         time.sleep(1)
         m = agent.metrics()
         pending = m.value(SPOOL_BATCHES) or 0
         agent.proc.send_signal(signal.SIGKILL)
         agent.proc.wait(10)
-        senders.stop()
+        grpc_senders.halt()
+        http_senders.halt()
+        senders = Merged(grpc_senders.stop(), http_senders.stop())
         delivered_before = len(set(backend.arrived()))
         backend.current.set_delay(0)
         agent2 = self.start_agent(body(backend.port))
@@ -560,9 +633,11 @@ class DurabilityTest(DurabilityCase):
         result_line(self.name(), sent=senders.sent, acked=len(senders.acked),
                     delivered=d.delivered, duplicated=d.duplicated, lost=d.lost,
                     unanswered=len(senders.unknown), refused=len(senders.refused),
+                    acked_http=len(http_senders.acked),
                     delivered_before_kill=delivered_before, spool_batches_at_kill=int(pending),
                     restored_batches=int(self.metric(agent2, SPOOL_RESTORED)))
-        self.assertGreater(len(senders.acked), 0, "nothing acknowledged")
+        self.assertGreater(len(grpc_senders.acked), 0, "nothing acknowledged over gRPC")
+        self.assertGreater(len(http_senders.acked), 0, "nothing acknowledged over HTTP")
         self.assertEqual(d.lost, 0, "acknowledged spans lost across kill -9 (%s ...)\n"
                          "--- after the restart\n%s" % (d.describe_lost(), agent2.log_tail()))
         self.assertGreater(pending, 0, "the spool held nothing when the agent was killed: "
