@@ -38,7 +38,9 @@ else
 B := build-san
 endif
 
-PKGS := libuv libprotobuf-c grpc libnghttp2 jansson yaml-0.1 libcurl zlib libzstd
+# sqlite3, libcurl and zlib are keg-only Homebrew formulas (not linked into its
+# prefix): on macOS pkg-config resolves them to the libraries macOS ships.
+PKGS := libuv libprotobuf-c grpc libnghttp2 jansson yaml-0.1 libcurl zlib libzstd sqlite3
 TEST_PKGS := check openssl
 
 UNAME_S := $(shell uname -s)
@@ -125,6 +127,7 @@ DEP_TABLE := \
   pc:libnghttp2|libnghttp2-dev|nghttp2 pc:jansson|libjansson-dev|jansson \
   pc:yaml-0.1|libyaml-dev|libyaml pc:libcurl|libcurl4-openssl-dev|curl \
   pc:zlib|zlib1g-dev|zlib pc:libzstd|libzstd-dev|zstd h:snappy-c.h|libsnappy-dev|snappy \
+  pc:sqlite3|libsqlite3-dev|sqlite \
   h:http_parser.h|libhttp-parser-dev|llhttp \
   bin:curl|curl|curl
 # Installed by `make deps` too, but the build goes on without it: libdeflate

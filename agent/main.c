@@ -178,6 +178,9 @@ static int run(void)
     int rc;
 
     signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit (ulimit -f) makes the spool's writes fail with
+     * EFBIG, handled as a full disk, instead of killing the process. */
+    signal(SIGXFSZ, SIG_IGN);
     lk_platform_tune_allocator();
     /* gRPC C core prints plain-text lines on stderr, which would break the
      * one-JSON-object-per-line log; failures reach our log as call statuses.

@@ -43,6 +43,7 @@
 #include "receivers/lines.h"
 #include "receivers/otlp_grpc.h"
 #include "receivers/otlp_http.h"
+#include "storage/spool.h"
 
 /* A running exporter. */
 struct xslot {
@@ -87,6 +88,7 @@ static struct {
     struct xslot *xs;
     struct qslot *qs;
     struct rslot *rs;
+    lk_spool *spool; /* storage: the disk spool, or NULL */
     lk_gauge *reload_ok, *reload_ts;
     lk_counter *reloads_ok, *reloads_failed;
     lk_gauge *mem_limit, *mem_peak, *mem_used[LK_MEM_KINDS];
@@ -222,7 +224,14 @@ static void retire_queue(struct qslot *qs)
     lk_queue_drain(qs->q, retired_drained, qs); /* may run retired_drained at once */
 }
 
-static struct qslot *new_queue(struct xslot *x, enum lk_signal sig)
+/* Every exporter that sends to a backend uses the spool; the Prometheus
+ * exposition holds its state in memory whatever happens. */
+static lk_spool *spool_for(const struct lk_exporter_config *ec, lk_spool *sp)
+{
+    return ec->type == LK_EXPORTER_PROMETHEUS ? NULL : sp;
+}
+
+static struct qslot *new_queue(struct xslot *x, enum lk_signal sig, lk_spool *sp)
 {
     struct qslot *qs = calloc(1, sizeof(*qs));
     if (qs == NULL)
@@ -233,8 +242,10 @@ static struct qslot *new_queue(struct xslot *x, enum lk_signal sig)
         .batch = &x->cfg->batch,
         .retry = &x->cfg->retry,
         .max_concurrency = x->cfg->max_concurrency,
+        .spool = sp != NULL ? lk_spool_stream_get(sp, x->cfg->name, sig) : NULL,
     };
-    if (lk_queue_create(&qs->q, S.loop, &qo, x->e, S.m) < 0) {
+    if ((sp != NULL && qo.spool == NULL) || lk_queue_create(&qs->q, S.loop, &qo, x->e, S.m) < 0) {
+        lk_spool_stream_put(qo.spool);
         free(qs);
         return NULL;
     }
@@ -380,11 +391,38 @@ struct plan {
     struct rslot *rs;          /* the receivers of the new configuration */
     struct xslot **xs;         /* per new exporter config: its slot (kept or new) */
     bool *xnew;
+    lk_spool *spool;           /* the spool of the new configuration */
+    bool spool_new;            /* opened for it */
 };
+
+/* Step 1 for storage: the same file stays open; another (or a first) one
+ * is opened now, so that a file that cannot be opened fails the reload. */
+static int plan_storage(struct plan *p, const lk_config *nc)
+{
+    if (nc->storage.path == NULL)
+        return 0;
+    if (S.spool != NULL && strcmp(lk_spool_path(S.spool), nc->storage.path) == 0) {
+        p->spool = S.spool;
+        return 0;
+    }
+    char *err = NULL;
+    int rc = lk_spool_open(&p->spool, S.loop, &nc->storage, S.m, &err);
+    if (rc < 0) {
+        lk_log(LK_LOG_ERROR, "cannot open the spool", LK_S("path", nc->storage.path)
+               LK_S("error", err != NULL ? err : lk_strerror(rc)));
+        free(err);
+        p->spool = NULL;
+        return rc;
+    }
+    p->spool_new = true;
+    return 0;
+}
 
 /* Undoes step 1: closes what was started for the new configuration. */
 static void rollback(struct plan *p, const lk_config *nc)
 {
+    if (p->spool_new)
+        lk_spool_close(p->spool);
     for (struct rslot *r = p->rs, *n; r != NULL; r = n) {
         n = r->next;
         struct rslot *old = find_rslot(S.rs, r->cfg->name);
@@ -565,8 +603,18 @@ static void commit(struct plan *p, lk_config *nc)
             struct xslot *x = p->xs[exporter_index(nc, pc->exporters[j])];
             struct qslot *old = find_active_q(pc->exporters[j], pc->signal);
             struct qslot *qs = old;
-            if (old == NULL || old->x != x) {
-                qs = new_queue(x, pc->signal);
+            lk_spool *sp = spool_for(x->cfg, p->spool);
+            lk_spool_stream *ost = old != NULL ? lk_queue_spool(old->q) : NULL;
+            if (old != NULL && old->x == x && ost == NULL && sp != NULL) {
+                /* Storage added: the queue keeps what it holds and spills from now on. */
+                lk_spool_stream *st = lk_spool_stream_get(sp, x->cfg->name, pc->signal);
+                if (st != NULL)
+                    lk_queue_attach_spool(old->q, st);
+                ost = st;
+            }
+            if (old == NULL || old->x != x ||
+                (ost != NULL ? lk_spool_stream_spool(ost) : NULL) != sp) {
+                qs = new_queue(x, pc->signal, sp);
                 if (qs == NULL) {
                     lk_log(LK_LOG_ERROR, "reload: out of memory for a queue",
                            LK_S("exporter", pc->exporters[j]));
@@ -580,6 +628,7 @@ static void commit(struct plan *p, lk_config *nc)
         }
     }
     for (int s = 0; s < LK_SIGNAL_COUNT; s++) {
+        lk_pipeline_set_durable(S.pipes[s], p->spool != NULL && nc->storage.durable);
         if (lk_pipeline_set_queues(S.pipes[s], lists[s], nlist[s]) == 0) {
             lk_pipeline_set_forms(S.pipes[s], pipeline_forms(nc, (enum lk_signal)s));
         } else {
@@ -596,6 +645,14 @@ static void commit(struct plan *p, lk_config *nc)
         if (!q->keep && !q->retiring)
             retire_queue(q);
     }
+    /* The spool: the same one takes the new limits; one no longer named
+     * closes once the queues that use it have drained. */
+    if (p->spool != NULL && !p->spool_new)
+        lk_spool_update(p->spool, &nc->storage);
+    if (S.spool != NULL && S.spool != p->spool)
+        lk_spool_retire(S.spool);
+    S.spool = p->spool;
+    p->spool_new = false;
 
     /* Receivers: kept listeners get the new limits and pipelines; the rest close. */
     for (struct rslot *r = p->rs; r != NULL; r = r->next) {
@@ -655,7 +712,9 @@ static void commit(struct plan *p, lk_config *nc)
 static int apply(lk_config *nc)
 {
     struct plan p = {0};
-    int rc = plan_receivers(&p, nc);
+    int rc = plan_storage(&p, nc);
+    if (rc == 0)
+        rc = plan_receivers(&p, nc);
     if (rc == 0)
         rc = plan_exporters(&p, nc);
     if (rc < 0) {
@@ -824,8 +883,10 @@ static void stage_step(void)
         S.pending = 1;
         for (struct qslot *q = S.qs; q != NULL; q = q->next) {
             S.pending++;
-            if (!q->retiring)
-                lk_queue_drain(q->q, queue_drained, NULL);
+            if (!q->retiring) /* with a spool: to disk, not to the backend */
+                lk_queue_park(q->q, queue_drained, NULL);
+            else if (lk_queue_spool(q->q) != NULL)
+                lk_queue_park(q->q, retired_drained, q);
             /* retiring ones call one_done from retired_drained */
         }
         one_done();
@@ -847,6 +908,9 @@ static void stage_step(void)
             free(q);
         }
         S.qs = NULL;
+        if (S.spool != NULL) /* what was parked is written before it closes */
+            lk_spool_close(S.spool);
+        S.spool = NULL;
         uv_close((uv_handle_t *)&S.deadline, NULL);
         if (S.done != NULL)
             S.done();

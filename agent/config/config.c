@@ -919,7 +919,7 @@ static const struct field admin_fields[] = {
 };
 static const struct field storage_fields[] = {
     F_VAL("path", FT_STRING, struct lk_storage_config, path),
-    F_INT("max_bytes", FT_SIZE, struct lk_storage_config, max_bytes, 1 * MIB, 1024 * 1024 * GIB),
+    F_INT("max_bytes", FT_SIZE, struct lk_storage_config, max_bytes, 1 * MIB, 1024 * GIB),
     F_VAL("durable", FT_BOOL, struct lk_storage_config, durable),
     F_INT("commit_interval", FT_DURATION, struct lk_storage_config, commit_interval_ms, 0,
           10 * MS_S),

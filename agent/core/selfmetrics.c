@@ -364,6 +364,17 @@ void lk_metrics_on_collect(lk_metrics *m, lk_metrics_collect_cb cb, void *arg)
     m->ncollectors++;
 }
 
+void lk_metrics_off_collect(lk_metrics *m, lk_metrics_collect_cb cb, void *arg)
+{
+    for (size_t i = 0; m != NULL && i < m->ncollectors; i++)
+        if (m->collectors[i].cb == cb && m->collectors[i].arg == arg) {
+            memmove(&m->collectors[i], &m->collectors[i + 1],
+                    (m->ncollectors - i - 1) * sizeof(m->collectors[0]));
+            m->ncollectors--;
+            return;
+        }
+}
+
 int lk_metrics_label_escape_n(lk_buf *out, const char *value, size_t n)
 {
     if (n == 0)

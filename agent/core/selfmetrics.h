@@ -58,6 +58,8 @@ double lk_histogram_sum(const lk_histogram *h);
 /* Called at the start of every render, e.g. to refresh process_* gauges. */
 typedef void (*lk_metrics_collect_cb)(lk_metrics *m, void *arg);
 void lk_metrics_on_collect(lk_metrics *m, lk_metrics_collect_cb cb, void *arg);
+/* Removes what lk_metrics_on_collect(|m|, |cb|, |arg|) added. */
+void lk_metrics_off_collect(lk_metrics *m, lk_metrics_collect_cb cb, void *arg);
 
 /*
  * Appends |value| to |out| escaped for use inside a label value's quotes

@@ -22,6 +22,9 @@ struct lk_queue_opts {
     const struct lk_batch_config *batch;
     const struct lk_retry_config *retry;
     uint32_t max_concurrency;
+    /* The disk spool's stream for this exporter and signal, or NULL for
+     * memory only; the queue takes this reference over. */
+    struct lk_spool_stream *spool;
 };
 
 /* |exp| is borrowed and must outlive the queue's last batch. Registers the
@@ -48,6 +51,13 @@ void lk_queue_count_dropped(lk_queue *q, uint64_t count, const char *reason);
 /* From now on batches are cut at once, without waiting to fill. |done| runs
  * (on the loop, possibly before this returns) once the queue holds nothing. */
 void lk_queue_drain(lk_queue *q, void (*done)(void *arg), void *arg);
+/* With a spool, for shutdown: what is not in flight is written to the
+ * spool instead of sent (before the rows it holds, so the order is kept),
+ * batches in flight finish, and those that fail go to the spool too. |done|
+ * as for lk_queue_drain. Without a spool, lk_queue_drain. */
+void lk_queue_park(lk_queue *q, void (*done)(void *arg), void *arg);
+/* The spool stream the queue writes to, or NULL. */
+struct lk_spool_stream *lk_queue_spool(const lk_queue *q);
 /* Drops everything not in flight (reason "shutdown") and makes failed
  * attempts drop instead of retry. Used when the shutdown deadline passes. */
 void lk_queue_abort(lk_queue *q);
@@ -55,8 +65,14 @@ void lk_queue_abort(lk_queue *q);
 void lk_queue_abort_reason(lk_queue *q, const char *reason);
 /* Moves the items waiting for a batch (not those in batches, in flight or
  * backing off) to the end of |to|, in order, past its caps: for a reload that
- * replaces a queue. */
+ * replaces a queue. With a spool: when both use the same stream, |to| also
+ * becomes its reader; when they use different ones (storage changed), only
+ * what |from| holds in memory alone moves, and |from| sends what its spool
+ * holds as it drains. */
 void lk_queue_move_waiting(lk_queue *from, lk_queue *to);
+/* A reload gave storage to a queue without one: from now on it spills to
+ * |st| (the queue takes the reference over). */
+void lk_queue_attach_spool(lk_queue *q, struct lk_spool_stream *st);
 uint64_t lk_queue_held_items(const lk_queue *q);
 /* Frees the queue; it must hold nothing (after drain/abort completed).
  * NULL-safe. Handles close asynchronously; the memory goes in close callbacks. */

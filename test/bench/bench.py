@@ -172,7 +172,12 @@ def agent_config(s, ports):
              "prometheus": "prometheus",
              "prometheusremotewrite": "prometheusremotewrite"}[s["exporter"]]
     rname = "lines" if s["receiver"] == "lines" else "otlp"
-    return (AGENT_COMMON.format(**ports) + "receivers:\n" + receivers + "exporters:\n" + exporter
+    storage = ""
+    if "storage" in s:
+        storage = ("storage:\n  path: %s\n  durable: %s\n"
+                   % (os.path.join(ports["tmp"], "spool.db"), "true" if s["storage"] else "false"))
+    return (AGENT_COMMON.format(**ports) + storage + "receivers:\n" + receivers + "exporters:\n"
+            + exporter
             + "pipelines:\n  %s:\n    receivers: [%s]\n    exporters: [%s]\n"
             % (s["signal"], rname, xname))
 
@@ -182,6 +187,7 @@ def bench_ports(tmp):
     names = ["admin", "grpc", "http", "sink_grpc", "sink_http", "sink_loki", "sink_admin"]
     ports = dict(zip(names, free_ports(len(names))))
     ports["sock"] = os.path.join(tmp, "lines.sock")
+    ports["tmp"] = tmp
     return ports
 
 
@@ -447,13 +453,16 @@ GZIP_IN = {"name": "traces-gzip-in", "title": "as traces-grpc, the requests gzip
            "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
            "target_us": 0.8}
 
+TRACES_GRPC = {
+    "name": "traces-grpc", "title": "OTLP/gRPC traces -> OTLP/gRPC sink (512-span requests)",
+    "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",
+    "mode": "grpc-traces", "count": 4000, "args": ["--items", "512", "--connections", "2",
+                                                    "--streams", "4"],
+    "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
+    "target_us": 0.4}
+
 SCENARIOS = [
-    {"name": "traces-grpc", "title": "OTLP/gRPC traces -> OTLP/gRPC sink (512-span requests)",
-     "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",
-     "mode": "grpc-traces", "count": 4000, "args": ["--items", "512", "--connections", "2",
-                                                     "--streams", "4"],
-     "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
-     "target_us": 0.4},
+    TRACES_GRPC,
     {"name": "traces-default", "title": "as traces-grpc, the exporter's compression left to "
      "its default (what the default config runs)",
      "receiver": "otlp", "exporter": "otlp-default", "signal": "traces", "target": "grpc",
@@ -468,6 +477,12 @@ SCENARIOS = [
                                                      "--streams", "4"],
      "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
      "target_us": 0.8},
+    dict(TRACES_GRPC, name="traces-spool", storage=False,
+         title="as traces-grpc, with a disk spool (storage, durable: false): the backend "
+         "keeps up, so nothing goes to disk"),
+    dict(TRACES_GRPC, name="traces-durable", storage=True,
+         title="as traces-grpc, with storage durable: true: every request committed "
+         "(fsync) before its answer, deleted once sent", target_us=4.0),
     GZIP_IN,
     dict(GZIP_IN, name="traces-gzip-big", count=1000,
          title="as traces-gzip-in, 2048-span requests (about 100 KB compressed: above the "

@@ -273,6 +273,38 @@ START_TEST(memory_limit_default_range_and_errors)
 }
 END_TEST
 
+START_TEST(storage_section)
+{
+    lk_config *c = config_of("exporters: {otlp: {endpoint: h:1}}\n" TAIL);
+    ck_assert_ptr_null(c->storage.path); /* memory only */
+    lk_config_destroy(c);
+    c = config_of("storage: {path: /var/spool/x.db}\nexporters: {otlp: {endpoint: h:1}}\n" TAIL);
+    ck_assert_str_eq(c->storage.path, "/var/spool/x.db");
+    ck_assert_uint_eq(c->storage.max_bytes, 1u << 30);
+    ck_assert(!c->storage.durable);
+    ck_assert_uint_eq(c->storage.commit_interval_ms, 0);
+    lk_config_destroy(c);
+    c = config_of("storage: {path: s.db, max_bytes: 64MiB, durable: true, commit_interval: 5ms}\n"
+                  "exporters: {otlp: {endpoint: h:1}}\n" TAIL);
+    ck_assert_uint_eq(c->storage.max_bytes, 64u << 20);
+    ck_assert(c->storage.durable);
+    ck_assert_uint_eq(c->storage.commit_interval_ms, 5);
+    struct lk_storage_config same = c->storage;
+    ck_assert(lk_storage_config_equal(&c->storage, &same));
+    same.durable = false;
+    ck_assert(!lk_storage_config_equal(&c->storage, &same));
+    lk_config_destroy(c);
+    assert_only(errors_of("storage: {max_bytes: 64MiB}\nexporters: {otlp: {endpoint: h:1}}\n" TAIL),
+                NAME ":1:1: storage needs a path (the spool's SQLite file)");
+    assert_only(errors_of("storage: {path: s.db, max_bytes: 1KiB}\n"
+                          "exporters: {otlp: {endpoint: h:1}}\n" TAIL),
+                NAME ":1:34: storage.max_bytes: must be between 1MiB and 1024GiB, got 1KiB");
+    assert_prefix(errors_of("storage: {path: s.db, durible: true}\n"
+                            "exporters: {otlp: {endpoint: h:1}}\n" TAIL),
+                  NAME ":1:23: unknown key 'durible' in storage");
+}
+END_TEST
+
 START_TEST(every_key_is_read)
 {
     lk_config *c = config_of(
@@ -2380,7 +2412,7 @@ static Suite *suite(void)
         {"default_file", {default_file_parses, default_file_states_the_builtin_defaults}},
         {"defaults", {defaults_are_applied, null_sections_take_defaults}},
         {"values", {every_key_is_read, quoted_scalars_convert_like_plain_ones,
-                    memory_limit_default_range_and_errors}},
+                    memory_limit_default_range_and_errors, storage_section}},
         {"yaml", {syntax_errors_give_libyaml_position, structure_errors, aliases_are_rejected,
                   duplicate_keys}},
         {"unknown_keys", {unknown_keys_with_suggestions, unknown_keys_in_nested_sections,

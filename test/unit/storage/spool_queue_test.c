@@ -1,0 +1,317 @@
+/* A queue on a real disk spool (SQLite in a temporary directory) with a
+ * scripted exporter: spilling when the backend is down and sending in order
+ * when it returns, parking at shutdown and sending after a restart, durable
+ * acknowledgement after the commit, max_bytes. No wall-clock assertions:
+ * the loop runs until a condition. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/err.h"
+#include "core/selfmetrics.h"
+#include "pipeline/ack.h"
+#include "pipeline/queue.h"
+#include "storage/spool.h"
+
+/* An exporter that fails retryably while |down|, else takes the batch and
+ * appends its bytes to |got|. Answers from a zero timer. */
+struct fake {
+    lk_exporter base;
+    bool down;
+    char got[64 * 1024];
+    size_t got_len;
+    uint64_t items;
+    lk_batch *pending[256];
+    int npending;
+    uv_timer_t timer;
+};
+
+static uv_loop_t loop;
+static struct fake F;
+static lk_metrics *M;
+static struct lk_queue_config QC;
+static struct lk_batch_config BC;
+static struct lk_retry_config RC;
+static struct lk_storage_config SC;
+static char dir[] = "/tmp/lookout-spool-test-XXXXXX";
+static char path[256];
+
+static void fake_timer(uv_timer_t *t)
+{
+    struct fake *f = t->data;
+    while (f->npending > 0) {
+        lk_batch *b = f->pending[--f->npending];
+        if (f->down) {
+            lk_batch_done(b, LK_EXPORT_RETRY, -1, "unavailable");
+            continue;
+        }
+        const struct iovec *iov;
+        size_t n, total;
+        lk_batch_iov(b, &iov, &n, &total);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_uint_le(f->got_len + iov[i].iov_len, sizeof(f->got));
+            memcpy(f->got + f->got_len, iov[i].iov_base, iov[i].iov_len);
+            f->got_len += iov[i].iov_len;
+        }
+        f->items += lk_batch_items(b);
+        lk_batch_done(b, LK_EXPORT_OK, -1, NULL);
+    }
+}
+
+static int fake_send(lk_exporter *e, lk_batch *b)
+{
+    struct fake *f = (struct fake *)e;
+    ck_assert_int_lt(f->npending, 256);
+    f->pending[f->npending++] = b;
+    uv_timer_start(&f->timer, fake_timer, 0, 0);
+    return 0;
+}
+
+static void fake_close(lk_exporter *e, void (*done)(void *), void *arg)
+{
+    (void)e;
+    if (done)
+        done(arg);
+}
+
+static const struct lk_exporter_ops fake_ops = {"fake", fake_send, fake_close};
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/lookout-spool-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/spool.db", dir);
+    uv_loop_init(&loop);
+    memset(&F, 0, sizeof(F));
+    F.base.ops = &fake_ops;
+    F.base.name = "fake/x";
+    uv_timer_init(&loop, &F.timer);
+    F.timer.data = &F;
+    M = lk_metrics_create();
+    QC = (struct lk_queue_config){.queue_size = 4, .max_bytes = 1 << 20,
+                                  .overflow = LK_OVERFLOW_REFUSE};
+    BC = (struct lk_batch_config){.send_batch_size = 2, .send_batch_max_bytes = 1 << 20,
+                                  .timeout_ms = 1};
+    RC = (struct lk_retry_config){.enabled = true, .initial_interval_ms = 1,
+                                  .max_interval_ms = 2, .max_elapsed_time_ms = 10,
+                                  .multiplier = 2, .randomization_factor = 0.5};
+    SC = (struct lk_storage_config){.path = path, .max_bytes = 1 << 20};
+}
+
+static void teardown(void)
+{
+    uv_close((uv_handle_t *)&F.timer, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    lk_metrics_destroy(M);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static lk_spool *open_spool(void)
+{
+    lk_spool *s = NULL;
+    char *err = NULL;
+    ck_assert_int_eq(lk_spool_open(&s, &loop, &SC, M, &err), 0);
+    ck_assert_ptr_null(err);
+    return s;
+}
+
+static lk_queue *make_queue(lk_spool *s)
+{
+    lk_queue *q;
+    struct lk_queue_opts o = {.signal = LK_SIGNAL_TRACES, .queue = &QC, .batch = &BC,
+                              .retry = &RC, .max_concurrency = 1,
+                              .spool = lk_spool_stream_get(s, "fake/x", LK_SIGNAL_TRACES)};
+    ck_assert_int_eq(lk_queue_create(&q, &loop, &o, &F.base, M), 0);
+    return q;
+}
+
+static int push_n(lk_queue *q, int from, int to)
+{
+    int taken = 0;
+    for (int i = from; i < to; i++) {
+        char body[8];
+        snprintf(body, sizeof(body), "i%03d", i);
+        lk_item *it = lk_item_create(LK_SIGNAL_TRACES, 1, uv_now(&loop),
+                                     (const uint8_t *)body, 4);
+        taken += lk_queue_push(q, it) == 0;
+        lk_item_unref(it);
+    }
+    return taken;
+}
+
+static void expect_in_order(int n)
+{
+    ck_assert_uint_eq(F.items, (uint64_t)n);
+    ck_assert_uint_eq(F.got_len, (size_t)n * 4);
+    for (int i = 0; i < n; i++) {
+        char want[8];
+        snprintf(want, sizeof(want), "i%03d", i);
+        ck_assert_msg(memcmp(F.got + 4 * i, want, 4) == 0, "item %d is %.4s", i, F.got + 4 * i);
+    }
+}
+
+static double gauge(const char *name)
+{
+    return lk_gauge_value(lk_metrics_gauge(M, name, "", ""));
+}
+
+static bool flag;
+static void set_flag(void *arg)
+{
+    (void)arg;
+    flag = true;
+}
+
+/* Runs the loop until |cond| holds: NOWAIT spins while the spool's thread works. */
+#define RUN_UNTIL(cond)                                                        \
+    do {                                                                       \
+        while (!(cond))                                                        \
+            uv_run(&loop, UV_RUN_NOWAIT);                                      \
+    } while (0)
+
+START_TEST(spills_while_down_and_sends_in_order)
+{
+    lk_spool *s = open_spool();
+    lk_queue *q = make_queue(s);
+    lk_spool_stream *st = lk_queue_spool(q);
+    F.down = true;
+    ck_assert_int_eq(push_n(q, 0, 60), 60); /* 4 fit in memory, the rest spill */
+    RUN_UNTIL(lk_spool_stream_writing(st) == 0);
+    ck_assert_uint_ge(lk_spool_stream_disk_rows(st), 50);
+    ck_assert_uint_le(lk_queue_held_items(q), 4);
+    /* Retries go on past max_elapsed_time (10 ms) with a spool: nothing dropped. */
+    uv_sleep(30);
+    for (int i = 0; i < 50; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    F.down = false;
+    RUN_UNTIL(F.items == 60);
+    expect_in_order(60);
+    RUN_UNTIL(gauge("lookout_spool_bytes") == 0 && lk_queue_held_items(q) == 0);
+    flag = false;
+    lk_queue_drain(q, set_flag, NULL);
+    RUN_UNTIL(flag);
+    lk_queue_destroy(q);
+    lk_spool_close(s);
+}
+END_TEST
+
+START_TEST(parked_at_shutdown_and_sent_after_restart)
+{
+    lk_spool *s = open_spool();
+    lk_queue *q = make_queue(s);
+    F.down = true;
+    ck_assert_int_eq(push_n(q, 0, 30), 30);
+    for (int i = 0; i < 20; i++)
+        uv_run(&loop, UV_RUN_NOWAIT); /* some in flight, some backing off */
+    flag = false;
+    lk_queue_park(q, set_flag, NULL);
+    RUN_UNTIL(flag);
+    lk_queue_destroy(q);
+    lk_spool_close(s); /* writes what was parked */
+    ck_assert_uint_eq(F.items, 0);
+
+    F.down = false;
+    s = open_spool();
+    q = make_queue(s);
+    RUN_UNTIL(F.items == 30);
+    expect_in_order(30);
+    RUN_UNTIL(gauge("lookout_spool_bytes") == 0);
+    flag = false;
+    lk_queue_drain(q, set_flag, NULL);
+    RUN_UNTIL(flag);
+    lk_queue_destroy(q);
+    lk_spool_close(s);
+}
+END_TEST
+
+static int ack_status = 1;
+static int acks_done;
+static void ack_cb(void *arg, int status)
+{
+    (void)arg;
+    ack_status = status;
+    acks_done++;
+}
+
+START_TEST(durable_acknowledges_after_the_commit)
+{
+    SC.durable = true;
+    lk_spool *s = open_spool();
+    lk_queue *q = make_queue(s);
+    lk_item *it = lk_item_create(LK_SIGNAL_TRACES, 1, uv_now(&loop), (const uint8_t *)"i000", 4);
+    lk_ack *a = lk_ack_new(&loop, ack_cb, NULL);
+    ck_assert_int_eq(lk_queue_push_acked(q, it, a), 0);
+    lk_ack_seal(a);
+    lk_item_unref(it);
+    ck_assert_int_eq(acks_done, 0); /* not before the commit */
+    ck_assert_uint_eq(F.items, 0);  /* nor sent */
+    RUN_UNTIL(acks_done == 1);
+    ck_assert_int_eq(ack_status, 0);
+    ck_assert_uint_ge(lk_counter_value(lk_metrics_counter(M, "lookout_spool_commits_total", "", "")), 1);
+    RUN_UNTIL(F.items == 1);
+    expect_in_order(1);
+    RUN_UNTIL(gauge("lookout_spool_bytes") == 0); /* deleted once sent */
+    flag = false;
+    lk_queue_drain(q, set_flag, NULL);
+    RUN_UNTIL(flag);
+    lk_queue_destroy(q);
+    lk_spool_close(s);
+}
+END_TEST
+
+START_TEST(max_bytes_applies_the_overflow_policy)
+{
+    SC.max_bytes = 1 << 20;
+    QC.queue_size = 1;
+    lk_spool *s = open_spool();
+    lk_queue *q = make_queue(s);
+    F.down = true;
+    static uint8_t big[200 * 1024];
+    memset(big, 'x', sizeof(big));
+    int taken = 0;
+    for (int i = 0; i < 10; i++) {
+        lk_item *it = lk_item_create(LK_SIGNAL_TRACES, 1, uv_now(&loop), big, sizeof(big));
+        if (lk_queue_has_room(q, 1, sizeof(big)))
+            taken += lk_queue_push(q, it) == 0;
+        lk_item_unref(it);
+    }
+    /* One in memory, five in 1 MiB of spool, the rest refused. */
+    ck_assert_int_eq(taken, 6);
+    ck_assert(!lk_queue_has_room(q, 1, sizeof(big)));
+    ck_assert_double_le(gauge("lookout_spool_bytes"), 1 << 20);
+    flag = false;
+    lk_queue_park(q, set_flag, NULL);
+    RUN_UNTIL(flag);
+    lk_queue_destroy(q);
+    lk_spool_close(s);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("spool_queue");
+    TCase *tc = tcase_create("spool_queue");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, spills_while_down_and_sends_in_order);
+    tcase_add_test(tc, parked_at_shutdown_and_sent_after_restart);
+    tcase_add_test(tc, durable_acknowledges_after_the_commit);
+    tcase_add_test(tc, max_bytes_applies_the_overflow_policy);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *r = srunner_create(suite());
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
