@@ -141,6 +141,7 @@ class SeqSenders:
         self.lock = threading.Lock()
         self.sent = 0
         self.acked = set()
+        self.acked_at = {}        # span id -> monotonic time of its OK
         self.refused = set()
         self.unknown = set()
         self.errors = []          # (sender, code, details)
@@ -175,9 +176,12 @@ class SeqSenders:
                     delay = max(delay, 0.05)   # no answer at all: do not spin
                     with self.lock:
                         self.errors.append((sender, answer, note))
+                now = time.monotonic()
                 with self.lock:
                     self.sent += len(ids)
                     what.update(ids)
+                    if answer == "ok":
+                        self.acked_at.update((i, now) for i in ids)
                 if delay:
                     self._stop.wait(delay)
         finally:
@@ -250,6 +254,9 @@ class Merged:
     def __init__(self, *senders):
         self.sent = sum(s.sent for s in senders)
         self.acked = set().union(*(s.acked for s in senders))
+        self.acked_at = {}
+        for s in senders:
+            self.acked_at.update(s.acked_at)
         self.refused = set().union(*(s.refused for s in senders))
         self.unknown = set().union(*(s.unknown for s in senders))
         self.errors = sum((s.errors for s in senders), [])
@@ -282,6 +289,7 @@ class Delivery:
         arrived = [i for i in arrived if sender_seq(i) is not None]
         counts = collections.Counter(arrived)
         got = set(counts)
+        self.dup_ids = {i for i, c in counts.items() if c > 1}
         self.acked = set(acked)
         self.delivered = len(self.acked & got)
         self.duplicated = sum(c - 1 for c in counts.values())
@@ -303,7 +311,61 @@ class Delivery:
             last[sender] = max(seq, last.get(sender, -1))
 
     def describe_lost(self, n=5):
-        return ", ".join("s%d#%d" % sender_seq(i) for i in sorted(self.lost_ids)[:n])
+        return describe_ids(self.lost_ids, n)
+
+
+def describe_ids(ids, n=5):
+    """"s0#120-129, s1#40-44" for the first |n| runs of consecutive ids."""
+    runs = []
+    for sender, seq in sorted(sender_seq(i) for i in ids):
+        if runs and runs[-1][0] == sender and runs[-1][2] == seq - 1:
+            runs[-1][2] = seq
+        else:
+            runs.append([sender, seq, seq])
+    text = ", ".join("s%d#%d" % (a, b) + ("-%d" % c if c != b else "") for a, b, c in runs[:n])
+    return text + (" ... (%d runs)" % len(runs) if len(runs) > n else "")
+
+
+class Phases:
+    """Named moments of a test, to tell in which phase spans were acknowledged."""
+
+    def __init__(self, first="start"):
+        self.marks = [(time.monotonic(), first)]
+
+    def mark(self, name):
+        names = {n for _, n in self.marks}
+        k = 2
+        while name in names:      # "backend up", "backend up #2", ...
+            name = "%s #%d" % (name.split(" #")[0], k)
+            k += 1
+        self.marks.append((time.monotonic(), name))
+
+    def of(self, t):
+        return [name for t0, name in self.marks if t is not None and t0 <= t][-1:] or ["?"]
+
+    def describe(self, ids, acked_at):
+        """"phase: s0#1-9; phase: ..." for |ids| by the phase of their OK."""
+        by = collections.defaultdict(set)
+        for i in ids:
+            by[self.of(acked_at.get(i))[0]].add(i)
+        return "; ".join("acknowledged in phase '%s': %s" % (name, describe_ids(by[name]))
+                         for _, name in self.marks if name in by) + \
+            ("; never acknowledged: %s" % describe_ids(by["?"]) if "?" in by else "")
+
+
+def spool_rows_holding(path, ids):
+    """Of |ids|, those whose bytes appear in a payload of the SQLite spool
+    at |path| (a copy, read with Python's sqlite3); None when unreadable."""
+    import sqlite3
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        try:
+            return {i for i in ids if db.execute(
+                "SELECT 1 FROM batches WHERE instr(payload, ?) LIMIT 1", (i,)).fetchone()}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
 
 
 # --- backends that go down and come back
@@ -343,6 +405,24 @@ class GrpcBackend:
     def arrived(self):
         """Span ids of every accepted call, in arrival order, over every sink."""
         return [sp.span_id for s in self.sinks for _, _, sp in s.spans()]
+
+    def calls_with(self, ids, n=3):
+        """How the first |n| of |ids| arrived more than once: for each, the
+        accepted calls that held it (number over all sinks, spans in the call,
+        seconds since the first call)."""
+        calls = [c for s in self.sinks for c in s.accepted()]
+        t0 = calls[0].time if calls else 0
+        out = []
+        for i in sorted(ids)[:n]:
+            where = ["call %d (%d spans, %+.2f s)%s" % (k, len(ss), c.time - t0,
+                                                         " %d times" % ss.count(i)
+                                                         if ss.count(i) > 1 else "")
+                     for k, (c, ss) in enumerate(
+                         (c, [sp.span_id for rs in c.request.resource_spans
+                              for sc in rs.scope_spans for sp in sc.spans]) for c in calls)
+                     if i in ss]
+            out.append("s%d#%d in %s" % (sender_seq(i) + (", ".join(where),)))
+        return "; ".join(out)
 
 
 def dead_port():
@@ -439,6 +519,16 @@ class DurabilityCase(unittest.TestCase):
     def name(self):
         return self.id().split(".")[-1]
 
+    def assert_no_duplicates(self, d, phases, senders, backend, agent):
+        """Fails when spans arrived more than once, saying when they were
+        acknowledged, in which calls they came and what the exporter retried."""
+        if d.duplicated:
+            self.fail("spans delivered more than once: %d copies; %s; arrivals: %s; "
+                      "lookout_exporter_retries_total %d\n%s"
+                      % (d.duplicated, phases.describe(d.dup_ids, senders.acked_at),
+                         backend.calls_with(d.dup_ids),
+                         self.metric(agent, "lookout_exporter_retries_total"), agent.log_tail()))
+
 
 class DurabilityTest(DurabilityCase):
 
@@ -452,12 +542,15 @@ class DurabilityTest(DurabilityCase):
         before = dropped_by_reason(agent.metrics())
         senders = SeqSenders(agent.grpc_endpoint, count=2, spans=5, interval=0.01).start()
         self.addCleanup(senders.stop)
+        phases = Phases("backend up")
         time.sleep(2)
         backend.down()
+        phases.mark("backend down")
         time.sleep(OUTAGE_SECONDS)
         self.assert_alive(agent, "during the outage")
         spooled_in_outage = self.metric(agent, SPOOL_WRITTEN)
         backend.up()
+        phases.mark("backend back")
         time.sleep(3)
         senders.stop()
         if spool:
@@ -479,6 +572,7 @@ class DurabilityTest(DurabilityCase):
                          "refusal")
         self.assertGreater(len(senders.acked), 0, "nothing acknowledged")
         self.assertEqual(d.unexpected, set(), "spans delivered that the senders were refused")
+        self.assert_no_duplicates(d, phases, senders, backend, agent)
         return agent, senders, d, dropped, spooled_in_outage
 
     def test_1a_backend_down_with_spool(self):
@@ -486,9 +580,8 @@ class DurabilityTest(DurabilityCase):
         self.assertGreater(spooled, 0, "nothing was written to the spool during a %.0f s "
                            "outage behind a queue of 2000 spans\n%s"
                            % (OUTAGE_SECONDS, agent.log_tail()))
-        self.assertEqual(d.lost, 0, "acknowledged spans lost (%s ...)\n%s"
+        self.assertEqual(d.lost, 0, "acknowledged spans lost: %s\n%s"
                          % (d.describe_lost(), agent.log_tail()))
-        self.assertEqual(d.duplicated, 0, "spans delivered more than once")
         self.assertEqual(d.out_of_order[:5], [], "(sender, seq, after seq) delivered out of "
                          "order")
         self.assertEqual(dict(dropped), {}, "lookout_dropped_items_total by reason")
@@ -500,7 +593,6 @@ class DurabilityTest(DurabilityCase):
         total = sum(dropped.values())
         self.assertGreater(d.lost, 0, "a %.0f s outage behind a queue of 2000 spans that "
                            "drops lost nothing: the scenario did not happen" % OUTAGE_SECONDS)
-        self.assertEqual(d.duplicated, 0, "spans delivered more than once")
         # Spans whose answer never came (unknown) may have been dropped too.
         if d.unknown_lost == 0:
             self.assertEqual(d.lost, total, "acknowledged spans lost vs the increase of "
@@ -618,8 +710,14 @@ class DurabilityTest(DurabilityCase):
         time.sleep(1)
         m = agent.metrics()
         pending = m.value(SPOOL_BATCHES) or 0
+        killed_at = time.monotonic()
         agent.proc.send_signal(signal.SIGKILL)
         agent.proc.wait(10)
+        copy = os.path.join(self.spool_dir, "at-kill")   # what the disk held, to explain a loss
+        os.mkdir(copy)
+        for ext in ("", "-wal"):
+            if os.path.exists(self.spool + ext):
+                shutil.copy(self.spool + ext, os.path.join(copy, "spool.db" + ext))
         grpc_senders.halt()
         http_senders.halt()
         senders = Merged(grpc_senders.stop(), http_senders.stop())
@@ -638,8 +736,19 @@ class DurabilityTest(DurabilityCase):
                     restored_batches=int(self.metric(agent2, SPOOL_RESTORED)))
         self.assertGreater(len(grpc_senders.acked), 0, "nothing acknowledged over gRPC")
         self.assertGreater(len(http_senders.acked), 0, "nothing acknowledged over HTTP")
-        self.assertEqual(d.lost, 0, "acknowledged spans lost across kill -9 (%s ...)\n"
-                         "--- after the restart\n%s" % (d.describe_lost(), agent2.log_tail()))
+        if d.lost:
+            in_file = spool_rows_holding(os.path.join(copy, "spool.db"), d.lost_ids)
+            last = {}
+            for i in senders.acked:
+                sender, seq = sender_seq(i)
+                last[sender] = max(seq, last.get(sender, -1))
+            self.fail("acknowledged spans lost across kill -9: %s; in the spool file at the "
+                      "kill: %s; each sender's last acknowledged seq: %s; acknowledged %.3f s "
+                      "before the kill\n--- first run\n%s\n--- after the restart\n%s"
+                      % (d.describe_lost(), "unreadable" if in_file is None else
+                         describe_ids(in_file) or "none", last,
+                         killed_at - max(senders.acked_at[i] for i in d.lost_ids),
+                         agent.log_tail(), agent2.log_tail()))
         self.assertGreater(pending, 0, "the spool held nothing when the agent was killed: "
                            "the test did not test anything")
         self.assertEqual(d.unexpected, set(), "spans delivered that the senders were refused")
@@ -655,18 +764,21 @@ class DurabilityTest(DurabilityCase):
                                              queue_size=500, overflow=overflow))
         before = dropped_by_reason(agent.metrics())
         senders = SeqSenders(agent.grpc_endpoint, count=2, spans=10, payload=1024,
-                             interval=0).start()
+                             interval=0.005).start()
         self.addCleanup(senders.stop)
+        phases = Phases("backend down")
         self.wait_metric(agent, SPOOL_WRITTEN, lambda v: v > 0, "spilled to the spool")
         files = [self.spool, self.spool + "-wal"]
         limit = max(os.path.getsize(f) for f in files if os.path.exists(f)) + (1 << 20)
         pid = agent.proc.pid
         _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, hard))
+        phases.mark("file-size limit set")
         limited_at = senders.acked_count()
         self.wait_metric(agent, SPOOL_WRITE_ERRORS, lambda v: v > 0,
                          "spool writes failing past RLIMIT_FSIZE %d" % limit, reason="disk_full")
         self.wait_metric(agent, SPOOL_ACCEPTING, lambda v: v == 0, "the spool full")
+        phases.mark("spool not accepting")
         time.sleep(3)   # the overflow policy at work
         self.assert_alive(agent, "with the spool's disk full")
         m_full = agent.metrics()
@@ -674,14 +786,17 @@ class DurabilityTest(DurabilityCase):
         acked_full = senders.acked_count()
         # Space returns; the backend still down: the spool must accept again.
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, hard))
+        phases.mark("limit lifted")
         written = self.metric(agent, SPOOL_WRITTEN)
         self.wait_metric(agent, SPOOL_ACCEPTING, lambda v: v == 1, "the spool accepting again")
         self.wait_metric(agent, SPOOL_WRITTEN, lambda v: v > written,
                          "spool writes after the limit was lifted")
         backend.up()
+        phases.mark("backend up")
         time.sleep(2)
         senders.stop()
-        self.wait_delivered(senders.acked, backend.arrived)
+        if overflow == "refuse":   # with drop, some acknowledged spans are meant to be lost
+            self.wait_delivered(senders.acked, backend.arrived)
         self.wait_drained(agent)
         time.sleep(0.5)
         d = Delivery(senders.acked, senders.unknown, backend.arrived())
@@ -699,7 +814,7 @@ class DurabilityTest(DurabilityCase):
         self.assertEqual(senders.errors[:5], [], "answers that are neither OK nor a retryable "
                          "refusal")
         self.assertEqual(d.unexpected, set(), "spans delivered that the senders were refused")
-        self.assertEqual(d.duplicated, 0, "spans delivered more than once")
+        self.assert_no_duplicates(d, phases, senders, backend, agent)
         self.assert_clean_exit(agent)
         return d, dropped, refused_full
 
@@ -801,7 +916,7 @@ class DurabilityTest(DurabilityCase):
 
     def test_6_reload_storage_under_load(self):
         backend = GrpcBackend(self)
-        paths = {k: os.path.join(self.spool_dir, "%s.db" % k) for k in "ABC"}
+        paths = {k: os.path.join(self.spool_dir, "%s.db" % k) for k in "AB"}
 
         def body(storage):
             return traces_body(backend.port, storage, queue_size=1000, batch=200)
@@ -810,6 +925,7 @@ class DurabilityTest(DurabilityCase):
                              interval=0.005).start()
         self.addCleanup(senders.stop)
         reloads = [0]
+        phases = Phases("start, no storage")
         steps = []   # (what, spans acked so far, spool batches written in the step)
 
         def reload(storage, what):
@@ -827,24 +943,33 @@ class DurabilityTest(DurabilityCase):
                             % (reloads[0], what, self.metric(agent, "lookout_config_reloads_total",
                                                              result="failure"), agent.log_tail()))
             written = self.metric(agent, SPOOL_WRITTEN)
+            phases.mark(what)
             time.sleep(2.5)
             after = self.metric(agent, SPOOL_WRITTEN)
             # A new spool may count from 0 again: any change is writing.
             steps.append((what, senders.acked_count(), after - written if after >= written
                           else after))
 
+        # An old spool file keeps what its queue could not send within
+        # shutdown_timeout after the reload, until storage.path names it again
+        # (docs/configuration.md, storage): the last steps name A and B again.
+        def backend_to(up):
+            (backend.up if up else backend.down)()
+            phases.mark("backend " + ("up" if up else "down"))
+
         time.sleep(1)
-        backend.down()
+        backend_to(False)
         reload(storage_yaml(paths["A"]), "add storage A")
         reload(storage_yaml(paths["A"], durable=True), "A durable")
         reload(storage_yaml(paths["B"], durable=True), "move to B, durable")
-        backend.up()
+        backend_to(True)
         reload(storage_yaml(paths["B"]), "B not durable")
-        backend.down()
+        backend_to(False)
         reload("", "remove storage")
-        reload(storage_yaml(paths["C"]), "add storage C")
-        backend.up()
+        reload(storage_yaml(paths["A"]), "add storage A again")
+        backend_to(True)
         time.sleep(2)
+        reload(storage_yaml(paths["B"]), "move to B again")
         senders.stop()
         self.wait_delivered(senders.acked, backend.arrived)
         self.wait_drained(agent)
@@ -861,13 +986,13 @@ class DurabilityTest(DurabilityCase):
                          "refusal")
         self.assertEqual(d.lost, 0, "acknowledged spans lost (%s ...); acked after each step: "
                          "%s\n%s" % (d.describe_lost(), steps, agent.log_tail()))
-        self.assertEqual(d.duplicated, 0, "spans delivered more than once")
+        self.assert_no_duplicates(d, phases, senders, backend, agent)
         self.assertEqual(d.unexpected, set(), "spans delivered that the senders were refused")
         self.assertEqual(dict(dropped), {}, "lookout_dropped_items_total by reason")
         # With storage and the backend down, the queue (1000 spans) overflows
         # into the spool within the step.
         idle = [what for what, _, w in steps if w == 0 and what in
-                ("add storage A", "A durable", "move to B, durable", "add storage C")]
+                ("add storage A", "A durable", "move to B, durable", "add storage A again")]
         self.assertEqual(idle, [], "steps with storage and the backend down that wrote "
                          "nothing to the spool: %s" % steps)
         self.assert_clean_exit(agent)
