@@ -414,10 +414,32 @@ static int probe_steps(lk_spool_db *db, enum probe *kind, char *reason,
 
 /* Returns SQLITE_OK with *kind set, or the SQLite error that keeps any
  * database from being used at the path (I/O, permissions, a lock). */
+/* Errors that come from the machine (I/O, permissions, locks, memory), not
+ * from what the file holds: those keep a spool from opening; any other
+ * error while probing means the content is not a spool we can use (e.g.
+ * "unsupported file format" for a header SQLite does not know). */
+static bool is_environment(int src)
+{
+    switch (src & 0xff) {
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_NOMEM:
+    case SQLITE_READONLY:
+    case SQLITE_FULL:
+    case SQLITE_AUTH:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static int probe(lk_spool_db *db, enum probe *kind, char *reason, size_t n)
 {
     int rc = probe_steps(db, kind, reason, n);
-    if (is_damage(rc)) {
+    if (rc != SQLITE_OK && (is_damage(rc) || !is_environment(rc))) {
         *kind = PROBE_FOREIGN;
         snprintf(reason, n, "%s", sqlite3_errmsg(db->conn));
         return SQLITE_OK;

@@ -1,6 +1,7 @@
 """The valgrind smoke run (see smoke.sh): build/lookout under memcheck with a
 small config (OTLP receiver on gRPC and HTTP, a lines socket, the admin
-listener, one OTLP exporter to an in-process sink for traces and logs); 20 gRPC
+listener, one OTLP exporter to an in-process sink for traces and logs, a durable
+disk spool); 20 gRPC
 exports, 20 HTTP POSTs (half gzip), 200 lines, a /metrics scrape; everything
 must reach the sink; then SIGTERM, and the agent must exit 0: valgrind's
 --error-exitcode (97) says a memory error or a definite leak was found. The
@@ -33,8 +34,14 @@ def main():
     grpc_port, http_port, admin_port = helpers.free_ports(3)
     sock = "/tmp/lk-vg-%d.sock" % os.getpid()
     config = os.path.join(OUT, "lookout.yaml")
+    spool = os.path.join(OUT, "spool.db")
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(spool + suffix):
+            os.unlink(spool + suffix)
     with open(config, "w") as f:
+        # A durable spool: its thread, grouped commits and deletes run too.
         f.write("log_level: info\nshutdown_timeout: 10s\nadmin:\n  endpoint: 127.0.0.1:%d\n"
+                "storage:\n  path: %s\n  durable: true\n"
                 "receivers:\n  otlp:\n    protocols:\n"
                 "      grpc:\n        endpoint: 127.0.0.1:%d\n"
                 "      http:\n        endpoint: 127.0.0.1:%d\n"
@@ -43,7 +50,7 @@ def main():
                 "    batch: {timeout: 100ms}\n"
                 "pipelines:\n  traces:\n    receivers: [otlp]\n    exporters: [otlp/sink]\n"
                 "  logs:\n    receivers: [lines]\n    exporters: [otlp/sink]\n"
-                % (admin_port, grpc_port, http_port, sock, sink.port))
+                % (admin_port, spool, grpc_port, http_port, sock, sink.port))
     log = os.path.join(OUT, "valgrind.log")
     cmd = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
            "--error-exitcode=%d" % VALGRIND_ERROR, "--track-origins=yes",

@@ -513,6 +513,23 @@ START_TEST(a_file_that_is_not_a_database_is_moved_aside)
 }
 END_TEST
 
+/* A header SQLite reads but does not support ("unsupported file format",
+ * SQLITE_ERROR rather than NOTADB or CORRUPT): found by the fuzz target. */
+START_TEST(an_unsupported_header_is_moved_aside)
+{
+    struct tmp t;
+    tmp_init(&t);
+    static const char head[] = "SQLite format 3\000\020\000\002\002\000@  \000\000\000\003\000"
+                               "`\000SQLite \000\000\000format 3\000\020\000\002\002\000@  "
+                               "\000\000\000\000\003\000\000\000\000\000\000\000\000\003\000.c"
+                               "\000\003\000\001.c\001";
+    write_file(t.path, head, sizeof(head) - 1);
+    char aside[256];
+    open_moves_aside(&t, aside, sizeof(aside));
+    tmp_fini(&t);
+}
+END_TEST
+
 /* An SQLite database made by someone else, with |sql| run in it. */
 static void make_foreign(const char *path, const char *sql)
 {
@@ -769,6 +786,7 @@ int main(void)
     suite_add_tcase(s, tx);
     TCase *bad = tcase_create("bad files");
     tcase_add_test(bad, a_file_that_is_not_a_database_is_moved_aside);
+    tcase_add_test(bad, an_unsupported_header_is_moved_aside);
     tcase_add_test(bad, another_user_version_or_schema_is_moved_aside);
     tcase_add_test(bad, a_truncated_database_is_moved_aside);
     tcase_add_test(bad, the_scan_check_accepts_a_good_spool);
