@@ -393,6 +393,7 @@ struct plan {
     bool *xnew;
     lk_spool *spool;           /* the spool of the new configuration */
     bool spool_new;            /* opened for it */
+    bool spool_unretired;      /* a retired one taken back */
 };
 
 /* Step 1 for storage: the same file stays open; another (or a first) one
@@ -401,8 +402,13 @@ static int plan_storage(struct plan *p, const lk_config *nc)
 {
     if (nc->storage.path == NULL)
         return 0;
-    if (S.spool != NULL && strcmp(lk_spool_path(S.spool), nc->storage.path) == 0) {
-        p->spool = S.spool;
+    lk_spool *open = lk_spool_find(nc->storage.path);
+    if (open != NULL) {
+        /* The same file, or one a reload retired and that still drains. */
+        p->spool = open;
+        p->spool_unretired = lk_spool_retired(open);
+        if (p->spool_unretired)
+            lk_spool_unretire(open);
         return 0;
     }
     char *err = NULL;
@@ -423,6 +429,8 @@ static void rollback(struct plan *p, const lk_config *nc)
 {
     if (p->spool_new)
         lk_spool_close(p->spool);
+    if (p->spool_unretired)
+        lk_spool_retire(p->spool);
     for (struct rslot *r = p->rs, *n; r != NULL; r = n) {
         n = r->next;
         struct rslot *old = find_rslot(S.rs, r->cfg->name);

@@ -837,8 +837,7 @@ void lk_queue_destroy(lk_queue *q)
         lk_item_unref(q->ring[(q->head + i) % q->ring_cap]);
     q->nqueued = 0;
     if (q->st != NULL) {
-        if (q->owns)
-            lk_spool_stream_set_owner(q->st, NULL, NULL);
+        lk_spool_stream_release_owner(q->st, q);
         lk_spool_stream_put(q->st);
         q->st = NULL;
     }

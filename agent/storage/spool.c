@@ -72,6 +72,7 @@ struct lk_spool_stream {
 };
 
 struct lk_spool {
+    lk_spool *next_open; /* the spools open in this process */
     uv_loop_t *loop;
     lk_metrics *m;
     char *path;
@@ -112,6 +113,10 @@ struct lk_spool {
     int64_t start_last_id; /* the highest id at open */
     lk_histogram *h_commit;
 };
+
+/* Open spools, retired ones included, so that a reload naming a file again
+ * takes the spool that still has it open (the file is locked). Loop only. */
+static lk_spool *open_spools;
 
 static const double commit_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                        0.05,   0.1,   0.25,   0.5,   1,    2.5};
@@ -589,6 +594,14 @@ void lk_spool_stream_set_owner(lk_spool_stream *st, const struct lk_spool_owner_
     st->owner = owner;
 }
 
+void lk_spool_stream_release_owner(lk_spool_stream *st, void *owner)
+{
+    if (st->owner == owner) {
+        st->ops = NULL;
+        st->owner = NULL;
+    }
+}
+
 bool lk_spool_stream_has_room(const lk_spool_stream *st, size_t bytes)
 {
     const lk_spool *s = st->s;
@@ -804,6 +817,8 @@ int lk_spool_open(lk_spool **out, uv_loop_t *loop, const struct lk_storage_confi
         return LK_ESYS;
     }
     s->thread_started = true;
+    s->next_open = open_spools;
+    open_spools = s;
     *out = s;
     return 0;
 }
@@ -873,9 +888,33 @@ static void handle_closed(uv_handle_t *h)
     }
 }
 
+lk_spool *lk_spool_find(const char *path)
+{
+    for (lk_spool *s = open_spools; s != NULL; s = s->next_open)
+        if (!s->closing && strcmp(s->path, path) == 0)
+            return s;
+    return NULL;
+}
+
+bool lk_spool_retired(const lk_spool *s)
+{
+    return s->retired;
+}
+
+void lk_spool_unretire(lk_spool *s)
+{
+    s->retired = false;
+    update_gauges(s);
+}
+
 void lk_spool_close(lk_spool *s)
 {
     s->closing = true;
+    for (lk_spool **pp = &open_spools; *pp != NULL; pp = &(*pp)->next_open)
+        if (*pp == s) {
+            *pp = s->next_open;
+            break;
+        }
     lk_metrics_off_collect(s->m, collect, s);
     uv_prepare_stop(&s->prepare);
     uv_timer_stop(&s->timer);

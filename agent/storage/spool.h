@@ -48,6 +48,11 @@ bool lk_spool_durable(const lk_spool *s);
 /* The spool's configuration no longer names it: it takes no more appends
  * and closes itself once its streams are empty and released. */
 void lk_spool_retire(lk_spool *s);
+/* The open spool of |path|, retired or not, or NULL: a reload that names a
+ * file a retired spool still has open (and locked) takes that spool back. */
+lk_spool *lk_spool_find(const char *path);
+bool lk_spool_retired(const lk_spool *s);
+void lk_spool_unretire(lk_spool *s);
 /* Writes what is queued, stops the thread (joins it) and frees the spool;
  * every stream must have been released. For the end of shutdown. */
 void lk_spool_close(lk_spool *s);
@@ -73,6 +78,8 @@ lk_spool *lk_spool_stream_spool(const lk_spool_stream *st);
 void lk_spool_stream_set_owner(lk_spool_stream *st, const struct lk_spool_owner_ops *ops,
                                void *owner);
 
+/* No results for |owner| any more, unless another queue took the stream. */
+void lk_spool_stream_release_owner(lk_spool_stream *st, void *owner);
 /* Whether |bytes| more fit: the spool takes appends (not retired, no write
  * failing) and max_bytes allows them. */
 bool lk_spool_stream_has_room(const lk_spool_stream *st, size_t bytes);
