@@ -22,8 +22,9 @@ the backend may see batches in any order, with or without a spool.
 2. test_2: data in the spool at SIGTERM (otlp, otlphttp and loki exporters,
    backends down): the agent exits within shutdown_timeout; started again with
    the backends up, it sends all of it.
-3. test_3: kill -9 under load with durable: true, restart on the same spool:
-   no acknowledged span missing; duplicates counted and reported.
+3. test_3: kill -9 under load (gRPC and OTLP/HTTP senders) with durable: true,
+   restart on the same spool: no acknowledged span missing; duplicates
+   counted and reported.
 4. test_4a/4b: disk full (RLIMIT_FSIZE set on the running agent with prlimit:
    writes past it fail with EFBIG) with the backend down: the queue's overflow
    policy takes over (refuse: retryable refusals; drop: counted as
@@ -35,8 +36,13 @@ the backend may see batches in any order, with or without a spool.
    <path>.corrupt-<unix seconds>, an error line says so, and a fresh spool
    spills and delivers.
 6. test_6: reloads (SIGHUP) that add storage, make it durable, move it,
-   make it non-durable, remove it and add it again, with the backend going
-   down and up, while senders run: every acknowledged span arrives once.
+   make it non-durable, remove it, and name the two files again, with the
+   backend going down and up, while senders run: every acknowledged span
+   arrives once.
+
+A failure says what it saw: the runs of lost or duplicated spans, the phase in
+which they were acknowledged, the calls they arrived in, and for test_3
+whether the lost ones were in the spool file at the kill.
 
 Run: make durability, or sh test/integration/run.sh test_durability (from the
 repo root, after `make`).
