@@ -69,6 +69,8 @@ struct lk_httpd_req {
     bool keep_alive;
     bool http10;
     int err_status; /* set by a callback that stops the parser */
+    lk_httpd_abandon_cb on_abandon; /* set by a handler answering later */
+    void *abandon_arg;
 };
 
 struct conn {
@@ -286,6 +288,11 @@ static void conn_close(conn *c)
     c->h->nlive--;
     uv_close((uv_handle_t *)c->stream, on_stream_close);
     uv_close((uv_handle_t *)&c->timer, on_timer_close);
+    /* The handles close later: |c| outlives an answer given in here. */
+    lk_httpd_abandon_cb cb = c->req.on_abandon;
+    c->req.on_abandon = NULL;
+    if (c->req_pending && cb != NULL)
+        cb(&c->req, c->req.abandon_arg);
 }
 
 /* ---- timers ---- */
@@ -512,6 +519,8 @@ static void req_reset(struct lk_httpd_req *r)
     r->keep_alive = false;
     r->http10 = false;
     r->err_status = 0;
+    r->on_abandon = NULL;
+    r->abandon_arg = NULL;
 }
 
 static void send_continue(conn *c)
@@ -1077,6 +1086,12 @@ bool lk_httpd_req_is_abandoned(const lk_httpd_req *r)
     return r->c->closing;
 }
 
+void lk_httpd_req_on_abandon(lk_httpd_req *r, lk_httpd_abandon_cb cb, void *arg)
+{
+    r->on_abandon = cb;
+    r->abandon_arg = arg;
+}
+
 int lk_httpd_respond(lk_httpd_req *r, int status, const char *content_type,
                      const char *extra_headers, const void *body, size_t len)
 {
@@ -1084,6 +1099,7 @@ int lk_httpd_respond(lk_httpd_req *r, int status, const char *content_type,
     if (!c->req_pending || status < 200 || status > 599)
         return LK_EINVAL;
     c->req_pending = false;
+    r->on_abandon = NULL;
     if (c->closing) {
         conn_maybe_free(c);
         return LK_ECLOSED;

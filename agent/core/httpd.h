@@ -6,8 +6,9 @@
  * TLS or upgrade connections.
  *
  * One request per connection is with the handler at a time: while it is
- * unanswered the connection reads nothing more, so a slow answer pushes back
- * on that client through TCP.
+ * unanswered the connection reads nothing more (pipelined requests wait,
+ * unparsed, and are answered in order), so a slow answer pushes back on that
+ * client through TCP. The handler may answer during its call or later.
  *
  * Errors the server answers by itself, each followed by closing the
  * connection: 400 malformed request, 408 request not complete within
@@ -131,6 +132,19 @@ bool lk_httpd_req_header_at(const lk_httpd_req *r, size_t i,
 const uint8_t *lk_httpd_req_body(const lk_httpd_req *r, size_t *len);
 /* True once the connection is gone: an answer will be dropped. */
 bool lk_httpd_req_is_abandoned(const lk_httpd_req *r);
+
+/*
+ * For a handler that answers later, from work it can give up: asks for
+ * |cb|(|r|, |arg|) if the connection closes while |r| is unanswered. Only
+ * the server closes such a connection (lk_httpd_close): it reads nothing
+ * from a connection whose request is with the handler, so a client that
+ * went away shows only when the answer is written. |cb| runs once, inside
+ * the close; it should answer |r| there (the answer is dropped), since the
+ * server is freed only once every request is answered. The answer clears
+ * the request's |cb|; a NULL |cb| clears it too.
+ */
+typedef void (*lk_httpd_abandon_cb)(lk_httpd_req *r, void *arg);
+void lk_httpd_req_on_abandon(lk_httpd_req *r, lk_httpd_abandon_cb cb, void *arg);
 
 /*
  * Answers |r| and releases it. |content_type| may be NULL (no header);

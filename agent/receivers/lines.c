@@ -4,7 +4,9 @@
  * run of lines with the same service and sender) and offers that item to the
  * logs pipeline. When the pipeline refuses and the policy is block, the item
  * is kept and the socket is no longer read until a timer gets it accepted:
- * the kernel buffer fills and writers block, so nothing is lost.
+ * the kernel buffer fills and writers block, so nothing is lost. With
+ * storage.durable the socket is not read either until what was offered is
+ * committed (struct feed).
  */
 #include "receivers/lines.h"
 
@@ -548,6 +550,22 @@ static void held_fini(struct held *q)
     memset(q, 0, sizeof(*q));
 }
 
+/*
+ * Where items come from: a stream connection, or the datagram socket. With
+ * storage.durable, what one read (one timer flush, one retry) of a feed
+ * offers shares an ack, and the feed is not read again until it is
+ * committed: the writer's next lines wait in the socket buffer, as for a
+ * full pipeline. A feed has at most one ack at a time.
+ */
+struct feed {
+    struct held held;  /* refused, waiting for room (block policy), in order */
+    lk_ack *ack;       /* the ack of what is being offered, or waited for */
+    uint64_t acked;    /* records offered under |ack|: accepted once committed */
+    bool waiting;      /* |ack| is sealed: reading waits for its callback */
+    lk_lines *r;
+    struct conn *c;    /* NULL: the datagram socket */
+};
+
 struct conn {
     uv_pipe_t h;
     uv_timer_t idle; /* runs while a partial line waits for the writer */
@@ -557,9 +575,9 @@ struct conn {
     struct lk_lines_origin origin;
     char pname[64];
     struct lk_line_framer framer;
-    bool ended;      /* EOF or error seen: close once |held| is empty */
+    bool ended;      /* EOF or error seen: close once |feed| is through */
     bool closing;
-    struct held held; /* refused, waiting for room (block policy), in order */
+    struct feed feed;
 };
 
 struct lk_lines {
@@ -581,7 +599,7 @@ struct lk_lines {
     int dgram_fd;
     bool handle_open;
     uint8_t *dgram_buf;   /* max_line + 2: a full line with its CRLF fits */
-    struct held dgram_held;
+    struct feed dgram;
     uint64_t item_recs;   /* largest item to make: see lk_pipeline_item_limits */
     size_t item_bytes;
     int dgram_pid; /* whose name dgram_pname holds */
@@ -600,6 +618,8 @@ struct lk_lines {
     lk_counter *refused;
     lk_counter *dropped;
     lk_counter *dropped_mem; /* overflow: drop while memory_limit is reached */
+    lk_counter *dropped_spool; /* storage.durable: the commit failed */
+    uint64_t spool_failures;   /* commits that failed, for the log's pacing */
     lk_counter *too_large;
     lk_counter *truncated;
     lk_counter *invalid_utf8;
@@ -612,6 +632,7 @@ struct lk_lines {
 
 static void part_closed(lk_lines *r);
 static void retry_cb(uv_timer_t *t);
+static void feed_committed(void *arg, int status);
 
 static void count_invalid(lk_lines *r)
 {
@@ -619,21 +640,36 @@ static void count_invalid(lk_lines *r)
     r->invalid_seen = r->enc.invalid_utf8;
 }
 
+/* lk_pipeline_submit under |f|'s ack (made on first use). */
+static int submit_acked(lk_lines *r, struct feed *f, lk_item *it)
+{
+    if (f->ack == NULL && (f->ack = lk_ack_new(r->loop, feed_committed, f)) == NULL)
+        return LK_EAGAIN; /* no memory for it: as a full pipeline */
+    int rc = lk_pipeline_submit_acked(r->logs, it, f->ack);
+    if (rc == 0)
+        f->acked += it->count;
+    return rc;
+}
+
 /*
- * Offers |it|. Returns true when the item is gone (accepted, or dropped and
- * counted) and its reference with it, false when the caller must keep it and
- * stop reading (block policy). While closing, what was read is queued even
- * past the queues' caps: the shutdown drain sends it.
+ * Offers |it| from |f|. Returns true when the item is gone (accepted, or
+ * dropped and counted) and its reference with it, false when the caller
+ * must keep it and stop reading (block policy). While closing, what was
+ * read is queued even past the queues' caps: the shutdown drain sends it.
  */
-static bool offer(lk_lines *r, lk_item *it)
+static bool offer(lk_lines *r, struct feed *f, lk_item *it)
 {
     int rc = 0;
+    bool durable = false;
     if (r->closing)
         lk_pipeline_submit_over(r->logs, it);
+    else if ((durable = lk_pipeline_durable(r->logs)))
+        rc = submit_acked(r, f, it);
     else
         rc = lk_pipeline_submit(r->logs, it);
     if (rc == 0) {
-        lk_counter_add(r->accepted, it->count);
+        if (!durable)
+            lk_counter_add(r->accepted, it->count);
     } else if (rc == LK_E2BIG) {
         /* Only a single line larger than a queue's max_bytes gets here:
          * items are cut at a quarter of the smallest queue. */
@@ -651,26 +687,57 @@ static bool offer(lk_lines *r, lk_item *it)
     return true;
 }
 
-/* Offers |it| (may be NULL) behind what |q| holds, so order is kept. Returns
- * true when |q| holds something afterwards: stop reading. */
-static bool deliver(lk_lines *r, struct held *q, lk_item *it)
+/* Offers |it| (may be NULL) behind what |f| holds, so order is kept.
+ * Returns true when |f| holds something afterwards: stop reading. */
+static bool deliver(lk_lines *r, struct feed *f, lk_item *it)
 {
-    if (it != NULL && (q->n > 0 || !offer(r, it)) && held_push(q, it) < 0) {
+    struct held *q = &f->held;
+    if (it != NULL && (q->n > 0 || !offer(r, f, it)) && held_push(q, it) < 0) {
         lk_counter_add(r->dropped, it->count);
         lk_item_unref(it);
     }
     return q->n > 0;
 }
 
-/* Offers what |q| holds, oldest first. True when it is empty afterwards. */
-static bool drain_held(lk_lines *r, struct held *q)
+/* Offers what |f| holds, oldest first. True when it is empty afterwards. */
+static bool drain_held(lk_lines *r, struct feed *f)
 {
+    struct held *q = &f->held;
     while (q->n > 0) {
-        if (!offer(r, q->v[q->head]))
+        if (!offer(r, f, q->v[q->head]))
             return false;
         held_pop(q);
     }
     return true;
+}
+
+/* Ends what |f| offered under one ack. True when there is a commit to wait
+ * for before reading |f| again. */
+static bool feed_seal(struct feed *f)
+{
+    if (f->ack == NULL)
+        return false;
+    if (f->acked == 0) {
+        lk_ack_cancel(f->ack); /* everything offered was refused */
+        f->ack = NULL;
+        return false;
+    }
+    f->waiting = true;
+    lk_ack_seal(f->ack);
+    return true;
+}
+
+/* Stops waiting for |f|'s commit (the feed is closing). What was offered is
+ * queued all the same. */
+static void feed_cancel(lk_lines *r, struct feed *f)
+{
+    if (f->ack == NULL)
+        return;
+    lk_ack_cancel(f->ack);
+    lk_counter_add(r->accepted, f->acked);
+    f->ack = NULL;
+    f->acked = 0;
+    f->waiting = false;
 }
 
 /* Turns what the encoder holds into an item. NULL when it holds nothing or
@@ -799,7 +866,7 @@ void lk_line_framer_commit(struct lk_line_framer *f, size_t n, bool at_end,
 struct line_ctx {
     lk_lines *r;
     const struct lk_lines_origin *origin;
-    struct held *held;
+    struct feed *feed;
     uint64_t now;
 };
 
@@ -807,7 +874,7 @@ static lk_item *take_item(lk_lines *r);
 
 /* Before a line of |len| bytes: closes the item being built when the line
  * would make it larger than the pipeline takes, and delivers it. */
-static void cut_item(lk_lines *r, struct held *held, size_t len)
+static void cut_item(lk_lines *r, struct feed *f, size_t len)
 {
     const struct lk_lines_encoder *e = &r->enc;
     /* What the item would grow to: the open run's resource (static
@@ -817,14 +884,14 @@ static void cut_item(lk_lines *r, struct held *held, size_t len)
     size_t record = 3 * len + 128;
     if (e->nrecs > 0 && (e->nrecs >= r->item_recs ||
                          e->req.len + e->recs.len + header + record > r->item_bytes))
-        deliver(r, held, take_item(r));
+        deliver(r, f, take_item(r));
 }
 
 static void on_line(void *arg, const uint8_t *line, size_t len, bool truncated)
 {
     struct line_ctx *lc = arg;
     lk_lines *r = lc->r;
-    cut_item(r, lc->held, len);
+    cut_item(r, lc->feed, len);
     if (truncated)
         lk_counter_add(r->truncated, 1);
     if (lk_lines_encoder_add(&r->enc, lc->origin, line, len, lc->now) < 0) {
@@ -836,7 +903,7 @@ static void on_line(void *arg, const uint8_t *line, size_t len, bool truncated)
 /* Frames |n| new bytes of |c| (|at_end|: and whatever is left). */
 static void frame(struct conn *c, size_t n, bool at_end)
 {
-    struct line_ctx lc = {.r = c->r, .origin = &c->origin, .held = &c->held, .now = now_ns()};
+    struct line_ctx lc = {.r = c->r, .origin = &c->origin, .feed = &c->feed, .now = now_ns()};
     lk_line_framer_commit(&c->framer, n, at_end, on_line, &lc);
 }
 
@@ -854,7 +921,7 @@ static void conn_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     r->nconns--;
     lk_gauge_add(r->conn_gauge, -1);
-    held_fini(&c->held);
+    held_fini(&c->feed.held);
     lk_line_framer_fini(&c->framer);
     free(c);
     part_closed(r);
@@ -865,6 +932,7 @@ static void conn_close(struct conn *c)
     if (c->closing)
         return;
     c->closing = true;
+    feed_cancel(c->r, &c->feed);
     c->r->open++;
     c->pending = 2;
     uv_close((uv_handle_t *)&c->h, conn_closed);
@@ -877,18 +945,22 @@ static void arm_retry(lk_lines *r)
         uv_timer_start(&r->retry, retry_cb, RETRY_MS, RETRY_MS);
 }
 
-/* Offers what was framed; on refusal keeps it and stops reading. */
+/* Offers what was framed; on refusal keeps it and stops reading, as it
+ * does until what was offered is committed (storage.durable). */
 static void submit_conn(struct conn *c)
 {
     lk_lines *r = c->r;
-    if (!deliver(r, &c->held, take_item(r))) {
-        if (c->ended)
-            conn_close(c);
-        return;
+    bool held = deliver(r, &c->feed, take_item(r));
+    bool waiting = feed_seal(&c->feed);
+    if (held) {
+        uv_read_stop((uv_stream_t *)&c->h);
+        lk_counter_add(r->paused, 1);
+        arm_retry(r);
+    } else if (waiting) {
+        uv_read_stop((uv_stream_t *)&c->h); /* feed_committed reads on */
+    } else if (c->ended) {
+        conn_close(c);
     }
-    uv_read_stop((uv_stream_t *)&c->h);
-    lk_counter_add(r->paused, 1);
-    arm_retry(r);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
@@ -917,8 +989,9 @@ static void idle_cb(uv_timer_t *t)
     lk_lines *r = c->r;
     if (c->closing || c->ended)
         return;
-    if (c->held.n > 0) {
-        /* We stopped reading (the pipeline is full): not the writer's doing. */
+    if (c->feed.held.n > 0 || c->feed.waiting) {
+        /* We stopped reading (the pipeline is full, or a commit is awaited):
+         * not the writer's doing. */
         uv_timer_start(&c->idle, idle_cb, r->idle_timeout_ms, 0);
         return;
     }
@@ -983,6 +1056,8 @@ static void on_connection(uv_stream_t *server, int status)
     if (c == NULL)
         return;
     c->r = r;
+    c->feed.r = r;
+    c->feed.c = c;
     lk_line_framer_init(&c->framer, r->max_line);
     uv_pipe_init(r->loop, &c->h, 0);
     c->h.data = c;
@@ -1015,11 +1090,15 @@ static void on_connection(uv_stream_t *server, int status)
 
 static void dgram_submit(lk_lines *r)
 {
-    if (!deliver(r, &r->dgram_held, take_item(r)))
-        return;
-    uv_poll_stop(&r->poll);
-    lk_counter_add(r->paused, 1);
-    arm_retry(r);
+    bool held = deliver(r, &r->dgram, take_item(r));
+    bool waiting = feed_seal(&r->dgram);
+    if (held) {
+        uv_poll_stop(&r->poll);
+        lk_counter_add(r->paused, 1);
+        arm_retry(r);
+    } else if (waiting) {
+        uv_poll_stop(&r->poll); /* feed_committed polls again */
+    }
 }
 
 /* Reads up to DGRAMS_PER_WAKEUP datagrams; returns how many. */
@@ -1075,38 +1154,80 @@ static int read_dgrams(lk_lines *r)
         o.process_name = r->dgram_pname;
         if (len == 0)
             continue;
-        cut_item(r, &r->dgram_held, len);
+        cut_item(r, &r->dgram, len);
         if (lk_lines_encoder_add(&r->enc, &o, r->dgram_buf, len, now) < 0)
             lk_counter_add(r->dropped, 1);
     }
     return i;
 }
 
+/* ---- reading on ---- */
+
+/* Reads |f| again (or closes its ended connection) unless it still holds
+ * refused items, which the retry timer offers first. */
+static void feed_resume(struct feed *f)
+{
+    if (f->held.n > 0)
+        return;
+    if (f->c == NULL)
+        uv_poll_start(&f->r->poll, UV_READABLE, on_dgram);
+    else if (f->c->ended)
+        conn_close(f->c);
+    else
+        uv_read_start((uv_stream_t *)&f->c->h, on_alloc, on_read);
+}
+
+/* The ack's callback: what |f| offered is committed, or could not be (the
+ * lines are lost then: a writer cannot be told to send them again). */
+static void feed_committed(void *arg, int status)
+{
+    struct feed *f = arg;
+    lk_lines *r = f->r;
+    if (status < 0) {
+        lk_counter_add(r->refused, f->acked);
+        lk_counter_add(r->dropped_spool, f->acked);
+        /* Logged 1, 2, 4, 8... times: a spool that keeps failing says so
+         * without flooding the log. */
+        r->spool_failures++;
+        if ((r->spool_failures & (r->spool_failures - 1)) == 0)
+            lk_log(LK_LOG_WARN, "lines not stored on disk, dropped", LK_S("receiver", r->name)
+                   LK_U("lines", f->acked) LK_S("error", lk_strerror(status))
+                   LK_U("failures", r->spool_failures));
+    } else {
+        lk_counter_add(r->accepted, f->acked);
+    }
+    f->ack = NULL;
+    f->acked = 0;
+    f->waiting = false;
+    feed_resume(f);
+}
+
 /* ---- retrying refused items ---- */
+
+/* Offers what |f| holds; true when some of it is still refused. */
+static bool retry_feed(lk_lines *r, struct feed *f)
+{
+    if (f->waiting)
+        return true; /* its commit first */
+    bool drained = drain_held(r, f);
+    bool waiting = feed_seal(f);
+    if (!drained)
+        return true;
+    if (!waiting)
+        feed_resume(f);
+    return false;
+}
 
 static void retry_cb(uv_timer_t *t)
 {
     lk_lines *r = t->data;
-    bool waiting = false;
-    for (struct conn *c = r->conns; c != NULL; c = c->next) {
-        if (c->held.n == 0 || c->closing)
-            continue;
-        if (!drain_held(r, &c->held)) {
-            waiting = true;
-            continue;
-        }
-        if (c->ended)
-            conn_close(c);
-        else
-            uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read);
-    }
-    if (r->dgram_held.n > 0) {
-        if (drain_held(r, &r->dgram_held))
-            uv_poll_start(&r->poll, UV_READABLE, on_dgram);
-        else
-            waiting = true;
-    }
-    if (!waiting)
+    bool more = false;
+    for (struct conn *c = r->conns; c != NULL; c = c->next)
+        if (c->feed.held.n > 0 && !c->closing && retry_feed(r, &c->feed))
+            more = true;
+    if (r->dgram.held.n > 0 && retry_feed(r, &r->dgram))
+        more = true;
+    if (!more)
         uv_timer_stop(t);
 }
 
@@ -1253,6 +1374,11 @@ static void register_metrics(lk_lines *r, lk_metrics *m)
                                         "Items (spans, points, records) dropped, by reason.",
                                         drop_labels);
     snprintf(drop_labels, sizeof(drop_labels),
+             "signal=\"logs\",reason=\"spool_write_failed\",receiver=\"%s\"", r->name);
+    r->dropped_spool = lk_metrics_counter(m, "lookout_dropped_items_total",
+                                          "Items (spans, points, records) dropped, by reason.",
+                                          drop_labels);
+    snprintf(drop_labels, sizeof(drop_labels),
              "signal=\"logs\",reason=\"too_large\",receiver=\"%s\"", r->name);
     r->too_large = lk_metrics_counter(m, "lookout_dropped_items_total",
                                       "Items (spans, points, records) dropped, by reason.",
@@ -1295,6 +1421,7 @@ int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
     r->overflow = cfg->overflow;
     r->dgram_fd = -1;
     r->dgram_pid = 0;
+    r->dgram.r = r;
     r->name = strdup(name);
     r->path = strdup(cfg->path);
     char host[256];
@@ -1366,7 +1493,7 @@ static void part_closed(lk_lines *r)
     void (*done)(void *) = r->done;
     void *arg = r->done_arg;
     count_invalid(r);
-    held_fini(&r->dgram_held);
+    held_fini(&r->dgram.held);
     lk_lines_encoder_fini(&r->enc);
     free(r->dgram_buf);
     free(r->name);
@@ -1447,8 +1574,8 @@ void lk_lines_set_pipeline(lk_lines *r, lk_pipeline *logs)
     r->logs = logs;
     r->enc.want_entries = lk_pipeline_accepts(logs, LK_FORM_LOKI_ENTRIES);
     for (struct conn *c = r->conns; c != NULL; c = c->next)
-        reform_held(r, &c->held);
-    reform_held(r, &r->dgram_held);
+        reform_held(r, &c->feed.held);
+    reform_held(r, &r->dgram.held);
     lk_pipeline_item_limits(logs, &r->item_recs, &r->item_bytes);
 }
 
@@ -1466,11 +1593,12 @@ void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg)
     if (r->handle_open) {
         r->open++;
         if (r->datagram) {
-            drain_held(r, &r->dgram_held); /* closing: queued past the caps */
+            feed_cancel(r, &r->dgram);
+            drain_held(r, &r->dgram); /* closing: queued past the caps */
             /* Datagrams already in the socket's buffer were sent: take them. */
             for (int k = 0; k < CLOSE_READ_ROUNDS && read_dgrams(r) == DGRAMS_PER_WAKEUP; k++)
                 ;
-            deliver(r, &r->dgram_held, take_item(r));
+            deliver(r, &r->dgram, take_item(r));
             uv_close((uv_handle_t *)&r->poll, listener_closed);
         } else {
             uv_close((uv_handle_t *)&r->listener, listener_closed);
@@ -1484,10 +1612,11 @@ void lk_lines_close(lk_lines *r, void (*done)(void *arg), void *arg)
         if (c->closing)
             continue;
         uv_read_stop((uv_stream_t *)&c->h);
-        drain_held(r, &c->held); /* closing: queued past the caps */
+        feed_cancel(r, &c->feed);
+        drain_held(r, &c->feed); /* closing: queued past the caps */
         read_rest(c);
         frame(c, 0, true);
-        deliver(r, &c->held, take_item(r));
+        deliver(r, &c->feed, take_item(r));
         conn_close(c);
     }
     part_closed(r);

@@ -2,7 +2,10 @@
  * (stream: newline-framed; datagram: one line each), turned into OTLP logs
  * items for the logs pipeline. A stream writer that stops inside a line for
  * cfg->idle_timeout_ms (0: never) is closed and its partial line taken as a
- * line; writers silent between lines stay connected. */
+ * line; writers silent between lines stay connected. With storage.durable
+ * (lk_pipeline_durable) a connection, or the datagram socket, is read again
+ * only once what it gave is committed (pipeline/ack.h); lines whose commit
+ * failed are dropped, counted (reason "spool_write_failed"). */
 #ifndef LK_RECEIVERS_LINES_H
 #define LK_RECEIVERS_LINES_H
 

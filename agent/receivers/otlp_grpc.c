@@ -70,6 +70,13 @@ struct stream {
     const uint8_t *resp;
     size_t resp_len;
     size_t resp_sent;
+    /* storage.durable: the commit its answer waits for (the stream stays
+     * open meanwhile, so it holds its slot of max_concurrent_streams and
+     * keeps its connection busy), and what the answer will report. */
+    lk_ack *ack;
+    uint64_t ack_items;    /* queued; counted accepted once committed */
+    uint64_t ack_rejected; /* invalid items left out */
+    char *ack_why;         /* their reason, or NULL */
 };
 
 struct conn {
@@ -289,6 +296,34 @@ static void refuse_memory(struct stream *s)
                   "lookout's memory_limit is reached, retry later", RETRY_AFTER_MS);
 }
 
+/* Answers a request whose |items| the pipeline did not take (|rc| from
+ * lk_pipeline_submit, LK_ENOMEM, or a failed commit's LK_EFULL / LK_EIO):
+ * all but a request larger than the queue may be sent again. */
+static void refuse_items(struct stream *s, uint64_t items, int rc)
+{
+    char text[160];
+    lk_counter_add(s->c->r->refused[s->signal], items);
+    if (rc == LK_EMEMLIMIT) {
+        refuse_memory(s);
+    } else if (rc == LK_E2BIG) {
+        respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED,
+                      "request larger than lookout's queue (queue_size, max_bytes)", -1);
+    } else if (rc == LK_ENOMEM) {
+        respond_error(s, LK_GRPC_UNAVAILABLE, "out of memory", RETRY_AFTER_MS);
+    } else if (rc == LK_EFULL || rc == LK_EIO) {
+        snprintf(text, sizeof(text),
+                 "lookout could not store the request on disk (%s), retry later",
+                 lk_strerror(rc));
+        respond_error(s, LK_GRPC_UNAVAILABLE, text, RETRY_AFTER_MS);
+    } else {
+        respond_error(s, LK_GRPC_UNAVAILABLE, "lookout's queue is full, retry later",
+                      RETRY_AFTER_MS);
+    }
+}
+
+static void submit_durable(struct stream *s, lk_pipeline *p, lk_item *it,
+                           uint64_t rejected, const char *why);
+
 /* Answers a failed inflate (|rc| from lk_gzip_inflate with cap |max|).
  * Returns true when it did. */
 static bool inflate_failed(struct stream *s, int rc, size_t max)
@@ -370,22 +405,17 @@ static void accept_message(struct stream *s, const uint8_t *msg, size_t msglen)
     /* The item holds a copy; one large salvage does not pin its size. */
     lk_buf_fini(&r->salvaged);
     if (it == NULL) {
-        lk_counter_add(r->refused[s->signal], counts.items);
-        respond_error(s, LK_GRPC_UNAVAILABLE, "out of memory", RETRY_AFTER_MS);
+        refuse_items(s, counts.items, LK_ENOMEM);
+        return;
+    }
+    if (lk_pipeline_durable(p)) {
+        submit_durable(s, p, it, sv.dropped ? sv.rejected : 0, sv.dropped ? why : NULL);
         return;
     }
     rc = lk_pipeline_submit(p, it);
     lk_item_unref(it);
     if (rc < 0) {
-        lk_counter_add(r->refused[s->signal], counts.items);
-        if (rc == LK_EMEMLIMIT)
-            refuse_memory(s);
-        else if (rc == LK_E2BIG)
-            respond_error(s, LK_GRPC_RESOURCE_EXHAUSTED,
-                          "request larger than lookout's queue (queue_size, max_bytes)", -1);
-        else
-            respond_error(s, LK_GRPC_UNAVAILABLE, "lookout's queue is full, retry later",
-                          RETRY_AFTER_MS);
+        refuse_items(s, counts.items, rc);
         return;
     }
     lk_counter_add(r->accepted[s->signal], counts.items);
@@ -398,6 +428,58 @@ static void accept_message(struct stream *s, const uint8_t *msg, size_t msglen)
         return;
     }
     respond_ok(s, 0, NULL);
+}
+
+/* The ack's callback: the answer the stream waited for. */
+static void stream_committed(void *arg, int status)
+{
+    struct stream *s = arg;
+    struct conn *c = s->c;
+    lk_otlp_grpc *r = c->r;
+    s->ack = NULL;
+    if (status < 0) {
+        refuse_items(s, s->ack_items, status);
+    } else {
+        lk_counter_add(r->accepted[s->signal], s->ack_items);
+        if (s->ack_rejected > 0) {
+            lk_counter_add(r->rejected[s->signal], s->ack_rejected);
+            lk_log(LK_LOG_DEBUG, "rejected invalid items", LK_S("receiver", r->name)
+                   LK_U("rejected", s->ack_rejected) LK_U("accepted", s->ack_items)
+                   LK_S("reason", s->ack_why ? s->ack_why : ""));
+        }
+        respond_ok(s, s->ack_rejected, s->ack_why);
+    }
+    free(s->ack_why);
+    s->ack_why = NULL;
+    conn_flush(c); /* may free |s| */
+}
+
+/* Queues |it| (the reference is taken) with an ack; the stream is answered
+ * once it is committed. |rejected| invalid items were left out, for |why|. */
+static void submit_durable(struct stream *s, lk_pipeline *p, lk_item *it,
+                           uint64_t rejected, const char *why)
+{
+    uint64_t items = it->count;
+    lk_ack *a = lk_ack_new(s->c->r->loop, stream_committed, s);
+    if (a == NULL) {
+        lk_item_unref(it);
+        refuse_items(s, items, LK_ENOMEM);
+        return;
+    }
+    int rc = lk_pipeline_submit_acked(p, it, a);
+    lk_item_unref(it);
+    if (rc < 0) {
+        lk_ack_cancel(a);
+        refuse_items(s, items, rc);
+        return;
+    }
+    s->ack = a;
+    s->ack_items = items;
+    s->ack_rejected = rejected;
+    /* Without memory for the reason the answer still counts the rejected. */
+    s->ack_why = why != NULL ? strdup(why) : NULL;
+    lk_buf_fini(&s->body); /* the item has its bytes: not held while waiting */
+    lk_ack_seal(a);
 }
 
 static void inflate_call_free(struct inflate_call *ic)
@@ -679,7 +761,7 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame,
 
 /* Frees |s| (unlinked already). A message of its on the thread pool is
  * withdrawn when still waiting for a thread, else left to discard its
- * result in inflate_done. */
+ * result in inflate_done; a commit it waits for is no longer waited for. */
 static void stream_free(lk_otlp_grpc *r, struct stream *s)
 {
     struct inflate_call *ic = s->inflating;
@@ -689,6 +771,13 @@ static void stream_free(lk_otlp_grpc *r, struct stream *s)
         else
             ic->s = NULL;
     }
+    if (s->ack != NULL) {
+        /* Reset or closed before its commit: nobody to answer. The items
+         * are queued all the same. */
+        lk_ack_cancel(s->ack);
+        lk_counter_add(r->accepted[s->signal], s->ack_items);
+    }
+    free(s->ack_why);
     lk_buf_fini(&s->body);
     lk_buf_fini(&s->resp_partial);
     free(s);
@@ -939,7 +1028,7 @@ static void conn_timer_cb(uv_timer_t *t)
         return;
     }
     if (c->nstreams > 0)
-        return; /* a request is being received: not idle */
+        return; /* a request is being received or waits for its commit: not idle */
     count_close(c, LK_CONN_CLOSED_IDLE);
     conn_goaway(c);
 }
@@ -957,7 +1046,8 @@ static void handshake_done(struct conn *c)
 }
 
 /* The connection idle longest (no stream open, not draining already), or
- * NULL when every connection is busy. */
+ * NULL when every connection is busy. A stream waiting for its commit is
+ * open. */
 static struct conn *oldest_idle(lk_otlp_grpc *r)
 {
     for (struct conn *c = r->conns; c != NULL; c = c->next)

@@ -3,7 +3,11 @@
  * LK_INFLATE_OFFLOOP_BYTES or more are inflated on libuv's thread pool
  * (core/inflate_pool.h) while the loop serves other streams and
  * connections; the stream is answered on the loop afterwards, and its result
- * dropped if the stream was reset or its connection closed meanwhile. */
+ * dropped if the stream was reset or its connection closed meanwhile. With
+ * storage.durable (lk_pipeline_durable) a stream is answered once its items
+ * are committed (pipeline/ack.h): OK, or UNAVAILABLE with RetryInfo when the
+ * commit failed; it stays open meanwhile (a slot of max_concurrent_streams,
+ * a busy connection), and a reset or a closed connection stops the wait. */
 #ifndef LK_RECEIVERS_OTLP_GRPC_H
 #define LK_RECEIVERS_OTLP_GRPC_H
 

@@ -78,6 +78,18 @@ struct call {
     enum media media; /* of the request, and so of the response */
 };
 
+/* A request whose items wait for their commit to the disk spool
+ * (storage.durable): answered from the ack's callback, or given up when the
+ * server closes its connection first. */
+struct durable_call {
+    struct call c;
+    lk_ack *ack;
+    enum lk_signal sig;
+    uint64_t items;    /* queued; counted accepted once committed */
+    uint64_t rejected; /* invalid items left out, reported in the answer */
+    char *why;         /* their reason, or NULL */
+};
+
 /* A request whose body is being inflated on the thread pool. The body stays
  * with the request, which the server keeps until it is answered. */
 struct inflate_call {
@@ -312,6 +324,31 @@ static void refuse_no_memory(struct call *c, int rc)
         respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
 }
 
+/* Answers a request whose |items| the pipeline did not take (|rc| from
+ * lk_pipeline_submit, LK_ENOMEM, or a failed commit's LK_EFULL / LK_EIO):
+ * all but a request larger than the queue may be sent again. */
+static void refuse_items(struct call *c, enum lk_signal sig, uint64_t items, int rc)
+{
+    char text[160];
+    lk_counter_add(c->r->refused[sig], items);
+    if (rc == LK_EMEMLIMIT) {
+        refuse_memory(c);
+    } else if (rc == LK_E2BIG) {
+        respond_error(c, 413, LK_GRPC_RESOURCE_EXHAUSTED,
+                      "request larger than lookout's queue (queue_size, max_bytes)", false);
+    } else if (rc == LK_ENOMEM) {
+        respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
+    } else if (rc == LK_EFULL || rc == LK_EIO) {
+        snprintf(text, sizeof(text),
+                 "lookout could not store the request on disk (%s), retry later",
+                 lk_strerror(rc));
+        respond_error(c, 503, LK_GRPC_UNAVAILABLE, text, true);
+    } else {
+        respond_error(c, 503, LK_GRPC_UNAVAILABLE, "lookout's queue is full, retry later",
+                      true);
+    }
+}
+
 /* Answers a failed inflate of an |enc| body (|rc| from lk_gzip_inflate with
  * cap |max|). Returns true when it did. */
 static bool inflate_failed(struct call *c, enum encoding enc, int rc, uint64_t max)
@@ -399,6 +436,8 @@ static lk_pipeline *pipeline_of(struct call *c, enum lk_signal sig)
 }
 
 static void handle_body(struct call *c, enum lk_signal sig, const uint8_t *body, size_t len);
+static void submit_durable(struct call *c, lk_pipeline *p, lk_item *it, uint64_t rejected,
+                           const char *why);
 static int inflate_offloop(struct call *c, enum lk_signal sig, enum encoding enc,
                            const uint8_t *body, size_t len);
 
@@ -498,22 +537,17 @@ static void handle_body(struct call *c, enum lk_signal sig, const uint8_t *body,
     }
     lk_item *it = lk_item_create(sig, (uint32_t)counts.items, uv_now(r->loop), body, len);
     if (it == NULL) {
-        lk_counter_add(r->refused[sig], counts.items);
-        respond_error(c, 503, LK_GRPC_UNAVAILABLE, "out of memory", true);
+        refuse_items(c, sig, counts.items, LK_ENOMEM);
+        return;
+    }
+    if (lk_pipeline_durable(p)) {
+        submit_durable(c, p, it, sv.dropped ? sv.rejected : 0, sv.dropped ? why : NULL);
         return;
     }
     rc = lk_pipeline_submit(p, it);
     lk_item_unref(it);
     if (rc < 0) {
-        lk_counter_add(r->refused[sig], counts.items);
-        if (rc == LK_EMEMLIMIT)
-            refuse_memory(c);
-        else if (rc == LK_E2BIG)
-            respond_error(c, 413, LK_GRPC_RESOURCE_EXHAUSTED,
-                          "request larger than lookout's queue (queue_size, max_bytes)", false);
-        else
-            respond_error(c, 503, LK_GRPC_UNAVAILABLE, "lookout's queue is full, retry later",
-                          true);
+        refuse_items(c, sig, counts.items, rc);
         return;
     }
     lk_counter_add(r->accepted[sig], counts.items);
@@ -526,6 +560,82 @@ static void handle_body(struct call *c, enum lk_signal sig, const uint8_t *body,
         return;
     }
     respond_ok(c, sig, 0, NULL);
+}
+
+/* ---- durable acknowledgement ------------------------------------------- */
+
+static void durable_free(struct durable_call *d)
+{
+    free(d->why);
+    free(d);
+}
+
+static void trim_scratches(lk_otlp_http *r);
+
+/* The ack's callback: the answer the request waited for. */
+static void durable_done(void *arg, int status)
+{
+    struct durable_call *d = arg;
+    lk_otlp_http *r = d->c.r;
+    if (status < 0) {
+        refuse_items(&d->c, d->sig, d->items, status);
+    } else {
+        lk_counter_add(r->accepted[d->sig], d->items);
+        if (d->rejected > 0) {
+            lk_counter_add(r->rejected[d->sig], d->rejected);
+            lk_log(LK_LOG_DEBUG, "rejected invalid items",
+                   LK_S("receiver", r->name) LK_U("rejected", d->rejected)
+                   LK_U("accepted", d->items) LK_S("reason", d->why ? d->why : ""));
+        }
+        respond_ok(&d->c, d->sig, d->rejected, d->why);
+    }
+    durable_free(d);
+    trim_scratches(r);
+}
+
+/* The server closes the connection (the receiver is closing) before the
+ * commit: nobody is left to answer. The items are queued all the same. */
+static void durable_abandoned(lk_httpd_req *req, void *arg)
+{
+    struct durable_call *d = arg;
+    lk_ack_cancel(d->ack);
+    lk_counter_add(d->c.r->accepted[d->sig], d->items);
+    durable_free(d);
+    (void)lk_httpd_respond(req, 503, NULL, NULL, NULL, 0); /* releases it; dropped */
+}
+
+/* Queues |it| (the reference is taken) with an ack; the answer waits for its
+ * commit. |rejected| invalid items were left out of it, for |why|. */
+static void submit_durable(struct call *c, lk_pipeline *p, lk_item *it, uint64_t rejected,
+                           const char *why)
+{
+    enum lk_signal sig = (enum lk_signal)it->signal;
+    uint64_t items = it->count;
+    struct durable_call *d = calloc(1, sizeof(*d));
+    lk_ack *a = d != NULL ? lk_ack_new(c->r->loop, durable_done, d) : NULL;
+    if (a == NULL) {
+        free(d);
+        lk_item_unref(it);
+        refuse_items(c, sig, items, LK_ENOMEM);
+        return;
+    }
+    int rc = lk_pipeline_submit_acked(p, it, a);
+    lk_item_unref(it);
+    if (rc < 0) {
+        lk_ack_cancel(a);
+        free(d);
+        refuse_items(c, sig, items, rc);
+        return;
+    }
+    d->c = *c;
+    d->ack = a;
+    d->sig = sig;
+    d->items = items;
+    d->rejected = rejected;
+    /* Without memory for the reason the answer still counts the rejected. */
+    d->why = why != NULL ? strdup(why) : NULL;
+    lk_httpd_req_on_abandon(c->req, durable_abandoned, d);
+    lk_ack_seal(a);
 }
 
 static void trim_scratch(lk_buf *b)

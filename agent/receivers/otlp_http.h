@@ -18,7 +18,11 @@
  *   405 another method than POST on a signal path (with Allow: POST),
  *   413 body over max_request_body_size after decompression,
  *   415 content type or content encoding not supported,
- *   503 pipeline full or out of memory (with Retry-After: 1).
+ *   503 pipeline full, out of memory, or (storage.durable) the commit to
+ *       the disk spool failed (with Retry-After: 1).
+ * With storage.durable (lk_pipeline_durable) a request is answered only once
+ * its items are committed (pipeline/ack.h); its connection reads nothing
+ * meanwhile, and closing the receiver stops the wait without an answer.
  * The HTTP server answers on its own, without a Status body: 413 (body over
  * the limit on the wire), 431, 408, 400 (malformed HTTP), 503 (over
  * max_connections); all but the last are counted in the request counter

@@ -81,6 +81,7 @@ struct lk_spool {
     uint64_t commit_interval_ms;
     bool retired;
     bool failing;  /* the last commit failed: no appends taken until one succeeds */
+    bool recovering; /* failing cleared to try again; not yet written */
     uint64_t bytes; /* payloads in the database and on their way there */
     lk_spool_stream *streams;
 
@@ -358,17 +359,28 @@ static void update_gauges(lk_spool *s)
     lk_gauge_set(s->g_accepting, s->failing || s->retired ? 0 : 1);
 }
 
+/* A second after a failed write: what failed is written again; with
+ * nothing to write again (durable appends were refused to their clients),
+ * the spool takes appends again, and the next commit tells. */
 static void retry_cb(uv_timer_t *t)
 {
     lk_spool *s = t->data;
-    for (lk_spool_stream *st = s->streams; st != NULL; st = st->next)
+    bool again = false;
+    for (lk_spool_stream *st = s->streams; st != NULL; st = st->next) {
+        again |= st->retry.head != NULL;
         list_cat(&s->pending, &st->retry);
+    }
+    if (!again && s->failing) {
+        s->failing = false;
+        s->recovering = true;
+        update_gauges(s);
+    }
     schedule(s);
 }
 
 static void write_failed(lk_spool *s, int status)
 {
-    if (!s->failing)
+    if (!s->failing && !s->recovering)
         lk_log(LK_LOG_ERROR, "spool: cannot write; the queues' overflow policy applies "
                              "until a write succeeds",
                LK_S("path", s->path) LK_S("error", lk_strerror(status)));
@@ -510,9 +522,10 @@ static void async_cb(uv_async_t *h)
             wrote = o->status < 0 ? -1 : 1;
             break;
         }
-    if (wrote > 0 && s->failing) {
+    if (wrote > 0 && (s->failing || s->recovering)) {
         lk_log(LK_LOG_INFO, "spool: writing again", LK_S("path", s->path));
         s->failing = false;
+        s->recovering = false;
     }
     if (commits > 0) {
         lk_counter_add(s->c_commits, commits);

@@ -239,8 +239,36 @@ static void on_delayed(uv_timer_t *t)
     uv_close((uv_handle_t *)&d->t, on_delayed_close);
 }
 
-/* /async?ms=N answers after N ms; /hold keeps the request; anything else is
- * echoed at once as "M=method P=path Q=query X=x-test B=body". */
+/* /defer: answered later, by the test, with an abandon hook. */
+static lk_httpd_req *deferred;
+static int abandoned;       /* calls of the hook */
+static int abandon_rc = 1;  /* what answering from the hook returned */
+static int seen_while_deferred;
+static uv_idle_t turns;  /* runs once per loop turn while /defer waits */
+static int turns_left;   /* 0: /defer waits for the test's close instead */
+
+static void on_abandon(lk_httpd_req *req, void *arg)
+{
+    ck_assert_ptr_eq(req, deferred);
+    abandoned++;
+    abandon_rc = lk_httpd_respond(req, 503, NULL, NULL, NULL, 0);
+    deferred = NULL;
+}
+
+/* Answers /defer after a number of loop turns. */
+static void on_turn(uv_idle_t *t)
+{
+    if (--turns_left > 0)
+        return;
+    seen_while_deferred = requests_seen;
+    ck_assert_int_eq(lk_httpd_respond(deferred, 200, "text/plain", NULL, "deferred", 8), 0);
+    deferred = NULL;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* /async?ms=N answers after N ms; /hold keeps the request; /defer is kept
+ * with an abandon hook; anything else is echoed at once as "M=method P=path
+ * Q=query X=x-test B=body". */
 static void handler(lk_httpd_req *req, void *arg)
 {
     requests_seen++;
@@ -249,6 +277,13 @@ static void handler(lk_httpd_req *req, void *arg)
     snprintf(paths_seen + used, sizeof(paths_seen) - used, " %s", path);
     if (strcmp(path, "/hold") == 0) {
         held = req;
+        return;
+    }
+    if (strcmp(path, "/defer") == 0) {
+        deferred = req;
+        lk_httpd_req_on_abandon(req, on_abandon, NULL);
+        if (turns_left > 0)
+            uv_idle_start(&turns, on_turn);
         return;
     }
     if (strcmp(path, "/park") == 0) {
@@ -974,6 +1009,84 @@ START_TEST(close_waits_for_held_request)
 }
 END_TEST
 
+/* A deferred answer: the pipelined request behind it is not even parsed
+ * until it is given; the answers keep their order; an answered request's
+ * abandon hook is not called when its connection closes later. */
+static void c_deferred(void *arg)
+{
+    struct result *res = arg;
+    struct cli *c = cli_connect(server_port);
+    cli_sends(c, "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "GET /now HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 0; i < 2; i++)
+        res->rc[i] = cli_read(c, &res->r[i], 0);
+    cli_close(c);
+}
+
+START_TEST(deferred_answer_holds_the_next_request)
+{
+    struct lk_httpd_opts o = opts();
+    start_server(&o);
+    deferred = NULL;
+    abandoned = 0;
+    seen_while_deferred = -1;
+    turns_left = 20;
+    uv_idle_init(&loop, &turns);
+    struct result res;
+    memset(&res, 0, sizeof(res));
+    run_client(c_deferred, &res);
+    ck_assert_int_eq(seen_while_deferred, 1);
+    ck_assert_int_eq(res.rc[0], 0);
+    ck_assert_str_eq(res.r[0].body, "deferred");
+    ck_assert_int_eq(res.rc[1], 0);
+    ck_assert_str_eq(res.r[1].body, "M=GET P=/now Q= X=- B=");
+    ck_assert_int_eq(requests_seen, 2);
+    ck_assert_int_eq(abandoned, 0);
+}
+END_TEST
+
+/* Closing the server with a deferred request: its hook answers it from
+ * within the close, and the server is done without waiting for more. */
+static uv_timer_t defer_close_timer;
+
+static void on_defer_close(uv_timer_t *t)
+{
+    if (deferred == NULL)
+        return; /* the request has not arrived yet: poll again */
+    uv_close((uv_handle_t *)t, NULL);
+    closed_by_test = true;
+    lk_httpd_close(server, on_server_closed, NULL);
+    ck_assert_int_eq(abandoned, 1);
+}
+
+static void c_defer_only(void *arg)
+{
+    struct result *res = arg;
+    struct cli *c = cli_connect(server_port);
+    cli_sends(c, "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n");
+    res->rc[0] = cli_read(c, &res->r[0], 0);
+    cli_close(c);
+}
+
+START_TEST(abandon_hook_runs_when_the_server_closes)
+{
+    struct lk_httpd_opts o = opts();
+    start_server(&o);
+    deferred = NULL;
+    abandoned = 0;
+    abandon_rc = 1;
+    turns_left = 0;
+    uv_timer_init(&loop, &defer_close_timer);
+    uv_timer_start(&defer_close_timer, on_defer_close, 5, 5);
+    struct result res;
+    memset(&res, 0, sizeof(res));
+    run_client(c_defer_only, &res);
+    ck_assert_int_ne(res.rc[0], 0); /* cut without an answer */
+    ck_assert_int_eq(abandoned, 1);
+    ck_assert_int_eq(abandon_rc, LK_ECLOSED);
+}
+END_TEST
+
 static char unix_path[108];
 
 static void c_unix(void *arg)
@@ -1048,6 +1161,8 @@ static Suite *suite(void)
         {"head_has_no_body", head_has_no_body},
         {"expect_continue", expect_continue},
         {"close_waits_for_held_request", close_waits_for_held_request},
+        {"deferred_answer_holds_the_next_request", deferred_answer_holds_the_next_request},
+        {"abandon_hook_runs_when_the_server_closes", abandon_hook_runs_when_the_server_closes},
         {"unix_socket_endpoint", unix_socket_endpoint},
         {"bad_options_rejected", bad_options_rejected},
     };

@@ -14,7 +14,9 @@
  *
  * The idle test runs the receiver on a real Unix socket with a real queue
  * and pipeline, writers on a second thread, and a fake exporter that keeps
- * every batch; assertions run after both are done.
+ * every batch; assertions run after both are done. The durable tests do the
+ * same with writers on the loop's thread (see their section); the failure
+ * paths of durable acknowledgement are in durable_test.c.
  */
 #include "receivers/lines.h"
 
@@ -1242,6 +1244,191 @@ START_TEST(idle_writer_inside_a_line_is_closed)
 }
 END_TEST
 
+/* ---- storage.durable: a feed is read again once its items are committed ---- */
+
+/*
+ * Writers on the test's own thread, the receiver on the loop. A check handle
+ * runs at the end of each loop turn, after that turn's I/O: when the logs
+ * queue grew during the turn, it notes whether the receiver was still
+ * reading its sockets then (a stream connection's handle, the datagram
+ * socket's poll handle, is active while it reads). Without durable
+ * acknowledgement it reads on at once; with it, reading resumes from the
+ * ack's callback on a later turn (no spool holds a commit here).
+ */
+#define MAX_GROWTHS 8
+
+static lk_queue *dq;
+static lk_pipeline *dp;
+static struct fake df;
+static lk_metrics *dm;
+static lk_lines *dr;
+static uv_check_t dobserver;
+static uint64_t dheld;
+static int dgrowths;
+/* At each growth: the socket handles active then (a stream receiver's
+ * listener is one of them). */
+static int reading_at[MAX_GROWTHS];
+
+static void count_reading(uv_handle_t *h, void *arg)
+{
+    bool sock = h->type == UV_NAMED_PIPE || h->type == UV_POLL;
+    if (sock && uv_is_active(h) && !uv_is_closing(h))
+        (*(int *)arg)++;
+}
+
+static void on_dcheck(uv_check_t *h)
+{
+    uint64_t held = lk_queue_held_items(dq);
+    if (held <= dheld)
+        return;
+    dheld = held;
+    int n = 0;
+    uv_walk(&sloop, count_reading, &n);
+    ck_assert_int_lt(dgrowths, MAX_GROWTHS);
+    reading_at[dgrowths++] = n;
+}
+
+static uint64_t dcounter(const char *name, const char *labels)
+{
+    return lk_counter_value(lk_metrics_counter(dm, name, "", labels));
+}
+
+static void durable_start(bool datagram, bool durable)
+{
+    snprintf(sock_path, sizeof(sock_path), "/tmp/lk_lines_durable_%d.sock", (int)getpid());
+    ck_assert_int_eq(uv_loop_init(&sloop), 0);
+    dm = lk_metrics_create();
+    static struct lk_queue_config qc = {.queue_size = 1000, .max_bytes = 1 << 20,
+                                        .overflow = LK_OVERFLOW_REFUSE};
+    static struct lk_batch_config bc = {.send_batch_size = 1, .send_batch_max_bytes = 1 << 20,
+                                        .timeout_ms = 1};
+    static struct lk_retry_config rc = {.enabled = false, .initial_interval_ms = 1,
+                                        .max_interval_ms = 1, .multiplier = 1};
+    memset(&df, 0, sizeof(df));
+    df.base.ops = &fake_ops;
+    df.base.name = "fake";
+    struct lk_queue_opts qo = {.signal = LK_SIGNAL_LOGS, .queue = &qc, .batch = &bc,
+                               .retry = &rc, .max_concurrency = MAX_BATCHES};
+    ck_assert_int_eq(lk_queue_create(&dq, &sloop, &qo, &df.base, dm), 0);
+    ck_assert_int_eq(lk_pipeline_create(&dp, LK_SIGNAL_LOGS, &dq, 1), 0);
+    lk_pipeline_set_durable(dp, durable);
+    struct lk_lines_receiver_config cfg = {
+        .path = sock_path,
+        .datagram = datagram,
+        .mode = 0600,
+        .format = LK_LINES_RAW,
+        .max_line_bytes = 1024,
+        .max_connections = 4,
+        .overflow = LK_LINES_BLOCK,
+    };
+    ck_assert_int_eq(lk_lines_start(&dr, &sloop, "lines", &cfg, dp, dm), 0);
+    dheld = 0;
+    dgrowths = 0;
+    ck_assert_int_eq(uv_check_init(&sloop, &dobserver), 0);
+    ck_assert_int_eq(uv_check_start(&dobserver, on_dcheck), 0);
+}
+
+static void durable_stop(void)
+{
+    bool closed = false;
+    uv_close((uv_handle_t *)&dobserver, NULL);
+    lk_lines_close(dr, on_lines_closed, &closed);
+    while (lk_queue_held_items(dq) > 0 || !closed) {
+        for (int i = 0; i < df.calls; i++)
+            if (df.pending[i] != NULL) {
+                lk_batch_done(df.pending[i], LK_EXPORT_OK, -1, NULL);
+                df.pending[i] = NULL;
+            }
+        uv_run(&sloop, UV_RUN_ONCE);
+    }
+    lk_pipeline_destroy(dp);
+    lk_queue_destroy(dq);
+    uv_run(&sloop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&sloop), 0);
+    lk_metrics_destroy(dm);
+    dr = NULL;
+}
+
+/* Runs the loop until the logs queue holds |n| records. The writers wrote
+ * before: the loop has I/O to wake it until then. */
+static void run_until_held(uint64_t n)
+{
+    while (lk_queue_held_items(dq) < n)
+        uv_run(&sloop, UV_RUN_ONCE);
+}
+
+static int writer_socket(int type)
+{
+    int fd = socket(AF_UNIX, type, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+#define UNIX_LABELS "receiver=\"lines\",transport=\"unix\""
+
+START_TEST(durable_stream_is_read_again_after_the_commit)
+{
+    for (int durable = 0; durable <= 1; durable++) {
+        durable_start(false, durable);
+        int fd = writer_socket(SOCK_STREAM);
+        ck_assert_int_eq(write_all(fd, "one\n"), 0);
+        run_until_held(1);
+        ck_assert_int_eq(write_all(fd, "two\n"), 0);
+        run_until_held(2);
+        ck_assert_int_eq(dgrowths, 2);
+        for (int i = 0; i < 2; i++)
+            /* The listener, and the connection unless it waits for a commit. */
+            ck_assert_int_eq(reading_at[i], durable ? 1 : 2);
+        /* Accepted once committed. */
+        while (dcounter("lookout_receiver_accepted_log_records_total", UNIX_LABELS) < 2)
+            uv_run(&sloop, UV_RUN_ONCE);
+        close(fd);
+        durable_stop();
+        ck_assert_str_eq(df.bodies, " one two");
+    }
+}
+END_TEST
+
+START_TEST(durable_datagrams_are_received_again_after_the_commit)
+{
+    durable_start(true, true);
+    int fd = writer_socket(SOCK_DGRAM);
+    ck_assert_int_eq(write_all(fd, "d1"), 0);
+    run_until_held(1);
+    ck_assert_int_eq(write_all(fd, "d2"), 0);
+    run_until_held(2);
+    ck_assert_int_eq(dgrowths, 2);
+    ck_assert_int_eq(reading_at[0], 0); /* the socket's poll stopped */
+    ck_assert_int_eq(reading_at[1], 0);
+    close(fd);
+    durable_stop();
+    ck_assert_str_eq(df.bodies, " d1 d2");
+}
+END_TEST
+
+static double dconns(void)
+{
+    return lk_gauge_value(lk_metrics_gauge(dm, "lookout_receiver_connections", "", UNIX_LABELS));
+}
+
+START_TEST(durable_writer_gone_while_waiting)
+{
+    durable_start(false, true);
+    int fd = writer_socket(SOCK_STREAM);
+    ck_assert_int_eq(write_all(fd, "last words\n"), 0);
+    close(fd);
+    /* Its EOF is read once the commit lets the connection be read again. */
+    run_until_held(1);
+    while (dconns() > 0)
+        uv_run(&sloop, UV_RUN_ONCE);
+    ck_assert_uint_eq(dcounter("lookout_receiver_accepted_log_records_total", UNIX_LABELS), 1);
+    durable_stop();
+    ck_assert_str_eq(df.bodies, " last words");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("lines");
@@ -1269,6 +1456,9 @@ static Suite *suite(void)
                           encoder_long_service_name_stays_valid_utf8}},
         {"encoder_reuse", {encoder_empty_finish_returns_zero, encoder_reset_and_reuse}},
         {"idle_writer", {idle_writer_inside_a_line_is_closed}},
+        {"durable", {durable_stream_is_read_again_after_the_commit,
+                     durable_datagrams_are_received_again_after_the_commit,
+                     durable_writer_gone_while_waiting}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *t = tcase_create(cases[i].name);

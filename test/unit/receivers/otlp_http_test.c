@@ -1321,6 +1321,164 @@ static int post_once(const uint8_t *body, size_t len, bool gz, char *text, size_
     return status;
 }
 
+/* ---- storage.durable: answers wait for the commit ---- */
+
+/*
+ * A check handle runs at the end of each loop turn, after that turn's I/O:
+ * when the traces queue grew during the turn, it notes how many requests
+ * had been answered 200 by then. Without durable acknowledgement a request
+ * is answered in the turn its items are queued; with it, the answer comes
+ * from the ack's callback, on a later turn (no spool holds a commit here).
+ */
+#define MAX_GROWTHS 8
+static uv_check_t observer;
+static uint64_t observed_held;
+static int growths;
+static uint64_t answered_at[MAX_GROWTHS];
+static bool close_on_growth; /* close the receiver at the first growth */
+
+static void on_check(uv_check_t *h)
+{
+    uint64_t held = lk_queue_held_items(Q[LK_SIGNAL_TRACES]);
+    if (held <= observed_held)
+        return;
+    observed_held = held;
+    ck_assert_int_lt(growths, MAX_GROWTHS);
+    answered_at[growths++] = requests(200);
+    if (close_on_growth) {
+        close_on_growth = false;
+        receiver_closed = false;
+        receiver_closing = true;
+        lk_otlp_http_close(R, on_receiver_closed, NULL);
+    }
+}
+
+static void observe(void)
+{
+    observed_held = 0;
+    growths = 0;
+    close_on_growth = false;
+    ck_assert_int_eq(uv_check_init(&loop, &observer), 0);
+    ck_assert_int_eq(uv_check_start(&observer, on_check), 0);
+}
+
+static void observe_end(void)
+{
+    uv_close((uv_handle_t *)&observer, NULL);
+}
+
+static uint64_t spans_accepted(void)
+{
+    return counter("lookout_receiver_accepted_spans_total", HTTP_LABELS);
+}
+
+START_TEST(durable_answer_comes_after_the_commit)
+{
+    start("127.0.0.1:0", 1000);
+    observe();
+    size_t len;
+    uint8_t *body = traces(2, "durable", &len);
+    /* Without it, first: answered in the turn the items were queued. */
+    ck_assert_int_eq(post_once(body, len, false, NULL, 0), 200);
+    ck_assert_int_eq(growths, 1);
+    ck_assert_uint_eq(answered_at[0], 1);
+    lk_pipeline_set_durable(P[LK_SIGNAL_TRACES], true);
+    ck_assert_int_eq(post_once(body, len, false, NULL, 0), 200);
+    ck_assert_int_eq(growths, 2);
+    ck_assert_uint_eq(answered_at[1], 1); /* only the first, then */
+    ck_assert_uint_eq(requests(200), 2);
+    ck_assert_uint_eq(spans_accepted(), 4);
+    ck_assert_int_eq(F[LK_SIGNAL_TRACES].calls, 2);
+    ck_assert_mem_eq(F[LK_SIGNAL_TRACES].sent[1], body, len);
+    free(body);
+    observe_end();
+    stop();
+}
+END_TEST
+
+START_TEST(durable_pipelined_requests_wait_for_each_commit)
+{
+    start("127.0.0.1:0", 1000);
+    lk_pipeline_set_durable(P[LK_SIGNAL_TRACES], true);
+    observe();
+    size_t alen, blen;
+    uint8_t *a = traces(1, "a", &alen);
+    uint8_t *b = traces(1, "b", &blen);
+    struct exch *x = exch_new();
+    x->pipelined = true;
+    add_req(x, "POST", "/v1/traces", "application/x-protobuf", NULL, a, alen);
+    add_req(x, "POST", "/v1/nope", "application/x-protobuf", NULL, "", 0);
+    add_req(x, "POST", "/v1/traces", "application/x-protobuf", NULL, b, blen);
+    run(x);
+    ck_assert_int_eq(x->nresp, 3);
+    ck_assert_int_eq(x->resp[0].status, 200);
+    ck_assert_int_eq(x->resp[1].status, 404);
+    ck_assert_int_eq(x->resp[2].status, 200);
+    /* "b" was parsed only once "a" was answered, and answered later still. */
+    ck_assert_int_eq(growths, 2);
+    ck_assert_uint_eq(answered_at[0], 0);
+    ck_assert_uint_eq(answered_at[1], 1);
+    ck_assert_mem_eq(F[LK_SIGNAL_TRACES].sent[0], a, alen);
+    ck_assert_mem_eq(F[LK_SIGNAL_TRACES].sent[1], b, blen);
+    free(a);
+    free(b);
+    exch_free(x);
+    observe_end();
+    stop();
+}
+END_TEST
+
+static bool one_accepted(void)
+{
+    return spans_accepted() == 1;
+}
+
+START_TEST(durable_client_gone_while_waiting)
+{
+    start("127.0.0.1:0", 1000);
+    lk_pipeline_set_durable(P[LK_SIGNAL_TRACES], true);
+    size_t len;
+    uint8_t *body = traces(1, "gone", &len);
+    struct exch *x = exch_new();
+    add_req(x, "POST", "/v1/traces", "application/x-protobuf", NULL, body, len);
+    x->hang_up = true;
+    run(x);
+    /* The answer, once committed, goes to a closed socket: nothing breaks,
+     * and the items stay queued. */
+    ck_assert(run_until(one_accepted, 10000));
+    ck_assert_int_eq(x->nresp, 0);
+    ck_assert_mem_eq(F[LK_SIGNAL_TRACES].sent[0], body, len);
+    free(body);
+    exch_free(x);
+    stop();
+}
+END_TEST
+
+START_TEST(durable_close_before_the_commit)
+{
+    start("127.0.0.1:0", 1000);
+    lk_pipeline_set_durable(P[LK_SIGNAL_TRACES], true);
+    observe();
+    close_on_growth = true;
+    size_t len;
+    uint8_t *body = traces(1, "closing", &len);
+    struct exch *x = exch_new();
+    add_req(x, "POST", "/v1/traces", "application/x-protobuf", NULL, body, len);
+    run(x);
+    /* Closed in the turn the items were queued: no answer, none counted;
+     * the items are queued (the shutdown drain sends them). */
+    ck_assert(run_until(closed, 10000));
+    ck_assert_int_eq(x->nresp, 0);
+    ck_assert_uint_eq(requests(200), 0);
+    ck_assert_uint_eq(spans_accepted(), 1);
+    ck_assert_uint_eq(lk_queue_held_items(Q[LK_SIGNAL_TRACES]), 1);
+    free(body);
+    exch_free(x);
+    observe_end();
+    stop();
+}
+END_TEST
+
 START_TEST(reload_changes_the_body_limits)
 {
     start("127.0.0.1:0", 1000);
@@ -1381,6 +1539,9 @@ static Suite *suite(void)
         {"limits", {bodies_over_the_limit_are_413, gzip_bomb_is_413_without_inflating_it,
                     headers_over_the_limit_are_431}},
         {"reload", {reload_changes_the_body_limits}},
+        {"durable", {durable_answer_comes_after_the_commit,
+                     durable_pipelined_requests_wait_for_each_commit,
+                     durable_client_gone_while_waiting, durable_close_before_the_commit}},
         {"backpressure", {full_queue_is_503_with_retry_after}},
         {"connections", {keep_alive_serves_several_requests,
                          pipelined_requests_are_answered_in_order}},

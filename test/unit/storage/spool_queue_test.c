@@ -4,9 +4,11 @@
  * acknowledgement after the commit, max_bytes. No wall-clock assertions:
  * the loop runs until a condition. */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -293,6 +295,62 @@ START_TEST(max_bytes_applies_the_overflow_policy)
 }
 END_TEST
 
+/* A file-size limit (as a full disk): durable appends fail and are
+ * refused, the spool takes nothing new, and once the limit is lifted it
+ * takes appends again by itself (a second later). Check runs each test in
+ * a child process, so the limit stays there. */
+START_TEST(durable_write_failure_refuses_then_recovers)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    SC.durable = true;
+    lk_spool *s = open_spool();
+    lk_queue *q = make_queue(s);
+    F.down = true; /* nothing is deleted: the file only grows */
+    static uint8_t big[64 * 1024];
+    memset(big, 'y', sizeof(big));
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = 512 * 1024;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    ack_status = 0;
+    int pushed = 0;
+    while (ack_status == 0) {
+        ck_assert_int_lt(pushed, 100);
+        lk_item *it = lk_item_create(LK_SIGNAL_TRACES, 1, uv_now(&loop), big, sizeof(big));
+        lk_ack *a = lk_ack_new(&loop, ack_cb, NULL);
+        int before = acks_done;
+        ck_assert_int_eq(lk_queue_push_acked(q, it, a), 0);
+        lk_ack_seal(a);
+        lk_item_unref(it);
+        pushed++;
+        RUN_UNTIL(acks_done > before);
+    }
+    ck_assert_int_eq(ack_status, LK_EFULL);
+    ck_assert_double_eq(gauge("lookout_spool_accepting"), 0);
+    ck_assert(!lk_queue_has_room(q, 1, sizeof(big)));
+    ck_assert_uint_ge(lk_counter_value(lk_metrics_counter(M, "lookout_spool_write_errors_total",
+                                                          "", "reason=\"disk_full\"")),
+                      1);
+    rl.rlim_cur = rl.rlim_max;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    RUN_UNTIL(lk_queue_has_room(q, 1, sizeof(big))); /* the retry timer */
+    lk_item *it = lk_item_create(LK_SIGNAL_TRACES, 1, uv_now(&loop), big, sizeof(big));
+    lk_ack *a = lk_ack_new(&loop, ack_cb, NULL);
+    int before = acks_done;
+    ck_assert_int_eq(lk_queue_push_acked(q, it, a), 0);
+    lk_ack_seal(a);
+    lk_item_unref(it);
+    RUN_UNTIL(acks_done > before);
+    ck_assert_int_eq(ack_status, 0);
+    ck_assert_double_eq(gauge("lookout_spool_accepting"), 1);
+    flag = false;
+    lk_queue_park(q, set_flag, NULL);
+    RUN_UNTIL(flag);
+    lk_queue_destroy(q);
+    lk_spool_close(s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("spool_queue");
@@ -303,6 +361,7 @@ static Suite *suite(void)
     tcase_add_test(tc, parked_at_shutdown_and_sent_after_restart);
     tcase_add_test(tc, durable_acknowledges_after_the_commit);
     tcase_add_test(tc, max_bytes_applies_the_overflow_policy);
+    tcase_add_test(tc, durable_write_failure_refuses_then_recovers);
     suite_add_tcase(s, tc);
     return s;
 }
