@@ -296,7 +296,7 @@ reliability: check-test-deps $(B)/lookout
 
 # The disk spool under faults (test/integration/test_durability.py: a backend
 # down 30 s, SIGTERM and kill -9 with data in the spool, disk full, a corrupt
-# spool, reloads of storage), about 3.5 minutes, with a watchdog of its own. Its
+# spool, reloads of storage), about 2 minutes, with a watchdog of its own. Its
 # RESULT lines are also collected in build/durability-results.txt.
 DURABILITY_WATCHDOG ?= 600
 durability: check-test-deps $(B)/lookout
