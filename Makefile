@@ -99,7 +99,7 @@ UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(B)/test/%)
 FUZZ_SRC := $(shell find test/fuzz -maxdepth 1 -name '*_fuzz.c' 2>/dev/null | sort)
 
 .PHONY: all run test unit unit-san proto-check service-check integration integration-san interop bench fuzz fuzz-bins deps deps-build \
-        reliability valgrind-smoke fuzz-smoke \
+        reliability durability valgrind-smoke fuzz-smoke \
         clean check-deps check-test-deps format-check fresh-check
 .DEFAULT_GOAL := all
 
@@ -294,6 +294,17 @@ reliability: check-test-deps $(B)/lookout
 	@LOOKOUT_WATCHDOG=$(RELIABILITY_WATCHDOG) INTEGRATION_NAME=reliability \
 	  sh test/integration/run.sh test_hostile test_overload test_backends
 
+# The disk spool under faults (test/integration/test_durability.py: a backend
+# down 30 s, SIGTERM and kill -9 with data in the spool, disk full, a corrupt
+# spool, reloads of storage), about 2 minutes, with a watchdog of its own. Its
+# RESULT lines are also collected in build/durability-results.txt.
+DURABILITY_WATCHDOG ?= 600
+durability: check-test-deps $(B)/lookout
+	@mkdir -p build && : > build/durability-results.txt
+	@LOOKOUT_WATCHDOG=$(DURABILITY_WATCHDOG) INTEGRATION_NAME=durability \
+	  LOOKOUT_RESULTS_FILE=build/durability-results.txt \
+	  sh test/integration/run.sh test_durability
+
 # build/lookout under valgrind with gRPC, HTTP and lines traffic, then SIGTERM.
 valgrind-smoke: check-test-deps $(B)/lookout
 	@sh test/valgrind/smoke.sh
@@ -328,6 +339,7 @@ test: deps
 	$(STAGE) integration-san $(MAKE) --no-print-directory integration-san
 	$(STAGE) interop $(MAKE) --no-print-directory interop
 	$(STAGE) reliability $(MAKE) --no-print-directory reliability
+	$(STAGE) durability $(MAKE) --no-print-directory durability
 	$(STAGE) valgrind $(MAKE) --no-print-directory valgrind-smoke
 	$(STAGE) fuzz $(MAKE) --no-print-directory fuzz-smoke
 	@echo "test: all stages passed in $$(( $$(date +%s) - $$(cat build/.test-start) ))s"

@@ -9,9 +9,11 @@
 # INTEGRATION_NAME (the name of the summary line, default integration),
 # LOOKOUT_WATCHDOG (seconds the whole run may take, default 300).
 # Without arguments it runs every module except the reliability ones
-# (RELIABILITY_TESTS: `make reliability` runs those, with a longer watchdog).
+# (RELIABILITY_TESTS: `make reliability` runs those, with a longer watchdog)
+# and the durability one (DURABILITY_TESTS: `make durability`).
 
 RELIABILITY_TESTS="test_hostile test_overload test_backends"
+DURABILITY_TESTS="test_durability"
 
 cd "$(dirname "$0")/../.." || exit 1
 
@@ -52,7 +54,7 @@ command -v timeout >/dev/null 2>&1 && WATCHDOG="timeout ${LOOKOUT_WATCHDOG:-300}
 if [ $# -eq 0 ]; then
     for f in test/integration/test_*.py; do
         m=$(basename "$f" .py)
-        case " $RELIABILITY_TESTS " in *" $m "*) ;; *) set -- "$@" "$m" ;; esac
+        case " $RELIABILITY_TESTS $DURABILITY_TESTS " in *" $m "*) ;; *) set -- "$@" "$m" ;; esac
     done
 fi
 
