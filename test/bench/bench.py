@@ -453,6 +453,12 @@ GZIP_IN = {"name": "traces-gzip-in", "title": "as traces-grpc, the requests gzip
            "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
            "target_us": 0.8}
 
+LINES_LOKI = {
+    "name": "lines-loki", "title": "zerolog JSON lines (Unix socket) -> Loki protobuf+snappy",
+    "receiver": "lines", "exporter": "loki", "signal": "logs", "target": "lines",
+    "mode": "lines", "count": 2000000, "args": ["--connections", "4", "--line-bytes", "150"],
+    "delivered_metric": "bench_sink_loki_entries_total", "unit": "line", "target_us": 0.5}
+
 TRACES_GRPC = {
     "name": "traces-grpc", "title": "OTLP/gRPC traces -> OTLP/gRPC sink (512-span requests)",
     "receiver": "otlp", "exporter": "otlp", "signal": "traces", "target": "grpc",
@@ -493,10 +499,10 @@ SCENARIOS = [
      "mode": "http-traces", "count": 4000, "args": ["--items", "512", "--connections", "4"],
      "delivered_metric": "lookout_receiver_accepted_spans_total", "unit": "span",
      "target_us": 0.5},
-    {"name": "lines-loki", "title": "zerolog JSON lines (Unix socket) -> Loki protobuf+snappy",
-     "receiver": "lines", "exporter": "loki", "signal": "logs", "target": "lines",
-     "mode": "lines", "count": 2000000, "args": ["--connections", "4", "--line-bytes", "150"],
-     "delivered_metric": "bench_sink_loki_entries_total", "unit": "line", "target_us": 0.5},
+    LINES_LOKI,
+    dict(LINES_LOKI, name="lines-durable", storage=True, target_us=4.0,
+         title="as lines-loki with storage durable: true: a socket is read on only once "
+         "what its last read held is committed"),
     {"name": "metrics-prom", "title": "OTLP/gRPC metrics -> prometheus exporter series store "
      "(512 points of 8 attributes per request, 512 series updated again and again)",
      "receiver": "otlp", "exporter": "prometheus", "signal": "metrics", "target": "grpc",
