@@ -659,6 +659,8 @@ static void commit(struct plan *p, lk_config *nc)
         lk_spool_update(p->spool, &nc->storage);
     if (S.spool != NULL && S.spool != p->spool)
         lk_spool_retire(S.spool);
+    if (p->spool != NULL && p->spool != S.spool)
+        lk_spool_warn_unused(p->spool);
     S.spool = p->spool;
     p->spool_new = false;
 

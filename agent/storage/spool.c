@@ -741,7 +741,7 @@ static void found_stream(void *arg, const struct lk_spool_stream_info *i)
     st->disk_bytes += i->bytes;
     s->bytes += i->bytes;
     lk_counter_add(s->c_restored, i->rows);
-    lk_log(LK_LOG_INFO, "spool: batches from before, to be sent",
+    lk_log(LK_LOG_INFO, "spool: batches from before",
            LK_S("exporter", i->exporter) LK_S("signal", lk_signal_name(st->sig))
            LK_U("batches", i->rows) LK_U("items", i->items) LK_U("bytes", i->bytes));
 }
@@ -868,6 +868,16 @@ void lk_spool_update(lk_spool *s, const struct lk_storage_config *cfg)
     s->durable = cfg->durable;
     lk_gauge_set(s->g_max, (double)s->max_bytes);
     update_gauges(s);
+}
+
+void lk_spool_warn_unused(const lk_spool *s)
+{
+    for (const lk_spool_stream *st = s->streams; st != NULL; st = st->next)
+        if (st->refs == 0 && st->rows > 0)
+            lk_log(LK_LOG_WARN, "spool: batches of an exporter the configuration does not "
+                                "have; kept until an exporter of that name sends them",
+                   LK_S("path", s->path) LK_S("exporter", st->exporter)
+                   LK_S("signal", lk_signal_name(st->sig)) LK_U("batches", st->rows));
 }
 
 const char *lk_spool_path(const lk_spool *s)

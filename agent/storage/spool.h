@@ -44,6 +44,9 @@ int lk_spool_open(lk_spool **out, uv_loop_t *loop, const struct lk_storage_confi
 /* max_bytes, durable and commit_interval of a reload (same path). */
 void lk_spool_update(lk_spool *s, const struct lk_storage_config *cfg);
 const char *lk_spool_path(const lk_spool *s);
+/* Logs the streams that hold rows and that no queue uses (an exporter
+ * renamed or removed since they were written). */
+void lk_spool_warn_unused(const lk_spool *s);
 bool lk_spool_durable(const lk_spool *s);
 /* The spool's configuration no longer names it: it takes no more appends
  * and closes itself once its streams are empty and released. */
