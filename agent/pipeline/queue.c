@@ -296,10 +296,10 @@ static void maybe_read(lk_queue *q)
 static int push_spool(lk_queue *q, lk_item *it, bool over, lk_ack *ack)
 {
     bool dur = durable(q);
-    if (!dur && !q->parking && !spilling(q) && mem_room(q, it->count, it->len))
+    /* Memory may take it without passing anything on disk; |over|: past
+     * the caps, as without a spool. */
+    if (!dur && !q->parking && !spilling(q) && (over || mem_room(q, it->count, it->len)))
         return 1;
-    if (!dur && !q->parking && !spilling(q) && over)
-        return 1; /* past the caps in memory, as without a spool */
     if (!over && !lk_spool_stream_has_room(q->st, it->len)) {
         lk_queue_count_dropped(q, it->count, "spool_full");
         return LK_EAGAIN;

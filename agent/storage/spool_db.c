@@ -192,11 +192,6 @@ static int open_failure(char **err, const char *path, sqlite3 *c, int src,
     return rc;
 }
 
-static bool is_damage(int src)
-{
-    return (src & 0xff) == SQLITE_NOTADB || (src & 0xff) == SQLITE_CORRUPT;
-}
-
 static bool is_full_errno(int e)
 {
     return e == ENOSPC || e == EFBIG;
@@ -416,8 +411,8 @@ static int probe_steps(lk_spool_db *db, enum probe *kind, char *reason,
  * database from being used at the path (I/O, permissions, a lock). */
 /* Errors that come from the machine (I/O, permissions, locks, memory), not
  * from what the file holds: those keep a spool from opening; any other
- * error while probing means the content is not a spool we can use (e.g.
- * "unsupported file format" for a header SQLite does not know). */
+ * error while probing (NOTADB, CORRUPT, or "unsupported file format" for a
+ * header SQLite does not know) means the content is not a spool we can use. */
 static bool is_environment(int src)
 {
     switch (src & 0xff) {
@@ -439,7 +434,7 @@ static bool is_environment(int src)
 static int probe(lk_spool_db *db, enum probe *kind, char *reason, size_t n)
 {
     int rc = probe_steps(db, kind, reason, n);
-    if (rc != SQLITE_OK && (is_damage(rc) || !is_environment(rc))) {
+    if (rc != SQLITE_OK && !is_environment(rc)) {
         *kind = PROBE_FOREIGN;
         snprintf(reason, n, "%s", sqlite3_errmsg(db->conn));
         return SQLITE_OK;
