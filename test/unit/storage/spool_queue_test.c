@@ -177,6 +177,19 @@ static void set_flag(void *arg)
             uv_run(&loop, UV_RUN_NOWAIT);                                      \
     } while (0)
 
+/* Drains |q| (or parks it, as at shutdown), frees it and closes |s|. */
+static void finish(lk_queue *q, lk_spool *s, bool park)
+{
+    flag = false;
+    if (park)
+        lk_queue_park(q, set_flag, NULL);
+    else
+        lk_queue_drain(q, set_flag, NULL);
+    RUN_UNTIL(flag);
+    lk_queue_destroy(q);
+    lk_spool_close(s);
+}
+
 START_TEST(spills_while_down_and_sends_in_order)
 {
     lk_spool *s = open_spool();
@@ -195,11 +208,7 @@ START_TEST(spills_while_down_and_sends_in_order)
     RUN_UNTIL(F.items == 60);
     expect_in_order(60);
     RUN_UNTIL(gauge("lookout_spool_bytes") == 0 && lk_queue_held_items(q) == 0);
-    flag = false;
-    lk_queue_drain(q, set_flag, NULL);
-    RUN_UNTIL(flag);
-    lk_queue_destroy(q);
-    lk_spool_close(s);
+    finish(q, s, false);
 }
 END_TEST
 
@@ -226,11 +235,7 @@ START_TEST(appends_during_read_back_are_sent_once_in_order)
                           M, "lookout_spool_read_batches_total", "",
                           "exporter=\"fake/x\",signal=\"traces\"")),
                       0); /* it did spill and read back */
-    flag = false;
-    lk_queue_drain(q, set_flag, NULL);
-    RUN_UNTIL(flag);
-    lk_queue_destroy(q);
-    lk_spool_close(s);
+    finish(q, s, false);
 }
 END_TEST
 
@@ -299,11 +304,7 @@ START_TEST(parked_at_shutdown_and_sent_after_restart)
     ck_assert_int_eq(push_n(q, 0, 30), 30);
     for (int i = 0; i < 20; i++)
         uv_run(&loop, UV_RUN_NOWAIT); /* some in flight, some backing off */
-    flag = false;
-    lk_queue_park(q, set_flag, NULL);
-    RUN_UNTIL(flag);
-    lk_queue_destroy(q);
-    lk_spool_close(s); /* writes what was parked */
+    finish(q, s, true); /* the spool writes what was parked */
     ck_assert_uint_eq(F.items, 0);
 
     F.down = false;
@@ -312,11 +313,7 @@ START_TEST(parked_at_shutdown_and_sent_after_restart)
     RUN_UNTIL(F.items == 30);
     expect_in_order(30);
     RUN_UNTIL(gauge("lookout_spool_bytes") == 0);
-    flag = false;
-    lk_queue_drain(q, set_flag, NULL);
-    RUN_UNTIL(flag);
-    lk_queue_destroy(q);
-    lk_spool_close(s);
+    finish(q, s, false);
 }
 END_TEST
 
@@ -329,16 +326,30 @@ static void ack_cb(void *arg, int status)
     acks_done++;
 }
 
+/* Pushes |len| bytes as one item with an ack (answered through ack_cb). */
+static void push_acked(lk_queue *q, const uint8_t *data, size_t len)
+{
+    lk_item *it = lk_item_create(LK_SIGNAL_TRACES, 1, uv_now(&loop), data, len);
+    lk_ack *a = lk_ack_new(&loop, ack_cb, NULL);
+    ck_assert_int_eq(lk_queue_push_acked(q, it, a), 0);
+    lk_ack_seal(a);
+    lk_item_unref(it);
+}
+
+/* The same, then runs the loop until the ack is answered. */
+static void push_acked_wait(lk_queue *q, const uint8_t *data, size_t len)
+{
+    int before = acks_done;
+    push_acked(q, data, len);
+    RUN_UNTIL(acks_done > before);
+}
+
 START_TEST(durable_acknowledges_after_the_commit)
 {
     SC.durable = true;
     lk_spool *s = open_spool();
     lk_queue *q = make_queue(s);
-    lk_item *it = lk_item_create(LK_SIGNAL_TRACES, 1, uv_now(&loop), (const uint8_t *)"i000", 4);
-    lk_ack *a = lk_ack_new(&loop, ack_cb, NULL);
-    ck_assert_int_eq(lk_queue_push_acked(q, it, a), 0);
-    lk_ack_seal(a);
-    lk_item_unref(it);
+    push_acked(q, (const uint8_t *)"i000", 4);
     ck_assert_int_eq(acks_done, 0); /* not before the commit */
     ck_assert_uint_eq(F.items, 0);  /* nor sent */
     RUN_UNTIL(acks_done == 1);
@@ -347,11 +358,7 @@ START_TEST(durable_acknowledges_after_the_commit)
     RUN_UNTIL(F.items == 1);
     expect_in_order(1);
     RUN_UNTIL(gauge("lookout_spool_bytes") == 0); /* deleted once sent */
-    flag = false;
-    lk_queue_drain(q, set_flag, NULL);
-    RUN_UNTIL(flag);
-    lk_queue_destroy(q);
-    lk_spool_close(s);
+    finish(q, s, false);
 }
 END_TEST
 
@@ -375,11 +382,7 @@ START_TEST(max_bytes_applies_the_overflow_policy)
     ck_assert_int_eq(taken, 6);
     ck_assert(!lk_queue_has_room(q, 1, sizeof(big)));
     ck_assert_double_le(gauge("lookout_spool_bytes"), 1 << 20);
-    flag = false;
-    lk_queue_park(q, set_flag, NULL);
-    RUN_UNTIL(flag);
-    lk_queue_destroy(q);
-    lk_spool_close(s);
+    finish(q, s, true);
 }
 END_TEST
 
@@ -404,14 +407,8 @@ START_TEST(durable_write_failure_refuses_then_recovers)
     int pushed = 0;
     while (ack_status == 0) {
         ck_assert_int_lt(pushed, 100);
-        lk_item *it = lk_item_create(LK_SIGNAL_TRACES, 1, uv_now(&loop), big, sizeof(big));
-        lk_ack *a = lk_ack_new(&loop, ack_cb, NULL);
-        int before = acks_done;
-        ck_assert_int_eq(lk_queue_push_acked(q, it, a), 0);
-        lk_ack_seal(a);
-        lk_item_unref(it);
+        push_acked_wait(q, big, sizeof(big));
         pushed++;
-        RUN_UNTIL(acks_done > before);
     }
     ck_assert_int_eq(ack_status, LK_EFULL);
     ck_assert_double_eq(gauge("lookout_spool_accepting"), 0);
@@ -422,20 +419,10 @@ START_TEST(durable_write_failure_refuses_then_recovers)
     rl.rlim_cur = rl.rlim_max;
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
     RUN_UNTIL(lk_queue_has_room(q, 1, sizeof(big))); /* the retry timer */
-    lk_item *it = lk_item_create(LK_SIGNAL_TRACES, 1, uv_now(&loop), big, sizeof(big));
-    lk_ack *a = lk_ack_new(&loop, ack_cb, NULL);
-    int before = acks_done;
-    ck_assert_int_eq(lk_queue_push_acked(q, it, a), 0);
-    lk_ack_seal(a);
-    lk_item_unref(it);
-    RUN_UNTIL(acks_done > before);
+    push_acked_wait(q, big, sizeof(big));
     ck_assert_int_eq(ack_status, 0);
     ck_assert_double_eq(gauge("lookout_spool_accepting"), 1);
-    flag = false;
-    lk_queue_park(q, set_flag, NULL);
-    RUN_UNTIL(flag);
-    lk_queue_destroy(q);
-    lk_spool_close(s);
+    finish(q, s, true);
 }
 END_TEST
 
