@@ -8,7 +8,12 @@
 #   make reliability  hostile clients, overload, failing backends (test_hostile,
 #                   test_overload, test_backends); make valgrind-smoke; make fuzz-smoke
 #   make deps       install what the build and the tests lack (apt-get or brew, npm)
-#   make fresh-check  make run and make test on a brand-new Debian 12 (chroot, root)
+#   make fresh-check  make run, make install and make test on a brand-new Debian 12
+#                   (chroot, root)
+#   make install    PREFIX/bin/lookout, PREFIX/etc/lookout/lookout.yaml (kept if
+#                   there), PREFIX/share/man/man8/lookout.8; DESTDIR for staging;
+#                   make uninstall. make install-launchd (macOS) / install-systemd
+#                   (Linux) also install and start the service; uninstall-* undo it.
 # Knobs: CC=gcc|clang, SANITIZE=address,undefined (builds into build-san/), V=1
 
 PKG_CONFIG ?= pkg-config
@@ -100,7 +105,8 @@ FUZZ_SRC := $(shell find test/fuzz -maxdepth 1 -name '*_fuzz.c' 2>/dev/null | so
 
 .PHONY: all run test unit unit-san proto-check service-check integration integration-san interop bench fuzz fuzz-bins deps deps-build \
         reliability durability valgrind-smoke fuzz-smoke \
-        clean check-deps check-test-deps format-check fresh-check
+        clean check-deps check-test-deps format-check fresh-check docs-check \
+        install uninstall install-launchd uninstall-launchd install-systemd uninstall-systemd
 .DEFAULT_GOAL := all
 
 all: check-deps $(B)/lookout
@@ -143,7 +149,8 @@ OPT_DEP_TABLE := pc:libdeflate|libdeflate-dev|libdeflate
 # /bin/kill, to exist; the zstd CLI (the OTLP/HTTP sink decodes zstd bodies with it);
 # valgrind (the valgrind stage) and clang with libFuzzer (fuzz:LIST: clang links
 # and runs a fuzz target with -fsanitize=fuzzer,LIST; the fuzz stage), neither
-# required on macOS, where those stages say "skipped".
+# required on macOS, where those stages say "skipped"; tmux (`lookout top` is
+# tested in a tmux pane) and groff (the man page's lint; skipped without it).
 TEST_DEP_TABLE := pc:check|check|check pc:openssl|libssl-dev|openssl \
   san:address,undefined|$(SAN_DEB)|- bin:protoc|protobuf-compiler|protobuf \
   proto:google/protobuf/timestamp.proto|libprotobuf-dev|protobuf \
@@ -151,7 +158,8 @@ TEST_DEP_TABLE := pc:check|check|check pc:openssl|libssl-dev|openssl \
   bin:promtool|prometheus|prometheus bin:node|nodejs|node bin:npm|npm|- \
   bin:shellcheck|shellcheck|shellcheck bin:xmllint|libxml2-utils|- bin:systemd-analyze|systemd|- \
   bin:/bin/kill|procps|- bin:zstd|zstd|zstd \
-  bin:valgrind|valgrind|- bin:clang|clang|- fuzz:address,undefined|libclang-rt-dev|-
+  bin:valgrind|valgrind|- bin:clang|clang|- fuzz:address,undefined|libclang-rt-dev|- \
+  bin:tmux|tmux|tmux bin:groff|groff-base|-
 
 # Prints the missing entries of DEP_TABLE (and TEST_DEP_TABLE) as "deb|brew".
 define missing_deps
@@ -321,7 +329,7 @@ interop: check-test-deps $(B)/lookout
 	@sh test/interop/run.sh
 
 # Offline checks of compose/ and launchd/ (no Docker engine or launchd needed).
-service-check:
+service-check: $(B)/lookout
 	@sh compose/check.sh
 	@sh launchd/check.sh
 
@@ -343,6 +351,74 @@ test: deps
 	$(STAGE) valgrind $(MAKE) --no-print-directory valgrind-smoke
 	$(STAGE) fuzz $(MAKE) --no-print-directory fuzz-smoke
 	@echo "test: all stages passed in $$(( $$(date +%s) - $$(cat build/.test-start) ))s"
+
+# --- install: PREFIX (Homebrew's prefix on macOS, else /usr/local) and DESTDIR
+# (a staging root for packagers; the installed files still name PREFIX). The
+# config is copied only when none is there: an edited config survives a
+# reinstall. The binary is written beside the old one and renamed over it, so
+# a running agent keeps its own file.
+ifeq ($(UNAME_S),Darwin)
+PREFIX ?= $(if $(BREW_PREFIX),$(BREW_PREFIX),/usr/local)
+else
+PREFIX ?= /usr/local
+endif
+DESTDIR ?=
+BINDIR = $(PREFIX)/bin
+SYSCONFDIR = $(PREFIX)/etc
+MANDIR = $(PREFIX)/share/man
+I_BIN = $(DESTDIR)$(BINDIR)
+I_CONF = $(DESTDIR)$(SYSCONFDIR)/lookout
+I_MAN = $(DESTDIR)$(MANDIR)/man8
+
+install: deps-build
+	@$(MAKE) --no-print-directory all
+	@case '$(PREFIX)' in /*) ;; *) echo "install: PREFIX must be an absolute path: $(PREFIX)"; exit 1 ;; esac
+	install -d $(I_BIN) $(I_CONF) $(I_MAN)
+	install -m 0755 $(B)/lookout $(I_BIN)/lookout.new
+	mv -f $(I_BIN)/lookout.new $(I_BIN)/lookout
+	@if [ -e $(I_CONF)/lookout.yaml ]; then \
+	  echo "install: keeping $(I_CONF)/lookout.yaml (compare it with config/lookout.yaml)"; \
+	else echo "install -m 0644 config/lookout.yaml $(I_CONF)/lookout.yaml"; \
+	  install -m 0644 config/lookout.yaml $(I_CONF)/lookout.yaml; fi
+	install -m 0644 docs/lookout.8 $(I_MAN)/lookout.8
+	@$(I_BIN)/lookout --check-config -c $(I_CONF)/lookout.yaml >/dev/null || \
+	  { echo "install: $(I_CONF)/lookout.yaml is not valid (lookout --check-config)"; exit 1; }
+	@echo "install: $(BINDIR)/lookout, config $(SYSCONFDIR)/lookout/lookout.yaml, man lookout(8)"
+
+# Removes the binary and the man page; the config stays unless PURGE=1.
+uninstall:
+	rm -f $(I_BIN)/lookout $(I_MAN)/lookout.8
+	@if [ "$(PURGE)" = 1 ]; then echo "rm -rf $(I_CONF)"; rm -rf $(I_CONF); \
+	elif [ -e $(I_CONF) ]; then echo "uninstall: keeping $(I_CONF) (make uninstall PURGE=1 removes it)"; fi
+
+# The service on top of make install: launchd/install.sh renders the plist or
+# unit for PREFIX and loads it (docs/service.md). No DESTDIR: these act on
+# this machine.
+SERVICE_SH = sh launchd/install.sh --prefix $(PREFIX)
+no_destdir = @[ -z '$(DESTDIR)' ] || { echo "$@: DESTDIR makes no sense for a service on this machine"; exit 1; }
+install-launchd:
+	$(no_destdir)
+	@[ "$(UNAME_S)" = Darwin ] || { echo "install-launchd: macOS only (make install-systemd on Linux)"; exit 1; }
+	@$(MAKE) --no-print-directory install
+	@$(SERVICE_SH)
+
+uninstall-launchd:
+	$(no_destdir)
+	@[ "$(UNAME_S)" = Darwin ] || { echo "uninstall-launchd: macOS only"; exit 1; }
+	@$(SERVICE_SH) --uninstall $(if $(filter 1,$(PURGE)),--purge)
+	@$(MAKE) --no-print-directory uninstall
+
+install-systemd:
+	$(no_destdir)
+	@[ "$(UNAME_S)" = Linux ] || { echo "install-systemd: Linux only (make install-launchd on macOS)"; exit 1; }
+	@$(MAKE) --no-print-directory install
+	@$(SERVICE_SH)
+
+uninstall-systemd:
+	$(no_destdir)
+	@[ "$(UNAME_S)" = Linux ] || { echo "uninstall-systemd: Linux only"; exit 1; }
+	@$(SERVICE_SH) --uninstall $(if $(filter 1,$(PURGE)),--purge)
+	@$(MAKE) --no-print-directory uninstall
 
 # The two README commands on a brand-new Debian 12 (debootstrap + chroot, as
 # root; minutes, downloads packages). Not part of `make test`.

@@ -232,9 +232,7 @@ EOF
     return "$ok"
 }
 
-check "install.sh --dry-run (Linux): installs files, renders unit, enables, restarts" dry Linux \
-    "+ cp $repo/build/lookout $T/pfx/bin/lookout.new" \
-    "+ cp $repo/config/lookout.yaml $T/pfx/etc/lookout/lookout.yaml" \
+check "install.sh --dry-run (Linux): checks the config, renders unit, enables, restarts" dry Linux \
     "+ $T/pfx/bin/lookout --check-config -c $T/pfx/etc/lookout/lookout.yaml" \
     "+ systemctl daemon-reload" \
     "+ systemctl enable lookout.service" \
@@ -249,18 +247,15 @@ check "install.sh --dry-run (macOS): renders plist, bootstraps gui/UID" dry Darw
     "+ launchctl bootstrap gui/$uid $T/home/Library/LaunchAgents/com.lookout.agent.plist" \
     "dry run: nothing was changed" --
 
-check "install.sh --dry-run --uninstall (Linux): disables, removes unit and binary" dry Linux \
+check "install.sh --dry-run --uninstall (Linux): disables, removes the unit" dry Linux \
     "+ systemctl disable --now lookout.service" \
     "+ rm -f /etc/systemd/system/lookout.service" \
-    "+ rm -f $T/pfx/bin/lookout" \
-    "keep $T/pfx/etc/lookout (remove it with --uninstall --purge)" -- \
+    "+ systemctl daemon-reload" -- \
     --uninstall
 
-check "install.sh --dry-run --uninstall --purge (macOS): boots out, removes all" dry Darwin \
+check "install.sh --dry-run --uninstall --purge (macOS): boots out, removes plist and log" dry Darwin \
     "+ launchctl bootout gui/$uid/com.lookout.agent" \
     "+ rm -f $T/home/Library/LaunchAgents/com.lookout.agent.plist" \
-    "+ rm -f $T/pfx/bin/lookout" \
-    "+ rm -rf $T/pfx/etc/lookout" \
     "+ rm -f $T/home/Library/Logs/lookout.log" -- \
     --uninstall --purge
 
@@ -281,6 +276,77 @@ refuses() {
 }
 check "install.sh refuses a relative --prefix, a home --prefix on Linux, a stray --purge" \
     refuses "--prefix rel" "--prefix /home/u/.local" "--purge" "--bogus"
+
+# --- make install into a staging root (DESTDIR), as a packager would, then
+# what the service files start must be what it wrote.
+LOOKOUT_BIN_BUILT=$repo/${LOOKOUT_BUILD_DIR:-build}/lookout
+R=$T/root
+mk() {
+    make -C "$repo" --no-print-directory "$@" PREFIX=/usr/local DESTDIR="$R"
+}
+if [ -x "$LOOKOUT_BIN_BUILT" ]; then
+    check "make install DESTDIR=… PREFIX=/usr/local" mk install
+
+    check "installed: binary 0755, config 0644, man page; the plist and unit start them" py "$LOAD
+import os, stat
+R = '$R'
+def mode(p):
+    return stat.S_IMODE(os.stat(R + p).st_mode)
+for p, m in (('/usr/local/bin/lookout', 0o755), ('/usr/local/etc/lookout/lookout.yaml', 0o644),
+             ('/usr/local/share/man/man8/lookout.8', 0o644)):
+    if not os.path.isfile(R + p):
+        bad.append('missing ' + p)
+    elif mode(p) != m:
+        bad.append('%s has mode %o, want %o' % (p, mode(p), m))
+args = P['ProgramArguments']
+unit = svc('ExecStart').split()
+for what, a in (('plist', args), ('unit', unit)):
+    if not os.access(R + a[0], os.X_OK):
+        bad.append('%s starts %s, which make install did not write' % (what, a[0]))
+    if a[1:2] != ['-c'] or not os.path.isfile(R + a[2]):
+        bad.append('%s reads %r, which make install did not write' % (what, a[1:]))
+done()
+"
+
+    check "the installed binary validates the installed config" \
+        "$R/usr/local/bin/lookout" --check-config -c "$R/usr/local/etc/lookout/lookout.yaml"
+
+    keep_config() {
+        echo "# edited by the user" >> "$R/usr/local/etc/lookout/lookout.yaml"
+        mk install > /dev/null || return 1
+        tail -n 1 "$R/usr/local/etc/lookout/lookout.yaml" | grep -qx "# edited by the user" ||
+            { echo "make install replaced an existing config"; return 1; }
+    }
+    check "make install again keeps an edited config" keep_config
+
+    uninstall_keeps() {
+        mk uninstall > /dev/null || return 1
+        for f in bin/lookout share/man/man8/lookout.8; do
+            [ ! -e "$R/usr/local/$f" ] || { echo "$f still there"; return 1; }
+        done
+        [ -f "$R/usr/local/etc/lookout/lookout.yaml" ] || { echo "the config was removed"; return 1; }
+        mk uninstall PURGE=1 > /dev/null || return 1
+        [ ! -e "$R/usr/local/etc/lookout" ] || { echo "PURGE=1 left etc/lookout"; return 1; }
+    }
+    check "make uninstall removes binary and man page, keeps the config; PURGE=1 removes it" uninstall_keeps
+
+    refuse_relative() {
+        if make -C "$repo" --no-print-directory install PREFIX=rel DESTDIR="$R" > /dev/null 2>&1; then
+            echo "accepted PREFIX=rel"
+            return 1
+        fi
+    }
+    check "make install refuses a relative PREFIX" refuse_relative
+else
+    check "make install: $LOOKOUT_BIN_BUILT is built (make)" false
+fi
+
+# --- the man page
+if command -v groff >/dev/null 2>&1; then
+    check "man page: groff -man -ww finds nothing" sh -c "o=\$(groff -man -ww -z ../docs/lookout.8 2>&1); [ -z \"\$o\" ] || { echo \"\$o\"; exit 1; }"
+else
+    echo "skip groff (not installed)"
+fi
 
 echo "launchd: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

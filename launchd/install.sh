@@ -1,28 +1,31 @@
 #!/bin/sh
-# Installs lookout as a service: a LaunchAgent on macOS, a systemd unit on Linux.
+# Installs lookout's service on top of `make install`: a LaunchAgent on macOS,
+# a systemd unit on Linux. `make install-launchd` / `make install-systemd` run
+# it after `make install`; `make uninstall-launchd` / `uninstall-systemd` run
+# it with --uninstall before `make uninstall`.
 #
-#   launchd/install.sh [--prefix DIR] [--binary FILE] [--dry-run]
+#   launchd/install.sh [--prefix DIR] [--dry-run]
 #   launchd/install.sh --uninstall [--purge] [--prefix DIR] [--dry-run]
 #
 # Install:
-#   1. copies the binary to PREFIX/bin/lookout (default PREFIX: /usr/local),
-#   2. copies config/lookout.yaml to PREFIX/etc/lookout/lookout.yaml, unless a
-#      config is already there (yours is never overwritten),
-#   3. checks that config with `lookout --check-config`,
-#   4. macOS: writes ~/Library/LaunchAgents/com.lookout.agent.plist from
+#   1. checks that `make install` put PREFIX/bin/lookout and
+#      PREFIX/etc/lookout/lookout.yaml there (default PREFIX: /usr/local) and
+#      that the config is valid (`lookout --check-config`),
+#   2. macOS: writes ~/Library/LaunchAgents/com.lookout.agent.plist from
 #      launchd/com.lookout.agent.plist ("~" and /usr/local replaced, since launchd
 #      expands neither) and loads it with `launchctl bootstrap gui/UID`;
 #      Linux: writes /etc/systemd/system/lookout.service from launchd/lookout.service
 #      (/usr/local replaced) and runs `systemctl enable` then `systemctl restart`
 #      (restart rather than `enable --now`, so a reinstall replaces a running
 #      older binary).
-# Uninstall stops and unloads the service and removes the service file and the
-# binary. The config (and on macOS the log) stay unless --purge is given.
+# Uninstall stops and unloads the service and removes the service file; the
+# binary, man page and config are `make uninstall`'s. --purge also removes the
+# macOS log.
 #
 # Every command is printed ("+ ...") before it runs; --dry-run only prints.
 # On macOS run it as yourself (the LaunchAgent belongs to your login session).
 # sudo is put in front of a command only where it writes to a directory you
-# cannot write to (PREFIX, /etc/systemd/system; systemctl as non-root).
+# cannot write to (/etc/systemd/system; systemctl as non-root).
 
 set -eu
 
@@ -30,16 +33,14 @@ LABEL=com.lookout.agent
 UNIT=lookout.service
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
 
 prefix=/usr/local
-binary=$repo/build/lookout
 dry=
 uninstall=
 purge=
 
 usage() {
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '7,8p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -51,8 +52,6 @@ while [ $# -gt 0 ]; do
     case $1 in
     --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; prefix=$2; shift ;;
     --prefix=*) prefix=${1#*=} ;;
-    --binary) [ $# -ge 2 ] || die "--binary needs a file"; binary=$2; shift ;;
-    --binary=*) binary=${1#*=} ;;
     --dry-run | -n) dry=1 ;;
     --uninstall) uninstall=1 ;;
     --purge) purge=1 ;;
@@ -149,37 +148,12 @@ done_msg() {
 
 # --- common steps
 
-install_files() {
-    if [ ! -x "$binary" ]; then
-        [ -n "$dry" ] || die "$binary not found: build it first with make"
-        echo "note: $binary is not built yet (make); a real run stops here"
-    fi
-    [ -e "$conf" ] || [ -f "$repo/config/lookout.yaml" ] ||
-        die "$repo/config/lookout.yaml not found"
-    run_in "$bin_dir" mkdir -p "$bin_dir"
-    run_in "$bin_dir" cp "$binary" "$bin_dir/lookout.new"
-    run_in "$bin_dir" chmod 0755 "$bin_dir/lookout.new"
-    # Renamed over the old binary: a running copy keeps its own (unlinked) file.
-    run_in "$bin_dir" mv -f "$bin_dir/lookout.new" "$bin_dir/lookout"
-    if [ -e "$conf" ]; then
-        echo "keep $conf (already there; compare with $repo/config/lookout.yaml)"
-    else
-        run_in "$conf_dir" mkdir -p "$conf_dir"
-        # Readable by the service's user whatever our umask.
-        run_in "$conf_dir" chmod 0755 "$conf_dir"
-        run_in "$conf_dir" cp "$repo/config/lookout.yaml" "$conf"
-        run_in "$conf_dir" chmod 0644 "$conf"
+check_installed() {
+    if [ ! -x "$bin_dir/lookout" ] || [ ! -f "$conf" ]; then
+        [ -n "$dry" ] || die "$bin_dir/lookout or $conf missing: run make install PREFIX=$prefix first"
+        echo "note: $bin_dir/lookout is not installed yet (make install); a real run stops here"
     fi
     run "$bin_dir/lookout" --check-config -c "$conf"
-}
-
-uninstall_files() {
-    run_in "$bin_dir" rm -f "$bin_dir/lookout"
-    if [ -n "$purge" ]; then
-        run_in "$conf_dir" rm -rf "$conf_dir"
-    else
-        echo "keep $conf_dir (remove it with --uninstall --purge)"
-    fi
 }
 
 # --- macOS: LaunchAgent in the user's gui domain
@@ -205,7 +179,6 @@ darwin() {
     if [ -n "$uninstall" ]; then
         stop_agent
         run rm -f "$plist"
-        uninstall_files
         if [ -n "$purge" ]; then
             run rm -f "$log"
         else
@@ -214,7 +187,7 @@ darwin() {
         return 0
     fi
 
-    install_files
+    check_installed
     run mkdir -p "$HOME/Library/LaunchAgents" "$HOME/Library/Logs"
     # Only <string> values are rewritten, not the comments.
     render "$here/$LABEL.plist" "$plist" \
@@ -244,11 +217,10 @@ linux() {
         run_ok_in "$units" systemctl disable --now "$UNIT"
         run_in "$units" rm -f "$unit_file"
         run_in "$units" systemctl daemon-reload
-        uninstall_files
         return 0
     fi
 
-    install_files
+    check_installed
     render "$here/$UNIT" "$unit_file" "s|/usr/local/|$(sed_repl "$prefix")/|g"
     run_in "$units" systemctl daemon-reload
     run_in "$units" systemctl enable "$UNIT"
