@@ -9,7 +9,13 @@
 #   1. apt-get install make        (a bare Debian has no make; README says so)
 #   2. make run                    until /readyz answers 200, then SIGTERM; the
 #                                  agent must exit 0
-#   3. make test                   must pass; its summary lines are printed
+#   3. make install                then the installed /usr/local/bin/lookout,
+#                                  started without -c (it finds the installed
+#                                  config), must get ready; `lookout status`
+#                                  must exit 0 and name the receivers; after
+#                                  SIGTERM it must exit non-zero (unreachable);
+#                                  make uninstall removes the binary
+#   4. make test                   must pass; its summary lines are printed
 # Ends with "fresh-check: passed in Ns" or "fresh-check: FAILED (...)".
 #
 # Needs root (re-runs itself under sudo), a Debian-like host with network access
@@ -238,7 +244,49 @@ if [ "$status" != 0 ]; then
 fi
 echo "ok   make run: the agent drained and exited 0 on SIGTERM"
 
-# --- 3. make test, with no ../shared
+# --- 3. make install, the installed binary, lookout status, make uninstall
+
+echo "fresh-check: make install"
+in_root 'cd /src/lookout && make install' > "$LOG.install" 2>&1 ||
+    { tail -n 20 "$LOG.install"; fail "make install"; }
+for f in /usr/local/bin/lookout /usr/local/etc/lookout/lookout.yaml /usr/local/share/man/man8/lookout.8; do
+    [ -f "$ROOT$f" ] || fail "make install did not write $f"
+done
+# From / (no config/ in the working directory), without -c: the installed
+# binary must find PREFIX/etc/lookout/lookout.yaml by itself.
+in_root 'cd / && exec /usr/local/bin/lookout > /tmp/installed.log 2>&1' > /dev/null 2>&1 &
+inst=$!
+ready=
+i=0
+while [ $i -lt 30 ]; do
+    code=$(curl -s -m 2 -o /dev/null -w '%{http_code}' http://127.0.0.1:9464/readyz)
+    [ "$code" = 200 ] && { ready=1; break; }
+    kill -0 $inst 2>/dev/null || break
+    sleep 1
+    i=$((i + 1))
+done
+if [ -z "$ready" ]; then
+    kill $inst 2>/dev/null
+    cat "$ROOT/tmp/installed.log" 2>/dev/null | tail -n 20
+    fail "the installed lookout never answered /readyz"
+fi
+in_root '/usr/local/bin/lookout status' > "$LOG.status" 2>&1
+rc=$?
+agent=$(pgrep -f '^/usr/local/bin/lookout$' 2>/dev/null)
+[ -n "$agent" ] && kill -TERM $agent
+wait $inst 2>/dev/null
+[ "$rc" = 0 ] || { cat "$LOG.status"; fail "lookout status exited $rc with the agent ready"; }
+grep -q otlp "$LOG.status" || { cat "$LOG.status"; fail "lookout status named no otlp receiver"; }
+echo "ok   make install: the installed lookout started from its installed config; lookout status exited 0"
+in_root '/usr/local/bin/lookout status' > "$LOG.status2" 2>&1
+rc=$?
+[ "$rc" != 0 ] || fail "lookout status exited 0 with no agent running"
+in_root 'cd /src/lookout && make uninstall' > "$LOG.uninstall" 2>&1 ||
+    { tail -n 20 "$LOG.uninstall"; fail "make uninstall"; }
+[ ! -e "$ROOT/usr/local/bin/lookout" ] || fail "make uninstall left /usr/local/bin/lookout"
+echo "ok   lookout status exited $rc with no agent; make uninstall removed the binary"
+
+# --- 4. make test, with no ../shared
 
 echo "fresh-check: make test"
 # make test prints one line per stage (a failing stage's whole output): all of
