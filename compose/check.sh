@@ -1,9 +1,14 @@
 #!/bin/sh
 # Offline checks of the compose stack (no Docker engine needed): every YAML file
-# parses, promtool accepts the Prometheus config, every port is published on
-# 127.0.0.1 only and none takes one of lookout's host ports, Jaeger's OTLP/gRPC
-# port is published as 14317, images are pinned, bind-mounted files exist, the
-# Grafana datasources and the Loki schema are what docs/compose.md says.
+# parses, promtool accepts the Prometheus config, Prometheus keeps exemplars,
+# every port is published on 127.0.0.1 only and none takes one of lookout's host
+# ports, Jaeger's OTLP ports are published as 14317 and 14318, images are pinned,
+# bind-mounted files exist, the Grafana data sources and the Loki schema are what
+# docs/compose.md says. The Grafana checks (check_grafana.py): dashboards parse,
+# uids are unique and every data source a link or panel names is provisioned,
+# the log/trace/metric links are wired as docs/compose.md says, and every PromQL
+# query parses and names only metrics and labels lookout exports or the
+# semantic conventions define.
 # When `docker compose` is installed it also validates the file with it.
 # Ends with "compose: N passed, N failed"; exit status non-zero on any failure.
 
@@ -118,9 +123,10 @@ print('\n'.join(bad))
 sys.exit(1 if bad else 0)
 "
 
-check "jaeger OTLP/gRPC (4317) published as 127.0.0.1:14317, UI as 16686" py "$LOAD
+check "jaeger OTLP (4317, 4318) published as 127.0.0.1:14317, 14318, UI as 16686" py "$LOAD
 got = set((ip, pub, tgt) for ip, pub, tgt in ports('jaeger'))
-for want in (('127.0.0.1', '14317', '4317'), ('127.0.0.1', '16686', '16686')):
+for want in (('127.0.0.1', '14317', '4317'), ('127.0.0.1', '14318', '4318'),
+             ('127.0.0.1', '16686', '16686')):
     if want not in got:
         bad.append('jaeger does not publish %s:%s -> %s' % want)
 env = S['jaeger'].get('environment', {})
@@ -148,6 +154,16 @@ print('\n'.join(bad))
 sys.exit(1 if bad else 0)
 "
 
+check "prometheus keeps exemplars (--enable-feature=exemplar-storage)" py "$LOAD
+cmd = S['prometheus'].get('command', [])
+cmd = cmd.split() if isinstance(cmd, str) else cmd
+features = [f for a in cmd if a.startswith('--enable-feature=')
+            for f in a.split('=', 1)[1].split(',')]
+if 'exemplar-storage' not in features:
+    print('prometheus command: %s' % cmd)
+    sys.exit(1)
+"
+
 check "bind-mounted files and directories exist" py "$LOAD
 import os
 for svc in S:
@@ -159,13 +175,23 @@ print('\n'.join(bad))
 sys.exit(1 if bad else 0)
 "
 
-check "prometheus scrapes lookout at host.docker.internal:9464" py "
+check "prometheus scrapes lookout at host.docker.internal:9464, honor_labels" py "
 import sys, yaml
 P = yaml.safe_load(open('prometheus/prometheus.yml'))
-targets = [t for j in P.get('scrape_configs', []) if j.get('job_name') == 'lookout'
-           for sc in j.get('static_configs', []) for t in sc.get('targets', [])]
+jobs = [j for j in P.get('scrape_configs', []) if j.get('job_name') == 'lookout']
+targets = [t for j in jobs for sc in j.get('static_configs', []) for t in sc.get('targets', [])]
 if 'host.docker.internal:9464' not in targets:
     print('job lookout targets: %s' % targets)
+    sys.exit(1)
+# The apps' job and instance (service.name, service.instance.id) must survive.
+if not all(j.get('honor_labels') is True for j in jobs):
+    print('job lookout lacks honor_labels: true')
+    sys.exit(1)
+"
+
+check "prometheus maps host.docker.internal to the host (host-gateway, Linux)" py "$LOAD
+if 'host.docker.internal:host-gateway' not in S['prometheus'].get('extra_hosts', []):
+    print('prometheus extra_hosts: %s' % S['prometheus'].get('extra_hosts'))
     sys.exit(1)
 "
 
@@ -174,21 +200,13 @@ import glob, sys, yaml
 want = {'prometheus': 'http://prometheus:9090', 'loki': 'http://loki:3100',
         'jaeger': 'http://jaeger:16686'}
 got = {}
-uids = set()
 for f in sorted(glob.glob('grafana/provisioning/datasources/*.yml')):
     d = yaml.safe_load(open(f))
     if d.get('apiVersion') != 1:
         print(f + ': apiVersion is not 1'); sys.exit(1)
     for ds in d.get('datasources', []):
         got[ds['type']] = ds.get('url')
-        uids.add(ds.get('uid'))
 bad = ['%s: url %r, want %r' % (t, got.get(t), u) for t, u in want.items() if got.get(t) != u]
-# Loki's trace links point at the Jaeger datasource by uid.
-for f in glob.glob('grafana/provisioning/datasources/*.yml'):
-    for ds in yaml.safe_load(open(f)).get('datasources', []):
-        for df in (ds.get('jsonData') or {}).get('derivedFields', []):
-            if df.get('datasourceUid') not in uids:
-                bad.append('%s: derived field points at unknown uid %r' % (f, df.get('datasourceUid')))
 print('\n'.join(bad))
 sys.exit(1 if bad else 0)
 "
@@ -201,6 +219,28 @@ ok = (last.get('store') == 'tsdb' and last.get('schema') == 'v13'
       and L.get('limits_config', {}).get('allow_structured_metadata') is True)
 sys.exit(0 if ok else 1)
 "
+
+# --- Grafana: dashboards, links between the data sources, PromQL (check_grafana.py)
+grafana() {
+    "$PY" check_grafana.py "$@"
+}
+for f in grafana/dashboards/*.json; do
+    check "json parses: $f" py "
+import json
+with open('$f') as fh:
+    json.load(fh)
+"
+done
+check "dashboards have a uid, a title and panels" grafana dashboards-json
+check "dashboard uids and titles, data source uids unique" grafana uids
+check "every data source uid a link, panel or variable names is provisioned" grafana datasource-refs
+check "every \$ in grafana/provisioning is escaped as \$\$" grafana escapes
+check "dashboards provider reads grafana/dashboards, as mounted" grafana dashboards-mounted
+check "loki: trace_id structured metadata (and trace ids in lines) link to jaeger" grafana loki-links
+check "jaeger: spans link to their trace's logs (loki) and RED metrics (prometheus)" grafana jaeger-links
+check "prometheus: exemplars' trace_id links to jaeger, latency panel shows them" grafana exemplars
+check "PromQL queries name only lookout's and semconv metrics and their labels" grafana promql-names
+check "PromQL queries parse (promtool check rules)" grafana promql-parses
 
 # --- optional: Docker's own validation, where the compose plugin is installed
 if docker compose version >/dev/null 2>&1; then
