@@ -1260,7 +1260,7 @@ def check_cli_tables(cli, doc):
         for flag in sorted(flags - mine):
             missing.append("%s (`lookout %s--help`) is in no flag table of %s%s"
                            % (flag, cmd + " " if cmd else "", doc.name,
-                              " for it" if cmd in documented else ""))
+                              " for it" if cmd and cmd in documented else ""))
     return fake, missing
 
 
