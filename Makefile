@@ -333,6 +333,12 @@ service-check: $(B)/lookout
 	@sh compose/check.sh
 	@sh launchd/check.sh
 
+# The docs against the binary, both ways: metric names (a running agent's
+# /metrics), config keys (the schema tables, proved with --check-config) and
+# flags (--help) (test/docs/check.py).
+docs-check: $(B)/lookout
+	@LOOKOUT_BIN=$(B)/lookout sh test/docs/check.sh
+
 # Each stage prints its summary lines only (its whole output when it fails,
 # everything with V=1); the logs are in build/test-logs/.
 STAGE = @V=$(V) sh test/stage.sh
@@ -343,6 +349,7 @@ test: deps
 	$(STAGE) unit-san $(MAKE) --no-print-directory unit-san
 	$(STAGE) proto $(MAKE) --no-print-directory proto-check
 	$(STAGE) service $(MAKE) --no-print-directory service-check
+	$(STAGE) docs $(MAKE) --no-print-directory docs-check
 	$(STAGE) integration $(MAKE) --no-print-directory integration
 	$(STAGE) integration-san $(MAKE) --no-print-directory integration-san
 	$(STAGE) interop $(MAKE) --no-print-directory interop

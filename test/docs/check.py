@@ -1278,7 +1278,9 @@ def doc_command_lines(doc):
     out = []
     for i, text in doc.code_texts():
         for m in _CMD_RE.finditer(text):
-            tokens = text[m.end():].split()
+            # A command substitution in an argument, "$(brew --prefix)/etc/…",
+            # is another command's: its flags are not lookout's.
+            tokens = re.sub(r"\$\([^()]*\)", "X", text[m.end():]).split()
             sub, flags = "", []
             for n, tok in enumerate(tokens):
                 if tok in _STOP or tok.startswith(("#", ">", "|", ";", "&", "2>")):
