@@ -510,6 +510,16 @@ def check_doc_names(scrape, docs):
     return problems
 
 
+def check_operations_names(scrape, doc):
+    """Every served family is named, spelled out, in docs/operations.md: its
+    "which one answers what" is meant to cover them all."""
+    named = set()
+    for _, _, names in doc_name_refs(doc, scrape.item_words()):
+        named |= {n for n, how in names if how == "exact"}
+    return ["%s is not named in %s" % (f, doc.name)
+            for f in sorted(scrape.types) if f not in named]
+
+
 # ---------------------------------------------------------------- docs/metrics.md tables
 
 class MetricRow:
@@ -1318,6 +1328,8 @@ def doc_checks(facts, texts):
         out["metric names in README.md and docs/*.md are served"] = \
             check_doc_names(scrape, docs)
         out.update(check_metrics_tables(scrape, docs["docs/metrics.md"]))
+        out["every served family is named in docs/operations.md"] = \
+            check_operations_names(scrape, docs["docs/operations.md"])
     schema = facts.get("schema")
     if schema is not None:
         fake, missing = check_config_docs(schema, docs["docs/configuration.md"])
@@ -1352,6 +1364,10 @@ def drop_line_with(text, needle):
 
 # (what, check that must fail, mutation of the docs' texts)
 SELF_CHECKS = [
+    ("a served family missing from docs/operations.md",
+     "every served family is named in docs/operations.md",
+     lambda t: dict(t, **{"docs/operations.md": t["docs/operations.md"].replace(
+         "`lookout_spool_commits_total`", "the commits")})),
     ("a metric name in README.md that is not served",
      "metric names in README.md and docs/*.md are served",
      lambda t: dict(t, **{"README.md": t["README.md"] + "\n`lookout_bogus_total`\n"})),
