@@ -31,6 +31,10 @@ is the command, not an argument of another tool).
 Last, self-checks: each comparison is run again on docs with a planted mistake,
 and must fail.
 
+One file, not three: the three comparisons share the docs' parse (tables, code
+spans, name patterns), the runner and the self-checks, which plant mistakes
+across all of them; split, each piece would repeat that machinery.
+
 Output: `ok   NAME` / `FAIL NAME` (details indented), then
 `docs: N passed, N failed`; exit status 1 on any failure.
 Environment: LOOKOUT_BIN (default build/lookout).
