@@ -19,7 +19,8 @@
     XX(EUNSUPPORTED, -13, "not supported")                                     \
     XX(EEXIST, -14, "already exists")                                         \
     XX(EMEMLIMIT, -15, "memory limit reached")                                 \
-    XX(EFULL, -16, "no space left")
+    XX(EFULL, -16, "no space left")                                            \
+    XX(ERESERVED, -17, "name reserved")
 
 enum lk_err {
     LK_OK = 0,

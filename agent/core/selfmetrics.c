@@ -476,6 +476,41 @@ int lk_metrics_help_escape(lk_buf *out, const char *help, bool openmetrics)
     return lk_buf_append(out, run, (size_t)(p - run));
 }
 
+/* The length of |name| without one ending an exposition adds to a family's
+ * name (for its samples, or OpenMetrics' counter _total). */
+static size_t stem_len(const char *name, size_t len)
+{
+    static const char *const ends[] = {"_total", "_created", "_bucket", "_sum", "_count"};
+    for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+        size_t el = strlen(ends[i]);
+        if (len > el && memcmp(name + len - el, ends[i], el) == 0)
+            return len - el;
+    }
+    return len;
+}
+
+static bool same(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+bool lk_metrics_name_is_reserved(const lk_metrics *m, const char *name, size_t len)
+{
+    size_t ns = sizeof(LK_METRICS_NAMESPACE) - 1;
+    if (len >= ns && memcmp(name, LK_METRICS_NAMESPACE, ns) == 0)
+        return true;
+    size_t stem = stem_len(name, len);
+    for (const struct family *f = m != NULL ? m->first : NULL; f != NULL; f = f->next) {
+        size_t flen = strlen(f->name), fstem = stem_len(f->name, flen);
+        /* x_count_total (a counter) is the OpenMetrics family x_count: both
+         * names are compared whole and without their ending. */
+        if (same(name, len, f->name, flen) || same(name, stem, f->name, flen) ||
+            same(name, len, f->name, fstem) || same(name, stem, f->name, fstem))
+            return true;
+    }
+    return false;
+}
+
 /*
  * Writes |v| in the shortest %g form that reads back as the same double
  * (at most 17 significant digits), or NaN / +Inf / -Inf as the text format

@@ -88,6 +88,26 @@ int lk_metrics_labels_each(const char *text, size_t len, lk_buf *scratch,
  * snprintf returns (40 bytes always suffice). */
 int lk_metrics_format_double(char *dst, size_t size, double v);
 
+/*
+ * Every self-metric lookout registers is named with this prefix, but for the
+ * standard process_* ones (core/platform.c), which are registered at start-up.
+ */
+#define LK_METRICS_NAMESPACE "lookout_"
+
+/*
+ * Whether a metric family named |name| (|len| bytes, as the text format names
+ * it) rendered after |m|'s exposition, in the same body, could clash with one
+ * of |m|'s families: when the two names are the same, or one is the other
+ * plus an ending an exposition adds (_total, _created, _bucket, _sum, _count),
+ * or both are one name with such endings. That covers OpenMetrics, which names
+ * a counter family without its _total. Every name in LK_METRICS_NAMESPACE is
+ * reserved as well, registered yet or not: families there come and go with
+ * the config (a reload adding a spool or an exporter). Conservative: a name
+ * that merely looks like one of lookout's counts. Scans every family (a few
+ * dozen): for new names, not per item.
+ */
+bool lk_metrics_name_is_reserved(const lk_metrics *m, const char *name, size_t len);
+
 /* Appends the exposition (families in registration order, one HELP/TYPE each). */
 int lk_metrics_render(lk_metrics *m, lk_buf *out);
 /* The same, or with |openmetrics| as OpenMetrics 1.0 metric families: a

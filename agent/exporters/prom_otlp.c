@@ -79,7 +79,7 @@ static void arena_fini(struct arena *a)
 const char *lk_prom_drop_reason(enum lk_prom_drop d)
 {
     static const char *const names[LK_PROM_DROP_COUNT] = {
-        "series_limit", "type_conflict", "out_of_order", "invalid_point"};
+        "series_limit", "type_conflict", "out_of_order", "invalid_point", "reserved_name"};
     return d < LK_PROM_DROP_COUNT ? names[d] : "unknown";
 }
 
@@ -874,9 +874,10 @@ lk_prom_family *lk__prom_family(lk_prom_mapper *m, const char *name, const char 
         f = lk_prom_family_get(m->store, (const char *)m->name.data, m->name.len, kind,
                                description, (const char *)m->tmp.data, &err);
     if (f == NULL)
-        st->dropped[err == LK_EEXIST  ? LK_PROM_DROP_TYPE_CONFLICT
-                    : err == LK_E2BIG ? LK_PROM_DROP_SERIES_LIMIT
-                                      : LK_PROM_DROP_INVALID] += npoints;
+        st->dropped[err == LK_EEXIST      ? LK_PROM_DROP_TYPE_CONFLICT
+                    : err == LK_ERESERVED ? LK_PROM_DROP_RESERVED
+                    : err == LK_E2BIG     ? LK_PROM_DROP_SERIES_LIMIT
+                                          : LK_PROM_DROP_INVALID] += npoints;
     return f;
 }
 

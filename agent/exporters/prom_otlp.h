@@ -43,6 +43,7 @@ enum lk_prom_drop {
     LK_PROM_DROP_TYPE_CONFLICT, /* "type_conflict": the name has another type */
     LK_PROM_DROP_OUT_OF_ORDER,  /* "out_of_order": older than the series, or an overlapping delta */
     LK_PROM_DROP_INVALID,       /* "invalid_point": no value, bucket counts that do not match the bounds */
+    LK_PROM_DROP_RESERVED,      /* "reserved_name": the store's reserved() refused the name */
     LK_PROM_DROP_COUNT
 };
 const char *lk_prom_drop_reason(enum lk_prom_drop d);

@@ -2,6 +2,8 @@
 #include "exporters/prom_state.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "core/err.h"
 #include "core/log.h"
@@ -9,19 +11,51 @@
 #define SWEEP_EVERY_MS 1000
 #define CONFLICT_LOG_EVERY_MS 10000
 
-int lk_prom_state_init(struct lk_prom_state *st, const char *name,
-                       const struct lk_exporter_config *cfg, lk_metrics *m)
+/*
+ * The store's reserved(): lookout's own names on the same /metrics. The store
+ * asks for names no family holds, so for a refused name again with every
+ * request that carries it: the names logged, each once, are looked at first
+ * (the registry only grows: a name reserved stays reserved). The list is
+ * bounded; the count of points dropped (reserved_name) is not.
+ */
+static bool reserved(void *arg, const char *name, size_t nlen)
 {
+    struct lk_prom_state *st = arg;
+    for (size_t i = 0; i < st->nlogged; i++)
+        if (strlen(st->logged[i]) == nlen && memcmp(st->logged[i], name, nlen) == 0)
+            return true;
+    if (!lk_metrics_name_is_reserved(st->beside, name, nlen))
+        return false;
+    if (st->nlogged == LK_PROM_STATE_LOGGED)
+        return true;
+    char *copy = malloc(nlen + 1);
+    if (copy == NULL)
+        return true;
+    memcpy(copy, name, nlen);
+    copy[nlen] = '\0';
+    st->logged[st->nlogged++] = copy;
+    lk_log(LK_LOG_WARN, "metric points dropped: the name is lookout's own on the admin /metrics",
+           LK_S("exporter", st->name) LK_S("metric", copy)
+           LK_S("hint", "give the exporter an endpoint of its own to serve these"));
+    return true;
+}
+
+int lk_prom_state_init(struct lk_prom_state *st, const char *name,
+                       const struct lk_exporter_config *cfg, lk_metrics *m,
+                       const lk_metrics *beside)
+{
+    *st = (struct lk_prom_state){.name = name, .beside = beside};
     struct lk_prom_store_opts so = {
         .expiration_ms = cfg->prometheus.metric_expiration_ms,
         .max_series = cfg->prometheus.max_series,
+        .reserved = beside != NULL ? reserved : NULL,
+        .reserved_arg = st,
     };
     struct lk_prom_map_opts mo = {
         .add_suffixes = cfg->prometheus.add_metric_suffixes,
         .promote = cfg->prometheus.promote_resource_attributes,
         .npromote = cfg->prometheus.npromote,
     };
-    *st = (struct lk_prom_state){.name = name};
     st->store = lk_prom_store_create(&so);
     st->mapper = st->store ? lk_prom_mapper_create(&mo, st->store) : NULL;
     if (st->mapper == NULL) {
@@ -46,6 +80,9 @@ void lk_prom_state_fini(struct lk_prom_state *st)
     lk_prom_store_destroy(st->store);
     st->mapper = NULL;
     st->store = NULL;
+    for (size_t i = 0; i < st->nlogged; i++)
+        free(st->logged[i]);
+    st->nlogged = 0;
 }
 
 uint64_t lk_prom_state_apply(struct lk_prom_state *st, lk_batch *b, uint64_t now_ms)

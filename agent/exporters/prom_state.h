@@ -2,7 +2,9 @@
  * What the prometheus and prometheusremotewrite exporters share: a series
  * store fed by the OTLP translation, its self-metrics
  * (lookout_prometheus_series, lookout_prometheus_series_expired_total), the
- * drops of a batch counted by reason, and the expiry sweep. Loop thread only.
+ * drops of a batch counted by reason, the expiry sweep, and, for a store
+ * rendered after the self-metrics, the names they hold kept out of it.
+ * Loop thread only.
  */
 #ifndef LK_EXPORTERS_PROM_STATE_H
 #define LK_EXPORTERS_PROM_STATE_H
@@ -16,6 +18,8 @@
 #include "exporters/prom_store.h"
 #include "pipeline/exporter.h"
 
+#define LK_PROM_STATE_LOGGED 16 /* reserved names logged by name, at most */
+
 struct lk_prom_state {
     lk_prom_store *store;
     lk_prom_mapper *mapper;
@@ -24,13 +28,23 @@ struct lk_prom_state {
     lk_counter *expired;
     uint64_t last_sweep_ms;
     uint64_t last_conflict_log_ms;
+    const lk_metrics *beside;           /* whose names are reserved, or NULL */
+    char *logged[LK_PROM_STATE_LOGGED]; /* reserved names already logged */
+    size_t nlogged;
 };
 
-/* For the exporter named |name| (kept, must outlive |st|) with |cfg|'s
- * prometheus settings; registers the metrics in |m|. LK_ENOMEM, with
- * nothing to release. */
+/*
+ * For the exporter named |name| (kept, must outlive |st|) with |cfg|'s
+ * prometheus settings; registers the metrics in |m|. |beside|, unless NULL,
+ * is the registry whose exposition precedes the store's in the same body
+ * (the admin /metrics): the store then refuses the names that registry
+ * reserves (lk_metrics_name_is_reserved), and the first LK_PROM_STATE_LOGGED
+ * names refused are logged, each once. |st| must not move while it lives.
+ * LK_ENOMEM, with nothing to release.
+ */
 int lk_prom_state_init(struct lk_prom_state *st, const char *name,
-                       const struct lk_exporter_config *cfg, lk_metrics *m);
+                       const struct lk_exporter_config *cfg, lk_metrics *m,
+                       const lk_metrics *beside);
 void lk_prom_state_fini(struct lk_prom_state *st);
 
 /*

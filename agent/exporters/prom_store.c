@@ -269,6 +269,10 @@ lk_prom_family *lk_prom_family_get(lk_prom_store *s, const char *name, size_t nl
         }
         return f;
     }
+    if (s->o.reserved != NULL && s->o.reserved(s->o.reserved_arg, name, nlen)) {
+        *err = LK_ERESERVED;
+        return NULL;
+    }
     if (om_clash(s, name, nlen, kind)) {
         *err = LK_EEXIST;
         return NULL;

@@ -28,6 +28,10 @@ typedef struct lk_prom_series lk_prom_series;
 struct lk_prom_store_opts {
     uint64_t expiration_ms; /* 0: series never expire */
     uint64_t max_series;    /* 0: no limit */
+    /* Names no family may take (another exposition in the same body has
+     * them), asked when a family would be created; NULL: none. */
+    bool (*reserved)(void *arg, const char *name, size_t nlen);
+    void *reserved_arg;
 };
 
 lk_prom_store *lk_prom_store_create(const struct lk_prom_store_opts *o);
@@ -37,7 +41,8 @@ void lk_prom_store_destroy(lk_prom_store *s); /* NULL-safe */
  * The family |name| (|nlen| bytes) of |kind|, created with |help| and |unit|
  * (both NUL-terminated, copied; the first help wins) when new. NULL with
  * *err = LK_EEXIST when the name is taken by another kind (the first keeps
- * it), or LK_ENOMEM.
+ * it), LK_ERESERVED when the options' reserved() refuses a new family the
+ * name, LK_E2BIG (max_series reached), or LK_ENOMEM.
  */
 lk_prom_family *lk_prom_family_get(lk_prom_store *s, const char *name, size_t nlen,
                                    enum lk_prom_kind kind, const char *help,

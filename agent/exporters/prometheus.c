@@ -115,7 +115,10 @@ int lk_prometheus_exporter_create(lk_exporter **out, uv_loop_t *loop,
     x->base.name = strdup(cfg->name);
     x->loop = loop;
     lk_exposition_init(&x->expo);
-    if (x->base.name == NULL || lk_prom_state_init(&x->st, x->base.name, cfg, m) < 0) {
+    /* Without an endpoint the store is rendered after the self-metrics, in
+     * the same body: their names must not appear twice. */
+    const lk_metrics *beside = cfg->endpoint == NULL ? m : NULL;
+    if (x->base.name == NULL || lk_prom_state_init(&x->st, x->base.name, cfg, m, beside) < 0) {
         prom_close(&x->base, NULL, NULL);
         return LK_ENOMEM;
     }

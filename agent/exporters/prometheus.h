@@ -4,7 +4,9 @@
  * for Prometheus to scrape on the admin listener's /metrics, after the
  * self-metrics, or, with an endpoint, alone on a listener of its own.
  * Sending a batch always succeeds at once; points the store cannot take are
- * counted in lookout_dropped_items_total by reason.
+ * counted in lookout_dropped_items_total by reason. On the admin listener,
+ * metrics named like lookout's own (lk_metrics_name_is_reserved) are among
+ * them (reason reserved_name): one name twice in a body fails the scrape.
  */
 #ifndef LK_EXPORTERS_PROMETHEUS_H
 #define LK_EXPORTERS_PROMETHEUS_H

@@ -266,7 +266,7 @@ int lk_remote_write_exporter_create(lk_exporter **out, uv_loop_t *loop,
     rc = lk_http_exporter_init(&x->h, loop, cfg, 6, &lk_remote_write_exporter_ops,
                                exporter_free);
     if (rc == 0)
-        rc = lk_prom_state_init(&x->st, x->h.base.name, cfg, m);
+        rc = lk_prom_state_init(&x->st, x->h.base.name, cfg, m, NULL);
     if (rc == 0) {
         x->live = true;
         lk_prom_store_track(x->st.store, true);

@@ -757,6 +757,110 @@ class PrometheusTest(unittest.TestCase):
         self.wait_value('resets(%s[5m])' % query, 1.0, "resets() over the restart")
         self.assertEqual(self.prom.scalar('max_over_time(%s[5m])' % query), 100.0)
 
+    # Names lookout's own metrics hold on the admin /metrics, in the forms the
+    # app metrics below take: process_cpu_seconds_total (a counter named as the
+    # Prometheus Go client's process collector names it, bridged to OTel),
+    # process_open_fds, process_resident_memory_bytes (from OTel's name and
+    # unit), process_cpu_seconds (a histogram: OpenMetrics' name of the
+    # counter), and lookout_* (lookout's namespace, registered or not).
+    RESERVED = ("process_cpu_seconds_total", "process_open_fds",
+                "process_resident_memory_bytes", "process_cpu_seconds", "lookout_custom")
+
+    def reserved_request(self, service, end, histogram=True):
+        req, sm = metrics_request(service, instance=service + "-1")
+        add_sum(sm, "process_cpu_seconds_total", "", "App CPU.", True, CUMULATIVE,
+                [(1.5, self.t0, end)])
+        add_gauge(sm, "process_open_fds", "", "App fds.", 7.0, end)
+        add_gauge(sm, "process.resident.memory", "By", "App RSS.", 1e6, end)
+        if histogram:
+            add_histogram(sm, "process.cpu", "s", "App CPU histogram.", CUMULATIVE, [0.5],
+                          [1, 1], 1.0, self.t0, end)
+        add_gauge(sm, "lookout.custom", "", "In lookout's namespace.", 3.0, end)
+        add_gauge(sm, "reserved.neighbour", "By", "Kept.", 5.0, end)
+        return req
+
+    def test_lookout_names_reserved(self):
+        """On the admin /metrics, app metrics named like lookout's own are
+        dropped, counted (reason reserved_name) and logged once per name: each
+        family appears once, in the text format and in OpenMetrics, promtool
+        accepts the body and Prometheus keeps scraping it; the rest of the
+        request is kept. An exporter serving on an endpoint of its own (no
+        self-metrics there) takes the same names."""
+        for i in (1, 2):
+            self.post(self.reserved_request("reserved-svc", self.t0 + i * SEC))
+        self.assertTrue(wait_until(lambda: self.agent.metric(
+            "lookout_dropped_items_total", reason="reserved_name") == 10, 10.0),
+            "reserved_name drops: %r\n%s" % (
+                self.agent.metric("lookout_dropped_items_total", reason="reserved_name"),
+                self.agent.log_tail(10)))
+        self.assertEqual(self.agent.metric("lookout_dropped_items_total", reason="reserved_name",
+                                           signal="metrics", exporter="prometheus"), 10)
+        self.wait_value('reserved_neighbour_bytes{job="reserved-svc"}', 5.0,
+                        "the metric beside the reserved ones")
+
+        status, body = self.agent.http_get("/metrics")
+        self.assertEqual(status, 200)
+        text = body.decode()
+        for name in ("process_cpu_seconds_total", "process_open_fds",
+                     "process_resident_memory_bytes"):
+            self.assertEqual(text.count("# TYPE %s " % name), 1, name)
+            self.assertEqual(text.count("# HELP %s " % name), 1, name)
+        self.assertNotIn("# TYPE process_cpu_seconds ", text)
+        self.assertNotIn("lookout_custom", text)
+        for line in text.splitlines():
+            if 'job="reserved-svc"' in line:
+                self.assertTrue(line.startswith("reserved_neighbour_bytes{"), line)
+        check = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True,
+                               timeout=30)
+        self.assertEqual(check.returncode, 0, "promtool check metrics:\n%s%s"
+                         % (check.stdout.decode(), check.stderr.decode()))
+
+        url = "http://127.0.0.1:%d/metrics" % self.agent.admin_port
+        r = urllib.request.Request(url, headers={
+            "Accept": "application/openmetrics-text;version=1.0.0"})
+        with urllib.request.urlopen(r, timeout=HTTP_TIMEOUT) as resp:
+            om = resp.read().decode()
+        self.assertTrue(om.endswith("# EOF\n"), om[-200:])
+        for family in ("process_cpu_seconds", "process_open_fds",
+                       "process_resident_memory_bytes"):
+            self.assertEqual(om.count("# TYPE %s " % family), 1, family)
+
+        logged = []
+        for line in self.agent.stderr_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("msg", "").startswith("metric points dropped: the name is lookout's own"):
+                self.assertEqual(rec.get("exporter"), "prometheus", rec)
+                logged.append(rec.get("metric"))
+        self.assertEqual(sorted(logged), sorted(self.RESERVED), "each name logged once")
+
+        # The "expiry" agent's exporter has an endpoint of its own. Its series
+        # expire after 1s, so each look comes right after a fresh request.
+        own = "http://127.0.0.1:%d/metrics" % self.expiry_port
+        last = [""]
+
+        def taken():
+            self.post(self.reserved_request("own-endpoint-svc", time.time_ns(), histogram=False),
+                      agent=self.expiry_agent)
+            with urllib.request.urlopen(own, timeout=HTTP_TIMEOUT) as resp:
+                last[0] = resp.read().decode()
+            return all('%s{instance="own-endpoint-svc-1",job="own-endpoint-svc"' % name
+                       in last[0] for name in ("process_cpu_seconds_total", "process_open_fds",
+                                               "process_resident_memory_bytes",
+                                               "lookout_custom"))
+        self.assertTrue(wait_until(taken, 10.0, interval=0.2),
+                        "own endpoint:\n%s" % last[0])
+        self.assertIn(self.expiry_agent.metric("lookout_dropped_items_total",
+                                               reason="reserved_name"), (None, 0.0))
+
+        # Leave that listener as found (test_series_expire reads it): 1s expiry.
+        def gone():
+            with urllib.request.urlopen(own, timeout=HTTP_TIMEOUT) as resp:
+                return "own-endpoint-svc" not in resp.read().decode()
+        self.assertTrue(wait_until(gone, 10.0, interval=0.2), "own endpoint series not expired")
+
     def test_series_expire(self):
         """Agent "expiry" (metric_expiration 1s, its exporter on an endpoint of
         its own): a gauge reaches Prometheus, is

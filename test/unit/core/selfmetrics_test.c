@@ -315,6 +315,57 @@ START_TEST(process_metrics_registered)
 }
 END_TEST
 
+static bool reserved(const char *name)
+{
+    return lk_metrics_name_is_reserved(m, name, strlen(name));
+}
+
+/* The names an exposition after the registry's must not use: the families
+ * registered (the process_* ones here), in every form the text format and
+ * OpenMetrics give them, and all of lookout_, registered or not. */
+START_TEST(reserved_names)
+{
+    ck_assert(reserved("lookout_anything"));
+    ck_assert(reserved("lookout_"));
+    ck_assert(!reserved("lookout"));
+    ck_assert(!reserved("process_cpu_seconds_total")); /* nothing registered yet */
+    lk_platform_register_process_metrics(m);
+    lk_gauge_set(lk_metrics_gauge(m, "queue_count", "", ""), 1);
+    lk_histogram_observe(lk_metrics_histogram(m, "wait_seconds", "", "", NULL, 0), 1);
+    /* The same names. */
+    ck_assert(reserved("process_cpu_seconds_total"));
+    ck_assert(reserved("process_open_fds"));
+    ck_assert(reserved("process_max_fds"));
+    ck_assert(reserved("process_start_time_seconds"));
+    ck_assert(reserved("process_resident_memory_bytes"));
+    ck_assert(reserved("process_virtual_memory_bytes"));
+    /* process_cpu_seconds is that counter's OpenMetrics family; a counter
+     * process_open_fds_total would be OpenMetrics' family process_open_fds. */
+    ck_assert(reserved("process_cpu_seconds"));
+    ck_assert(reserved("process_open_fds_total"));
+    /* Sample names: a histogram queue has the sample queue_count; a gauge
+     * wait_seconds_sum is a sample of the histogram wait_seconds. */
+    ck_assert(reserved("queue"));
+    ck_assert(reserved("wait_seconds_sum"));
+    ck_assert(reserved("wait_seconds_bucket"));
+    /* A counter queue_count_total is OpenMetrics' family queue_count. */
+    ck_assert(reserved("queue_count_total"));
+    /* Names merely alike are not. */
+    ck_assert(!reserved("process_open"));
+    ck_assert(!reserved("process_open_fds_max"));
+    ck_assert(!reserved("process_cpu"));
+    ck_assert(!reserved("xprocess_open_fds"));
+    ck_assert(!reserved("wait"));
+    ck_assert(!reserved("target_info"));
+    ck_assert(!reserved("_total"));
+    /* |len| bounds the name: no NUL needed. */
+    ck_assert(lk_metrics_name_is_reserved(m, "process_open_fds_xyz", 16));
+    ck_assert(!lk_metrics_name_is_reserved(m, "process_open_fds", 15));
+    ck_assert(lk_metrics_name_is_reserved(NULL, "lookout_x", 9));
+    ck_assert(!lk_metrics_name_is_reserved(NULL, "process_open_fds", 16));
+}
+END_TEST
+
 /* Runs promtool on |text|; returns its exit status and output in |msg|. */
 static int promtool_check(const char *text, char *msg, size_t msglen)
 {
@@ -389,6 +440,7 @@ static Suite *suite(void)
         {"render_cap_reported", render_cap_reported},
         {"process_metrics_registered", process_metrics_registered},
         {"promtool_accepts", promtool_accepts},
+        {"reserved_names", reserved_names},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);

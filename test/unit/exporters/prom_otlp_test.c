@@ -3,7 +3,8 @@
  * protobuf-c) applied to a series store, read back as the exposition text.
  * Covers delta accumulation (sums and histograms) and its ordering rules,
  * restarts, the series cap, expiry, type conflicts, exponential histograms,
- * label merging and escaping, job/instance/target_info; and the remote
+ * label merging and escaping, job/instance/target_info, the names kept
+ * for lookout's own metrics on the same /metrics; and the remote
  * write bodies (prom_rw) made from the same store, read back by protobuf-c.
  */
 #include "exporters/prom_otlp.h"
@@ -15,8 +16,10 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/platform.h"
 #include "core/selfmetrics.h"
 #include "exporters/prom_rw.h"
+#include "exporters/prom_state.h"
 #include "prometheus/io/prometheus/client/metrics.pb-c.h"
 #include "prometheus/prompb/remote.pb-c.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
@@ -651,6 +654,70 @@ START_TEST(openmetrics_name_clashes)
 }
 END_TEST
 
+/* lookout's own names on the admin /metrics: a store rendered after the
+ * self-metrics (prom_state with |beside|) refuses them whatever the form
+ * (reason reserved_name), every time, and takes the rest; a store served
+ * alone (an endpoint of its own, remote write: no |beside|) takes them. */
+START_TEST(reserved_beside_self_metrics)
+{
+    lk_metrics *self = lk_metrics_create();
+    ck_assert_ptr_nonnull(self);
+    lk_platform_register_process_metrics(self);
+    struct lk_exporter_config cfg = {.name = "prometheus"};
+    cfg.prometheus.add_metric_suffixes = true;
+    lk_prom_store *fixture_store = store;
+    lk_prom_mapper *fixture_mapper = mapper;
+    double b[] = {1};
+    uint64_t c[] = {1, 0};
+    for (int beside = 1; beside >= 0; beside--) {
+        struct lk_prom_state ps;
+        ck_assert_int_eq(lk_prom_state_init(&ps, "prometheus", &cfg, self,
+                                             beside ? self : NULL), 0);
+        store = ps.store;
+        mapper = ps.mapper;
+        memset(&st, 0, sizeof(st));
+        /* process.cpu (s, monotonic sum) is process_cpu_seconds_total. */
+        ck_assert_int_eq(apply_number("process.cpu", "s", 1, CUMULATIVE, true, NULL, NULL,
+                                      5, 10, 1.5), 0);
+        ck_assert_int_eq(apply_number("process_open_fds", "", 0, 0, false, NULL, NULL,
+                                      0, 10, 7), 0);
+        /* A histogram process_cpu_seconds: OpenMetrics' name of the counter. */
+        ck_assert_int_eq(apply_hist("process.cpu", CUMULATIVE, 5, 10, b, 1, c, 0.5, 1), 0);
+        /* lookout_ is lookout's, registered or not. */
+        ck_assert_int_eq(apply_number("lookout.queue.size", "", 0, 0, false, NULL, NULL,
+                                      0, 10, 3), 0);
+        ck_assert_int_eq(apply_number("queue.depth", "", 0, 0, false, NULL, NULL, 0, 10, 2),
+                         0);
+        HAS("queue_depth{" LBL "} 2");
+        const char *r = render();
+        if (beside) {
+            ck_assert_uint_eq(st.dropped[LK_PROM_DROP_RESERVED], 4);
+            ck_assert_ptr_null(strstr(r, "process_"));
+            ck_assert_ptr_null(strstr(r, "lookout_"));
+            /* Refused each time, not only when first seen. */
+            apply_number("process_open_fds", "", 0, 0, false, NULL, NULL, 0, 20, 8);
+            ck_assert_uint_eq(st.dropped[LK_PROM_DROP_RESERVED], 5);
+            ck_assert_str_eq(lk_prom_drop_reason(LK_PROM_DROP_RESERVED), "reserved_name");
+        } else {
+            ck_assert_uint_eq(st.dropped[LK_PROM_DROP_RESERVED], 0);
+            HAS("process_cpu_seconds_total{" LBL "} 1.5");
+            HAS("process_open_fds{" LBL "} 7");
+            HAS("lookout_queue_size{" LBL "} 3");
+            /* Here the histogram meets the store's own counter. */
+            ck_assert_uint_eq(st.dropped[LK_PROM_DROP_TYPE_CONFLICT], 1);
+            st.dropped[LK_PROM_DROP_TYPE_CONFLICT] = 0;
+        }
+        for (int d = 0; d < LK_PROM_DROP_COUNT; d++)
+            if (d != LK_PROM_DROP_RESERVED)
+                ck_assert_uint_eq(st.dropped[d], 0);
+        lk_prom_state_fini(&ps);
+    }
+    store = fixture_store;
+    mapper = fixture_mapper;
+    lk_metrics_destroy(self);
+}
+END_TEST
+
 /* A refused exponential point leaves the series as it was. */
 START_TEST(refused_exponential_point_keeps_series)
 {
@@ -1126,6 +1193,7 @@ static Suite *suite(void)
         {"rw_labels", remote_write_label_text_parser},
         {"protobuf", protobuf_exposition},
         {"wire_cache", wire_cache},
+        {"reserved_self", reserved_beside_self_metrics},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);
