@@ -1,5 +1,5 @@
 /* lookout: process entry, command line and signals; the components are
- * service.c's. */
+ * service.c's, the tools `lookout top` and `lookout status` cli/'s. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "admin/admin.h"
+#include "cli/cli.h"
 #include "config/config.h"
 #include "core/compress.h"
 #include "core/err.h"
@@ -45,22 +46,29 @@ struct agent {
 
 static struct agent A;
 
-static void usage(FILE *f)
+static void usage(FILE *f, const char *default_config)
 {
     fprintf(f,
             "usage: lookout [-c FILE] [--check-config] [--version] [--help]\n"
+            "       lookout top [--admin URL] [-c FILE] [--interval DURATION]\n"
+            "       lookout status [--admin URL] [-c FILE] [--interval DURATION]\n"
             "\n"
             "A local telemetry agent: receives OTLP (gRPC and HTTP) from local processes,\n"
             "batches it and forwards it to the configured backends.\n"
             "\n"
-            "  -c, --config FILE   configuration file (default: config/lookout.yaml)\n"
+            "  -c, --config FILE   configuration file (default: %s)\n"
             "      --check-config  validate the configuration and exit (0 valid, 1 not)\n"
             "  -v, --version       print the version and exit\n"
             "  -h, --help          print this help and exit\n"
             "\n"
             "Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT drain queued data\n"
             "(up to shutdown_timeout) and exit.\n"
-            "Exit codes: 0 ok, 1 invalid configuration, 2 usage, 3 start-up failure.\n");
+            "Exit codes: 0 ok, 1 invalid configuration, 2 usage, 3 start-up failure.\n"
+            "\n"
+            "Tools (lookout top --help, lookout status --help):\n"
+            "  top                 a live view of a running agent, from its admin endpoint\n"
+            "  status              the same once, as plain text, for scripts\n",
+            default_config);
 }
 
 static void reload_timer_cb(uv_timer_t *t);
@@ -240,6 +248,9 @@ static int run(void)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && lk_cli_is_command(argv[1]))
+        return lk_cli_main(argc - 1, argv + 1);
+
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, 'C'},
@@ -247,7 +258,9 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = "config/lookout.yaml";
+    char default_path[4096];
+    lk_cli_default_config(default_path, sizeof(default_path));
+    const char *path = default_path;
     bool check_only = false;
     int ch;
 
@@ -263,15 +276,15 @@ int main(int argc, char **argv)
             printf("lookout %s (%s)\n", LK_VERSION, lk_compress_libraries());
             return EXIT_OK;
         case 'h':
-            usage(stdout);
+            usage(stdout, default_path);
             return EXIT_OK;
         default:
-            usage(stderr);
+            usage(stderr, default_path);
             return EXIT_USAGE;
         }
     }
     if (optind != argc) {
-        usage(stderr);
+        usage(stderr, default_path);
         return EXIT_USAGE;
     }
 
