@@ -620,6 +620,8 @@ LITERALS_EXPLAINED = {
     # selfmetrics.h: the prefix the prometheus exporter reserves on the admin
     # /metrics (reason="reserved_name"), not a family.
     "lookout_": "the reserved prefix",
+    # cli/status.c: the prefix of the families `lookout status` reads.
+    "process_": "a prefix",
 }
 
 
@@ -1238,21 +1240,22 @@ class Cli:
 
 def cli_doc_tables(doc, subcommands):
     """{command: {flag: where}} from the tables of |doc| whose first column is
-    `flag`; a table belongs to the subcommand its heading names, else to lookout."""
+    `flag`; a table belongs to the subcommands its heading names (each of them,
+    when it names several: "`lookout top` and `lookout status`"), else to lookout."""
     out = {}
     for t in doc.tables():
         if t.header[0] not in ("flag", "flags", "option"):
             continue
         words = set(re.findall(r"[a-z][a-z0-9-]*", t.heading.lower()))
-        named = sorted(words & subcommands)
-        cmd = named[0] if len(named) == 1 else ""
+        cmds = sorted(words & subcommands) or [""]
         for i, cells in t.rows:
             for tok in ticked(cells[0]):
                 flag = tok.split()[0].split("=")[0]
                 if not flag.startswith("-"):
                     raise ParseError("%s: flag cell %r: expected flags in backticks"
                                      % (doc.where(i), cells[0]))
-                out.setdefault(cmd, {}).setdefault(flag, doc.where(i))
+                for cmd in cmds:
+                    out.setdefault(cmd, {}).setdefault(flag, doc.where(i))
     return out
 
 
@@ -1324,6 +1327,16 @@ def check_cli_lines(cli, docs):
     return problems
 
 
+def check_man_page(cli):
+    """Every flag of every --help is in the man page, docs/lookout.8 (groff
+    writes a dash as \\-)."""
+    with open(os.path.join(REPO, "docs", "lookout.8"), encoding="utf-8") as f:
+        man = f.read().replace("\\-", "-")
+    return ["%s (`lookout %s--help`) is not in docs/lookout.8" % (flag, cmd + " " if cmd else "")
+            for cmd, flags in sorted(cli.flags.items()) for flag in sorted(flags)
+            if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(flag), man)]
+
+
 # ---------------------------------------------------------------- running it all
 
 def doc_checks(facts, texts):
@@ -1352,6 +1365,7 @@ def doc_checks(facts, texts):
         out["every --help flag is in docs/cli.md"] = missing
         out["lookout command lines in README.md and docs/*.md use real flags"] = \
             check_cli_lines(cli, docs)
+        out["every --help flag is in the man page"] = check_man_page(cli)
     return out
 
 
