@@ -379,21 +379,24 @@ I_MAN = $(DESTDIR)$(MANDIR)/man8
 
 install: deps-build
 	@$(MAKE) --no-print-directory all
-	@case '$(PREFIX)' in /*) ;; *) echo "install: PREFIX must be an absolute path: $(PREFIX)"; exit 1 ;; esac
+	@case '$(PREFIX)' in /?*) ;; *) echo "install: PREFIX must be an absolute path: '$(PREFIX)'"; exit 1 ;; esac
 	install -d $(I_BIN) $(I_CONF) $(I_MAN)
 	install -m 0755 $(B)/lookout $(I_BIN)/lookout.new
 	mv -f $(I_BIN)/lookout.new $(I_BIN)/lookout
+	install -m 0644 docs/lookout.8 $(I_MAN)/lookout.8
 	@if [ -e $(I_CONF)/lookout.yaml ]; then \
 	  echo "install: keeping $(I_CONF)/lookout.yaml (compare it with config/lookout.yaml)"; \
+	  $(I_BIN)/lookout --check-config -c $(I_CONF)/lookout.yaml >/dev/null 2>&1 || \
+	    echo "install: warning: $(I_CONF)/lookout.yaml does not validate here (lookout --check-config); its \$${VAR}s may be set only in the service's environment (lookout.env)"; \
 	else echo "install -m 0644 config/lookout.yaml $(I_CONF)/lookout.yaml"; \
-	  install -m 0644 config/lookout.yaml $(I_CONF)/lookout.yaml; fi
-	install -m 0644 docs/lookout.8 $(I_MAN)/lookout.8
-	@$(I_BIN)/lookout --check-config -c $(I_CONF)/lookout.yaml >/dev/null || \
-	  { echo "install: $(I_CONF)/lookout.yaml is not valid (lookout --check-config)"; exit 1; }
+	  install -m 0644 config/lookout.yaml $(I_CONF)/lookout.yaml && \
+	  $(I_BIN)/lookout --check-config -c $(I_CONF)/lookout.yaml >/dev/null || \
+	    { echo "install: $(I_CONF)/lookout.yaml is not valid (lookout --check-config)"; exit 1; }; fi
 	@echo "install: $(BINDIR)/lookout, config $(SYSCONFDIR)/lookout/lookout.yaml, man lookout(8)"
 
 # Removes the binary and the man page; the config stays unless PURGE=1.
 uninstall:
+	@case '$(PREFIX)' in /?*) ;; *) echo "uninstall: PREFIX must be an absolute path: '$(PREFIX)'"; exit 1 ;; esac
 	rm -f $(I_BIN)/lookout $(I_MAN)/lookout.8
 	@if [ "$(PURGE)" = 1 ]; then echo "rm -rf $(I_CONF)"; rm -rf $(I_CONF); \
 	elif [ -e $(I_CONF) ]; then echo "uninstall: keeping $(I_CONF) (make uninstall PURGE=1 removes it)"; fi

@@ -319,6 +319,23 @@ done()
     }
     check "make install again keeps an edited config" keep_config
 
+    # A kept config whose ${VAR}s only the service's environment sets (the
+    # unit's lookout.env): a reinstall warns, and installs.
+    keep_env_config() {
+        c=$R/usr/local/etc/lookout/lookout.yaml
+        cp "$c" "$T/kept.yaml"
+        # shellcheck disable=SC2016  # a ${VAR} for lookout, not for sh
+        printf 'exporters:\n  otlp:\n    endpoint: ${LOOKOUT_CHECK_UNSET_VAR}\n' >> "$c"
+        o=$(env -u LOOKOUT_CHECK_UNSET_VAR make -C "$repo" --no-print-directory install \
+            PREFIX=/usr/local DESTDIR="$R" 2>&1)
+        rc=$?
+        cp "$T/kept.yaml" "$c"
+        [ "$rc" -eq 0 ] || { printf '%s\n' "$o"; echo "make install failed on a kept config"; return 1; }
+        printf '%s\n' "$o" | grep -q "warning: .*does not validate here" ||
+            { printf '%s\n' "$o"; echo "no warning"; return 1; }
+    }
+    check "make install keeps a config that needs the service's environment, with a warning" keep_env_config
+
     uninstall_keeps() {
         mk uninstall > /dev/null || return 1
         for f in bin/lookout share/man/man8/lookout.8; do

@@ -153,7 +153,19 @@ check_installed() {
         [ -n "$dry" ] || die "$bin_dir/lookout or $conf missing: run make install PREFIX=$prefix first"
         echo "note: $bin_dir/lookout is not installed yet (make install); a real run stops here"
     fi
-    run "$bin_dir/lookout" --check-config -c "$conf"
+    # The unit reads its ${VAR}s from lookout.env (EnvironmentFile=): check the
+    # config with them, as the service will see it.
+    if [ -r "$conf_dir/lookout.env" ]; then
+        echo "+ (set -a; . $conf_dir/lookout.env; $bin_dir/lookout --check-config -c $conf)"
+        [ -n "$dry" ] || (
+            set -a
+            # shellcheck disable=SC1091  # the user's file, not ours to follow
+            . "$conf_dir/lookout.env"
+            "$bin_dir/lookout" --check-config -c "$conf"
+        )
+    else
+        run "$bin_dir/lookout" --check-config -c "$conf"
+    fi
 }
 
 # --- macOS: LaunchAgent in the user's gui domain

@@ -120,6 +120,8 @@ int lk_cli_parse_interval(const char *s, double *seconds)
         mult = 0.001;
     else if (strcmp(end, "m") == 0)
         mult = 60;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600;
     else if (strcmp(end, "s") != 0 && *end != '\0')
         return LK_EINVAL;
     v *= mult;
@@ -164,7 +166,6 @@ static int resolve(const char *cmd, const char *admin, const char *config,
                    struct lk_cli_target *t)
 {
     char err[256], path[4096];
-    lk_config *cfg = NULL;
     char *errors = NULL;
 
     if (admin != NULL) {
@@ -181,9 +182,13 @@ static int resolve(const char *cmd, const char *admin, const char *config,
                        : LK_CLI_EXIT_FAILURE;
         config = path;
     }
-    /* A configuration that does not load names no endpoint we could trust:
-     * guessing the default might show another agent. */
-    int rc = lk_config_load(config, &cfg, &errors);
+    /* Only admin.endpoint is read: the running agent may well run an older
+     * version of a file that no longer validates, or one whose other ${VAR}s
+     * only the service's environment sets. A file whose admin.endpoint cannot
+     * be read names no endpoint we could trust: guessing the default might
+     * show another agent. */
+    char *endpoint = NULL;
+    int rc = lk_config_load_admin_endpoint(config, &endpoint, &errors);
     if (rc < 0) {
         fprintf(stderr, "lookout %s: cannot take the admin endpoint from %s:\n%s", cmd, config,
                 errors != NULL ? errors : lk_strerror(rc));
@@ -193,10 +198,10 @@ static int resolve(const char *cmd, const char *admin, const char *config,
         free(errors);
         return LK_CLI_EXIT_CONFIG;
     }
-    rc = lk_cli_target_parse(cfg->admin.endpoint, t, err, sizeof(err));
+    rc = lk_cli_target_parse(endpoint, t, err, sizeof(err));
     if (rc < 0)
         fprintf(stderr, "lookout %s: admin.endpoint of %s: %s\n", cmd, config, err);
-    lk_config_destroy(cfg);
+    free(endpoint);
     return rc < 0 ? LK_CLI_EXIT_CONFIG : LK_CLI_EXIT_OK;
 }
 
@@ -328,7 +333,12 @@ int lk_cli_main(int argc, char **argv)
             fprintf(stderr, "lookout %s: %s needs a value\n", cmd, argv[optind - 1]);
             return LK_CLI_EXIT_USAGE;
         default:
-            fprintf(stderr, "lookout %s: unknown option %s\n", cmd, argv[optind - 1]);
+            /* optopt names a short option (also one inside "-zq"); a long one
+             * leaves it 0 and is the argument just read. */
+            if (optopt != 0)
+                fprintf(stderr, "lookout %s: unknown option -%c\n", cmd, optopt);
+            else
+                fprintf(stderr, "lookout %s: unknown option %s\n", cmd, argv[optind - 1]);
             usage(stderr, cmd);
             return LK_CLI_EXIT_USAGE;
         }

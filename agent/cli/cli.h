@@ -37,7 +37,8 @@ int lk_cli_main(int argc, char **argv);
 /*
  * Writes the configuration path used when -c is absent into |buf|:
  * PREFIX/etc/lookout/lookout.yaml, resolved, when the executable is
- * PREFIX/bin/lookout and that file exists; else "config/lookout.yaml"
+ * PREFIX/bin/lookout (any directory: ../etc/lookout/lookout.yaml beside
+ * the executable's) and that file exists; else "config/lookout.yaml"
  * (relative to the working directory).
  */
 void lk_cli_default_config(char *buf, size_t len);

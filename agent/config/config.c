@@ -1095,37 +1095,109 @@ static void file_error(char **errors, const char *path, const char *what)
     *errors = (char *)lk_buf_detach(&b, NULL);
 }
 
-int lk_config_load(const char *path, lk_config **out, char **errors)
+/* Reads |path| whole (at most FILE_MAX bytes) into a malloc'd |*text|. */
+static int read_config_file(const char *path, char **text, size_t *len, char **errors)
 {
-    *out = NULL;
-    if (errors != NULL)
-        *errors = NULL;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         file_error(errors, path, strerror(errno));
         return LK_EIO;
     }
     /* One byte more than the limit tells a file at the limit from a larger one. */
-    char *text = malloc(FILE_MAX + 1);
-    if (text == NULL) {
+    char *t = malloc(FILE_MAX + 1);
+    if (t == NULL) {
         fclose(f);
         return LK_ENOMEM;
     }
-    size_t n = fread(text, 1, FILE_MAX + 1, f);
+    size_t n = fread(t, 1, FILE_MAX + 1, f);
     int rerr = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
     if (rerr != 0) {
-        free(text);
+        free(t);
         file_error(errors, path, strerror(rerr));
         return LK_EIO;
     }
     if (n > FILE_MAX) {
-        free(text);
+        free(t);
         file_error(errors, path, "the config file is larger than 1 MiB");
         return LK_ECONFIG;
     }
-    int rc = lk_config_parse(path, text, n, out, errors);
+    *text = t;
+    *len = n;
+    return 0;
+}
+
+int lk_config_load(const char *path, lk_config **out, char **errors)
+{
+    char *text;
+    size_t n;
+
+    *out = NULL;
+    if (errors != NULL)
+        *errors = NULL;
+    int rc = read_config_file(path, &text, &n, errors);
+    if (rc < 0)
+        return rc;
+    rc = lk_config_parse(path, text, n, out, errors);
     free(text);
+    return rc;
+}
+
+/* The value of |key| in mapping |map|, or NULL. */
+static const lk__ynode *map_value(const lk__ynode *map, const char *key)
+{
+    if (map == NULL || map->kind != LK_YNODE_MAP)
+        return NULL;
+    for (size_t i = 0; i + 1 < map->nkids; i += 2) {
+        const lk__ynode *k = map->kids[i];
+        if (!k->dup && k->kind == LK_YNODE_SCALAR && strcmp(k->str, key) == 0)
+            return map->kids[i + 1];
+    }
+    return NULL;
+}
+
+int lk_config_load_admin_endpoint(const char *path, char **endpoint, char **errors)
+{
+    lk__config_diag d;
+    lk__ydoc *doc = NULL;
+    struct ctx c = {0};
+    char *text, *ep = NULL;
+    size_t n;
+
+    *endpoint = NULL;
+    if (errors != NULL)
+        *errors = NULL;
+    int rc = read_config_file(path, &text, &n, errors);
+    if (rc < 0)
+        return rc;
+    lk__config_diag_init(&d, path);
+    c.d = &d;
+    rc = lk__config_yaml_parse(&doc, path, text, n, &d);
+    free(text);
+    if (rc == 0) {
+        const lk__ynode *v = map_value(map_value(doc->root, "admin"), "endpoint");
+        if (v == NULL || (v->kind == LK_YNODE_SCALAR && v->plain &&
+                          (v->len == 0 || strcmp(v->str, "~") == 0 || strcmp(v->str, "null") == 0)))
+            ep = cfg_xstrdup(&c, "127.0.0.1:9464");
+        else if (v->kind != LK_YNODE_SCALAR)
+            ERR(&c, v, "admin.endpoint: expected host:port, got a %s",
+                v->kind == LK_YNODE_MAP ? "mapping" : "list");
+        else
+            ep = expand(&c, v, "admin.endpoint");
+    }
+    if (rc == LK_ENOMEM || c.oom || d.oom)
+        rc = LK_ENOMEM;
+    else if (rc == LK_ECONFIG || d.n > 0 || d.dropped > 0 || ep == NULL)
+        rc = LK_ECONFIG;
+    lk__config_ydoc_destroy(doc);
+    if (rc == 0)
+        *endpoint = ep;
+    else {
+        free(ep);
+        if (rc == LK_ECONFIG && errors != NULL)
+            *errors = lk__config_diag_text(&d);
+    }
+    lk__config_diag_fini(&d);
     return rc;
 }
 

@@ -232,6 +232,16 @@ int lk_config_parse(const char *name, const char *text, size_t len,
                     lk_config **out, char **errors);
 void lk_config_destroy(lk_config *c);
 
+/*
+ * Reads only `admin.endpoint` of |path| (with ${VAR} expanded; the default
+ * when absent), for tools that ask a running agent: the rest of the file is
+ * not validated, so a file the agent would refuse, or that names secrets only
+ * the service's environment has, still says where its admin listener is.
+ * Returns 0 and a malloc'd |*endpoint|, or LK_ECONFIG / LK_EIO / LK_ENOMEM
+ * with |*errors| as for lk_config_load.
+ */
+int lk_config_load_admin_endpoint(const char *path, char **endpoint, char **errors);
+
 const char *lk_signal_name(enum lk_signal s); /* "traces", "metrics", "logs" */
 
 /* How an exporter compresses its requests (NONE, GZIP or ZSTD): its

@@ -13,7 +13,7 @@
 #                                  started without -c (it finds the installed
 #                                  config), must get ready; `lookout status`
 #                                  must exit 0 and name the receivers; after
-#                                  SIGTERM it must exit non-zero (unreachable);
+#                                  SIGTERM it must exit 3 (unreachable);
 #                                  make uninstall removes the binary
 #   4. make test                   must pass; its summary lines are printed
 # Ends with "fresh-check: passed in Ns" or "fresh-check: FAILED (...)".
@@ -272,15 +272,25 @@ if [ -z "$ready" ]; then
 fi
 in_root '/usr/local/bin/lookout status' > "$LOG.status" 2>&1
 rc=$?
-agent=$(pgrep -f '^/usr/local/bin/lookout$' 2>/dev/null)
+# $inst is the subshell running chroot, whose one child is the agent (chroot,
+# env and sh exec into it), or, when the shell exec'd chroot as its last
+# command, the agent itself: SIGTERM to it, as a service manager would.
+agent=$(cat "/proc/$inst/task/$inst/children" 2>/dev/null)
+if [ -z "$agent" ] && tr '\0' '\n' < "/proc/$inst/cmdline" 2>/dev/null | head -n 1 |
+    grep -qx /usr/local/bin/lookout; then
+    agent=$inst
+fi
 [ -n "$agent" ] && kill -TERM $agent
+i=0
+while kill -0 $inst 2>/dev/null && [ $i -lt 30 ]; do sleep 1; i=$((i + 1)); done
+kill -0 $inst 2>/dev/null && { [ -n "$agent" ] && kill -KILL $agent; fail "the installed lookout did not exit on SIGTERM"; }
 wait $inst 2>/dev/null
 [ "$rc" = 0 ] || { cat "$LOG.status"; fail "lookout status exited $rc with the agent ready"; }
 grep -q otlp "$LOG.status" || { cat "$LOG.status"; fail "lookout status named no otlp receiver"; }
 echo "ok   make install: the installed lookout started from its installed config; lookout status exited 0"
 in_root '/usr/local/bin/lookout status' > "$LOG.status2" 2>&1
 rc=$?
-[ "$rc" != 0 ] || fail "lookout status exited 0 with no agent running"
+[ "$rc" = 3 ] || { cat "$LOG.status2"; fail "lookout status exited $rc with no agent running (3: unreachable)"; }
 in_root 'cd /src/lookout && make uninstall' > "$LOG.uninstall" 2>&1 ||
     { tail -n 20 "$LOG.uninstall"; fail "make uninstall"; }
 [ ! -e "$ROOT/usr/local/bin/lookout" ] || fail "make uninstall left /usr/local/bin/lookout"

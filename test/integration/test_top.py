@@ -189,6 +189,35 @@ class StatusTest(StatusBase):
         self.check_report(r.stdout, rates=False)
         self.assertIn("http://127.0.0.1:%d" % self.agent.admin_port, r.stdout)
 
+    def test_endpoint_from_a_file_that_does_not_validate(self):
+        """Only admin.endpoint is read: an edited file the agent would refuse, or
+        one naming secrets only the service's environment sets, still says where
+        the running agent is; an admin.endpoint that cannot be read is exit 4."""
+        d = tempfile.mkdtemp(prefix="lk-cfg-")
+        self.addCleanup(shutil.rmtree, d, True)
+        env = dict(os.environ)
+        env.pop("LOOKOUT_TEST_UNSET_TOKEN", None)
+        env["LOOKOUT_TEST_ADMIN_PORT"] = str(self.agent.admin_port)
+        edited = os.path.join(d, "edited.yaml")
+        with open(edited, "w") as f:
+            f.write("admin:\n  endpoint: 127.0.0.1:${LOOKOUT_TEST_ADMIN_PORT}\n"
+                    "exporters:\n  otlp:\n    endpoint: ${LOOKOUT_TEST_UNSET_TOKEN}\n"
+                    "no_such_key: 1\n")
+        r = subprocess.run([BIN, "--check-config", "-c", edited], capture_output=True,
+                           text=True, timeout=CLI_TIMEOUT, env=env)
+        self.assertEqual(r.returncode, 1, r.stderr)   # the agent would refuse it
+        r = subprocess.run([BIN, "status", "-c", edited, "--interval", "0"],
+                           capture_output=True, text=True, timeout=CLI_TIMEOUT, env=env)
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        self.assertIn("http://127.0.0.1:%d" % self.agent.admin_port, r.stdout)
+        unset = os.path.join(d, "unset.yaml")
+        with open(unset, "w") as f:
+            f.write("admin:\n  endpoint: ${LOOKOUT_TEST_UNSET_TOKEN}\n")
+        r = subprocess.run([BIN, "status", "-c", unset, "--interval", "0"],
+                           capture_output=True, text=True, timeout=CLI_TIMEOUT, env=env)
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertIn("LOOKOUT_TEST_UNSET_TOKEN", r.stderr)
+
     def test_default_config_of_an_installed_binary(self):
         """PREFIX/bin/lookout reads PREFIX/etc/lookout/lookout.yaml when -c is absent:
         status takes the admin endpoint from there, --check-config names it."""

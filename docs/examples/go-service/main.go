@@ -36,8 +36,8 @@ import (
 // Prometheus client metrics, in a registry of the service's own: the bridge in
 // setupOTel sends what it holds over OTLP with the rest, so nothing has to
 // scrape this process. Not the default registry: its process_* collector has
-// the names of lookout's own metrics, which would then appear twice on
-// lookout's /metrics.
+// the names of lookout's own metrics, which lookout drops from its /metrics
+// (reason="reserved_name") rather than serve one name twice.
 var (
 	promReg      = prometheus.NewRegistry()
 	ordersPlaced = promauto.With(promReg).NewCounter(prometheus.CounterOpts{
