@@ -71,7 +71,10 @@ START_TEST(intervals)
     ck_assert(v == 0);
     ck_assert_int_eq(lk_cli_parse_interval("", &v), LK_EINVAL);
     ck_assert_int_eq(lk_cli_parse_interval("-1s", &v), LK_EINVAL);
-    ck_assert_int_eq(lk_cli_parse_interval("1h", &v), LK_EINVAL);
+    ck_assert_int_eq(lk_cli_parse_interval("1h", &v), 0); /* the bound itself */
+    ck_assert(v == 3600);
+    ck_assert_int_eq(lk_cli_parse_interval("2h", &v), LK_EINVAL);
+    ck_assert_int_eq(lk_cli_parse_interval("1d", &v), LK_EINVAL);
     ck_assert_int_eq(lk_cli_parse_interval("2 s", &v), LK_EINVAL);
     ck_assert_int_eq(lk_cli_parse_interval("61m", &v), LK_EINVAL);
     ck_assert_int_eq(lk_cli_parse_interval("nan", &v), LK_EINVAL);
