@@ -17,7 +17,6 @@
 #define DEFAULT_IDLE_TIMEOUT_MS 60000
 #define DEFAULT_REQUEST_TIMEOUT_MS 30000
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
-#define LISTEN_BACKLOG 128
 #define READ_BUF_BYTES (16 * 1024)
 /* After the last response of a connection, how long unread input is drained
  * before closing (see begin_linger). */
@@ -962,7 +961,7 @@ int lk_httpd_create(lk_httpd **out, uv_loop_t *loop,
     memcpy(h->closed, o->closed, sizeof(h->closed));
     h->on_reject = o->on_reject;
     h->reject_arg = o->reject_arg;
-    int rc = lk_listener_start(&h->listener, loop, o->endpoint, LISTEN_BACKLOG,
+    int rc = lk_listener_start(&h->listener, loop, o->endpoint, LK_LISTEN_BACKLOG,
                                on_connection, h);
     if (rc < 0) {
         if (lk_listener_is_open(&h->listener)) {

@@ -29,6 +29,12 @@ typedef struct lk_listener {
  */
 int lk_listener_start(lk_listener *l, uv_loop_t *loop, const char *endpoint,
                       int backlog, uv_connection_cb on_conn, void *data);
+/* The backlog every listener asks for (the kernel caps it at somaxconn). A
+ * burst of connections (hundreds of clients reconnecting at once, or a flood
+ * of idle ones) must not overflow it: a SYN dropped there costs the client
+ * the kernel's 1 s retransmit, for a connection lookout would have accepted
+ * (or evicted an idle one for) within a loop turn. */
+#define LK_LISTEN_BACKLOG 1024
 /* True once the handle is initialised (after LK_ESYS too) and not closing. */
 int lk_listener_is_open(const lk_listener *l);
 /* Closes the handle; |close_cb| gets the handle (may be NULL). Frees |path|. */

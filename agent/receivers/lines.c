@@ -26,6 +26,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/membudget.h"
+#include "core/net.h"
 #include "core/pbwire.h"
 #include "core/severity.h"
 #include "core/utf8.h"
@@ -1460,7 +1461,7 @@ int lk_lines_start(lk_lines **out, uv_loop_t *loop, const char *name,
         if (e != 0)
             close(fd); /* not the handle's: closing it would not */
         else
-            e = uv_listen((uv_stream_t *)&r->listener, 128, on_connection);
+            e = uv_listen((uv_stream_t *)&r->listener, LK_LISTEN_BACKLOG, on_connection);
         if (e != 0) {
             lk_log(LK_LOG_ERROR, "cannot listen on the line socket",
                    LK_S("receiver", name) LK_S("error", uv_strerror(e)));

@@ -1195,7 +1195,7 @@ int lk_otlp_grpc_start(lk_otlp_grpc **out, uv_loop_t *loop, const char *name,
                            "Connections the receiver closed on its own, by reason.", labels,
                            r->conn_closed);
 
-    rc = lk_listener_start(&r->listener, loop, cfg->endpoint, 128, on_connection, r);
+    rc = lk_listener_start(&r->listener, loop, cfg->endpoint, LK_LISTEN_BACKLOG, on_connection, r);
     if (rc < 0)
         goto err_cbs;
     lk_log(LK_LOG_INFO, "otlp grpc receiver listening", LK_S("receiver", name)
