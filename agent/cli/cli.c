@@ -19,7 +19,7 @@
 #include "core/err.h"
 
 /* Where the admin listener is when no configuration says. */
-#define DEFAULT_ADMIN "127.0.0.1:9464"
+#define DEFAULT_ADMIN LK_CONFIG_ADMIN_DEFAULT
 /* Each request to the admin endpoint, in all: a local agent answers in
  * milliseconds; one that does not within this is as good as down. */
 #define REQUEST_TIMEOUT_MS 3000L

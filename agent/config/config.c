@@ -1056,7 +1056,7 @@ int lk_config_parse(const char *name, const char *text, size_t len,
     c.cfg->log_level = LK_LOG_INFO;
     c.cfg->shutdown_timeout_ms = 5 * MS_S;
     c.cfg->memory_limit = 256 * MIB;
-    c.cfg->admin.endpoint = cfg_xstrdup(&c, "127.0.0.1:9464");
+    c.cfg->admin.endpoint = cfg_xstrdup(&c, LK_CONFIG_ADMIN_DEFAULT);
 
     rc = lk__config_yaml_parse(&doc, name, text, len, &d);
     if (rc == 0)
@@ -1176,14 +1176,10 @@ int lk_config_load_admin_endpoint(const char *path, char **endpoint, char **erro
     free(text);
     if (rc == 0) {
         const lk__ynode *v = map_value(map_value(doc->root, "admin"), "endpoint");
-        if (v == NULL || (v->kind == LK_YNODE_SCALAR && v->plain &&
-                          (v->len == 0 || strcmp(v->str, "~") == 0 || strcmp(v->str, "null") == 0)))
-            ep = cfg_xstrdup(&c, "127.0.0.1:9464");
-        else if (v->kind != LK_YNODE_SCALAR)
-            ERR(&c, v, "admin.endpoint: expected host:port, got a %s",
-                v->kind == LK_YNODE_MAP ? "mapping" : "list");
+        if (lk__config_ynode_is_null(v))
+            ep = cfg_xstrdup(&c, LK_CONFIG_ADMIN_DEFAULT);
         else
-            ep = expand(&c, v, "admin.endpoint");
+            ep = cfg_scalar_value(&c, v, "admin.endpoint", "host:port");
     }
     if (rc == LK_ENOMEM || c.oom || d.oom)
         rc = LK_ENOMEM;

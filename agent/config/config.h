@@ -241,6 +241,8 @@ void lk_config_destroy(lk_config *c);
  * with |*errors| as for lk_config_load.
  */
 int lk_config_load_admin_endpoint(const char *path, char **endpoint, char **errors);
+/* admin.endpoint when the file does not say. */
+#define LK_CONFIG_ADMIN_DEFAULT "127.0.0.1:9464"
 
 const char *lk_signal_name(enum lk_signal s); /* "traces", "metrics", "logs" */
 

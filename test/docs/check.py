@@ -45,7 +45,6 @@ import fnmatch
 import glob
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -218,41 +217,8 @@ def parse_docs(texts):
 
 # ---------------------------------------------------------------- ports
 
-def _ephemeral_low():
-    """The lowest port the kernel hands out for outgoing connections."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 49152     # IANA's range; macOS and the BSDs use it
-
-
-_PORT_LOW = 12000
-_PORT_HIGH = max(_PORT_LOW + 2000, min(_ephemeral_low(), 65536))
-_port_rng = random.Random(os.getpid() ^ int(time.time() * 1000))
-_ports_given = set()
-
-
-def free_ports(n):
-    """|n| distinct ports on 127.0.0.1 that were free a moment ago, drawn at random
-    below the ephemeral range, as test/integration/helpers.py does: a port from
-    bind(0) is in that range, where any outgoing connection on the machine may be
-    given it before the agent binds it."""
-    ports = []
-    while len(ports) < n:
-        port = _port_rng.randrange(_PORT_LOW, _PORT_HIGH)
-        if port in _ports_given:
-            continue
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        _ports_given.add(port)
-        ports.append(port)
-    return ports
+sys.path.insert(0, os.path.join(REPO, "test", "integration"))
+from ports import free_ports  # noqa: E402
 
 
 # ---------------------------------------------------------------- the running agent
